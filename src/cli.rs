@@ -1,0 +1,135 @@
+//! The command line: clap definitions only.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "retentionc", version, about = "Data-retention policies for PostgreSQL, compiled to reviewed SQL")]
+pub struct Cli {
+    /// Project settings file; its folder is the project root.
+    #[arg(long, global = true, default_value = "retentionc.yaml", value_name = "PATH")]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile policies/ into the SQL files under generated/.
+    Compile {
+        /// Write nothing; fail with a diff when generated/ is not what compile would write.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Show what apply would change in the live database, and what data it would expire.
+    Plan(PlanArgs),
+    /// Change the live database to match the policies, in one transaction.
+    Apply(ApplyArgs),
+    /// Run retention now: pg_partman maintenance, then the delete rules.
+    Run(RunArgs),
+    /// Show, per table, whether retention holds.
+    Status(StatusArgs),
+    /// Write policies describing tables already registered with pg_partman.
+    Import(ImportArgs),
+    /// Write a starter retentionc.yaml and an example policy.
+    Init {
+        /// Overwrite files that already exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the JSON Schema of the policy format (for editors' YAML language servers).
+    Schema,
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// How to reach the database: URL, else DATABASE_URL, else the libpq PG* variables.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// postgres://user@host:port/db?sslmode=verify-full&sslrootcert=ca.pem, or a libpq key=value string.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Output format; text on a terminal, else text too unless chosen.
+    #[arg(long, value_enum)]
+    pub format: Option<PlanFormat>,
+    /// Also save the plan, for `apply --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when nothing would change, 2 when changes are pending, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Apply without asking (required when not on a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Apply exactly this saved plan; refused if the database changed since.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Allow changes that expire existing data (shorter retention, new delete rules).
+    #[arg(long)]
+    pub allow_data_loss: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Only these tables (schema.table); may be repeated.
+    #[arg(long = "table", value_name = "NAME")]
+    pub tables: Vec<String>,
+    /// Show what would be dropped, detached, moved or deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: StatusFormat,
+    /// Exit 3 when a table holds data older than its policy allows.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Only these tables (schema.table); may be repeated.
+    #[arg(long = "table", value_name = "NAME")]
+    pub tables: Vec<String>,
+    /// Overwrite existing policy files.
+    #[arg(long)]
+    pub force: bool,
+}

@@ -1,0 +1,50 @@
+//! retentionc: data-retention policies for PostgreSQL, compiled to reviewed SQL.
+//!
+//! Pipeline: policy text -> (policy/) validated model -> (render) generated SQL;
+//! live database -> (catalog) live state -> (plan) changes -> (apply, run) database.
+//! This file only dispatches: parse arguments, run one command, map to an exit code.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use retentionc::cli::{Cli, Command};
+use retentionc::policy::error::PolicyErrors;
+use retentionc::{compile, policy};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if let Some(policy_errors) = err.downcast_ref::<PolicyErrors>() {
+                eprintln!("{policy_errors}");
+            } else {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Compile { check } => {
+            let project = policy::load_project(&cli.config)?;
+            if check {
+                let up_to_date = compile::check(&project, &mut stdout)?;
+                return Ok(if up_to_date { ExitCode::SUCCESS } else { ExitCode::from(1) });
+            }
+            compile::compile(&project, &mut stdout)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "retentionc", &mut stdout);
+            stdout.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        other => anyhow::bail!("`{other:?}` is not built yet"),
+    }
+}

@@ -1,0 +1,172 @@
+//! Walks a YAML node tree, collecting every error with its file, place and key.
+//!
+//! Shared by policy files and retentionc.yaml: typed getters that report "expected X,
+//! found Y", unknown keys with a suggestion, and a record of where each key stood.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::policy::error::PolicyError;
+use crate::policy::suggest;
+use crate::policy::yaml::{Key, Node, Pos, Value};
+
+pub struct Reader<'a> {
+    file: PathBuf,
+    text: &'a str,
+    pub errors: Vec<PolicyError>,
+    /// Where every key that was read stood, by dotted path.
+    pub positions: BTreeMap<String, Pos>,
+}
+
+/// The entries of one mapping, after unknown keys were reported.
+pub struct Fields<'n> {
+    path: String,
+    entries: Vec<(&'n Key, &'n Node)>,
+    pos: Pos,
+}
+
+impl<'n> Fields<'n> {
+    pub fn get(&self, name: &str) -> Option<&'n Node> {
+        self.entries.iter().find(|(k, _)| k.name == name).map(|(_, v)| *v)
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Dotted path of a key of this mapping.
+    pub fn path_of(&self, name: &str) -> String {
+        join(&self.path, name)
+    }
+
+    pub fn pos(&self) -> Pos {
+        self.pos
+    }
+}
+
+pub fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(file: &Path, text: &'a str) -> Reader<'a> {
+        Reader { file: file.to_path_buf(), text, errors: Vec::new(), positions: BTreeMap::new() }
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    pub fn error(&mut self, pos: Pos, key: &str, message: impl Into<String>) {
+        let line_text = self
+            .text
+            .lines()
+            .nth(pos.line.saturating_sub(1) as usize)
+            .map(|l| l.trim_end().to_string());
+        self.errors.push(PolicyError {
+            file: self.file.clone(),
+            pos,
+            key: key.to_string(),
+            message: message.into(),
+            line_text,
+        });
+    }
+
+    /// The node as a mapping with only `allowed` keys; reports others with a suggestion.
+    pub fn mapping<'n>(&mut self, node: &'n Node, path: &str, allowed: &[&str]) -> Option<Fields<'n>> {
+        let Value::Map(entries) = &node.value else {
+            let what = if path.is_empty() { "a policy" } else { "a mapping" };
+            self.error(node.pos, path, format!("expected {what} (key: value lines), found {}", node.value.kind()));
+            return None;
+        };
+        let mut kept = Vec::new();
+        for (key, value) in entries {
+            let key_path = join(path, &key.name);
+            if allowed.contains(&key.name.as_str()) {
+                self.positions.insert(key_path, key.pos);
+                kept.push((key, value));
+            } else {
+                let hint = match suggest::nearest(&key.name, allowed) {
+                    Some(near) => format!("; did you mean \"{near}\"?"),
+                    None => format!("; expected one of: {}", allowed.join(", ")),
+                };
+                self.error(key.pos, &key_path, format!("unknown key \"{}\"{hint}", key.name));
+            }
+        }
+        Some(Fields { path: path.to_string(), entries: kept, pos: node.pos })
+    }
+
+    pub fn require<'n>(&mut self, fields: &Fields<'n>, name: &str, what: &str) -> Option<&'n Node> {
+        let node = fields.get(name);
+        if node.is_none() {
+            let path = fields.path_of(name);
+            let owner = if fields.path.is_empty() { "the policy".to_string() } else { format!("\"{}\"", fields.path) };
+            self.error(fields.pos, &path, format!("missing required key \"{name}\" in {owner} ({what})"));
+        }
+        node
+    }
+
+    pub fn string(&mut self, node: &Node, path: &str, what: &str) -> Option<String> {
+        match &node.value {
+            Value::Str(s) => Some(s.clone()),
+            other => {
+                self.error(node.pos, path, format!("expected {what}, found {} ({other})", other.kind()));
+                None
+            }
+        }
+    }
+
+    pub fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
+        match &node.value {
+            Value::Bool(b) => Some(*b),
+            other => {
+                self.error(node.pos, path, format!("expected true or false, found {} ({other})", other.kind()));
+                None
+            }
+        }
+    }
+
+    /// A whole number within `range`.
+    pub fn integer(&mut self, node: &Node, path: &str, range: std::ops::RangeInclusive<i64>) -> Option<i64> {
+        match &node.value {
+            Value::Int(i) if range.contains(i) => Some(*i),
+            Value::Int(i) => {
+                self.error(node.pos, path, format!("expected a whole number from {} to {}, found {i}", range.start(), range.end()));
+                None
+            }
+            other => {
+                self.error(node.pos, path, format!("expected a whole number from {} to {}, found {} ({other})", range.start(), range.end(), other.kind()));
+                None
+            }
+        }
+    }
+
+    /// One of `names`, with a suggestion when misspelt.
+    pub fn choice(&mut self, node: &Node, path: &str, names: &[&str]) -> Option<String> {
+        let text = self.string(node, path, &format!("one of {}", names.join(", ")))?;
+        if names.contains(&text.as_str()) {
+            return Some(text);
+        }
+        let hint = suggest::nearest(&text, names).map(|n| format!(" (did you mean \"{n}\"?)")).unwrap_or_default();
+        self.error(node.pos, path, format!("expected one of {}, found \"{text}\"{hint}", names.join(", ")));
+        None
+    }
+
+    /// Runs a text parser on a string value, reporting its message at the value.
+    pub fn parsed<T>(
+        &mut self,
+        node: &Node,
+        path: &str,
+        what: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let text = self.string(node, path, what)?;
+        match parse(&text) {
+            Ok(value) => Some(value),
+            Err(message) => {
+                self.error(node.pos, path, message);
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! YAML text -> a tree of nodes that remember where they came from.
+//!
+//! Policies are read in two steps: serde-saphyr parses the text into this small,
+//! span-carrying tree, then `parse.rs` walks the tree and reports *every* problem it
+//! finds (serde alone stops at the first one and cannot suggest a misspelt key).
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+/// A place in a source file, 1-based, as editors show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    pub line: u64,
+    pub column: u64,
+}
+
+/// A YAML value together with the position of its first character.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub pos: Pos,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    /// Entries in file order; duplicate keys are already refused by the parser.
+    Map(Vec<(Key, Node)>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Key {
+    pub pos: Pos,
+    pub name: String,
+}
+
+impl Value {
+    /// How the value is called in "expected X, found Y" messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "nothing (null)",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "a number",
+            Value::Float(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => write!(f, "null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Str(s) => write!(f, "{s:?}"),
+            Value::Seq(_) => write!(f, "a list"),
+            Value::Map(_) => write!(f, "a mapping"),
+        }
+    }
+}
+
+/// A YAML syntax error, with the place the parser reports.
+#[derive(Debug, Clone)]
+pub struct SyntaxError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// Parses every YAML document in `text`. Empty documents are skipped.
+pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
+    let mut options = serde_saphyr::Options::default();
+    // A repeated key is a mistake in a reviewed policy, never an override.
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    options.with_snippet = false;
+    let docs: Vec<Option<Node>> =
+        serde_saphyr::from_str_multiple_with_options::<Option<Node>, Vec<Option<Node>>>(text, options)
+            .map_err(|err| {
+                let pos = err
+                    .location()
+                    .map(|l| Pos { line: l.line(), column: l.column() })
+                    .unwrap_or_default();
+                SyntaxError { pos, message: first_line(&err.to_string()) }
+            })?;
+    Ok(docs.into_iter().flatten().filter(|n| n.value != Value::Null).collect())
+}
+
+fn first_line(message: &str) -> String {
+    // serde-saphyr appends " at line X column Y"; the caller prints the place itself.
+    let line = message.lines().next().unwrap_or(message).trim();
+    match line.find(" at line ") {
+        Some(i) => line[..i].to_string(),
+        None => line.to_string(),
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = Spanned::<Value>::deserialize(deserializer)?;
+        Ok(Node {
+            pos: Pos { line: spanned.referenced.line(), column: spanned.referenced.column() },
+            value: spanned.value,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = Spanned::<KeyText>::deserialize(deserializer)?;
+        Ok(Key {
+            pos: Pos { line: spanned.referenced.line(), column: spanned.referenced.column() },
+            name: spanned.value.0,
+        })
+    }
+}
+
+/// Mapping keys are read as text whatever their YAML type (`1: x` has key "1").
+struct KeyText(String);
+
+impl<'de> Deserialize<'de> for KeyText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = KeyText;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a plain mapping key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<KeyText, E> {
+                Ok(KeyText("null".to_string()))
+            }
+        }
+        deserializer.deserialize_any(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ValueVisitor;
+        impl<'de> Visitor<'de> for ValueVisitor {
+            type Value = Value;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+                Value::deserialize(d)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+                Ok(Value::Bool(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+                Ok(Value::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+                Ok(i64::try_from(v).map(Value::Int).unwrap_or(Value::Float(v as f64)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+                Ok(Value::Float(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+                Ok(Value::Str(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+                Ok(Value::Str(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Node>()? {
+                    items.push(item);
+                }
+                Ok(Value::Seq(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<Key>()? {
+                    let value = map.next_value::<Node>()?;
+                    entries.push((key, value));
+                }
+                Ok(Value::Map(entries))
+            }
+        }
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map_of(node: &Node) -> &Vec<(Key, Node)> {
+        match &node.value {
+            Value::Map(entries) => entries,
+            other => panic!("expected a mapping, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_and_values_carry_their_line_and_column() {
+        let docs = parse_documents("table: public.t\nretention:\n  keep: 15 seconds\n").unwrap();
+        let top = map_of(&docs[0]);
+        assert_eq!(top[0].0.name, "table");
+        assert_eq!(top[0].0.pos, Pos { line: 1, column: 1 });
+        assert_eq!(top[0].1.pos, Pos { line: 1, column: 8 });
+        let retention = map_of(&top[1].1);
+        assert_eq!(retention[0].0.pos, Pos { line: 3, column: 3 });
+        assert_eq!(retention[0].1.value, Value::Str("15 seconds".into()));
+        assert_eq!(retention[0].1.pos, Pos { line: 3, column: 9 });
+    }
+
+    #[test]
+    fn scalars_keep_their_yaml_type() {
+        let docs = parse_documents("a: 4\nb: true\nc: \"4\"\nd:\ne: [1, x]\n").unwrap();
+        let top = map_of(&docs[0]);
+        assert_eq!(top[0].1.value, Value::Int(4));
+        assert_eq!(top[1].1.value, Value::Bool(true));
+        assert_eq!(top[2].1.value, Value::Str("4".into()));
+        assert_eq!(top[3].1.value, Value::Null);
+        assert!(matches!(top[4].1.value, Value::Seq(ref items) if items.len() == 2));
+    }
+
+    #[test]
+    fn a_repeated_key_is_an_error_with_a_place() {
+        let err = parse_documents("table: a.b\ntable: c.d\n").unwrap_err();
+        assert_eq!(err.pos.line, 2, "{err:?}");
+        assert!(err.message.to_lowercase().contains("duplicate"), "{err:?}");
+    }
+
+    #[test]
+    fn several_documents_are_read_and_empty_ones_skipped() {
+        let docs = parse_documents("---\na: 1\n---\n---\nb: 2\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].pos.line, 5);
+    }
+
+    #[test]
+    fn broken_yaml_reports_a_place() {
+        let err = parse_documents("table: [unclosed\n").unwrap_err();
+        assert!(err.pos.line >= 1, "{err:?}");
+    }
+}
