@@ -14,3 +14,6 @@ pub mod config;
 pub mod model;
 pub mod policy;
 pub mod render;
+pub mod commands;
+pub mod db;
+pub mod plan;

@@ -11,7 +11,7 @@ use clap::{CommandFactory, Parser};
 
 use retentionc::cli::{Cli, Command};
 use retentionc::policy::error::PolicyErrors;
-use retentionc::{compile, policy};
+use retentionc::{commands, compile, policy};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -45,6 +45,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stdout.flush()?;
             Ok(ExitCode::SUCCESS)
         }
-        other => anyhow::bail!("`{other:?}` is not built yet"),
+        Command::Init { force } => commands::init(&cli.config, force),
+        Command::Schema => commands::schema(),
+        Command::Plan(args) => block_on(commands::plan(&cli.config, &args)),
+        Command::Apply(args) => block_on(commands::apply(&cli.config, &args)),
+        Command::Run(args) => block_on(commands::run(&cli.config, &args)),
+        Command::Status(args) => block_on(commands::status(&cli.config, &args)),
+        Command::Import(args) => block_on(commands::import(&cli.config, &args)),
     }
+}
+
+/// The database commands are async (tokio-postgres); one runtime per invocation.
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
+        .block_on(future)
 }
