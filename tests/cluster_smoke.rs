@@ -7,15 +7,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    make_test_certs, retentionc_bin, Cluster, ClusterOptions, Partman, CRON_DATABASE,
-    POLL_INTERVAL,
+    CRON_DATABASE, Cluster, ClusterOptions, POLL_INTERVAL, Partman, make_test_certs, retentionc_bin,
 };
 
 #[tokio::test]
 async fn both_partman_versions_in_one_shared_cluster() {
     let v4 = Cluster::shared().database(Partman::V4);
     let v5 = Cluster::shared().database(Partman::V5);
-    assert!(Arc::ptr_eq(&v4.cluster, &v5.cluster), "one shared cluster per test process");
+    assert!(
+        Arc::ptr_eq(&v4.cluster, &v5.cluster),
+        "one shared cluster per test process"
+    );
     assert_ne!(v4.name, v5.name);
     for db in [&v4, &v5] {
         let client = db.client().await;
@@ -31,8 +33,14 @@ async fn both_partman_versions_in_one_shared_cluster() {
         let tz: String = client.query_one("SHOW timezone", &[]).await.unwrap().get(0);
         assert_eq!(tz, "UTC");
     }
-    assert_eq!(v4.scalar("SELECT extversion FROM pg_extension WHERE extname='pg_partman'"), "4.7.2");
-    assert_eq!(v5.scalar("SELECT extversion FROM pg_extension WHERE extname='pg_partman'"), "5.2.4");
+    assert_eq!(
+        v4.scalar("SELECT extversion FROM pg_extension WHERE extname='pg_partman'"),
+        "4.7.2"
+    );
+    assert_eq!(
+        v5.scalar("SELECT extversion FROM pg_extension WHERE extname='pg_partman'"),
+        "5.2.4"
+    );
 }
 
 async fn create_parent_works(partman: Partman) {
@@ -76,7 +84,10 @@ async fn create_parent_works(partman: Partman) {
         .unwrap()
         .get(0);
     assert_eq!(interval, "1 day");
-    client.batch_execute("INSERT INTO public.events VALUES (1, now())").await.unwrap();
+    client
+        .batch_execute("INSERT INTO public.events VALUES (1, now())")
+        .await
+        .unwrap();
     client
         .batch_execute("SELECT partman.run_maintenance('public.events')")
         .await
@@ -116,12 +127,23 @@ async fn pg_cron_runs_a_job_in_the_cron_database() {
     );
     let client = cron.client().await;
     // pg_cron 1.4 knows only cron syntax; interval seconds came with 1.5.
-    let seconds = client.query_one("SELECT cron.schedule('probe', '1 seconds', 'SELECT 1')", &[]).await;
+    let seconds = client
+        .query_one(
+            "SELECT cron.schedule('probe', '1 seconds', 'SELECT 1')",
+            &[],
+        )
+        .await;
     let err = seconds.expect_err("pg_cron 1.4 accepted '1 seconds'");
-    let err = err.as_db_error().map(|e| e.message().to_string()).unwrap_or(err.to_string());
+    let err = err
+        .as_db_error()
+        .map(|e| e.message().to_string())
+        .unwrap_or(err.to_string());
     assert!(err.contains("invalid schedule"), "{err}");
 
-    client.batch_execute("CREATE TABLE public.cron_probe (at timestamptz)").await.unwrap();
+    client
+        .batch_execute("CREATE TABLE public.cron_probe (at timestamptz)")
+        .await
+        .unwrap();
     let jobid: i64 = client
         .query_one(
             "SELECT cron.schedule('probe', '* * * * *', 'INSERT INTO public.cron_probe VALUES (now())')",
@@ -151,9 +173,16 @@ async fn pg_cron_runs_a_job_in_the_cron_database() {
         );
         tokio::time::sleep(POLL_INTERVAL).await;
     };
-    eprintln!("cron job ran after {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "cron job ran after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     assert_eq!(status, "succeeded", "{message}");
-    let rows: i64 = client.query_one("SELECT count(*) FROM public.cron_probe", &[]).await.unwrap().get(0);
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM public.cron_probe", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert!(rows >= 1);
     drop(client);
     drop(cron);
@@ -161,7 +190,10 @@ async fn pg_cron_runs_a_job_in_the_cron_database() {
     // The next hand-out starts clean, at the asked version.
     let cron = cluster.cron_database(Partman::V4);
     assert_eq!(cron.scalar("SELECT count(*) FROM cron.job"), "0");
-    assert_eq!(cron.scalar("SELECT to_regclass('public.cron_probe') IS NULL"), "t");
+    assert_eq!(
+        cron.scalar("SELECT to_regclass('public.cron_probe') IS NULL"),
+        "t"
+    );
     assert_eq!(
         cron.scalar("SELECT extversion FROM pg_extension WHERE extname = 'pg_partman'"),
         "4.7.2"
@@ -194,17 +226,27 @@ fn tls_cluster_accepts_sslmode_require_and_rejects_plain() {
     for mode in ["require", "verify-full"] {
         let out = std::process::Command::new(common::cluster::pg_bin("psql"))
             .args(["-X", "-At", "-d", &conninfo(mode)])
-            .args(["-c", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"])
+            .args([
+                "-c",
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "t", "{mode}");
     }
     let plain = std::process::Command::new(common::cluster::pg_bin("psql"))
         .args(["-X", "-At", "-d", &conninfo("disable"), "-c", "SELECT 1"])
         .output()
         .unwrap();
-    assert!(!plain.status.success(), "a connection without TLS was accepted");
+    assert!(
+        !plain.status.success(),
+        "a connection without TLS was accepted"
+    );
     assert!(String::from_utf8_lossy(&plain.stderr).contains("no encryption"));
 }
 
@@ -223,7 +265,11 @@ fn password_user_needs_its_password() {
             .unwrap()
     };
     let ok = psql(&cluster.url_as("alice", Some("s3cret p@ss"), &db.name));
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "alice");
     let wrong = psql(&cluster.url_as("alice", Some("wrong"), &db.name));
     assert!(!wrong.status.success());

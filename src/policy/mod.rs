@@ -68,7 +68,7 @@ pub fn load_policies(config: &Config) -> Result<Vec<Policy>, PolicyErrors> {
             }),
         }
     }
-    check_across_policies(&policies, &mut errors);
+    check_across_policies(&config.root, &policies, &mut errors);
     if errors.is_empty() { Ok(policies) } else { Err(PolicyErrors(errors)) }
 }
 
@@ -91,17 +91,20 @@ pub fn parse_policy_text(file: &Path, text: &str, config: &Config) -> (Vec<Polic
             policies.push(policy);
         }
     }
-    (policies, reader.errors)
+    // Report in reading order, whatever order the checks ran in.
+    let mut errors = reader.errors;
+    errors.sort_by_key(|e| (e.pos.line, e.pos.column));
+    (policies, errors)
 }
 
 /// Checks that span policies: unique tables, unique prune procedure names.
-fn check_across_policies(policies: &[Policy], errors: &mut Vec<PolicyError>) {
+fn check_across_policies(root: &Path, policies: &[Policy], errors: &mut Vec<PolicyError>) {
     let mut tables: BTreeMap<String, &Policy> = BTreeMap::new();
     let mut procedures: BTreeMap<String, &Policy> = BTreeMap::new();
     for policy in policies {
         let table = policy.table.to_string();
         if let Some(first) = tables.get(&table) {
-            errors.push(cross_error(policy, "table", format!(
+            errors.push(cross_error(root, policy, "table", format!(
                 "table {table} already has a policy at {}; each table has exactly one policy",
                 first.source.locate("table")
             )));
@@ -110,7 +113,7 @@ fn check_across_policies(policies: &[Policy], errors: &mut Vec<PolicyError>) {
         tables.insert(table, policy);
         if let Some(procedure) = policy.prune_procedure() {
             if let Some(first) = procedures.get(procedure.as_str()) {
-                errors.push(cross_error(policy, "table", format!(
+                errors.push(cross_error(root, policy, "table", format!(
                     "the prune procedure {procedure} would also be made for {} ({}); two tables with the same name in different schemas cannot both have delete rules",
                     first.table,
                     first.source.locate("table")
@@ -122,9 +125,10 @@ fn check_across_policies(policies: &[Policy], errors: &mut Vec<PolicyError>) {
     }
 }
 
-fn cross_error(policy: &Policy, key: &str, message: String) -> PolicyError {
+fn cross_error(root: &Path, policy: &Policy, key: &str, message: String) -> PolicyError {
     let pos = policy.source.key_positions.get(key).copied().unwrap_or(Pos { line: 1, column: 1 });
-    let line_text = std::fs::read_to_string(&policy.source.file)
+    // source.file is shown relative to the project root, not to the working directory.
+    let line_text = std::fs::read_to_string(root.join(&policy.source.file))
         .ok()
         .and_then(|t| t.lines().nth(pos.line.saturating_sub(1) as usize).map(str::to_string));
     PolicyError { file: policy.source.file.clone(), pos, key: key.to_string(), message, line_text }

@@ -1,9 +1,11 @@
 //! "Did you mean …?" for misspelt keys and values.
 
 /// The candidate closest to `found` by edit distance, if it is close enough to be a
-/// plausible typo (at most a third of the word, and at least one edit allowed).
+/// plausible typo (about a third of the word).
 pub fn nearest<'a>(found: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let limit = (found.chars().count() / 3).max(1);
+    let length = found.chars().count();
+    // A swap of two letters ("dorp") costs two edits; allow that from four letters on.
+    let limit = if length >= 4 { (length / 3).max(2) } else { 1 };
     candidates
         .iter()
         .map(|c| (edit_distance(found, c), *c))
@@ -37,5 +39,6 @@ mod tests {
         assert_eq!(nearest("retension", &keys), Some("retention"));
         assert_eq!(nearest("tabel", &keys), Some("table"));
         assert_eq!(nearest("colour", &keys), None);
+        assert_eq!(nearest("dorp", &["drop", "detach", "archive"]), Some("drop"));
     }
 }

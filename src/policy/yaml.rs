@@ -98,10 +98,16 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
 fn first_line(message: &str) -> String {
     // serde-saphyr appends " at line X column Y"; the caller prints the place itself.
     let line = message.lines().next().unwrap_or(message).trim();
-    match line.find(" at line ") {
-        Some(i) => line[..i].to_string(),
-        None => line.to_string(),
+    let line = match line.find(" at line ") {
+        Some(i) => &line[..i],
+        None => line,
+    };
+    // Say it in the user's terms, not the library's (which suggests changing its options).
+    if let Some(rest) = line.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
+        return format!("the key \"{key}\" appears twice in one mapping; each key may appear only once");
     }
+    line.to_string()
 }
 
 impl<'de> Deserialize<'de> for Node {
@@ -252,7 +258,7 @@ mod tests {
     fn a_repeated_key_is_an_error_with_a_place() {
         let err = parse_documents("table: a.b\ntable: c.d\n").unwrap_err();
         assert_eq!(err.pos.line, 2, "{err:?}");
-        assert!(err.message.to_lowercase().contains("duplicate"), "{err:?}");
+        assert!(err.message.contains("\"table\" appears twice"), "{err:?}");
     }
 
     #[test]

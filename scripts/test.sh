@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# retentionc's single test command (what CI runs through .ci/run):
+#   1. scripts/install-deps.sh: PostgreSQL 15, pg_cron, pg_partman 4.7.2 + 5.2.4 (as root);
+#   2. cargo build --all-targets;
+#   3. cargo test: the whole suite. Integration tests start their own throwaway PostgreSQL
+#      clusters (tests/common/cluster.rs); this script starts none;
+#   4. retentionc compile --check on the repository's policies/, when that folder exists.
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test cluster_smoke`).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
+    PATH="${HOME:-/root}/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null 2>&1 || { echo "test.sh: cargo not found" >&2; exit 1; }
+
+SECONDS=0
+section() { printf '\n==== %s ====\n' "$*"; }
+done_in() { printf -- '---- %s: done in %ss\n' "$1" "$SECONDS"; SECONDS=0; }
+
+section "1/4 Dependencies (scripts/install-deps.sh)"
+scripts/install-deps.sh
+done_in "dependencies"
+
+section "2/4 Build (cargo build --all-targets)"
+cargo build --all-targets
+done_in "build"
+
+failed=()
+
+section "3/4 Tests (cargo test --no-fail-fast${*:+ $*})"
+if cargo test --no-fail-fast "$@"; then
+    done_in "tests"
+else
+    failed+=("cargo test")
+    done_in "tests (FAILED)"
+fi
+
+section "4/4 Policies (retentionc compile --check)"
+if [ -d policies ]; then
+    if cargo run -q -- compile --check; then
+        done_in "policy check"
+    else
+        failed+=("retentionc compile --check")
+        done_in "policy check (FAILED)"
+    fi
+else
+    echo "no policies/ folder: skipped"
+fi
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    section "FAILED: ${failed[*]}"
+    exit 1
+fi
+section "All checks passed"
