@@ -41,12 +41,14 @@ BEGIN
     -- Rule revoked: revoked, and last_seen_at older than 1 day; 5000 rows a batch.
     v_started := clock_timestamp();
     v_total := 0;
+    -- The leaf partitions, or the table itself when it is not partitioned (then
+    -- pg_partition_tree lists nothing).
     FOR v_part IN
         SELECT format('%I.%I', n.nspname, c.relname)
-          FROM pg_partition_tree(v_parent) t
-          JOIN pg_class c ON c.oid = t.relid
+          FROM pg_class c
           JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE t.isleaf
+         WHERE c.oid IN (SELECT t.relid FROM pg_partition_tree(v_parent) t WHERE t.isleaf)
+            OR (c.oid = v_parent AND c.relkind = 'r')
          ORDER BY c.relname
     LOOP
         BEGIN
@@ -95,12 +97,14 @@ BEGIN
     -- Rule idle: NOT remember_me, and last_seen_at older than 30 days; 10000 rows a batch.
     v_started := clock_timestamp();
     v_total := 0;
+    -- The leaf partitions, or the table itself when it is not partitioned (then
+    -- pg_partition_tree lists nothing).
     FOR v_part IN
         SELECT format('%I.%I', n.nspname, c.relname)
-          FROM pg_partition_tree(v_parent) t
-          JOIN pg_class c ON c.oid = t.relid
+          FROM pg_class c
           JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE t.isleaf
+         WHERE c.oid IN (SELECT t.relid FROM pg_partition_tree(v_parent) t WHERE t.isleaf)
+            OR (c.oid = v_parent AND c.relkind = 'r')
          ORDER BY c.relname
     LOOP
         BEGIN

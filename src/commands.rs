@@ -2,14 +2,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::cli::{ApplyArgs, ImportArgs, PlanArgs, RunArgs, StatusArgs};
 
-pub async fn plan(_config: &Path, _args: &PlanArgs) -> Result<ExitCode> { bail!("plan is not built yet") }
-pub async fn apply(_config: &Path, _args: &ApplyArgs) -> Result<ExitCode> { bail!("apply is not built yet") }
-pub async fn run(_config: &Path, _args: &RunArgs) -> Result<ExitCode> { bail!("run is not built yet") }
-pub async fn status(_config: &Path, _args: &StatusArgs) -> Result<ExitCode> { bail!("status is not built yet") }
-pub async fn import(_config: &Path, _args: &ImportArgs) -> Result<ExitCode> { bail!("import is not built yet") }
-pub fn init(_config: &Path, _force: bool) -> Result<ExitCode> { bail!("init is not built yet") }
-pub fn schema() -> Result<ExitCode> { bail!("schema is not built yet") }
+pub async fn plan(config: &Path, args: &PlanArgs) -> Result<ExitCode> { crate::plan::command(config, args).await }
+pub async fn apply(config: &Path, args: &ApplyArgs) -> Result<ExitCode> { crate::apply::command(config, args).await }
+pub async fn run(config: &Path, args: &RunArgs) -> Result<ExitCode> { crate::run::run(config, args).await }
+pub async fn status(config: &Path, args: &StatusArgs) -> Result<ExitCode> { crate::status::status(config, args).await }
+pub async fn import(config: &Path, args: &ImportArgs) -> Result<ExitCode> { crate::import::import(config, args).await }
+pub fn init(config: &Path, force: bool) -> Result<ExitCode> { crate::init::init(config, force, &mut std::io::stdout().lock()) }
+pub fn schema() -> Result<ExitCode> { crate::schema::print(&mut std::io::stdout().lock())?; Ok(ExitCode::SUCCESS) }

@@ -3,21 +3,84 @@
 //! Every session retentionc opens is pinned to UTC (pg_partman's advice for partition
 //! maintenance) and named, so pg_stat_activity and the run log show who it was.
 //! A password never appears in any message: errors name only user, host, port and db.
+//!
+//! TLS follows libpq's `sslmode` (rustls, no system OpenSSL): `disable`, `prefer` (the
+//! default), `require`, `verify-ca`, `verify-full`, with `sslrootcert`. tokio-postgres only
+//! knows the first three and rejects `sslrootcert`, so both are taken out of the connection
+//! string here (or read from PGSSLMODE / PGSSLROOTCERT) before it parses the rest.
+//! As in libpq, `prefer` and `require` encrypt without checking the certificate unless a
+//! root certificate is given, in which case they check it as `verify-ca` does.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use tokio_postgres::config::Host;
+use anyhow::{Context, Result, anyhow, bail};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres::config::{Host, SslMode as PgSslMode};
 use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::cli::DbArgs;
 
+/// libpq's `sslmode` values (`allow` is read as `prefer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn parse(text: &str) -> Result<SslMode> {
+        Ok(match text {
+            "disable" => SslMode::Disable,
+            "allow" | "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            other => bail!("invalid sslmode \"{other}\": expected disable, prefer, require, verify-ca or verify-full"),
+        })
+    }
+}
+
+/// The TLS part of the connection settings, which tokio-postgres does not handle itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub mode: SslMode,
+    pub root_cert: Option<PathBuf>,
+}
+
 /// The connection settings, from the URL or the libpq environment variables.
 pub fn resolve(args: &DbArgs) -> Result<Config> {
-    match &args.database_url {
-        Some(url) => Config::from_str(url).map_err(|e| anyhow::anyhow!("invalid database URL: {}", redact_error(&e.to_string()))),
-        None => Ok(from_libpq_env()),
-    }
+    Ok(resolve_with_tls(args)?.0)
+}
+
+/// The connection settings and the TLS settings taken out of them.
+pub fn resolve_with_tls(args: &DbArgs) -> Result<(Config, TlsSettings)> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (config, mode, root_cert) = match &args.database_url {
+        Some(text) => {
+            let split = split_tls_params(text)?;
+            let config = Config::from_str(&split.rest)
+                .map_err(|e| anyhow!("invalid database URL: {}", redact(&e.to_string(), text)))?;
+            (config, split.sslmode, split.sslrootcert)
+        }
+        None => (from_libpq_env(), None, None),
+    };
+    let mode = match mode.or_else(|| env("PGSSLMODE")) {
+        Some(m) => SslMode::parse(&m)?,
+        None => SslMode::Prefer,
+    };
+    let root_cert = root_cert.or_else(|| env("PGSSLROOTCERT")).map(PathBuf::from);
+    Ok((config, TlsSettings { mode, root_cert }))
 }
 
 fn from_libpq_env() -> Config {
@@ -56,37 +119,415 @@ pub fn describe(config: &Config) -> String {
         })
         .unwrap_or_else(|| "localhost".into());
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!(
-        "{}@{}:{}/{}",
-        config.get_user().unwrap_or("?"),
-        host,
-        port,
-        config.get_dbname().unwrap_or("?")
-    )
+    format!("{}@{}:{}/{}", config.get_user().unwrap_or("?"), host, port, config.get_dbname().unwrap_or("?"))
 }
 
-/// Error texts from the URL parser may echo the URL; keep only what precedes it.
-fn redact_error(message: &str) -> String {
-    match message.find("://") {
-        Some(_) => "the URL could not be parsed (not shown, as it may hold a password)".into(),
-        None => message.to_string(),
+/// Error texts from the connection-string parser may echo what they were given; such a
+/// text is replaced as a whole, as it may hold a password.
+fn redact(message: &str, input: &str) -> String {
+    let echoes_input = message.contains("://")
+        || input.split(|c: char| c.is_whitespace() || "&?=:@/".contains(c)).any(|part| part.len() > 3 && message.contains(part));
+    if echoes_input || message.to_ascii_lowercase().contains("password") {
+        "the connection string could not be parsed (not shown, as it may hold a password)".into()
+    } else {
+        message.to_string()
     }
+}
+
+/// A connection string with `sslmode` and `sslrootcert` taken out.
+#[derive(Debug, PartialEq, Eq)]
+struct SplitParams {
+    rest: String,
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+}
+
+fn split_tls_params(text: &str) -> Result<SplitParams> {
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        split_url_params(text)
+    } else {
+        split_keyword_params(text)
+    }
+}
+
+/// The TLS keys libpq knows that retentionc reads itself (sslcert/sslkey: client
+/// certificates are not supported, and say so rather than being ignored).
+fn take_tls_param(key: &str, value: String, split: &mut SplitParams) -> Result<bool> {
+    match key {
+        "sslmode" => split.sslmode = Some(value),
+        "sslrootcert" => split.sslrootcert = Some(value),
+        "sslcert" | "sslkey" => bail!("{key}: client certificates are not supported by retentionc"),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn split_url_params(text: &str) -> Result<SplitParams> {
+    let (base, query) = match text.split_once('?') {
+        Some((base, query)) => (base, query),
+        None => (text, ""),
+    };
+    let mut split = SplitParams { rest: String::new(), sslmode: None, sslrootcert: None };
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if !take_tls_param(&percent_decode(key), percent_decode(value), &mut split)? {
+            kept.push(pair);
+        }
+    }
+    split.rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+    Ok(split)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// libpq keyword/value strings: `key = value` pairs, values optionally in single quotes
+/// with backslash escapes. Other pairs are kept exactly as written.
+fn split_keyword_params(text: &str) -> Result<SplitParams> {
+    let mut split = SplitParams { rest: String::new(), sslmode: None, sslrootcert: None };
+    let mut kept: Vec<&str> = Vec::new();
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let mut i = 0;
+    let at = |i: usize| chars.get(i).map(|&(_, c)| c);
+    let offset = |i: usize| chars.get(i).map(|&(o, _)| o).unwrap_or(text.len());
+    while i < chars.len() {
+        while at(i).is_some_and(char::is_whitespace) {
+            i += 1;
+        }
+        if i >= chars.len() {
+            break;
+        }
+        let start = i;
+        while at(i).is_some_and(|c| !c.is_whitespace() && c != '=') {
+            i += 1;
+        }
+        let key: String = text[offset(start)..offset(i)].to_string();
+        while at(i).is_some_and(char::is_whitespace) {
+            i += 1;
+        }
+        if at(i) != Some('=') {
+            // Let tokio-postgres report the malformed string.
+            kept.push(&text[offset(start)..offset(i)]);
+            continue;
+        }
+        i += 1;
+        while at(i).is_some_and(char::is_whitespace) {
+            i += 1;
+        }
+        let mut value = String::new();
+        if at(i) == Some('\'') {
+            i += 1;
+            while let Some(c) = at(i) {
+                i += 1;
+                match c {
+                    '\\' => {
+                        if let Some(next) = at(i) {
+                            value.push(next);
+                            i += 1;
+                        }
+                    }
+                    '\'' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = at(i).filter(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    i += 1;
+                    if let Some(next) = at(i) {
+                        value.push(next);
+                    }
+                } else {
+                    value.push(c);
+                }
+                i += 1;
+            }
+        }
+        if !take_tls_param(&key, value, &mut split)? {
+            kept.push(&text[offset(start)..offset(i)]);
+        }
+    }
+    split.rest = kept.join(" ");
+    Ok(split)
 }
 
 /// Opens a session pinned to UTC and named `application_name`.
 pub async fn connect(args: &DbArgs, application_name: &str) -> Result<Client> {
-    let mut config = resolve(args)?;
+    let (mut config, tls) = resolve_with_tls(args)?;
     config.application_name(application_name);
     config.options("-c TimeZone=UTC -c IntervalStyle=postgres");
+    connect_with(config, &tls).await
+}
+
+/// Opens a session with `config` and `tls` as given (no options added).
+pub async fn connect_with(mut config: Config, tls: &TlsSettings) -> Result<Client> {
     let target = describe(&config);
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .with_context(|| format!("cannot connect to {target}"))?;
+    let password = config.get_password().map(|p| String::from_utf8_lossy(p).into_owned());
+    let scrub = |e: tokio_postgres::Error| {
+        // tokio-postgres's own text is terse ("db error"); the reason is in its sources.
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        match &password {
+            Some(p) if !p.is_empty() && text.contains(p.as_str()) => anyhow!("{}", text.replace(p.as_str(), "***")),
+            _ => anyhow!("{text}"),
+        }
+    };
+    let client = match tls.mode {
+        SslMode::Disable => {
+            config.ssl_mode(PgSslMode::Disable);
+            let (client, connection) = config.connect(NoTls).await.map_err(scrub).with_context(|| format!("cannot connect to {target}"))?;
+            spawn_connection(connection);
+            client
+        }
+        mode => {
+            config.ssl_mode(if mode == SslMode::Prefer { PgSslMode::Prefer } else { PgSslMode::Require });
+            let connector = MakeRustlsConnect::new(tls_client_config(mode, tls.root_cert.as_deref())?);
+            let (client, connection) =
+                config.connect(connector).await.map_err(scrub).with_context(|| format!("cannot connect to {target} (sslmode {})", mode_name(mode)))?;
+            spawn_connection(connection);
+            client
+        }
+    };
+    Ok(client)
+}
+
+fn spawn_connection<F>(connection: F)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             eprintln!("database connection lost: {e}");
         }
     });
-    Ok(client)
+}
+
+fn mode_name(mode: SslMode) -> &'static str {
+    match mode {
+        SslMode::Disable => "disable",
+        SslMode::Prefer => "prefer",
+        SslMode::Require => "require",
+        SslMode::VerifyCa => "verify-ca",
+        SslMode::VerifyFull => "verify-full",
+    }
+}
+
+/// The rustls configuration for a mode: which certificates are accepted.
+pub fn tls_client_config(mode: SslMode, root_cert: Option<&Path>) -> Result<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let root_cert = match (mode, root_cert) {
+        (_, Some(path)) => Some(path.to_path_buf()),
+        (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
+            // libpq's default: ~/.postgresql/root.crt.
+            let default = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".postgresql/root.crt"));
+            match default.filter(|p| p.exists()) {
+                Some(path) => Some(path),
+                None => bail!(
+                    "sslmode {} needs a root certificate: add sslrootcert=/path/to/ca.pem to the URL or set PGSSLROOTCERT",
+                    mode_name(mode)
+                ),
+            }
+        }
+        _ => None,
+    };
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS setup")?;
+    let verifier: Arc<dyn ServerCertVerifier> = match root_cert {
+        None => Arc::new(AcceptAnyCertificate { algorithms: provider.signature_verification_algorithms }),
+        Some(path) => {
+            let roots = load_roots(&path)?;
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .context("TLS setup")?;
+            if mode == SslMode::VerifyFull { webpki } else { Arc::new(IgnoreHostName { inner: webpki }) }
+        }
+    };
+    Ok(builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth())
+}
+
+fn load_roots(path: &Path) -> Result<RootCertStore> {
+    if path.as_os_str() == "system" {
+        bail!("sslrootcert=system is not supported; give the path of the CA certificate file");
+    }
+    let mut roots = RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path).with_context(|| format!("cannot read sslrootcert {}", path.display()))?;
+    for cert in certs {
+        let cert = cert.with_context(|| format!("sslrootcert {} is not a PEM certificate file", path.display()))?;
+        roots.add(cert).with_context(|| format!("sslrootcert {}: invalid certificate", path.display()))?;
+    }
+    if roots.is_empty() {
+        bail!("sslrootcert {} holds no certificate", path.display());
+    }
+    Ok(roots)
+}
+
+/// `sslmode=require` (or prefer) without a root certificate: encrypt, check nothing about
+/// who the server is, as libpq does. The handshake signatures are still checked.
+#[derive(Debug)]
+struct AcceptAnyCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca`: the chain must lead to the root certificate; the host name is not checked.
+#[derive(Debug)]
+struct IgnoreHostName {
+    inner: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for IgnoreHostName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName))
+            | Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. })) => {
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(url: &str) -> DbArgs {
+        DbArgs { database_url: Some(url.to_string()) }
+    }
+
+    #[test]
+    fn url_tls_params_are_taken_out_before_tokio_postgres_sees_them() {
+        let split = split_tls_params("postgres://u:pw@h:5433/db?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem&application_name=x").unwrap();
+        assert_eq!(split.rest, "postgres://u:pw@h:5433/db?application_name=x");
+        assert_eq!(split.sslmode.as_deref(), Some("verify-full"));
+        assert_eq!(split.sslrootcert.as_deref(), Some("/tmp/ca.pem"));
+        let (config, tls) = resolve_with_tls(&args("postgresql://u@h/db?sslmode=verify-ca&sslrootcert=ca.pem")).unwrap();
+        assert_eq!(config.get_dbname(), Some("db"));
+        assert_eq!(tls, TlsSettings { mode: SslMode::VerifyCa, root_cert: Some(PathBuf::from("ca.pem")) });
+    }
+
+    #[test]
+    fn keyword_tls_params_are_taken_out() {
+        let split = split_tls_params("host=h  sslmode = require password='a b\\'c' sslrootcert='/x y/ca.pem' dbname=d").unwrap();
+        assert_eq!(split.rest, "host=h password='a b\\'c' dbname=d");
+        assert_eq!(split.sslmode.as_deref(), Some("require"));
+        assert_eq!(split.sslrootcert.as_deref(), Some("/x y/ca.pem"));
+        let config = Config::from_str(&split.rest).unwrap();
+        assert_eq!(config.get_password(), Some(&b"a b'c"[..]));
+    }
+
+    #[test]
+    fn bad_sslmode_is_refused() {
+        let err = resolve_with_tls(&args("postgres://u@h/db?sslmode=sometimes")).unwrap_err();
+        assert!(err.to_string().contains("invalid sslmode \"sometimes\""), "{err}");
+    }
+
+    #[test]
+    fn a_bad_url_error_never_shows_the_password() {
+        for url in [
+            "postgres://alice:hunter2secret@host:notaport/db",
+            "postgres://alice:hunter2secret@host/db?bogus_option=1",
+            "host=h password=hunter2secret port=nope",
+        ] {
+            let err = resolve_with_tls(&args(url)).unwrap_err();
+            let text = format!("{err:#} {err:?}");
+            assert!(!text.contains("hunter2secret"), "{text}");
+        }
+    }
+
+    #[test]
+    fn verify_modes_need_a_root_certificate() {
+        // SAFETY of the test: HOME points at a folder without .postgresql/root.crt.
+        let home = std::env::var_os("HOME");
+        let has_default = home.map(|h| PathBuf::from(h).join(".postgresql/root.crt").exists()).unwrap_or(false);
+        if !has_default {
+            let err = tls_client_config(SslMode::VerifyFull, None).unwrap_err();
+            assert!(err.to_string().contains("sslrootcert"), "{err}");
+        }
+        assert!(tls_client_config(SslMode::Require, None).is_ok());
+    }
 }

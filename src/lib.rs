@@ -8,12 +8,20 @@
 //! live database ──catalog──▶ state ──plan (diff)──▶ changes ──apply / run──▶ database
 //! ```
 
+pub mod apply;
+pub mod catalog;
 pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod model;
 pub mod policy;
 pub mod render;
+pub mod state;
 pub mod commands;
 pub mod db;
+pub mod import;
 pub mod plan;
+pub mod init;
+pub mod schema;
+pub mod run;
+pub mod status;

@@ -1,4 +1,8 @@
-//! Desired state vs live state -> the changes apply would make. (Being built: issue 3.)
+//! Desired state vs live state -> the changes apply would make.
+//!
+//! `make_plan` reads the live database in one read-only snapshot (catalog), then calls
+//! the pure `diff::diff`. Checks against the database live in `checks`, what a change
+//! would expire in `impact`, the text/markdown/json writers in `format`.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +20,13 @@ pub struct Plan {
     /// `schema.table` -> policy sha256, recorded in the apply history.
     pub policy_hashes: BTreeMap<String, String>,
     pub changes: Vec<Change>,
+    /// The database's now() when planned (UTC); impact is computed against it.
+    #[serde(default)]
+    pub planned_at: Option<String>,
+    /// Tables registered with pg_partman that no policy names and retentionc never
+    /// managed: listed, left alone.
+    #[serde(default)]
+    pub unmanaged_tables: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,6 +42,27 @@ pub struct Change {
     pub impact: Option<Impact>,
     /// Statements, verbatim from the file under generated/ (or the removal templates).
     pub statements: Vec<PlannedStatement>,
+    /// part_config values that change (old -> new), for register/settings/drift changes.
+    #[serde(default)]
+    pub settings: Vec<SettingChange>,
+    /// Unified diff of a replaced procedure body (live -> policy).
+    #[serde(default)]
+    pub body_diff: Option<String>,
+    /// The live object was changed by hand since the last apply; apply restores it.
+    #[serde(default)]
+    pub drift: bool,
+}
+
+/// One part_config value: the live one (None when the table is not registered yet) and
+/// the one apply sets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingChange {
+    pub column: String,
+    pub old: Option<String>,
+    pub new: String,
+    /// Changed by hand since the last apply, while the policy did not change.
+    #[serde(default)]
+    pub drift: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +99,33 @@ pub struct Impact {
     pub to: Option<String>,
     /// From pg_class.reltuples (statistics), not a count.
     pub estimated_rows: u64,
+    /// What happens to expired partitions: `drop`, `detach` or `archive`.
+    #[serde(default)]
+    pub expired: Option<String>,
+    /// The partitions, oldest first.
+    #[serde(default)]
+    pub expired_partitions: Vec<ExpiredPartition>,
+    /// Expired partitions never analysed (no row estimate; counted as 0 rows).
+    #[serde(default)]
+    pub partitions_without_statistics: u64,
+    /// New or changed delete rules and the planner's estimate of the rows they match now.
+    #[serde(default)]
+    pub rules: Vec<RuleImpact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiredPartition {
+    pub name: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub estimated_rows: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleImpact {
+    pub rule: String,
+    /// `EXPLAIN` row estimate of the rows the rule matches now.
+    pub estimated_rows: Option<u64>,
 }
 
 impl Plan {
@@ -75,5 +134,159 @@ impl Plan {
     }
     pub fn is_destructive(&self) -> bool {
         self.changes.iter().any(|c| c.destructive)
+    }
+}
+
+pub mod checks;
+pub mod diff;
+pub mod format;
+pub mod impact;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use tokio_postgres::{Client, GenericClient};
+
+use crate::catalog::{self, Counting, Live};
+use crate::cli::{PlanArgs, PlanFormat};
+use crate::model::Project;
+use crate::policy::error::PolicyErrors;
+use crate::policy::ident::quote_ident;
+
+pub use diff::{FORMAT_VERSION, RuleEstimates, diff};
+
+/// A plan and what it was made from.
+pub struct Planned {
+    pub plan: Plan,
+    pub live: Live,
+    /// Statements sent to the database (BEGIN and COMMIT included).
+    pub statements_sent: u32,
+}
+
+/// Plans `project` against the database: one read-only repeatable-read snapshot, a fixed
+/// number of catalog queries plus one EXPLAIN per new or changed delete rule.
+pub async fn make_plan(client: &Client, project: &Project) -> Result<Plan> {
+    Ok(make_plan_detailed(client, project).await?.plan)
+}
+
+pub async fn make_plan_detailed(client: &Client, project: &Project) -> Result<Planned> {
+    let counting = Counting::new(client);
+    counting
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .context("starting a read-only transaction")?;
+    let result = plan_in(&counting, project).await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = counting.batch_execute(end).await;
+    let (plan, live) = result?;
+    ended.context("ending the read-only transaction")?;
+    Ok(Planned { plan, live, statements_sent: counting.sent() })
+}
+
+/// Plans inside a transaction the caller holds (apply uses this under its lock, then
+/// compares `plan.live_fingerprint` with a saved plan's).
+pub async fn make_plan_in<C: GenericClient + Sync>(client: &C, project: &Project) -> Result<Plan> {
+    Ok(plan_in(&Counting::new(client), project).await?.0)
+}
+
+/// The live state as plan reads it, and its fingerprint.
+pub async fn read_live<C: GenericClient + Sync>(client: &C, project: &Project) -> Result<Live> {
+    let counting = Counting::new(client);
+    let tables: Vec<String> = project.policies.iter().map(|p| p.table.to_string()).collect();
+    let mut live = catalog::read_live(&counting, &project.config, &tables).await?;
+    live.statements_sent = counting.sent();
+    Ok(live)
+}
+
+/// Fingerprint of the live state (what `Plan::live_fingerprint` holds).
+pub fn fingerprint(live: &Live, project: &Project) -> String {
+    crate::state::fingerprint(live, &crate::state::live(live, project))
+}
+
+async fn plan_in<C: GenericClient + Sync>(client: &Counting<'_, C>, project: &Project) -> Result<(Plan, Live)> {
+    let tables: Vec<String> = project.policies.iter().map(|p| p.table.to_string()).collect();
+    let mut live = catalog::read_live(client, &project.config, &tables).await?;
+    // Checks first: an EXPLAIN over a missing table or column would only fail less clearly.
+    let errors = checks::check(project, &live);
+    if !errors.is_empty() {
+        return Err(PolicyErrors(errors).into());
+    }
+    let estimates = estimate_rules(client, project, &live).await?;
+    live.statements_sent = client.sent();
+    let plan = diff(project, &live, &estimates)?;
+    Ok((plan, live))
+}
+
+/// One `EXPLAIN (FORMAT JSON)` per new or changed delete rule: the planner's estimate of
+/// the rows it matches now. A `where` that does not plan is an error at its key.
+async fn estimate_rules<C: GenericClient + Sync>(client: &Counting<'_, C>, project: &Project, live: &Live) -> Result<RuleEstimates> {
+    let mut estimates = RuleEstimates::new();
+    for (table, rule_name) in diff::rules_to_estimate(project, live) {
+        let policy = project.policy(&table).expect("a planned table has a policy");
+        let (index, rule) = policy.deletes.iter().enumerate().find(|(_, r)| r.name.as_str() == rule_name).expect("rule exists");
+        let column = rule.column.as_ref().or(policy.partitioning.as_ref().map(|p| &p.column));
+        let mut sql = format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE ({})", policy.table.quoted(), rule.where_sql);
+        let older_than = rule.older_than.map(|i| i.to_string());
+        if let (Some(_), Some(column)) = (&older_than, column) {
+            sql.push_str(&format!(" AND {} < now() - $1::text::interval", quote_ident(column.as_str())));
+        }
+        client.batch_execute("SAVEPOINT retentionc_explain").await?;
+        let result = match (&older_than, column) {
+            (Some(interval), Some(_)) => client.query(&sql, &[interval]).await,
+            _ => client.query(&sql, &[]).await,
+        };
+        match result {
+            Ok(rows) => {
+                client.batch_execute("RELEASE SAVEPOINT retentionc_explain").await?;
+                let json: serde_json::Value = rows[0].get(0);
+                let rows = json[0]["Plan"]["Plan Rows"].as_f64().map(|r| r.round() as u64);
+                estimates.insert((table.clone(), rule_name.clone()), rows);
+            }
+            Err(e) => {
+                client.batch_execute("ROLLBACK TO SAVEPOINT retentionc_explain").await?;
+                let message = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+                let key = format!("deletes[{index}].where");
+                return Err(PolicyErrors(vec![checks::error_at(policy, &key, format!("the condition does not run against {table}: {message}"))]).into());
+            }
+        }
+    }
+    Ok(estimates)
+}
+
+/// `retentionc plan`.
+pub async fn command(config_path: &Path, args: &PlanArgs) -> Result<ExitCode> {
+    let project = crate::policy::load_project(config_path)?;
+    let client = crate::db::connect(&args.db, "retentionc plan").await?;
+    let plan = match make_plan(&client, &project).await {
+        Ok(plan) => plan,
+        Err(e) => return Err(with_source_lines(e, &project)),
+    };
+    if let Some(path) = &args.out {
+        let json = serde_json::to_string_pretty(&plan)? + "\n";
+        std::fs::write(path, json).with_context(|| format!("cannot write the plan to {}", path.display()))?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    match args.format.unwrap_or(PlanFormat::Text) {
+        PlanFormat::Text => format::write_text(&plan, &mut stdout, format::color_wanted())?,
+        PlanFormat::Markdown => format::write_markdown(&plan, &mut stdout)?,
+        PlanFormat::Json => format::write_json(&plan, &mut stdout)?,
+    }
+    use std::io::Write as _;
+    stdout.flush()?;
+    Ok(if args.detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// Plan-time errors carry no source line; add it, as compile errors show one.
+fn with_source_lines(error: anyhow::Error, project: &Project) -> anyhow::Error {
+    match error.downcast::<PolicyErrors>() {
+        Ok(mut errors) => {
+            for e in &mut errors.0 {
+                let text = std::fs::read_to_string(project.config.root.join(&e.file)).ok();
+                e.line_text = text.and_then(|t| t.lines().nth(e.pos.line.saturating_sub(1) as usize).map(|l| l.trim_end().to_string()));
+            }
+            errors.into()
+        }
+        Err(other) => other,
     }
 }

@@ -31,12 +31,14 @@ impl Ident {
             } else if text.contains('.') {
                 " (a dot is not allowed inside a name)"
             } else if text.contains('"') {
-                " (quoted names are not supported: pg_partman does not manage them reliably)"
+                " (quoted names are not supported: write the name without quotes, in lower case; pg_partman does not manage quoted names reliably)"
             } else {
                 ""
             };
+            // A name holding double quotes reads better inside single ones.
+            let shown = if text.contains('"') { format!("'{text}'") } else { format!("\"{text}\"") };
             return Err(format!(
-                "\"{text}\" is not a plain PostgreSQL name: expected lower case letters, digits and _, starting with a letter or _{hint}"
+                "{shown} is not a plain PostgreSQL name: expected lower case letters, digits and _, starting with a letter or _{hint}"
             ));
         }
         Ok(Ident(text.to_string()))

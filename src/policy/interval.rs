@@ -159,6 +159,10 @@ fn apply_unit(interval: &mut Interval, count: i64, unit: &str) -> Option<()> {
         Some(())
     };
     match singular {
+        // Not in the documented list, but Display writes them for sub-second values
+        // (from ISO `PT0.5S`), so the canonical text must read back.
+        "microsecond" => add_micros(interval, 1),
+        "millisecond" => add_micros(interval, 1000),
         "second" => add_micros(interval, MICROS_PER_SECOND),
         "minute" => add_micros(interval, MICROS_PER_MINUTE),
         "hour" => add_micros(interval, MICROS_PER_HOUR),

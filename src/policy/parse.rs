@@ -62,12 +62,16 @@ pub fn parse_policy(reader: &mut Reader, node: &Node, document: usize, partman: 
 
 /// Checks that relate several keys of one policy.
 fn check_policy_shape(reader: &mut Reader, fields: &Fields, partitioning: Option<&Partitioning>, retention: Option<&Retention>) {
-    if !fields.has("retention") && !fields.has("deletes") {
+    // A misspelt key ("retension") was already reported with its correction; saying the
+    // key is missing as well would only send the reader looking for a second mistake.
+    let present_or_misspelt = |key: &str| fields.has(key) || fields.was_misspelt(key);
+    if !present_or_misspelt("retention") && !present_or_misspelt("deletes") {
         reader.error(fields.pos(), "", "a policy needs at least one of \"retention\" or \"deletes\"; without them it would do nothing");
     }
     if let Some(node) = fields.get("retention") {
-        if !fields.has("partitioning") {
-            reader.error(node.pos, "retention", "\"retention\" expires whole partitions and needs \"partitioning\"; for a plain table use \"deletes\" with \"older_than\"");
+        if !present_or_misspelt("partitioning") {
+            let pos = reader.positions.get("retention").copied().unwrap_or(node.pos);
+            reader.error(pos, "retention", "\"retention\" expires whole partitions and needs \"partitioning\", which this policy does not have; for a plain table use \"deletes\" with \"older_than\"");
         }
     }
     if let (Some(partitioning), Some(retention), Some(node)) = (partitioning, retention, fields.get("retention")) {
@@ -160,7 +164,9 @@ fn parse_retention(reader: &mut Reader, node: &Node) -> Option<Retention> {
     let expired = match (mode.as_deref(), archive_schema) {
         (Some("archive"), Some((_, schema))) => Expired::Archive { schema: schema? },
         (Some("archive"), None) => {
-            reader.error(fields.pos(), "retention.archive_schema", "missing required key \"archive_schema\": \"expired: archive\" moves expired partitions into that schema");
+            // Point at `expired: archive`, the line that asks for the schema.
+            let pos = fields.get("expired").map(|n| n.pos).unwrap_or(fields.pos());
+            reader.error(pos, "retention.archive_schema", "missing required key \"archive_schema\" in \"retention\": \"expired: archive\" moves expired partitions into that schema (or use \"expired: detach\" to leave them where they are)");
             return None;
         }
         (Some(other), Some((pos, _))) => {

@@ -23,6 +23,8 @@ pub struct Fields<'n> {
     path: String,
     entries: Vec<(&'n Key, &'n Node)>,
     pos: Pos,
+    /// Allowed keys that an unknown key of this mapping was taken for ("did you mean").
+    suggested: Vec<String>,
 }
 
 impl<'n> Fields<'n> {
@@ -41,6 +43,12 @@ impl<'n> Fields<'n> {
 
     pub fn pos(&self) -> Pos {
         self.pos
+    }
+
+    /// Whether an unknown key of this mapping was reported as a misspelling of `name`:
+    /// then "missing key `name`" would only repeat that error.
+    pub fn was_misspelt(&self, name: &str) -> bool {
+        self.suggested.iter().any(|s| s == name)
     }
 }
 
@@ -80,6 +88,7 @@ impl<'a> Reader<'a> {
             return None;
         };
         let mut kept = Vec::new();
+        let mut suggested = Vec::new();
         for (key, value) in entries {
             let key_path = join(path, &key.name);
             if allowed.contains(&key.name.as_str()) {
@@ -87,21 +96,27 @@ impl<'a> Reader<'a> {
                 kept.push((key, value));
             } else {
                 let hint = match suggest::nearest(&key.name, allowed) {
-                    Some(near) => format!("; did you mean \"{near}\"?"),
+                    Some(near) => {
+                        suggested.push(near.to_string());
+                        format!("; did you mean \"{near}\"?")
+                    }
                     None => format!("; expected one of: {}", allowed.join(", ")),
                 };
                 self.error(key.pos, &key_path, format!("unknown key \"{}\"{hint}", key.name));
             }
         }
-        Some(Fields { path: path.to_string(), entries: kept, pos: node.pos })
+        Some(Fields { path: path.to_string(), entries: kept, pos: node.pos, suggested })
     }
 
     pub fn require<'n>(&mut self, fields: &Fields<'n>, name: &str, what: &str) -> Option<&'n Node> {
         let node = fields.get(name);
-        if node.is_none() {
+        if node.is_none() && !fields.was_misspelt(name) {
             let path = fields.path_of(name);
             let owner = if fields.path.is_empty() { "the policy".to_string() } else { format!("\"{}\"", fields.path) };
-            self.error(fields.pos, &path, format!("missing required key \"{name}\" in {owner} ({what})"));
+            // Point at the mapping's own key (`retention:`), where the missing key belongs;
+            // list items and the top level have none, so their first line is shown.
+            let pos = self.positions.get(&fields.path).copied().unwrap_or(fields.pos);
+            self.error(pos, &path, format!("missing required key \"{name}\" in {owner} ({what})"));
         }
         node
     }

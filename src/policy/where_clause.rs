@@ -21,27 +21,58 @@ pub fn check_where(text: &str) -> Result<String, String> {
     for token in &tokens {
         match token {
             Token::SemiColon => {
-                return Err("a semicolon is not allowed: expected one expression, not statements".into());
+                return Err("found a semicolon; expected one SQL expression, not statements (a semicolon is not allowed)".into());
             }
-            Token::Whitespace(Whitespace::SingleLineComment { .. })
-            | Token::Whitespace(Whitespace::MultiLineComment(_)) => {
-                return Err("comments are not allowed in a condition (they can hide SQL from review)".into());
+            Token::Whitespace(Whitespace::SingleLineComment { .. }) => {
+                return Err("found a \"--\" comment; expected one SQL expression without comments (comments can hide SQL from review)".into());
+            }
+            Token::Whitespace(Whitespace::MultiLineComment(_)) => {
+                return Err("found a \"/* */\" comment; expected one SQL expression without comments (comments can hide SQL from review)".into());
             }
             _ => {}
         }
     }
+    // Only text that is not one expression is examined further, so a column that happens
+    // to be called like a statement (`copy = true`) is never refused for its name.
+    let statement = leading_statement_keyword(&tokens);
+    let statement_error = |statement: String| {
+        format!(
+            "found a {statement} statement; expected only the condition that selects the rows to delete, such as \"level = 'debug'\" (retentionc writes the DELETE itself)"
+        )
+    };
     let mut parser = Parser::new(&dialect).with_tokens(tokens);
-    let expr = parser
-        .parse_expr()
-        .map_err(|e| format!("not one SQL expression: {}", strip_parser_prefix(&e.to_string())))?;
+    let expr = match parser.parse_expr() {
+        Ok(expr) => expr,
+        Err(_) if statement.is_some() => return Err(statement_error(statement.unwrap_or_default())),
+        Err(e) => return Err(format!("not one SQL expression: {}", strip_parser_prefix(&e.to_string()))),
+    };
     let next = parser.peek_token();
     if next.token != Token::EOF {
+        if let Some(statement) = statement {
+            return Err(statement_error(statement));
+        }
         return Err(format!(
-            "expected one SQL expression, but \"{}\" follows the expression \"{expr}\"",
+            "expected one SQL expression, but \"{}\" follows the expression \"{expr}\" (join conditions with AND or OR)",
             next.token
         ));
     }
     Ok(trimmed.to_string())
+}
+
+/// The statement a text starts with (`DELETE FROM t WHERE ...`), if it does, for a message
+/// that says so rather than the parser's view of it.
+fn leading_statement_keyword(tokens: &[Token]) -> Option<String> {
+    const STATEMENTS: [&str; 17] = [
+        "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "DROP", "CREATE", "ALTER", "TRUNCATE",
+        "GRANT", "REVOKE", "WITH", "CALL", "DO", "COPY", "SET", "VALUES",
+    ];
+    let first = tokens.iter().find(|t| !matches!(t, Token::Whitespace(_)))?;
+    let Token::Word(word) = first else { return None };
+    if word.quote_style.is_some() {
+        return None;
+    }
+    let upper = word.value.to_ascii_uppercase();
+    STATEMENTS.contains(&upper.as_str()).then_some(upper)
 }
 
 fn strip_parser_prefix(message: &str) -> String {
@@ -65,7 +96,11 @@ mod tests {
         assert!(check_where("a = 1; DROP TABLE t").unwrap_err().contains("semicolon"));
         assert!(check_where("a = 1 -- and more").unwrap_err().contains("comments"));
         assert!(check_where("a = 1 /* x */").unwrap_err().contains("comments"));
-        assert!(check_where("DELETE FROM t").is_err());
+        assert!(check_where("DELETE FROM t").unwrap_err().contains("DELETE statement"));
+        assert!(check_where("select 1").unwrap_err().contains("SELECT statement"));
+        assert!(check_where("deleted_at IS NOT NULL").is_ok());
+        assert!(check_where("\"select\" = 1").is_ok());
+        assert!(check_where("copy = true").is_ok());
         assert!(check_where("a = 1 b = 2").unwrap_err().contains("follows"));
         assert!(check_where("").is_err());
         assert!(check_where("a = 'unclosed").is_err());

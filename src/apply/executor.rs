@@ -1,0 +1,377 @@
+//! The executor: applies a plan in one transaction per attempt, under retentionc's
+//! advisory lock, retrying lock conflicts with backoff (see the module doc of `apply`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use super::checks::{check_statements, refuse_data_loss};
+use super::history;
+use super::locks::{self, Blocker, LockWatch};
+use super::write_plan;
+use crate::model::Project;
+use crate::plan::{Change, Plan};
+
+/// Key of retentionc's advisory lock ("retentio" in ASCII): one apply at a time per database.
+pub const ADVISORY_LOCK_KEY: i64 = 0x7265_7465_6e74_696f;
+
+const CONNECTION_CHECK: &str = "DO $retentionc$
+BEGIN
+    IF current_setting('server_version_num')::int >= 140000 THEN
+        PERFORM set_config('client_connection_check_interval', '1000', true);
+    END IF;
+EXCEPTION WHEN OTHERS THEN
+    NULL;
+END
+$retentionc$";
+
+/// How long an apply waits for another one to finish, unless `RETENTIONC_APPLY_WAIT` says
+/// otherwise. Waiting for the advisory lock holds up no writer, so it can be long.
+pub const DEFAULT_APPLY_WAIT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub allow_data_loss: bool,
+    /// Attempts before giving up on a lock held by someone else.
+    pub max_attempts: u32,
+    /// Wait before the second attempt; doubled for each later one (at most 10 s).
+    pub first_backoff: Duration,
+    /// Longest wait for another apply (the advisory lock).
+    pub apply_wait: Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions { allow_data_loss: false, max_attempts: 5, first_backoff: Duration::from_millis(500), apply_wait: DEFAULT_APPLY_WAIT }
+    }
+}
+
+/// Where the changes come from.
+#[derive(Debug, Clone)]
+pub enum PlanSource {
+    /// Plan inside the locked transaction (`apply --auto-approve`).
+    Live,
+    /// A plan someone reviewed: a saved file, or the plan just shown for confirmation.
+    /// Applied only while the live fingerprint is still the one it was made against.
+    Reviewed { plan: Plan, origin: ReviewedOrigin },
+    /// Exactly these changes, with no fingerprint check: for callers that built the plan
+    /// themselves (the executor's tests).
+    Unchecked(Plan),
+}
+
+#[derive(Debug, Clone)]
+pub enum ReviewedOrigin {
+    SavedFile(PathBuf),
+    Confirmed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    NoChanges,
+    Applied { changes: usize, statements: usize, history_id: i64 },
+}
+
+/// Why one attempt ended without committing.
+enum Failure {
+    /// A lock (or a deadlock) that a later attempt may get: retried.
+    Busy(LockConflict),
+    /// Anything else: reported at once.
+    Fatal(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    /// A lock timeout or deadlock anywhere (reading the live state, the history insert)
+    /// is retried like one in a planned statement; anything else is fatal.
+    fn from(e: E) -> Self {
+        let error: anyhow::Error = e.into();
+        let busy = error
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<tokio_postgres::Error>())
+            .find_map(|db_error| lock_failure(db_error).map(|deadlock| (deadlock, db_error)));
+        match busy {
+            Some((deadlock, db_error)) => {
+                let context = db_error.as_db_error().map(|d| format!("{} {}", d.message(), d.where_().unwrap_or(""))).unwrap_or_default();
+                Failure::Busy(LockConflict {
+                    statement: format!("apply ({})", error.chain().next().map(|c| c.to_string()).unwrap_or_default()),
+                    relation: locks::relation_in_error_text(&context),
+                    blocker: None,
+                    deadlock,
+                })
+            }
+            None => Failure::Fatal(error),
+        }
+    }
+}
+
+struct LockConflict {
+    /// Which statement waited: `public.events [setup] (generated/public.events.sql)`.
+    statement: String,
+    relation: Option<String>,
+    blocker: Option<Blocker>,
+    deadlock: bool,
+}
+
+impl LockConflict {
+    fn relation(&self) -> String {
+        self.blocker
+            .as_ref()
+            .and_then(|b| b.relation.clone())
+            .or_else(|| self.relation.clone())
+            .unwrap_or_else(|| "a relation (the server did not say which)".to_string())
+    }
+    fn holder(&self) -> String {
+        match &self.blocker {
+            Some(b) => format!("held by {}", b.describe_session()),
+            None => "held by a session that could not be identified".to_string(),
+        }
+    }
+}
+
+/// The executor: applies `source` in one transaction per attempt, retrying lock conflicts.
+/// `client` must be idle (no open transaction).
+pub async fn execute(
+    client: &Client,
+    project: &Project,
+    source: PlanSource,
+    options: &ApplyOptions,
+    watch: &LockWatch,
+    out: &mut dyn Write,
+) -> Result<ApplyOutcome> {
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+    let mut shown_plan: Option<String> = None;
+    let mut attempt = 1;
+    loop {
+        client.batch_execute("BEGIN").await.context("starting the apply transaction")?;
+        let result = attempt_in_transaction(client, pid, project, &source, options, watch, out, &mut shown_plan).await;
+        if result.is_err() {
+            // The transaction may be aborted or still open; either way nothing of it stays.
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        match result {
+            Ok(outcome) => return Ok(outcome),
+            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Busy(conflict)) if attempt >= options.max_attempts => {
+                return Err(give_up(&conflict, attempt, project.config.lock_timeout_ms));
+            }
+            Err(Failure::Busy(conflict)) => {
+                let backoff = backoff(options.first_backoff, attempt);
+                eprintln!(
+                    "attempt {attempt} of {}: {} {} on {} ({}); rolled back, retrying in {} ms",
+                    options.max_attempts,
+                    conflict.statement,
+                    if conflict.deadlock { "hit a deadlock" } else { "could not get a lock within lock_timeout" },
+                    conflict.relation(),
+                    conflict.holder(),
+                    backoff.as_millis()
+                );
+                tokio::time::sleep(backoff).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn attempt_in_transaction(
+    client: &Client,
+    pid: i32,
+    project: &Project,
+    source: &PlanSource,
+    options: &ApplyOptions,
+    watch: &LockWatch,
+    out: &mut dyn Write,
+    shown_plan: &mut Option<String>,
+) -> Result<ApplyOutcome, Failure> {
+    let config = &project.config;
+    // Waiting for another apply holds up no writer: it gets its own, longer, bound.
+    client
+        .batch_execute(&format!(
+            "SET LOCAL TimeZone = 'UTC'; SET LOCAL lock_timeout = '{}ms'",
+            options.apply_wait.as_millis().max(1)
+        ))
+        .await?;
+    // A killed apply's session notices its client is gone within a second, even while it
+    // waits for a lock, instead of holding what it took until lock_timeout (PostgreSQL 14+,
+    // on the platforms that support it; elsewhere the setting is refused and left alone).
+    client.batch_execute(CONNECTION_CHECK).await?;
+    if let Err(e) = client.query_one("SELECT pg_advisory_xact_lock($1)", &[&ADVISORY_LOCK_KEY]).await {
+        if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+            let _ = client.batch_execute("ROLLBACK").await;
+            let holder = advisory_lock_holder(client).await.unwrap_or_default();
+            return Err(Failure::Fatal(anyhow!(
+                "another retentionc apply is running{holder}; waited {} s for it to finish (nothing was changed; run apply again when it is done)",
+                options.apply_wait.as_secs_f64()
+            )));
+        }
+        return Err(Failure::Fatal(anyhow!(e).context("taking retentionc's advisory lock")));
+    }
+    client.batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", config.lock_timeout_ms)).await?;
+
+    let plan = match source {
+        PlanSource::Live => {
+            let plan = plan_in_transaction(client, project).await?;
+            let text = serde_json::to_string(&plan.changes).unwrap_or_default();
+            if shown_plan.as_deref() != Some(text.as_str()) {
+                write_plan(out, &plan)?;
+                *shown_plan = Some(text);
+            }
+            refuse_data_loss(&plan, options.allow_data_loss)?;
+            plan
+        }
+        PlanSource::Reviewed { plan, origin } => {
+            let live = live_fingerprint(client, project).await?;
+            if live != plan.live_fingerprint {
+                return Err(Failure::Fatal(match origin {
+                    ReviewedOrigin::SavedFile(path) => anyhow!(
+                        "the database changed since the plan was made; run plan again (plan {}: fingerprint {}, database now {}; nothing was changed)",
+                        path.display(),
+                        short(&plan.live_fingerprint),
+                        short(&live)
+                    ),
+                    ReviewedOrigin::Confirmed => anyhow!(
+                        "the database changed while the plan awaited confirmation; run apply again to see the new plan (nothing was changed)"
+                    ),
+                }));
+            }
+            refuse_data_loss(plan, options.allow_data_loss)?;
+            plan.clone()
+        }
+        PlanSource::Unchecked(plan) => {
+            refuse_data_loss(plan, options.allow_data_loss)?;
+            plan.clone()
+        }
+    };
+    if !plan.has_changes() {
+        client.batch_execute("ROLLBACK").await?;
+        return Ok(ApplyOutcome::NoChanges);
+    }
+    check_statements(client, project, &plan).await?;
+
+    let mut executed = Vec::new();
+    for change in &plan.changes {
+        for statement in &change.statements {
+            let (result, blocker) = watch.watch(pid, client.batch_execute(&statement.sql)).await;
+            if let Err(e) = result {
+                return Err(statement_failure(e, change, &statement.key, statement.file.as_deref(), blocker));
+            }
+            executed.push(statement.sql.clone());
+        }
+    }
+    let state = history::applied_state(project);
+    let history_id = history::record(client, config, &plan, &executed, &state).await?;
+    client.batch_execute("COMMIT").await.context("committing the apply")?;
+    Ok(ApplyOutcome::Applied { changes: plan.changes.len(), statements: executed.len(), history_id })
+}
+
+fn statement_failure(e: tokio_postgres::Error, change: &Change, key: &str, file: Option<&str>, blocker: Option<Blocker>) -> Failure {
+    let statement = match file {
+        Some(file) => format!("{} [{key}] (generated/{file})", change.table),
+        None => format!("{} [{key}]", change.table),
+    };
+    if let Some(deadlock) = lock_failure(&e) {
+        let context = e.as_db_error().map(|d| format!("{} {}", d.message(), d.where_().unwrap_or(""))).unwrap_or_default();
+        return Failure::Busy(LockConflict { statement, relation: locks::relation_in_error_text(&context), blocker, deadlock });
+    }
+    Failure::Fatal(anyhow!("{statement} failed: {}; the whole apply was rolled back, nothing was changed", describe_db_error(&e)))
+}
+
+/// Whether the error is a lock timeout (`Some(false)`) or a deadlock (`Some(true)`).
+/// pg_partman 4's create_parent catches every error and raises its text again as P0001,
+/// so the message is read too.
+fn lock_failure(e: &tokio_postgres::Error) -> Option<bool> {
+    let code = e.code()?;
+    if code == &SqlState::LOCK_NOT_AVAILABLE {
+        return Some(false);
+    }
+    if code == &SqlState::T_R_DEADLOCK_DETECTED {
+        return Some(true);
+    }
+    let message = e.as_db_error()?.message();
+    if code == &SqlState::RAISE_EXCEPTION {
+        if message.contains("canceling statement due to lock timeout") || message.contains("could not obtain lock") {
+            return Some(false);
+        }
+        if message.contains("deadlock detected") {
+            return Some(true);
+        }
+    }
+    None
+}
+
+fn describe_db_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!("; detail: {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!("; hint: {hint}"));
+            }
+            if let Some(place) = db.where_() {
+                text.push_str(&format!("; context: {}", place.lines().next().unwrap_or(place)));
+            }
+            text
+        }
+        None => e.to_string(),
+    }
+}
+
+fn give_up(conflict: &LockConflict, attempts: u32, lock_timeout_ms: u64) -> anyhow::Error {
+    let what = if conflict.deadlock { "deadlocked" } else { "could not get its lock" };
+    anyhow!(
+        "apply gave up after {attempts} attempts: {} {what} on {}, {}. Each attempt waited at most lock_timeout ({lock_timeout_ms} ms) and rolled back, so writers were never held up longer; nothing was changed. End that session's transaction, or apply again later.",
+        conflict.statement,
+        conflict.relation(),
+        conflict.holder()
+    )
+}
+
+fn backoff(first: Duration, attempt: u32) -> Duration {
+    let exponential = first.saturating_mul(1 << (attempt - 1).min(8)).min(Duration::from_secs(10));
+    // Up to a quarter more, so that applies that collided do not retry in step.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    exponential + exponential.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}
+
+/// ` (pid 123, application "retentionc", running for 4 s)` for the session holding the
+/// advisory lock, when it can be seen.
+async fn advisory_lock_holder(client: &Client) -> Option<String> {
+    let row = client
+        .query_opt(
+            "SELECT a.pid, a.application_name, extract(epoch FROM now() - a.xact_start)::float8
+               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+              WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND l.classid::bigint = ($1::bigint >> 32) AND l.objid::bigint = ($1::bigint & 4294967295) AND l.objsubid = 1
+              LIMIT 1",
+            &[&ADVISORY_LOCK_KEY],
+        )
+        .await
+        .ok()??;
+    let pid: i32 = row.get(0);
+    let app: Option<String> = row.get(1);
+    let seconds: Option<f64> = row.get(2);
+    Some(format!(
+        " (pid {pid}, application \"{}\", its transaction open {:.0} s)",
+        app.unwrap_or_default(),
+        seconds.unwrap_or(0.0)
+    ))
+}
+
+fn short(fingerprint: &str) -> &str {
+    &fingerprint[..fingerprint.len().min(12)]
+}
+
+/// Plans inside the apply transaction, after the advisory lock.
+async fn plan_in_transaction(client: &Client, project: &Project) -> Result<Plan> {
+    crate::plan::make_plan_in(client, project).await
+}
+
+async fn live_fingerprint(client: &Client, project: &Project) -> Result<String> {
+    let live = crate::plan::read_live(client, project).await?;
+    Ok(crate::plan::fingerprint(&live, project))
+}

@@ -1,0 +1,159 @@
+//! `retentionc apply`: make the live database match the plan, safely, while it is in use.
+//!
+//! The command (this file) reads the project and a saved plan, shows the plan and asks
+//! for confirmation; the executor (`executor`) applies it: one transaction per attempt,
+//! lock_timeout and UTC pinned first, then retentionc's transaction-scoped advisory lock (so
+//! two applies never interleave), then the plan is computed (or a reviewed plan's live
+//! fingerprint checked) under that lock, the statements executed verbatim after the last
+//! checks (`checks`, `guard`), the history row written (`history`), and COMMIT. A statement
+//! that cannot get a lock within lock_timeout gives up, so writers queued behind it never
+//! wait longer than that; the attempt rolls back and is retried with backoff, and the last
+//! failure names the relation and the session holding it (`locks`).
+
+pub mod checks;
+pub mod executor;
+pub mod guard;
+pub mod history;
+pub mod locks;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use tokio_postgres::Client;
+
+use crate::cli::ApplyArgs;
+use crate::config::parse_lock_timeout;
+use crate::model::Project;
+use crate::plan::Plan;
+use crate::{db, policy};
+use checks::refuse_data_loss;
+pub use executor::{ADVISORY_LOCK_KEY, ApplyOptions, ApplyOutcome, DEFAULT_APPLY_WAIT, PlanSource, ReviewedOrigin, execute};
+use locks::LockWatch;
+
+/// `retentionc apply`.
+pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
+    let on_terminal = std::io::stdin().is_terminal();
+    if !args.auto_approve && !on_terminal {
+        bail!("apply asks for confirmation, and stdin is not a terminal: pass --auto-approve to apply without asking (nothing was changed)");
+    }
+    let project = policy::load_project(config_path)?;
+    let saved = match &args.plan {
+        Some(path) => Some(read_saved_plan(path)?),
+        None => None,
+    };
+    let client = db::connect(&args.db, "retentionc").await?;
+    let lock_timeout = Duration::from_millis(project.config.lock_timeout_ms);
+    let watch = LockWatch::new(Some(args.db.clone()), lock_timeout);
+    let options = ApplyOptions { allow_data_loss: args.allow_data_loss, apply_wait: apply_wait_from_env()?, ..ApplyOptions::default() };
+    let mut out = std::io::stdout().lock();
+
+    let source = match saved {
+        Some(plan) => {
+            check_policy_hashes(&project, &plan)?;
+            write_plan(&mut out, &plan)?; // "No changes: ..." when there are none
+            if !plan.has_changes() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            refuse_data_loss(&plan, options.allow_data_loss)?;
+            if !args.auto_approve {
+                confirm(&mut out)?;
+            }
+            PlanSource::Reviewed { plan, origin: ReviewedOrigin::SavedFile(args.plan.clone().expect("saved plan has a path")) }
+        }
+        None if args.auto_approve => PlanSource::Live,
+        None => {
+            // Planned without the lock, and shown; a person may take minutes to answer, and
+            // no transaction stays open meanwhile. The answer covers this plan only: the
+            // locked transaction checks the database still has the fingerprint it was made at.
+            let plan = plan_outside_transaction(&client, &project).await?;
+            write_plan(&mut out, &plan)?; // "No changes: ..." when there are none
+            if !plan.has_changes() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            refuse_data_loss(&plan, options.allow_data_loss)?;
+            confirm(&mut out)?;
+            PlanSource::Reviewed { plan, origin: ReviewedOrigin::Confirmed }
+        }
+    };
+
+    let started = Instant::now();
+    match execute(&client, &project, source, &options, &watch, &mut out).await? {
+        // The plan printed under the lock said "No changes: ...".
+        ApplyOutcome::NoChanges => {}
+        ApplyOutcome::Applied { changes, statements, history_id } => writeln!(
+            out,
+            "Applied {changes} change(s), {statements} statement(s), in {} ms (apply_history id {history_id}).",
+            started.elapsed().as_millis()
+        )?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_saved_plan(path: &Path) -> Result<Plan> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the saved plan {}", path.display()))?;
+    let plan: Plan = serde_json::from_str(&text).with_context(|| format!("{}: not a plan saved by `retentionc plan --out`", path.display()))?;
+    if plan.format_version != crate::plan::FORMAT_VERSION {
+        bail!(
+            "{}: a plan of format version {}, and this retentionc reads version {}; run plan again with this version",
+            path.display(),
+            plan.format_version,
+            crate::plan::FORMAT_VERSION
+        );
+    }
+    Ok(plan)
+}
+
+/// A saved plan is applied with the project it was made from: the history records this
+/// project's desired state, which must be the one the plan was computed for.
+fn check_policy_hashes(project: &Project, plan: &Plan) -> Result<()> {
+    let current: std::collections::BTreeMap<String, String> =
+        project.policies.iter().map(|p| (p.table.to_string(), p.hash())).collect();
+    if current != plan.policy_hashes {
+        let mut differing: Vec<&str> = current
+            .keys()
+            .chain(plan.policy_hashes.keys())
+            .filter(|t| current.get(*t) != plan.policy_hashes.get(*t))
+            .map(String::as_str)
+            .collect();
+        differing.dedup();
+        bail!(
+            "the policies changed since the plan was made ({}); run plan again (nothing was changed)",
+            differing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn confirm(out: &mut dyn Write) -> Result<()> {
+    write!(out, "\nDo you want to apply these changes? Only 'yes' is accepted.\n  Enter a value: ")?;
+    out.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        bail!("apply cancelled; nothing was changed");
+    }
+    Ok(())
+}
+
+fn apply_wait_from_env() -> Result<Duration> {
+    match std::env::var("RETENTIONC_APPLY_WAIT") {
+        Ok(text) if !text.trim().is_empty() => parse_lock_timeout(&text)
+            .map(Duration::from_millis)
+            .map_err(|e| anyhow!("RETENTIONC_APPLY_WAIT: {e}")),
+        _ => Ok(DEFAULT_APPLY_WAIT),
+    }
+}
+
+/// Plans in plan's own read-only snapshot (for the plan shown before confirmation).
+async fn plan_outside_transaction(client: &Client, project: &Project) -> Result<Plan> {
+    crate::plan::make_plan(client, project).await
+}
+
+pub(crate) fn write_plan(out: &mut dyn Write, plan: &Plan) -> Result<()> {
+    let mut out = out;
+    crate::plan::format::write_text(plan, &mut out, crate::plan::format::color_wanted())?;
+    Ok(())
+}

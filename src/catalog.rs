@@ -1,0 +1,351 @@
+//! The few queries that read the live database, whatever the number of policies.
+//!
+//! `read_live` sends a fixed set of statements (at most [`MAX_STATEMENTS`]): one for the
+//! context (time, extensions, retentionc's own objects), then part_config, the tables the
+//! policies name (all at once, as a `text[]` parameter), their child partitions, the
+//! routines in retentionc's schema, pg_cron's jobs and the last apply. Nothing here is
+//! per table. The caller chooses the transaction: `plan` wraps it in a read-only
+//! repeatable-read snapshot, `apply` may run it inside its own transaction.
+//!
+//! Intervals are read as (months, days, microseconds) parts computed in SQL, so the
+//! result does not depend on the session's IntervalStyle.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Row};
+
+use crate::model::{Config, Interval};
+use crate::policy::ident::quote_ident;
+
+/// Most statements `read_live` sends (BEGIN/COMMIT not included).
+pub const MAX_STATEMENTS: u32 = 7;
+
+/// Everything plan needs to know about the live database, as plain data.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    /// The database's `now()` in the reading transaction: impact is computed against it.
+    pub now: DateTime<Utc>,
+    pub partman: Option<Extension>,
+    pub cron: Option<Extension>,
+    /// Every part_config row, managed or not.
+    pub part_config: Vec<PartConfigRow>,
+    /// The tables the policies name that exist, by `schema.table`.
+    pub tables: BTreeMap<String, TableInfo>,
+    /// Child partitions of those tables, by parent `schema.table`.
+    pub children: BTreeMap<String, Vec<ChildPartition>>,
+    /// Functions and procedures in retentionc's schema.
+    pub routines: Vec<Routine>,
+    /// pg_cron jobs named `retentionc:%`.
+    pub jobs: Vec<CronJob>,
+    pub bootstrap: BootstrapObjects,
+    pub last_apply: Option<LastApply>,
+    /// Statements sent to read this (for the benchmark: it must not grow with tables).
+    pub statements_sent: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Extension {
+    pub version: String,
+    pub schema: String,
+}
+
+impl Extension {
+    pub fn major(&self) -> Option<u8> {
+        self.version.split('.').next()?.parse().ok()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PartConfigRow {
+    pub parent_table: String,
+    pub control: String,
+    /// As stored (text); `partition_interval_parsed` for time-based sets.
+    pub partition_interval: String,
+    pub partition_interval_parsed: Option<Interval>,
+    pub premake: i64,
+    pub retention: Option<String>,
+    pub retention_parsed: Option<Interval>,
+    pub retention_schema: Option<String>,
+    pub retention_keep_table: bool,
+    pub retention_keep_index: bool,
+    pub infinite_time_partitions: bool,
+    pub epoch: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TableInfo {
+    /// pg_class.relkind: `r` plain table, `p` partitioned table, ...
+    pub relkind: String,
+    /// pg_partitioned_table.partstrat: `r` range, `l` list, `h` hash.
+    pub partition_strategy: Option<String>,
+    /// Key columns; an expression in the key shows as fewer names than `key_count`.
+    pub partition_key: Vec<String>,
+    pub key_count: i64,
+    pub columns: Vec<Column>,
+}
+
+impl TableInfo {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Column {
+    pub name: String,
+    /// `format_type`: `timestamp with time zone`, `date`, `bigint`, ...
+    pub type_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChildPartition {
+    pub name: String,
+    /// `pg_get_expr(relpartbound)`: `FOR VALUES FROM (...) TO (...)` or `DEFAULT`.
+    pub bound: String,
+    /// pg_class.reltuples: -1 when never analysed.
+    pub estimated_rows: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Routine {
+    pub name: String,
+    /// pg_proc.prokind: `f` function, `p` procedure.
+    pub kind: String,
+    pub arguments: String,
+    /// pg_proc.prosrc: the body between the dollar quotes, exactly.
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CronJob {
+    pub name: String,
+    pub schedule: String,
+    pub command: String,
+    pub database: String,
+}
+
+/// retentionc's own objects (generated/_retentionc.sql).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BootstrapObjects {
+    pub schema: bool,
+    pub apply_history: bool,
+    pub run_log: bool,
+    pub run_log_index: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastApply {
+    pub id: i64,
+    pub applied_at: DateTime<Utc>,
+    pub policy_hashes: BTreeMap<String, String>,
+    /// What apply recorded as the state it left (see `state::applied_state_json`).
+    pub applied_state: serde_json::Value,
+}
+
+/// Counts what is sent, so the benchmark can show the count does not grow.
+pub struct Counting<'c, C> {
+    pub client: &'c C,
+    sent: AtomicU32,
+}
+
+impl<'c, C: GenericClient + Sync> Counting<'c, C> {
+    pub fn new(client: &'c C) -> Self {
+        Counting { client, sent: AtomicU32::new(0) }
+    }
+    pub fn sent(&self) -> u32 {
+        self.sent.load(Ordering::Relaxed)
+    }
+    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, tokio_postgres::Error> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.client.query(sql, params).await
+    }
+    pub async fn batch_execute(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.client.batch_execute(sql).await
+    }
+}
+
+/// SQL for an interval held as text: its (months, days, microseconds), or NULL when the
+/// text is a bare number (an id-based set, or pg_partman's seconds shorthand).
+fn interval_parts(column: &str) -> String {
+    let i = format!("({column})::interval");
+    format!(
+        "CASE WHEN {column} IS NULL OR {column} ~ '^\\s*-?[0-9]+\\s*$' THEN NULL ELSE ARRAY[
+            (extract(year FROM {i}) * 12 + extract(month FROM {i}))::int8,
+            extract(day FROM {i})::int8,
+            (extract(hour FROM {i}) * 3600000000 + extract(minute FROM {i}) * 60000000
+             + extract(microseconds FROM {i}))::int8] END"
+    )
+}
+
+fn interval_from_parts(parts: Option<Vec<i64>>) -> Option<Interval> {
+    match parts.as_deref() {
+        Some([months, days, micros]) => Some(Interval { months: *months, days: *days, micros: *micros }),
+        _ => None,
+    }
+}
+
+/// Reads the live state. `tables`: every `schema.table` a policy names.
+/// Run it inside one snapshot (see `plan::make_plan`): the queries must agree.
+pub async fn read_live<C: GenericClient + Sync>(client: &Counting<'_, C>, config: &Config, tables: &[String]) -> Result<Live> {
+    let schema = config.schema.as_str();
+    let context_row = client
+        .query(
+            "SELECT now(),
+                    (SELECT extversion FROM pg_extension WHERE extname = 'pg_partman'),
+                    (SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_partman'),
+                    (SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'),
+                    (SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_cron'),
+                    to_regnamespace($1) IS NOT NULL,
+                    to_regclass(format('%I.%I', $1, 'apply_history')) IS NOT NULL,
+                    to_regclass(format('%I.%I', $1, 'run_log')) IS NOT NULL,
+                    to_regclass(format('%I.%I', $1, 'run_log_table_started')) IS NOT NULL",
+            &[&schema],
+        )
+        .await
+        .context("reading the server's extensions")?;
+    let row = &context_row[0];
+    let extension = |v: usize, s: usize| -> Option<Extension> {
+        Some(Extension { version: row.get::<_, Option<String>>(v)?, schema: row.get::<_, Option<String>>(s)? })
+    };
+    let mut live = Live {
+        now: row.get(0),
+        partman: extension(1, 2),
+        cron: extension(3, 4),
+        bootstrap: BootstrapObjects { schema: row.get(5), apply_history: row.get(6), run_log: row.get(7), run_log_index: row.get(8) },
+        ..Live::default()
+    };
+
+    if let Some(partman) = &live.partman {
+        let sql = format!(
+            "SELECT parent_table, control, partition_interval, {}, premake::int8, retention, {},
+                    retention_schema, retention_keep_table, retention_keep_index, infinite_time_partitions,
+                    coalesce(epoch::text, 'none')
+               FROM {}.part_config ORDER BY parent_table",
+            interval_parts("partition_interval"),
+            interval_parts("retention"),
+            quote_ident(&partman.schema)
+        );
+        let rows = client.query(&sql, &[]).await.context("reading pg_partman's part_config")?;
+        live.part_config = rows
+            .iter()
+            .map(|r| PartConfigRow {
+                parent_table: r.get(0),
+                control: r.get(1),
+                partition_interval: r.get(2),
+                partition_interval_parsed: interval_from_parts(r.get(3)),
+                premake: r.get(4),
+                retention: r.get(5),
+                retention_parsed: interval_from_parts(r.get(6)),
+                retention_schema: r.get(7),
+                retention_keep_table: r.get::<_, Option<bool>>(8).unwrap_or(true),
+                retention_keep_index: r.get::<_, Option<bool>>(9).unwrap_or(true),
+                infinite_time_partitions: r.get::<_, Option<bool>>(10).unwrap_or(false),
+                epoch: r.get(11),
+            })
+            .collect();
+    }
+
+    let names: Vec<String> = tables.to_vec();
+    let rows = client
+        .query(
+            "WITH t AS (SELECT name, to_regclass(name) AS oid FROM unnest($1::text[]) AS name)
+             SELECT t.name, c.relkind::text, p.partstrat::text, coalesce(p.partnatts, 0)::int8,
+                    ARRAY(SELECT a.attname::text
+                            FROM unnest(p.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
+                            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+                           ORDER BY k.ord),
+                    ARRAY(SELECT a.attname::text FROM pg_attribute a
+                           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+                    ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+               FROM t
+               JOIN pg_class c ON c.oid = t.oid
+               LEFT JOIN pg_partitioned_table p ON p.partrelid = c.oid",
+            &[&names],
+        )
+        .await
+        .context("reading the policies' tables")?;
+    for r in &rows {
+        let column_names: Vec<String> = r.get(5);
+        let column_types: Vec<String> = r.get(6);
+        let info = TableInfo {
+            relkind: r.get(1),
+            partition_strategy: r.get(2),
+            key_count: r.get(3),
+            partition_key: r.get(4),
+            columns: column_names.into_iter().zip(column_types).map(|(name, type_name)| Column { name, type_name }).collect(),
+        };
+        live.tables.insert(r.get(0), info);
+    }
+
+    let rows = client
+        .query(
+            "WITH t AS (SELECT name, to_regclass(name) AS oid FROM unnest($1::text[]) AS name)
+             SELECT t.name, format('%I.%I', n.nspname, c.relname), coalesce(pg_get_expr(c.relpartbound, c.oid), ''),
+                    c.reltuples::float8
+               FROM t
+               JOIN pg_inherits i ON i.inhparent = t.oid
+               JOIN pg_class c ON c.oid = i.inhrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              ORDER BY 1, 2",
+            &[&names],
+        )
+        .await
+        .context("reading child partitions")?;
+    for r in &rows {
+        live.children.entry(r.get(0)).or_default().push(ChildPartition {
+            name: r.get(1),
+            bound: r.get(2),
+            estimated_rows: r.get(3),
+        });
+    }
+
+    if live.bootstrap.schema {
+        let rows = client
+            .query(
+                "SELECT p.proname::text, p.prokind::text, pg_get_function_identity_arguments(p.oid), p.prosrc
+                   FROM pg_proc p WHERE p.pronamespace = to_regnamespace($1)::oid ORDER BY 1, 3",
+                &[&schema],
+            )
+            .await
+            .context("reading retentionc's procedures")?;
+        live.routines = rows
+            .iter()
+            .map(|r| Routine { name: r.get(0), kind: r.get(1), arguments: r.get(2), body: r.get(3) })
+            .collect();
+    }
+
+    if live.cron.is_some() {
+        // pg_cron's tables are always in schema cron (the extension itself sits in pg_catalog).
+        let sql = "SELECT jobname, schedule, command, database FROM cron.job WHERE jobname LIKE 'retentionc:%' ORDER BY jobname";
+        let rows = client.query(sql, &[]).await.context("reading pg_cron's jobs")?;
+        live.jobs = rows
+            .iter()
+            .map(|r| CronJob { name: r.get(0), schedule: r.get(1), command: r.get(2), database: r.get(3) })
+            .collect();
+    }
+
+    if live.bootstrap.apply_history {
+        let sql = format!(
+            "SELECT id, applied_at, policy_hashes, applied_state FROM {}.apply_history ORDER BY id DESC LIMIT 1",
+            quote_ident(schema)
+        );
+        let rows = client.query(&sql, &[]).await.context("reading the last apply")?;
+        if let Some(r) = rows.first() {
+            let hashes: serde_json::Value = r.get(2);
+            live.last_apply = Some(LastApply {
+                id: r.get(0),
+                applied_at: r.get(1),
+                policy_hashes: serde_json::from_value(hashes).unwrap_or_default(),
+                applied_state: r.get(3),
+            });
+        }
+    }
+    Ok(live)
+}

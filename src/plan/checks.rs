@@ -1,0 +1,239 @@
+//! The checks the policy format leaves to plan time, against the live catalog: each
+//! failure names the policy file, line, column and key, like a compile error.
+//!
+//! A plain (unpartitioned) table under a policy with `partitioning` is an error that
+//! says how to convert it: retentionc never converts a table itself, and no statement
+//! under generated/ could.
+
+use crate::catalog::{Live, TableInfo};
+use crate::model::{Config, Epoch, Policy, Pos, Project};
+use crate::policy::error::PolicyError;
+use crate::policy::interval::parse_interval;
+
+pub const TIME_TYPES: [&str; 3] = ["timestamp with time zone", "timestamp without time zone", "date"];
+pub const INTEGER_TYPES: [&str; 3] = ["smallint", "integer", "bigint"];
+
+pub fn error_at(policy: &Policy, key: &str, message: impl Into<String>) -> PolicyError {
+    // Fall back to the nearest recorded parent key, then the first line.
+    let mut pos = None;
+    let mut k = key.to_string();
+    while pos.is_none() {
+        pos = policy.source.key_positions.get(&k).copied();
+        match k.rfind(['.', '[']) {
+            Some(at) if pos.is_none() => k.truncate(at),
+            _ => break,
+        }
+    }
+    PolicyError {
+        file: policy.source.file.clone(),
+        pos: pos.unwrap_or(Pos { line: 1, column: 1 }),
+        key: key.to_string(),
+        message: message.into(),
+        line_text: None,
+    }
+}
+
+/// Every plan-time problem of the project against `live`; empty when all is well.
+pub fn check(project: &Project, live: &Live) -> Vec<PolicyError> {
+    let config = &project.config;
+    let mut errors = Vec::new();
+    check_partman(project, live, &mut errors);
+    for policy in &project.policies {
+        let table = policy.table.to_string();
+        if policy.schedule.is_some() && live.cron.is_none() {
+            errors.push(error_at(
+                policy,
+                "schedule",
+                "a schedule needs pg_cron, which is not installed in this database \
+                 (CREATE EXTENSION pg_cron, with pg_cron in shared_preload_libraries and cron.database_name naming this database); \
+                 or remove \"schedule\" and run `retentionc run` from elsewhere",
+            ));
+        }
+        let Some(info) = live.tables.get(&table) else {
+            errors.push(error_at(policy, "table", format!("table {table} does not exist in the database")));
+            continue;
+        };
+        if !matches!(info.relkind.as_str(), "r" | "p") {
+            errors.push(error_at(policy, "table", format!("{table} is not a table (pg_class.relkind {})", info.relkind)));
+            continue;
+        }
+        if policy.partitioning.is_some() {
+            check_partitioning(config, policy, info, live, &mut errors);
+        }
+        for (index, rule) in policy.deletes.iter().enumerate() {
+            let Some(_) = rule.older_than else { continue };
+            let Some(column) = rule.column.as_ref().or(policy.partitioning.as_ref().map(|p| &p.column)) else { continue };
+            let own = format!("deletes[{index}].column");
+            let key = if policy.source.key_positions.contains_key(&own) { own } else { format!("deletes[{index}].older_than") };
+            match info.column(column.as_str()) {
+                None => errors.push(error_at(
+                    policy,
+                    &key,
+                    format!("column {column} does not exist in {table}; its columns are: {}", column_list(info)),
+                )),
+                Some(c) if !TIME_TYPES.contains(&c.type_name.as_str()) => errors.push(error_at(
+                    policy,
+                    &key,
+                    format!(
+                        "column {column} of {table} is {}; \"older_than\" needs a time column (timestamptz, timestamp or date)",
+                        c.type_name
+                    ),
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    errors
+}
+
+fn column_list(info: &TableInfo) -> String {
+    info.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn check_partman(project: &Project, live: &Live, errors: &mut Vec<PolicyError>) {
+    let config = &project.config;
+    let Some(first) = project.policies.iter().find(|p| p.partitioning.is_some()) else { return };
+    let wanted_major = config.partman_version.number();
+    match &live.partman {
+        None => errors.push(error_at(
+            first,
+            "partitioning",
+            format!(
+                "partitioning needs pg_partman, which is not installed in this database; expected pg_partman {wanted_major} in schema {} \
+                 (CREATE SCHEMA {0}; CREATE EXTENSION pg_partman SCHEMA {0})",
+                config.partman_schema
+            ),
+        )),
+        Some(ext) => {
+            if ext.schema != config.partman_schema.as_str() {
+                errors.push(error_at(
+                    first,
+                    "partitioning",
+                    format!(
+                        "pg_partman is installed in schema {}, but retentionc.yaml says partman_schema: {}; set partman_schema: {0} and compile again",
+                        ext.schema, config.partman_schema
+                    ),
+                ));
+            }
+            if ext.major() != Some(wanted_major) {
+                errors.push(error_at(
+                    first,
+                    "partitioning",
+                    format!(
+                        "the database has pg_partman {}, but the SQL was compiled for pg_partman {wanted_major} (retentionc.yaml partman_version: {wanted_major}); \
+                         set partman_version to match the database and compile again",
+                        ext.version
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn check_partitioning(config: &Config, policy: &Policy, info: &TableInfo, live: &Live, errors: &mut Vec<PolicyError>) {
+    let p = policy.partitioning.as_ref().expect("checked by the caller");
+    let table = policy.table.to_string();
+    let column = p.column.as_str();
+    match (info.relkind.as_str(), info.partition_strategy.as_deref()) {
+        ("r", _) => {
+            errors.push(error_at(
+                policy,
+                "partitioning",
+                format!(
+                    "{table} is a plain table, not partitioned; retentionc does not convert tables. Convert it first, for example \
+                     (when it is empty): ALTER TABLE {table} RENAME TO {name}_old; CREATE TABLE {table} (LIKE {table}_old INCLUDING ALL) \
+                     PARTITION BY RANGE ({column}); DROP TABLE {table}_old; (with data, see pg_partman's migration guide). \
+                     Or remove \"partitioning\" to use only delete rules on the plain table",
+                    name = policy.table.name
+                ),
+            ));
+            return;
+        }
+        ("p", Some("r")) => {}
+        ("p", strategy) => {
+            let by = match strategy {
+                Some("l") => "LIST",
+                Some("h") => "HASH",
+                _ => "something other than RANGE",
+            };
+            errors.push(error_at(
+                policy,
+                "partitioning",
+                format!("{table} is partitioned by {by}; pg_partman time partitioning needs PARTITION BY RANGE ({column})"),
+            ));
+            return;
+        }
+        _ => return,
+    }
+    match info.column(column) {
+        None => {
+            errors.push(error_at(
+                policy,
+                "partitioning.column",
+                format!("column {column} does not exist in {table}; its columns are: {}", column_list(info)),
+            ));
+            return;
+        }
+        Some(c) => {
+            let ok = match p.epoch {
+                Epoch::None => TIME_TYPES.contains(&c.type_name.as_str()),
+                _ => INTEGER_TYPES.contains(&c.type_name.as_str()),
+            };
+            if !ok {
+                let expected = match p.epoch {
+                    Epoch::None => "timestamptz, timestamp or date (an integer column needs \"epoch\")".to_string(),
+                    e => format!("an integer column holding Unix time in {} (epoch: {})", e.as_str(), e.as_str()),
+                };
+                errors.push(error_at(
+                    policy,
+                    "partitioning.column",
+                    format!("column {column} of {table} is {}; expected {expected}", c.type_name),
+                ));
+            }
+        }
+    }
+    if info.key_count != 1 || info.partition_key.first().map(String::as_str) != Some(column) {
+        let key = if info.partition_key.len() as i64 == info.key_count {
+            info.partition_key.join(", ")
+        } else {
+            "an expression".to_string()
+        };
+        errors.push(error_at(
+            policy,
+            "partitioning.column",
+            format!("{table} is partitioned by RANGE ({key}), not by {column}; partitioning.column must be the partition key"),
+        ));
+    }
+    // An existing registration cannot be reshaped: pg_partman has no way to change the
+    // width, control column or epoch of a partition set.
+    if let Some(row) = live.part_config.iter().find(|r| r.parent_table == table) {
+        if row.control != column {
+            errors.push(error_at(
+                policy,
+                "partitioning.column",
+                format!("{table} is registered with pg_partman on column {}, not {column}; retentionc cannot change an existing partition set", row.control),
+            ));
+        }
+        let live_interval = row.partition_interval_parsed.or_else(|| parse_interval(&row.partition_interval).ok());
+        if live_interval.map(|i| i.comparable()) != Some(p.interval.comparable()) {
+            let shown = live_interval.map(|i| i.to_string()).unwrap_or_else(|| row.partition_interval.clone());
+            errors.push(error_at(
+                policy,
+                "partitioning.interval",
+                format!(
+                    "{table} is registered with pg_partman with partitions of {shown}, not {}; retentionc cannot change the width of an existing partition set \
+                     (set interval: {shown}, or re-partition the table by hand)",
+                    p.interval
+                ),
+            ));
+        }
+        if row.epoch != p.epoch.as_str() {
+            errors.push(error_at(
+                policy,
+                "partitioning.epoch",
+                format!("{table} is registered with pg_partman with epoch {}, not {}; retentionc cannot change an existing partition set", row.epoch, p.epoch.as_str()),
+            ));
+        }
+    }
+    let _ = config;
+}
