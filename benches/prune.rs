@@ -73,7 +73,7 @@ fn main() {
     for t in TABLES {
         db.psql(&["-q", "-c", &format!("INSERT INTO public.{t} SELECT * FROM src"), "-c", &format!("VACUUM ANALYZE public.{t}")]);
     }
-    db.psql(&["-q", "-c", "DROP TABLE src", "-c", "CHECKPOINT"]);
+    db.psql(&["-q", "-c", "CHECKPOINT"]);
     let matching: i64 = db.scalar("SELECT count(*) FROM public.logs_a WHERE level = 'debug'").parse().unwrap();
     let partitions: i64 = db.scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.logs_a'::regclass").parse().unwrap();
     eprintln!("setup: {rows} rows x 3 tables, {partitions} partitions each, in {:.1} s", started.elapsed().as_secs_f64());
@@ -97,11 +97,29 @@ fn main() {
         assert_eq!(left, 0, "the prune left matching rows");
 
         // Insert latency: idle, then with the prune running on the same table.
-        let idle = insert_latencies(&db, Duration::from_secs(5), None::<std::future::Ready<Result<(), tokio_postgres::Error>>>).await;
-        let prune_client = db.client().await;
-        let t0 = Instant::now();
-        let busy = insert_latencies(&db, Duration::from_secs(600), Some(prune_client.batch_execute("CALL retention.prune_logs_c()"))).await;
-        let prune_loaded = t0.elapsed();
+        // Insert latency, idle and with the prune running on the same table, in rounds
+        // (the matching rows put back between rounds) to have enough samples for a p99.
+        // Idle is measured just before and just after each prune, so that other load on
+        // the machine weighs on both sides alike.
+        let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+        let (mut idle, mut busy, mut loaded_times) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            if round > 0 {
+                client.batch_execute("INSERT INTO public.logs_c SELECT * FROM src WHERE level = 'debug'").await.unwrap();
+                client.batch_execute("VACUUM ANALYZE public.logs_c").await.unwrap();
+            }
+            let no_prune = None::<std::future::Ready<Result<(), tokio_postgres::Error>>>;
+            idle.extend(insert_latencies(&db, Duration::from_secs(2), no_prune).await);
+            let prune_client = db.client().await;
+            let t0 = Instant::now();
+            busy.extend(insert_latencies(&db, Duration::from_secs(600), Some(prune_client.batch_execute("CALL retention.prune_logs_c()"))).await);
+            loaded_times.push(t0.elapsed());
+            let no_prune = None::<std::future::Ready<Result<(), tokio_postgres::Error>>>;
+            idle.extend(insert_latencies(&db, Duration::from_secs(2), no_prune).await);
+        }
+        loaded_times.sort();
+        let prune_loaded = loaded_times[loaded_times.len() / 2];
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
         let rate = |d: Duration| matching as f64 / d.as_secs_f64();
         println!("| measurement | value |");
@@ -109,10 +127,11 @@ fn main() {
         println!("| rows, partitions, matching rows | {rows}, {partitions}, {matching} |");
         println!("| single DELETE | {:.2} s, {:.0} rows/s |", single.as_secs_f64(), rate(single));
         println!("| prune procedure (batch 5000) | {:.2} s, {:.0} rows/s, **{:.0}%** of the single DELETE |", prune.as_secs_f64(), rate(prune), 100.0 * rate(prune) / rate(single));
-        println!("| prune with inserts running | {:.2} s, {:.0} rows/s |", prune_loaded.as_secs_f64(), rate(prune_loaded));
+        println!("| prune with inserts running (median of {rounds}) | {:.2} s, {:.0} rows/s |", prune_loaded.as_secs_f64(), rate(prune_loaded));
         println!("| insert latency idle: p50 / p99 / max ({} inserts) | {} / {} / {} |", idle.len(), ms(&idle, 0.50), ms(&idle, 0.99), ms(&idle, 1.0));
         println!("| insert latency during prune: p50 / p99 / max ({} inserts) | {} / {} / {} |", busy.len(), ms(&busy, 0.50), ms(&busy, 0.99), ms(&busy, 1.0));
         println!("| insert p99 during prune / idle | **{:.2}x** |", quantile(&busy, 0.99).as_secs_f64() / quantile(&idle, 0.99).as_secs_f64());
+        println!("| load average (1, 5, 15 min) at the end | {} |", load.split_whitespace().take(3).collect::<Vec<_>>().join(", "));
     });
 }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The retentionc sandbox demo, one command, on a fresh Debian or Ubuntu machine:
+# The retentionc sandbox demo, one command, on a fresh Debian 12 machine (elsewhere, the
+# same demo runs in Docker: `docker compose run --rm demo`, see README.md):
 #
 #   sudo scripts/demo.sh               # 60 seconds of inserts
 #   sudo scripts/demo.sh --seconds 20  # shorter
@@ -66,7 +67,10 @@ for v in INSERT_SECONDS RUN_EVERY RATE; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "demo: ${v,,} must be a whole number, got '${!v}'" >&2; exit 2; }
 done
 [ "$INSERT_SECONDS" -ge 5 ] || { echo "demo: --seconds must be at least 5" >&2; exit 2; }
-[ "$RUN_EVERY" -ge 1 ] && [ "$RATE" -ge 1 ] || { echo "demo: --run-every and --rate must be at least 1" >&2; exit 2; }
+if [ "$RUN_EVERY" -lt 1 ] || [ "$RATE" -lt 1 ]; then
+    echo "demo: --run-every and --rate must be at least 1" >&2
+    exit 2
+fi
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_BIN="${RETENTIONC_PG_BIN:-/usr/lib/postgresql/15/bin}"
@@ -83,8 +87,7 @@ die() { printf 'demo: ERROR: %s\n' "$*" >&2; exit 1; }
 # --- 1. what the demo needs ---------------------------------------------------------------
 if [ "$INSTALL" = 1 ]; then
     say "Installing PostgreSQL 15, pg_partman and pg_cron (scripts/install-deps.sh)"
-    [ -x "$REPO/scripts/install-deps.sh" ] || [ -f "$REPO/scripts/install-deps.sh" ] \
-        || die "scripts/install-deps.sh is missing"
+    [ -f "$REPO/scripts/install-deps.sh" ] || die "scripts/install-deps.sh is missing"
     bash "$REPO/scripts/install-deps.sh"
 fi
 # PostgreSQL 15's own programs; with --database-url, psql and pgbench from PATH will do.
@@ -144,6 +147,7 @@ else
     as_server() { "$@"; }
 fi
 
+# shellcheck disable=SC2317  # run by the EXIT trap
 cleanup() {
     local status=$?
     trap - EXIT INT TERM

@@ -70,7 +70,7 @@ pub fn resolve_with_tls(args: &DbArgs) -> Result<(Config, TlsSettings)> {
         Some(text) => {
             let split = split_tls_params(text)?;
             let config = Config::from_str(&split.rest)
-                .map_err(|e| anyhow!("invalid database URL: {}", redact(&e.to_string(), text)))?;
+                .map_err(|e| anyhow!("invalid database URL: {}", redact(&error_text(&e), text)))?;
             (config, split.sslmode, split.sslrootcert)
         }
         None => (from_libpq_env(), None, None),
@@ -122,15 +122,29 @@ pub fn describe(config: &Config) -> String {
     format!("{}@{}:{}/{}", config.get_user().unwrap_or("?"), host, port, config.get_dbname().unwrap_or("?"))
 }
 
-/// Error texts from the connection-string parser may echo what they were given; such a
-/// text is replaced as a whole, as it may hold a password.
+/// An error and its sources: tokio-postgres's own text is terse ("db error", "invalid
+/// connection string"); the reason is in its sources.
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// Error texts from the connection-string parser may echo what they were given: the
+/// password, wherever it appears, becomes `***`; a text echoing a whole URL is dropped.
 fn redact(message: &str, input: &str) -> String {
-    let echoes_input = message.contains("://")
-        || input.split(|c: char| c.is_whitespace() || "&?=:@/".contains(c)).any(|part| part.len() > 3 && message.contains(part));
-    if echoes_input || message.to_ascii_lowercase().contains("password") {
+    let mut text = message.to_string();
+    for password in password_texts(input) {
+        text = text.replace(&password, "***");
+    }
+    if text.contains("://") {
         "the connection string could not be parsed (not shown, as it may hold a password)".into()
     } else {
-        message.to_string()
+        text
     }
 }
 
@@ -184,12 +198,13 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -202,6 +217,20 @@ fn percent_decode(text: &str) -> String {
 fn split_keyword_params(text: &str) -> Result<SplitParams> {
     let mut split = SplitParams { rest: String::new(), sslmode: None, sslrootcert: None };
     let mut kept: Vec<&str> = Vec::new();
+    for (pair, raw) in keyword_pairs(text) {
+        match pair {
+            Some((key, value)) if take_tls_param(&key, value.clone(), &mut split)? => {}
+            _ => kept.push(raw),
+        }
+    }
+    split.rest = kept.join(" ");
+    Ok(split)
+}
+
+/// The `key = value` pairs of a libpq keyword/value string, each with its raw text;
+/// `None` for a word that is not a pair (tokio-postgres reports those).
+fn keyword_pairs(text: &str) -> Vec<(Option<(String, String)>, &str)> {
+    let mut pairs = Vec::new();
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let mut i = 0;
     let at = |i: usize| chars.get(i).map(|&(_, c)| c);
@@ -222,8 +251,7 @@ fn split_keyword_params(text: &str) -> Result<SplitParams> {
             i += 1;
         }
         if at(i) != Some('=') {
-            // Let tokio-postgres report the malformed string.
-            kept.push(&text[offset(start)..offset(i)]);
+            pairs.push((None, &text[offset(start)..offset(i)]));
             continue;
         }
         i += 1;
@@ -259,12 +287,42 @@ fn split_keyword_params(text: &str) -> Result<SplitParams> {
                 i += 1;
             }
         }
-        if !take_tls_param(&key, value, &mut split)? {
-            kept.push(&text[offset(start)..offset(i)]);
+        pairs.push((Some((key, value)), &text[offset(start)..offset(i)]));
+    }
+    pairs
+}
+
+/// Every way the password may be written in a connection string (as typed and decoded).
+fn password_texts(input: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some(rest) = input.split_once("://").map(|(_, r)| r) {
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && let Some((_, password)) = userinfo.split_once(':')
+        {
+            found.push(password.to_string());
+            found.push(percent_decode(password));
+        }
+        if let Some((_, query)) = rest.split_once('?') {
+            for pair in query.split('&') {
+                if let Some(("password", value)) = pair.split_once('=') {
+                    found.push(value.to_string());
+                    found.push(percent_decode(value));
+                }
+            }
+        }
+    } else {
+        for (pair, raw) in keyword_pairs(input) {
+            if let Some((key, value)) = pair
+                && key == "password"
+            {
+                found.push(value);
+                found.push(raw.to_string());
+            }
         }
     }
-    split.rest = kept.join(" ");
-    Ok(split)
+    found.retain(|p| !p.is_empty());
+    found
 }
 
 /// Opens a session pinned to UTC and named `application_name`.
@@ -280,13 +338,7 @@ pub async fn connect_with(mut config: Config, tls: &TlsSettings) -> Result<Clien
     let target = describe(&config);
     let password = config.get_password().map(|p| String::from_utf8_lossy(p).into_owned());
     let scrub = |e: tokio_postgres::Error| {
-        // tokio-postgres's own text is terse ("db error"); the reason is in its sources.
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            text.push_str(&format!(": {s}"));
-            source = s.source();
-        }
+        let text = error_text(&e);
         match &password {
             Some(p) if !p.is_empty() && text.contains(p.as_str()) => anyhow!("{}", text.replace(p.as_str(), "***")),
             _ => anyhow!("{text}"),
@@ -517,6 +569,15 @@ mod tests {
             let text = format!("{err:#} {err:?}");
             assert!(!text.contains("hunter2secret"), "{text}");
         }
+    }
+
+    #[test]
+    fn parse_errors_stay_useful_without_the_password() {
+        let err = resolve_with_tls(&args("host=h password='p4ss word' port=nope")).unwrap_err().to_string();
+        assert!(err.contains("port"), "{err}");
+        assert!(!err.contains("p4ss"), "{err}");
+        assert_eq!(password_texts("postgres://u:p%40ss@h/db"), ["p%40ss", "p@ss"]);
+        assert_eq!(password_texts("user=u password=secret"), ["secret", "password=secret"]);
     }
 
     #[test]

@@ -214,7 +214,15 @@ impl StepError {
     fn describe(&self) -> String {
         match self {
             StepError::Interrupted => "interrupted (Ctrl-C or SIGTERM); committed batches stay".into(),
-            StepError::Db(e) => describe_db_error(e),
+            StepError::Db(e) => {
+                let text = describe_db_error(e);
+                let missing = [SqlState::UNDEFINED_FUNCTION, SqlState::UNDEFINED_TABLE, SqlState::INVALID_SCHEMA_NAME];
+                if e.code().is_some_and(|c| missing.contains(c)) {
+                    format!("{text}; is the policy applied? (`retentionc apply`)")
+                } else {
+                    text
+                }
+            }
         }
     }
 }
@@ -283,6 +291,13 @@ impl Runner<'_> {
         }
         if policy.partitioning.is_some() {
             let maintenance = self.maintain(&table).await;
+            // pg_partman's warnings (e.g. refusing to drop a set's last partition) belong
+            // to this table; its notices are chatter.
+            for notice in self.session.drain_notices() {
+                if notice.severity() == "WARNING" {
+                    eprintln!("{table}: database warning: {}", notice.message());
+                }
+            }
             if let Maintenance::Skipped { .. } = maintenance {
                 eprintln!("warning: {table}: maintenance skipped: another pg_partman maintenance is running");
             }

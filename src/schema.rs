@@ -194,12 +194,12 @@ fn forbid_null(value: &mut serde_json::Value) {
             }
             if let Some(Value::Array(alternatives)) = map.get_mut("anyOf") {
                 alternatives.retain(|a| a.get("type").and_then(Value::as_str) != Some("null"));
-                if alternatives.len() == 1 {
-                    if let Some(Value::Object(only)) = alternatives.pop() {
-                        map.remove("anyOf");
-                        for (k, v) in only {
-                            map.entry(k).or_insert(v);
-                        }
+                if alternatives.len() == 1
+                    && let Some(Value::Object(only)) = alternatives.pop()
+                {
+                    map.remove("anyOf");
+                    for (k, v) in only {
+                        map.entry(k).or_insert(v);
                     }
                 }
             }

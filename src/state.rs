@@ -11,7 +11,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::Live;
-use crate::model::{Epoch, Interval, Project};
+use crate::model::{Interval, Project};
 use crate::policy::interval::parse_interval;
 use crate::render::{self, Renderer, SettingValue};
 
@@ -115,7 +115,6 @@ pub fn prune_target(body: &str) -> Option<String> {
 
 /// What the database has, in the same shape.
 pub fn live(live: &Live, project: &Project) -> State {
-    let schema = project.config.schema.as_str();
     let maintain_body = live
         .routines
         .iter()
@@ -170,19 +169,16 @@ pub fn live(live: &Live, project: &Project) -> State {
                 Some(Schedule { schedule: job.schedule.clone(), command: job.command.clone() });
         }
     }
-    let _ = schema;
     state
 }
 
 /// Whether two part_config values are the same: intervals compare as PostgreSQL compares
 /// them (`1 day` = `24 hours`), everything else exactly.
 pub fn same_setting(column: &str, a: &SettingValue, b: &SettingValue) -> bool {
-    if column == "retention" {
-        if let (SettingValue::Text(x), SettingValue::Text(y)) = (a, b) {
-            if let (Ok(x), Ok(y)) = (parse_interval(x), parse_interval(y)) {
-                return x.comparable() == y.comparable();
-            }
-        }
+    if let ("retention", SettingValue::Text(x), SettingValue::Text(y)) = (column, a, b)
+        && let (Ok(x), Ok(y)) = (parse_interval(x), parse_interval(y))
+    {
+        return x.comparable() == y.comparable();
     }
     a == b
 }
@@ -286,11 +282,6 @@ pub fn fingerprint(live: &Live, live_state: &State) -> String {
         last_apply_id: live.last_apply.as_ref().map(|a| a.id),
     };
     sha256(&serde_json::to_string(&canonical).expect("the live state serialises"))
-}
-
-/// `epoch` text of a policy, as part_config stores it.
-pub fn epoch_text(epoch: Epoch) -> &'static str {
-    epoch.as_str()
 }
 
 #[cfg(test)]

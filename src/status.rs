@@ -101,7 +101,14 @@ pub async fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match args.format {
         StatusFormat::Json => {
-            serde_json::to_writer_pretty(&mut stdout, &serde_json::json!({ "tables": tables }))?;
+            #[derive(Serialize)]
+            struct Output<'a> {
+                tables: &'a [TableStatus],
+                /// Tables holding rows older than their policy allows.
+                lapsed: Vec<&'a str>,
+            }
+            let lapsed = tables.iter().filter(|t| t.retention.as_ref().is_some_and(|r| !r.holds)).map(|t| t.table.as_str()).collect();
+            serde_json::to_writer_pretty(&mut stdout, &Output { tables: &tables, lapsed })?;
             writeln!(stdout)?;
         }
         StatusFormat::Text => write_text(&tables, &mut stdout)?,

@@ -111,6 +111,10 @@ fn entrypoint_wrapper_preloads_pg_cron_for_postgres_db() {
         ]
     );
     assert!(run(&["postgres"], None).contains(&"cron.database_name=postgres".to_string()));
+    // Flags alone mean the server, as for the official image.
+    let flags_only = run(&["-c", "work_mem=64MB"], Some("app"));
+    assert_eq!(flags_only[0], "postgres");
+    assert!(flags_only.contains(&"cron.database_name=app".to_string()), "{flags_only:?}");
     // Anything but the server (a shell, psql) passes through untouched.
     assert_eq!(run(&["bash", "-c", "true"], Some("x")), ["bash", "-c", "true"]);
 }

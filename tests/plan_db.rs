@@ -212,14 +212,8 @@ async fn applied_then_changed(partman: Partman) {
     assert_eq!(plan.unmanaged_tables, vec!["public.events".to_string(), "public.legacy".to_string()]);
 
     // With an apply history naming events, its removal disables its retention.
-    let applied = retentionc::state::applied_state_json(&retentionc::state::desired(
-        &{
-            let mut p = project.load();
-            p.policies.clear();
-            p
-        },
-        &retentionc::render::Renderer::new(),
-    ));
+    let events_only = TestProject::new(partman, &[("events.yaml", EVENTS)]);
+    let applied = retentionc::state::applied_state_json(&retentionc::state::desired(&events_only.load(), &retentionc::render::Renderer::new()));
     db.psql(&[
         "-c",
         &format!(
@@ -384,6 +378,43 @@ async fn schedules_are_read_from_pg_cron() {
     }
     assert_eq!(db.scalar("SELECT count(*) FROM cron.job WHERE jobname = 'retentionc:public.user_sessions'"), "0");
     assert_eq!(db.scalar("SELECT to_regprocedure('retention.prune_user_sessions(boolean)') IS NULL"), "t");
+
+    // No schedule and no delete rules any more: the job and the procedure go.
+    let bare = logs_policy().split("deletes:").next().unwrap().to_string();
+    project.set_policies(&[("logs.yaml", &bare)]);
+    let plan = plan_of(&db, &project).await;
+    assert_eq!(
+        kinds(&plan),
+        vec![("public.app_logs".into(), ChangeKind::DropProcedure), ("public.app_logs".into(), ChangeKind::RemoveSchedule)],
+        "{:#?}",
+        plan.changes
+    );
+    for s in plan.changes.iter().flat_map(|c| c.statements.iter()) {
+        db.psql(&["-c", &s.sql]);
+    }
+    assert!(!plan_of(&db, &project).await.has_changes());
+}
+
+async fn pg_partman_where_configured(partman: Partman) {
+    let db = Cluster::shared().database(partman);
+    db.psql(&["-c", "CREATE TABLE public.events (id bigint, created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at)"]);
+    let project = TestProject::new(partman, &[("events.yaml", EVENTS)]);
+    db.psql(&["-c", "DROP EXTENSION pg_partman CASCADE"]);
+    let e = plan_error(&db, &project).await;
+    assert!(e.contains("policies/events.yaml:2:1: partitioning: partitioning needs pg_partman, which is not installed in this database"), "{e}");
+    db.psql(&["-c", &format!("CREATE SCHEMA elsewhere; CREATE EXTENSION pg_partman SCHEMA elsewhere VERSION '{}'", partman.version())]);
+    let e = plan_error(&db, &project).await;
+    assert!(e.contains("pg_partman is installed in schema elsewhere, but retentionc.yaml says partman_schema: partman"), "{e}");
+}
+
+#[tokio::test]
+async fn pg_partman_where_configured_partman_4() {
+    pg_partman_where_configured(Partman::V4).await;
+}
+
+#[tokio::test]
+async fn pg_partman_where_configured_partman_5() {
+    pg_partman_where_configured(Partman::V5).await;
 }
 
 #[test]

@@ -384,3 +384,17 @@ fn settings_of_a_policy_without_partitioning_are_left_alone() {
     assert!(plan.unmanaged_tables.is_empty());
 }
 
+
+#[test]
+fn removing_a_delete_only_policy_leaves_a_retention_retentionc_never_set() {
+    let before = project(&[SESSIONS]);
+    let mut live = applied_live(&before);
+    let mut row = applied_live(&project(&[EVENTS])).part_config[0].clone();
+    row.parent_table = "public.user_sessions".into();
+    live.part_config.push(row);
+    let plan = plan(&project(&[]), &live);
+    assert_eq!(kinds(&plan), vec![("public.user_sessions".into(), ChangeKind::PolicyRemoved)]);
+    let keys: Vec<&str> = plan.changes[0].statements.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(keys, ["prune", "schedule"]);
+    assert!(plan.changes[0].settings.is_empty());
+}

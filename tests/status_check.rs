@@ -48,6 +48,7 @@ async fn check_follows_retention(partman: Partman) {
     assert!(t["partitions"]["premade_ahead"].as_u64().unwrap() >= 1, "{t}");
     assert_eq!(t["partitions"]["default_rows"], 0);
     assert!(table("public.sessions").get("retention").is_none());
+    assert_eq!(json["lapsed"], serde_json::json!(["public.test_table1"]));
 
     let out = blocking(|| project.retentionc(&["run"]));
     assert!(out.status.success(), "{partman}: {}", text(&out));

@@ -4,6 +4,10 @@
 # (pg_partman's advice for time-based partitions). Settings given after these (in the
 # compose file's `command:`) win, since PostgreSQL takes the last `-c` for a name.
 set -eu
+# Flags alone (`command: ["-c", "work_mem=64MB"]`) mean the server, as for the official image.
+case "${1:-}" in
+    -*) set -- postgres "$@" ;;
+esac
 if [ "${1:-}" = "postgres" ]; then
     shift
     set -- postgres \

@@ -23,15 +23,7 @@ pub fn refuse_data_loss(plan: &Plan, allow_data_loss: bool) -> Result<()> {
             text.push_str(&format!("\n  - {}: {}", change.table, change.summary));
         }
         if let Some(impact) = &change.impact {
-            text.push_str(&format!(
-                " (next maintenance expires {} partition(s), about {} rows{})",
-                impact.partitions,
-                impact.estimated_rows,
-                match (&impact.from, &impact.to) {
-                    (Some(from), Some(to)) => format!(", from {from} to {to}"),
-                    _ => String::new(),
-                }
-            ));
+            text.push_str(&format!("\n      {}", crate::plan::format::impact_sentence(impact)));
         }
     }
     text.push_str("\nCheck the policy (a typo such as `keep: 9 days` for `90 days`), or apply again with --allow-data-loss.");
@@ -44,17 +36,17 @@ pub fn refuse_data_loss(plan: &Plan, allow_data_loss: bool) -> Result<()> {
 pub async fn check_statements(client: &Client, project: &Project, plan: &Plan) -> Result<()> {
     let config = &project.config;
     let mut managed: BTreeSet<String> = project.policies.iter().map(|p| p.table.to_string()).collect();
-    managed.extend(plan.changes.iter().map(|c| c.table.clone()));
+    // Changes name their table `schema.table` (the bootstrap change names retentionc's schema).
+    managed.extend(plan.changes.iter().map(|c| c.table.clone()).filter(|t| t.contains('.')));
     managed.extend(registered_parents(client, config).await?);
     for change in &plan.changes {
         for statement in &change.statements {
             if let Some(forbidden) = guard::forbidden_action(&statement.sql, &managed) {
                 bail!(
-                    "refusing to apply: statement [{}] of {} would {} the managed table {}; retentionc never drops, truncates or renames a parent table (nothing was changed)",
+                    "refusing to apply: statement [{}] of {} would {}; retentionc never drops, truncates or renames a parent table (nothing was changed)",
                     statement.key,
                     change.table,
-                    forbidden.action,
-                    forbidden.table
+                    forbidden.describe()
                 );
             }
             if let Some(file) = &statement.file {

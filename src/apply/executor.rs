@@ -78,7 +78,7 @@ pub enum ApplyOutcome {
 /// Why one attempt ended without committing.
 enum Failure {
     /// A lock (or a deadlock) that a later attempt may get: retried.
-    Busy(LockConflict),
+    Busy(Box<LockConflict>),
     /// Anything else: reported at once.
     Fatal(anyhow::Error),
 }
@@ -95,12 +95,12 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
         match busy {
             Some((deadlock, db_error)) => {
                 let context = db_error.as_db_error().map(|d| format!("{} {}", d.message(), d.where_().unwrap_or(""))).unwrap_or_default();
-                Failure::Busy(LockConflict {
+                Failure::Busy(Box::new(LockConflict {
                     statement: format!("apply ({})", error.chain().next().map(|c| c.to_string()).unwrap_or_default()),
                     relation: locks::relation_in_error_text(&context),
                     blocker: None,
                     deadlock,
-                })
+                }))
             }
             None => Failure::Fatal(error),
         }
@@ -274,7 +274,7 @@ fn statement_failure(e: tokio_postgres::Error, change: &Change, key: &str, file:
     };
     if let Some(deadlock) = lock_failure(&e) {
         let context = e.as_db_error().map(|d| format!("{} {}", d.message(), d.where_().unwrap_or(""))).unwrap_or_default();
-        return Failure::Busy(LockConflict { statement, relation: locks::relation_in_error_text(&context), blocker, deadlock });
+        return Failure::Busy(Box::new(LockConflict { statement, relation: locks::relation_in_error_text(&context), blocker, deadlock }));
     }
     Failure::Fatal(anyhow!("{statement} failed: {}; the whole apply was rolled back, nothing was changed", describe_db_error(&e)))
 }
@@ -322,9 +322,13 @@ fn describe_db_error(e: &tokio_postgres::Error) -> String {
 }
 
 fn give_up(conflict: &LockConflict, attempts: u32, lock_timeout_ms: u64) -> anyhow::Error {
-    let what = if conflict.deadlock { "deadlocked" } else { "could not get its lock" };
+    let what = match (&conflict.blocker, conflict.deadlock) {
+        (_, true) => "deadlocked".to_string(),
+        (Some(b), false) => format!("could not get its {}", b.wanted_lock()),
+        (None, false) => "could not get its lock".to_string(),
+    };
     anyhow!(
-        "apply gave up after {attempts} attempts: {} {what} on {}, {}. Each attempt waited at most lock_timeout ({lock_timeout_ms} ms) and rolled back, so writers were never held up longer; nothing was changed. End that session's transaction, or apply again later.",
+        "apply gave up after {attempts} attempts: {} {what} on {}, {}. Each attempt waited at most lock_timeout ({lock_timeout_ms} ms) and rolled back, so no writer waited on apply for longer; nothing was changed. End that session's transaction, or apply again later.",
         conflict.statement,
         conflict.relation(),
         conflict.holder()
@@ -338,7 +342,7 @@ fn backoff(first: Duration, attempt: u32) -> Duration {
     exponential + exponential.mul_f64(f64::from(nanos % 1000) / 4000.0)
 }
 
-/// ` (pid 123, application "retentionc", running for 4 s)` for the session holding the
+/// ` (pid 123, application "retentionc", its transaction open 4 s)` for the session holding the
 /// advisory lock, when it can be seen.
 async fn advisory_lock_holder(client: &Client) -> Option<String> {
     let row = client
@@ -355,11 +359,8 @@ async fn advisory_lock_holder(client: &Client) -> Option<String> {
     let pid: i32 = row.get(0);
     let app: Option<String> = row.get(1);
     let seconds: Option<f64> = row.get(2);
-    Some(format!(
-        " (pid {pid}, application \"{}\", its transaction open {:.0} s)",
-        app.unwrap_or_default(),
-        seconds.unwrap_or(0.0)
-    ))
+    let open_for = seconds.map(|s| format!(", its transaction open {s:.0} s")).unwrap_or_default();
+    Some(format!(" (pid {pid}, application \"{}\"{open_for})", app.unwrap_or_default()))
 }
 
 fn short(fingerprint: &str) -> &str {

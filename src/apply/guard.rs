@@ -1,5 +1,5 @@
 //! Defence in depth: no statement apply sends may drop, truncate or rename a managed
-//! parent table, whatever the plan says.
+//! parent table (nor drop the schema holding one), whatever the plan says.
 //!
 //! The plan is built from reviewed templates that never do any of this, so this check
 //! should never fire; it exists so that a bug in planning or a hand-edited saved plan
@@ -12,10 +12,20 @@ use std::collections::BTreeSet;
 /// A statement that would drop, truncate or rename a managed parent table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forbidden {
-    /// `DROP TABLE`, `TRUNCATE` or `ALTER TABLE ... RENAME`.
+    /// `DROP TABLE`, `DROP SCHEMA`, `TRUNCATE` or `ALTER TABLE ... RENAME`.
     pub action: &'static str,
     /// The managed table it names, `schema.table`.
     pub table: String,
+}
+
+impl Forbidden {
+    /// `run DROP TABLE on the managed table public.events`
+    pub fn describe(&self) -> String {
+        match self.action {
+            "DROP SCHEMA" => format!("drop the schema holding the managed table {}", self.table),
+            action => format!("run {action} on the managed table {}", self.table),
+        }
+    }
 }
 
 /// The first forbidden action in `sql` aimed at one of `managed` (`schema.table` names).
@@ -31,6 +41,10 @@ pub fn forbidden_action(sql: &str, managed: &BTreeSet<String>) -> Option<Forbidd
             ("truncate", _) => {
                 let mut j = skip(&words, i + 1, &["table", "only"]);
                 names_in_list(&words, &mut j, managed).map(|t| ("TRUNCATE", t))
+            }
+            ("drop", "schema") => {
+                let mut j = skip(&words, i + 2, &["if", "exists"]);
+                schema_in_list(&words, &mut j, managed).map(|t| ("DROP SCHEMA", t))
             }
             ("alter", "table") => {
                 let j = skip(&words, i + 2, &["if", "exists", "only"]);
@@ -100,6 +114,22 @@ fn names_in_list(words: &[String], i: &mut usize, managed: &BTreeSet<String>) ->
     }
 }
 
+/// Reads `schema {, schema}` from `*i`; the first managed table in one of them.
+fn schema_in_list(words: &[String], i: &mut usize, managed: &BTreeSet<String>) -> Option<String> {
+    loop {
+        let name = words.get(*i)?;
+        if let Some(table) = managed.iter().find(|m| m.split('.').next() == Some(name.as_str())) {
+            return Some(table.clone());
+        }
+        *i += 1;
+        if words.get(*i).is_some_and(|w| w == ",") {
+            *i += 1;
+        } else {
+            return None;
+        }
+    }
+}
+
 fn is_managed(name: &str, managed: &BTreeSet<String>) -> bool {
     managed.contains(name) || (!name.contains('.') && managed.iter().any(|m| table_part(m) == name))
 }
@@ -148,6 +178,13 @@ mod tests {
     fn renaming_a_managed_parent_is_refused() {
         assert_eq!(check("ALTER TABLE public.events RENAME TO events_old;"), Some(("ALTER TABLE ... RENAME", "public.events".into())));
         assert_eq!(check("alter table if exists only app.logs rename column a to b"), Some(("ALTER TABLE ... RENAME", "app.logs".into())));
+    }
+
+    #[test]
+    fn dropping_the_schema_of_a_managed_parent_is_refused() {
+        assert_eq!(check("DROP SCHEMA public CASCADE;"), Some(("DROP SCHEMA", "public.events".into())));
+        assert_eq!(check("drop schema if exists other, \"app\" cascade"), Some(("DROP SCHEMA", "app.logs".into())));
+        assert_eq!(check("DROP SCHEMA archive CASCADE;"), None);
     }
 
     #[test]

@@ -33,6 +33,14 @@ pub struct Blocker {
 }
 
 impl Blocker {
+    /// `AccessExclusiveLock`, or `row lock` for a wait on a row (a transaction id).
+    pub fn wanted_lock(&self) -> String {
+        match self.locktype.as_str() {
+            "transactionid" | "tuple" => "row lock".to_string(),
+            _ => self.wanted_mode.clone(),
+        }
+    }
+
     /// `pid 4242 (user alice, application "psql", idle in transaction, transaction open 12 s, last query: ...)`
     pub fn describe_session(&self) -> String {
         let mut parts = Vec::new();
@@ -59,9 +67,11 @@ impl Blocker {
 /// Finds the lock session `pid` waits for and the first session blocking it.
 const BLOCKER_QUERY: &str = "
 SELECT w.locktype,
-       coalesce(w.relation, (SELECT t.relation FROM pg_locks t
-                              WHERE t.pid = w.pid AND t.locktype = 'tuple' AND t.granted
-                              LIMIT 1))::regclass::text AS relation,
+       (SELECT format('%s.%s', n.nspname, c.relname)
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid = coalesce(w.relation, (SELECT t.relation FROM pg_locks t
+                                              WHERE t.pid = w.pid AND t.locktype = 'tuple' AND t.granted
+                                              LIMIT 1))) AS relation,
        w.mode,
        b.pid,
        b.usename::text,

@@ -112,16 +112,15 @@ fn check_policy_hashes(project: &Project, plan: &Plan) -> Result<()> {
     let current: std::collections::BTreeMap<String, String> =
         project.policies.iter().map(|p| (p.table.to_string(), p.hash())).collect();
     if current != plan.policy_hashes {
-        let mut differing: Vec<&str> = current
+        let differing: std::collections::BTreeSet<&str> = current
             .keys()
             .chain(plan.policy_hashes.keys())
             .filter(|t| current.get(*t) != plan.policy_hashes.get(*t))
             .map(String::as_str)
             .collect();
-        differing.dedup();
         bail!(
             "the policies changed since the plan was made ({}); run plan again (nothing was changed)",
-            differing.join(", ")
+            differing.into_iter().collect::<Vec<_>>().join(", ")
         );
     }
     Ok(())

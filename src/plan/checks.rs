@@ -6,7 +6,7 @@
 //! under generated/ could.
 
 use crate::catalog::{Live, TableInfo};
-use crate::model::{Config, Epoch, Policy, Pos, Project};
+use crate::model::{Epoch, Policy, Pos, Project};
 use crate::policy::error::PolicyError;
 use crate::policy::interval::parse_interval;
 
@@ -35,7 +35,6 @@ pub fn error_at(policy: &Policy, key: &str, message: impl Into<String>) -> Polic
 
 /// Every plan-time problem of the project against `live`; empty when all is well.
 pub fn check(project: &Project, live: &Live) -> Vec<PolicyError> {
-    let config = &project.config;
     let mut errors = Vec::new();
     check_partman(project, live, &mut errors);
     for policy in &project.policies {
@@ -58,7 +57,7 @@ pub fn check(project: &Project, live: &Live) -> Vec<PolicyError> {
             continue;
         }
         if policy.partitioning.is_some() {
-            check_partitioning(config, policy, info, live, &mut errors);
+            check_partitioning(policy, info, live, &mut errors);
         }
         for (index, rule) in policy.deletes.iter().enumerate() {
             let Some(_) = rule.older_than else { continue };
@@ -130,7 +129,7 @@ fn check_partman(project: &Project, live: &Live, errors: &mut Vec<PolicyError>) 
     }
 }
 
-fn check_partitioning(config: &Config, policy: &Policy, info: &TableInfo, live: &Live, errors: &mut Vec<PolicyError>) {
+fn check_partitioning(policy: &Policy, info: &TableInfo, live: &Live, errors: &mut Vec<PolicyError>) {
     let p = policy.partitioning.as_ref().expect("checked by the caller");
     let table = policy.table.to_string();
     let column = p.column.as_str();
@@ -235,5 +234,4 @@ fn check_partitioning(config: &Config, policy: &Policy, info: &TableInfo, live: 
             ));
         }
     }
-    let _ = config;
 }

@@ -117,12 +117,22 @@ pub fn diff(project: &Project, live: &Live, estimates: &RuleEstimates) -> Result
             continue;
         }
         let retention_on = have.settings.get("retention").is_some_and(|v| *v != SettingValue::Null);
+        let recorded = applied(table);
         let ever_managed = have.procedure.is_some()
             || have.schedule.is_some()
             || live.last_apply.as_ref().is_some_and(|a| a.policy_hashes.contains_key(table));
+        // Retention is disabled only where retentionc set it: the last apply recorded a
+        // retention for the table, or (no history) its job ran pg_partman maintenance,
+        // which only a policy with partitioning schedules. A delete-only policy on a table
+        // whose retention someone else set leaves that retention alone when removed.
+        let set_retention = match &recorded {
+            Some(a) => a.settings.contains_key("retention"),
+            None => have.schedule.as_ref().is_some_and(|s| s.command.contains("p_run_maintenance => true") || s.command.contains("\"maintain\"(")),
+        };
+        let disable = retention_on && set_retention;
         let name = QualifiedName::parse(table).ok();
-        if let (true, Some(name)) = (ever_managed && (retention_on || have.procedure.is_some() || have.schedule.is_some()), name) {
-            changes.push(removal_change(&renderer, project, &name, have, retention_on));
+        if let (true, Some(name)) = (ever_managed && (disable || have.procedure.is_some() || have.schedule.is_some()), name) {
+            changes.push(removal_change(&renderer, project, &name, have, disable));
         } else if have.registration.is_some() {
             unmanaged_tables.push(table.clone());
         }
@@ -314,29 +324,23 @@ fn procedure_change(
     changes: &mut Vec<Change>,
 ) {
     let table = policy.table.to_string();
-    let drift_of = |body: &str| {
-        applied
-            .and_then(|a| a.procedure_sha256.clone())
-            .is_some_and(|recorded| recorded.as_deref() == want.procedure.as_deref().map(state::body_sha256).as_deref() && recorded.as_deref() != Some(&state::body_sha256(body)))
-    };
     let mut c = match (&want.procedure, &have.procedure) {
         (Some(_), None) => change(&table, ChangeKind::CreateProcedure, format!("create the prune procedure ({} delete rule{})", policy.deletes.len(), plural(policy.deletes.len())), statements(file, &["prune"])),
         (Some(w), Some(h)) if w != h => {
             let mut c = change(&table, ChangeKind::ReplaceProcedure, "replace the prune procedure".to_string(), statements(file, &["prune"]));
             c.body_diff = Some(unified_diff(h, w));
-            c.drift = drift_of(h);
+            c.drift = procedure_drift(applied, want.procedure.as_deref(), Some(h));
             if c.drift {
                 c.summary = "the prune procedure was changed by hand since the last apply; restore it".to_string();
             }
             c
         }
-        (None, Some(h)) => {
-            let mut c = change(&table, ChangeKind::DropProcedure, "drop the prune procedure (no delete rules)".to_string(), statements(file, &["prune"]));
-            c.drift = drift_of(h);
-            c
-        }
+        (None, Some(_)) => change(&table, ChangeKind::DropProcedure, "drop the prune procedure (no delete rules)".to_string(), statements(file, &["prune"])),
         _ => return,
     };
+    if c.kind != ChangeKind::ReplaceProcedure {
+        c.drift = procedure_drift(applied, want.procedure.as_deref(), have.procedure.as_deref());
+    }
     if let Some(w) = &want.procedure {
         let rules = changed_rules(w, have.procedure.as_deref());
         if !rules.is_empty() {
@@ -360,6 +364,14 @@ fn procedure_change(
         }
     }
     changes.push(c);
+}
+
+/// The last apply recorded the procedure the policy wants now (or none), and the live
+/// one is not that: it was changed, made or dropped by hand since.
+fn procedure_drift(applied: Option<&AppliedTable>, want: Option<&str>, live: Option<&str>) -> bool {
+    let Some(recorded) = applied.and_then(|a| a.procedure_sha256.clone()) else { return false };
+    let sha = |body: Option<&str>| body.map(state::body_sha256);
+    recorded == sha(want) && recorded != sha(live)
 }
 
 fn plural(n: usize) -> &'static str {
@@ -394,7 +406,8 @@ fn schedule_change(policy: &Policy, file: &CompiledFile, want: &TableState, have
 fn removal_change(renderer: &Renderer, project: &Project, name: &QualifiedName, have: &TableState, retention_on: bool) -> Change {
     let table = name.to_string();
     let table = table.as_str();
-    let partitioned = have.registration.is_some();
+    // removal_statements' `partitioned`: whether to include the retention = NULL update.
+    let partitioned = retention_on && have.registration.is_some();
     let statements: Vec<PlannedStatement> = renderer.removal_statements(&project.config, name, partitioned).iter().map(|s| planned(None, s)).collect();
     let mut what = Vec::new();
     if retention_on {

@@ -257,6 +257,7 @@ async fn estimate_rules<C: GenericClient + Sync>(client: &Counting<'_, C>, proje
 /// `retentionc plan`.
 pub async fn command(config_path: &Path, args: &PlanArgs) -> Result<ExitCode> {
     let project = crate::policy::load_project(config_path)?;
+    warn_if_generated_is_stale(&project);
     let client = crate::db::connect(&args.db, "retentionc plan").await?;
     let plan = match make_plan(&client, &project).await {
         Ok(plan) => plan,
@@ -275,6 +276,24 @@ pub async fn command(config_path: &Path, args: &PlanArgs) -> Result<ExitCode> {
     use std::io::Write as _;
     stdout.flush()?;
     Ok(if args.detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// The plan's statements are what `compile` writes; when generated/ holds something else,
+/// the reviewed files and the plan disagree: say so (compile --check fails CI on it).
+fn warn_if_generated_is_stale(project: &Project) {
+    let dir = project.config.generated_path();
+    let stale: Vec<String> = crate::compile::expected_files(project)
+        .into_iter()
+        .filter(|(name, text)| std::fs::read_to_string(dir.join(name)).ok().as_ref() != Some(text))
+        .map(|(name, _)| name)
+        .collect();
+    if !stale.is_empty() {
+        eprintln!(
+            "warning: {} is not what `retentionc compile` writes ({}); run `retentionc compile` and commit the result, so that the files reviewed are the statements planned",
+            project.config.generated_dir.display(),
+            stale.join(", ")
+        );
+    }
 }
 
 /// Plan-time errors carry no source line; add it, as compile errors show one.

@@ -22,17 +22,23 @@ use crate::policy::ident::{quote_ident, quote_literal};
 pub async fn dry_run(config: &Config, policies: &[&Policy], db_args: &DbArgs, out: &mut impl Write) -> Result<ExitCode> {
     let client = db::connect(db_args, super::APPLICATION_NAME).await?;
     client.batch_execute("BEGIN TRANSACTION READ ONLY").await?;
-    let result = async {
-        for policy in policies {
-            describe_table(&client, config, policy, out).await?;
+    // A table that cannot be read (missing, not registered) is reported and the rest go
+    // on: each table is read under a savepoint.
+    let mut failed = 0;
+    for policy in policies {
+        client.batch_execute("SAVEPOINT retentionc_table").await?;
+        match describe_table(&client, config, policy, out).await {
+            Ok(()) => client.batch_execute("RELEASE SAVEPOINT retentionc_table").await?,
+            Err(e) => {
+                failed += 1;
+                writeln!(out, "{}: cannot tell what run would do: {e:#}", policy.table)?;
+                client.batch_execute("ROLLBACK TO SAVEPOINT retentionc_table").await?;
+            }
         }
-        anyhow::Ok(())
     }
-    .await;
     let _ = client.batch_execute("ROLLBACK").await;
-    result?;
     writeln!(out, "dry run: nothing was changed")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 async fn describe_table(client: &tokio_postgres::Client, config: &Config, policy: &Policy, out: &mut impl Write) -> Result<()> {
@@ -60,7 +66,19 @@ async fn describe_table(client: &tokio_postgres::Client, config: &Config, policy
                             children.len(),
                             part_config.partition_interval
                         )?;
-                        for child in &expired {
+                        // A long list shows its ends: the bounds say which ones they are.
+                        const ENDS: usize = 5;
+                        let shown: Vec<&&Child> = if expired.len() > 2 * ENDS + 2 {
+                            expired[..ENDS].iter().chain(expired[expired.len() - ENDS..].iter()).collect()
+                        } else {
+                            expired.iter().collect()
+                        };
+                        let unknown = expired.iter().filter(|c| c.estimated_rows.is_none()).count();
+                        let estimated: f64 = expired.iter().filter_map(|c| c.estimated_rows).sum();
+                        for (i, child) in shown.iter().enumerate() {
+                            if i == ENDS && shown.len() < expired.len() {
+                                writeln!(out, "{table}:   ... {} more", expired.len() - shown.len())?;
+                            }
                             writeln!(
                                 out,
                                 "{table}:   {}.{}  [{}, {})  {}",
@@ -72,6 +90,14 @@ async fn describe_table(client: &tokio_postgres::Client, config: &Config, policy
                                     Some(rows) => format!("~{} rows", group(rows as i64)),
                                     None => "rows unknown (never analyzed)".to_string(),
                                 }
+                            )?;
+                        }
+                        if !expired.is_empty() {
+                            writeln!(
+                                out,
+                                "{table}:   ~{} rows in all{}",
+                                group(estimated as i64),
+                                if unknown > 0 { format!(" ({unknown} partitions never analyzed, not counted)") } else { String::new() }
                             )?;
                         }
                     }

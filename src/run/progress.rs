@@ -39,6 +39,8 @@ pub struct ProgressDisplay {
     terminal: bool,
     rule: Option<String>,
     rule_started: Instant,
+    /// When the last notice came (or the display was made): a new rule started then.
+    last_event: Instant,
     last_log: Instant,
     /// Committed rows per rule, as last reported.
     pub deleted: BTreeMap<String, i64>,
@@ -55,6 +57,7 @@ impl ProgressDisplay {
             terminal: std::io::stderr().is_terminal(),
             rule: None,
             rule_started: Instant::now(),
+            last_event: Instant::now(),
             last_log: Instant::now(),
             deleted: BTreeMap::new(),
         }
@@ -64,9 +67,10 @@ impl ProgressDisplay {
         if self.rule.as_deref() != Some(rule) {
             self.finish_rule();
             self.rule = Some(rule.to_string());
-            self.rule_started = Instant::now();
+            self.rule_started = self.last_event;
             self.last_log = Instant::now();
         }
+        self.last_event = Instant::now();
         self.deleted.insert(rule.to_string(), deleted);
         let elapsed = self.rule_started.elapsed().as_secs_f64().max(0.001);
         let rate = deleted as f64 / elapsed;
@@ -105,7 +109,7 @@ pub fn group(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

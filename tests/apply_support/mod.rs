@@ -45,6 +45,11 @@ impl TestProject {
         self.compile();
     }
 
+    /// Writes policies/<name>.yaml and leaves generated/ as it was (stale).
+    pub fn write_policy_uncompiled(&self, name: &str, yaml: &str) {
+        std::fs::write(self.dir.path().join("policies").join(format!("{name}.yaml")), yaml).unwrap();
+    }
+
     pub fn remove_policy(&self, name: &str) {
         std::fs::remove_file(self.dir.path().join("policies").join(format!("{name}.yaml"))).unwrap();
         self.compile();
@@ -180,7 +185,7 @@ impl Writer {
             let mut report = WriterReport { attempted: 0, succeeded: 0, errors: Vec::new(), max_latency: Duration::ZERO };
             while !flag.load(Ordering::Relaxed) {
                 report.attempted += 1;
-                let level = if report.attempted % 4 == 0 { "debug" } else { "info" };
+                let level = if report.attempted.is_multiple_of(4) { "debug" } else { "info" };
                 let started = Instant::now();
                 match client.execute(&sql, &[&level, &format!("row {}", report.attempted)]).await {
                     Ok(_) => report.succeeded += 1,

@@ -120,10 +120,10 @@ pub fn applied_live(project: &Project) -> Live {
             });
         }
         for rule in &policy.deletes {
-            if let Some(c) = &rule.column {
-                if !columns.iter().any(|x| x.name == c.as_str()) {
-                    columns.push(Column { name: c.to_string(), type_name: "timestamp with time zone".into() });
-                }
+            if let Some(c) = &rule.column
+                && !columns.iter().any(|x| x.name == c.as_str())
+            {
+                columns.push(Column { name: c.to_string(), type_name: "timestamp with time zone".into() });
             }
         }
         info.columns = columns;
