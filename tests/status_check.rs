@@ -78,3 +78,34 @@ async fn check_fails_while_retention_lapsed_and_passes_after_run_pg_partman_4() 
 async fn check_fails_while_retention_lapsed_and_passes_after_run_pg_partman_5() {
     check_follows_retention(Partman::V5).await;
 }
+
+/// An integer column holding Unix seconds (`epoch: seconds`): bounds, the oldest row and
+/// expiry are all read as times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epoch_tables_are_checked_in_time_pg_partman_5() {
+    let db = Cluster::shared().database(Partman::V5);
+    db.psql(&["-c", "CREATE TABLE public.metrics (id bigserial, ts bigint NOT NULL, v float8) PARTITION BY RANGE (ts)"]);
+    let start = db.scalar("SELECT to_char(date_trunc('hour', now()) - interval '3 days', 'YYYY-MM-DD HH24:MI:SS')");
+    let policy = format!(
+        "table: public.metrics\npartitioning:\n  column: ts\n  interval: 1 hour\n  premake: 4\n  start: \"{start}\"\n  epoch: seconds\nretention:\n  keep: 1 day\n"
+    );
+    let project = Project::install(&db, &[("metrics.yaml", &policy)]);
+    db.psql(&["-c", "INSERT INTO public.metrics (ts, v) SELECT extract(epoch FROM now() - make_interval(hours => h))::bigint, h FROM generate_series(0, 60) h"]);
+
+    let out = blocking(|| project.retentionc(&["status", "--check", "--format", "json"]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let age = json["tables"][0]["retention"]["oldest_row_age_seconds"].as_f64().unwrap();
+    assert!((60.0 * 3600.0 - 5.0..60.0 * 3600.0 + 60.0).contains(&age), "oldest row age {age}");
+    assert_eq!(json["tables"][0]["retention"]["allowed_age"], "1 day 1 hour");
+
+    let out = blocking(|| project.retentionc(&["run", "--dry-run"]));
+    assert!(stdout(&out).contains("public.metrics: maintenance would drop "), "{}", text(&out));
+    let out = blocking(|| project.retentionc(&["run"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let out = blocking(|| project.retentionc(&["status", "--check"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Kept: the last 24 hours and the partition straddling the cutoff, nothing older.
+    let oldest: f64 = db.scalar("SELECT extract(epoch FROM now()) - min(ts) FROM public.metrics").parse().unwrap();
+    assert!(oldest <= 25.0 * 3600.0 + 5.0 && oldest >= 23.0 * 3600.0, "oldest row {oldest} s old");
+}

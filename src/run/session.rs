@@ -90,7 +90,16 @@ impl Canceller {
 
 /// Error text with the password (if any) masked.
 fn scrub(e: tokio_postgres::Error, config: &Config) -> anyhow::Error {
-    let text = format!("{e:#}");
+    // tokio-postgres's own text is terse; the reason is in its sources.
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(&format!(": {cause_text}"));
+        }
+        source = cause.source();
+    }
     match config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()) {
         Some(p) if !p.is_empty() && text.contains(&p) => anyhow!("{}", text.replace(&p, "***")),
         _ => anyhow!("{text}"),
