@@ -32,8 +32,9 @@ CREATE TABLE IF NOT EXISTS "retention"."run_log" (
     partitions_removed  integer NOT NULL DEFAULT 0,
     rows_deleted        bigint NOT NULL DEFAULT 0,
     detail              jsonb NOT NULL DEFAULT '{}',
-    -- 'retentionc' for `retentionc run`, 'pg_cron' for scheduled runs
-    run_by              text NOT NULL DEFAULT current_setting('application_name')
+    -- 'retentionc' for `retentionc run`; pg_cron's background workers set no
+    -- application_name, so an empty one is recorded as 'pg_cron'.
+    run_by              text NOT NULL DEFAULT coalesce(nullif(current_setting('application_name'), ''), 'pg_cron')
 );
 
 -- 4. index for status [bootstrap.run_log_index]

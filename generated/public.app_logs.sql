@@ -53,11 +53,21 @@ DECLARE
     v_rows            bigint;
     v_total           bigint;
     v_summary         jsonb := '{}';
+    v_maintenance_error text;
     v_cutoff_1 timestamptz;
     v_cutoff_2 timestamptz;
 BEGIN
     IF p_run_maintenance THEN
-        PERFORM "retention"."maintain"('public.app_logs');
+        -- A failed maintenance must not stop the delete rules: record it, go on, and
+        -- fail the call at the end so the scheduler shows the failure.
+        BEGIN
+            PERFORM "retention"."maintain"('public.app_logs');
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_maintenance_error = MESSAGE_TEXT;
+            INSERT INTO "retention"."run_log" (started_at, table_name, step, outcome, detail)
+            VALUES (clock_timestamp(), 'public.app_logs', 'maintenance', 'failed',
+                    jsonb_build_object('error', v_maintenance_error));
+        END;
         COMMIT;
     END IF;
     -- COMMIT resets per-transaction settings, so they are set again after each one.
@@ -179,6 +189,9 @@ BEGIN
     v_summary := v_summary || jsonb_build_object('health_checks', v_total);
 
     RAISE NOTICE 'retentionc: % deleted %', 'public.app_logs', v_summary;
+    IF v_maintenance_error IS NOT NULL THEN
+        RAISE EXCEPTION 'retentionc: maintenance of % failed (delete rules ran): %', 'public.app_logs', v_maintenance_error;
+    END IF;
 END
 $retentionc$;
 

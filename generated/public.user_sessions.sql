@@ -25,11 +25,21 @@ DECLARE
     v_rows            bigint;
     v_total           bigint;
     v_summary         jsonb := '{}';
+    v_maintenance_error text;
     v_cutoff_1 timestamptz;
     v_cutoff_2 timestamptz;
 BEGIN
     IF p_run_maintenance THEN
-        PERFORM "retention"."maintain"('public.user_sessions');
+        -- A failed maintenance must not stop the delete rules: record it, go on, and
+        -- fail the call at the end so the scheduler shows the failure.
+        BEGIN
+            PERFORM "retention"."maintain"('public.user_sessions');
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_maintenance_error = MESSAGE_TEXT;
+            INSERT INTO "retention"."run_log" (started_at, table_name, step, outcome, detail)
+            VALUES (clock_timestamp(), 'public.user_sessions', 'maintenance', 'failed',
+                    jsonb_build_object('error', v_maintenance_error));
+        END;
         COMMIT;
     END IF;
     -- COMMIT resets per-transaction settings, so they are set again after each one.
@@ -151,6 +161,9 @@ BEGIN
     v_summary := v_summary || jsonb_build_object('idle', v_total);
 
     RAISE NOTICE 'retentionc: % deleted %', 'public.user_sessions', v_summary;
+    IF v_maintenance_error IS NOT NULL THEN
+        RAISE EXCEPTION 'retentionc: maintenance of % failed (delete rules ran): %', 'public.user_sessions', v_maintenance_error;
+    END IF;
 END
 $retentionc$;
 
