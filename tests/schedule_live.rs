@@ -41,11 +41,11 @@ async fn a_scheduled_run_expires_partitions_and_runs_the_delete_rules() {
     let inserted = inserter.finish().await;
     assert!(details.starts_with("succeeded"), "the job failed: {details}");
 
-    // pg_cron's background workers have no application_name: run_by is '' for them.
+    // pg_cron's background workers have no application_name; run_log records them as pg_cron.
     let log = db.scalar(
         "SELECT string_agg(step || ' ' || outcome || ' [' || run_by || ']', ', ' ORDER BY id) FROM retention.run_log",
     );
-    assert_eq!(log, "maintenance ok [], delete:junk ok []", "run_log");
+    assert_eq!(log, "maintenance ok [pg_cron], delete:junk ok [pg_cron]", "run_log");
     assert_eq!(db.scalar("SELECT count(*) FROM public.events WHERE note = 'old'"), "0", "expired partitions were not dropped");
     let removed: i64 = db.scalar("SELECT partitions_removed FROM retention.run_log WHERE step = 'maintenance'").parse().unwrap();
     assert!(removed >= 10, "only {removed} partitions removed of {old_children}");
