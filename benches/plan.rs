@@ -22,15 +22,25 @@ fn main() {
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![10, 100, 1000]);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let cluster = Cluster::shared();
-    println!("| managed tables | partitions | setup | plan: best of 5 (median) | statements sent | changes |");
+    println!(
+        "| managed tables | partitions | setup | plan: best of 5 (median) | statements sent | changes |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|");
     for n in sizes {
         let started = Instant::now();
         let db = cluster.database(Partman::V5);
         let project_dir = tempfile::tempdir().unwrap();
-        std::fs::write(project_dir.path().join("retentionc.yaml"), "partman_version: 5\n").unwrap();
+        std::fs::write(
+            project_dir.path().join("retentionc.yaml"),
+            "partman_version: 5\n",
+        )
+        .unwrap();
         let policies = project_dir.path().join("policies");
         std::fs::create_dir(&policies).unwrap();
         let mut ddl = String::new();
@@ -47,7 +57,8 @@ fn main() {
             std::fs::write(policies.join(format!("t{i:04}.yaml")), policy).unwrap();
         }
         db.psql(&["-q", "-c", &ddl]);
-        let project = retentionc::policy::load_project(&project_dir.path().join("retentionc.yaml")).unwrap();
+        let project =
+            retentionc::policy::load_project(&project_dir.path().join("retentionc.yaml")).unwrap();
         // All generated files as one script, one transaction per 100 tables.
         let files = retentionc::render::compile_project(&project.config, &project.policies);
         let mut script = String::from("BEGIN;\n");
@@ -70,8 +81,17 @@ fn main() {
             let mut changes = 0;
             for _ in 0..5 {
                 let t = Instant::now();
-                let client = retentionc::db::connect(&DbArgs { database_url: Some(db.url.clone()) }, "retentionc bench").await.unwrap();
-                let planned = retentionc::plan::make_plan_detailed(&client, &project).await.unwrap();
+                let client = retentionc::db::connect(
+                    &DbArgs {
+                        database_url: Some(db.url.clone()),
+                    },
+                    "retentionc bench",
+                )
+                .await
+                .unwrap();
+                let planned = retentionc::plan::make_plan_detailed(&client, &project)
+                    .await
+                    .unwrap();
                 times.push(t.elapsed());
                 sent = planned.statements_sent;
                 changes = planned.plan.changes.len();
@@ -88,7 +108,10 @@ fn main() {
         );
         assert_eq!(changes, 0, "an applied database plans no changes");
         if n >= 1000 {
-            assert!(sorted[sorted.len() / 2] < Duration::from_secs(2), "1,000 tables must plan in under 2 s");
+            assert!(
+                sorted[sorted.len() / 2] < Duration::from_secs(2),
+                "1,000 tables must plan in under 2 s"
+            );
         }
     }
 }

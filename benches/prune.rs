@@ -22,21 +22,38 @@ const HOURS: i64 = 96;
 const TABLES: [&str; 3] = ["logs_a", "logs_b", "logs_c"];
 
 fn main() {
-    let asked = std::env::args().any(|a| a == "--bench") || std::env::var_os("RETENTIONC_BENCH").is_some();
+    let asked =
+        std::env::args().any(|a| a == "--bench") || std::env::var_os("RETENTIONC_BENCH").is_some();
     if !asked {
-        eprintln!("prune benchmark skipped: run `cargo bench --bench prune` (or set RETENTIONC_BENCH=1)");
+        eprintln!(
+            "prune benchmark skipped: run `cargo bench --bench prune` (or set RETENTIONC_BENCH=1)"
+        );
         return;
     }
-    let rows: i64 = std::env::var("BENCH_ROWS").ok().and_then(|s| s.parse().ok()).unwrap_or(2_400_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rows: i64 = std::env::var("BENCH_ROWS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_400_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let cluster = Cluster::shared();
     let db = cluster.database(Partman::V5);
 
     let started = Instant::now();
     let project = tempfile::tempdir().unwrap();
-    std::fs::write(project.path().join("retentionc.yaml"), "partman_version: 5\n").unwrap();
+    std::fs::write(
+        project.path().join("retentionc.yaml"),
+        "partman_version: 5\n",
+    )
+    .unwrap();
     std::fs::create_dir(project.path().join("policies")).unwrap();
-    let start = db.scalar(&format!("SELECT to_char(date_trunc('hour', now()) - interval '{} hours', 'YYYY-MM-DD HH24:MI:SS')", HOURS + 4));
+    let start = db.scalar(&format!(
+        "SELECT to_char(date_trunc('hour', now()) - interval '{} hours', 'YYYY-MM-DD HH24:MI:SS')",
+        HOURS + 4
+    ));
     let mut ddl = String::new();
     for t in TABLES {
         ddl.push_str(&format!(
@@ -71,12 +88,27 @@ fn main() {
         ),
     ]);
     for t in TABLES {
-        db.psql(&["-q", "-c", &format!("INSERT INTO public.{t} SELECT * FROM src"), "-c", &format!("VACUUM ANALYZE public.{t}")]);
+        db.psql(&[
+            "-q",
+            "-c",
+            &format!("INSERT INTO public.{t} SELECT * FROM src"),
+            "-c",
+            &format!("VACUUM ANALYZE public.{t}"),
+        ]);
     }
     db.psql(&["-q", "-c", "CHECKPOINT"]);
-    let matching: i64 = db.scalar("SELECT count(*) FROM public.logs_a WHERE level = 'debug'").parse().unwrap();
-    let partitions: i64 = db.scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.logs_a'::regclass").parse().unwrap();
-    eprintln!("setup: {rows} rows x 3 tables, {partitions} partitions each, in {:.1} s", started.elapsed().as_secs_f64());
+    let matching: i64 = db
+        .scalar("SELECT count(*) FROM public.logs_a WHERE level = 'debug'")
+        .parse()
+        .unwrap();
+    let partitions: i64 = db
+        .scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.logs_a'::regclass")
+        .parse()
+        .unwrap();
+    eprintln!(
+        "setup: {rows} rows x 3 tables, {partitions} partitions each, in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     runtime.block_on(async {
         let client = db.client().await;
@@ -144,7 +176,9 @@ async fn insert_latencies(
 ) -> Vec<Duration> {
     let client = db.client().await;
     let statement = client
-        .prepare("INSERT INTO public.logs_c (id, logged_at, level, msg) VALUES (0, now(), 'info', 'x')")
+        .prepare(
+            "INSERT INTO public.logs_c (id, logged_at, level, msg) VALUES (0, now(), 'info', 'x')",
+        )
         .await
         .unwrap();
     let inserts = async {

@@ -155,12 +155,19 @@ pub struct Counting<'c, C> {
 
 impl<'c, C: GenericClient + Sync> Counting<'c, C> {
     pub fn new(client: &'c C) -> Self {
-        Counting { client, sent: AtomicU32::new(0) }
+        Counting {
+            client,
+            sent: AtomicU32::new(0),
+        }
     }
     pub fn sent(&self) -> u32 {
         self.sent.load(Ordering::Relaxed)
     }
-    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, tokio_postgres::Error> {
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
         self.sent.fetch_add(1, Ordering::Relaxed);
         self.client.query(sql, params).await
     }
@@ -185,14 +192,22 @@ fn interval_parts(column: &str) -> String {
 
 fn interval_from_parts(parts: Option<Vec<i64>>) -> Option<Interval> {
     match parts.as_deref() {
-        Some([months, days, micros]) => Some(Interval { months: *months, days: *days, micros: *micros }),
+        Some([months, days, micros]) => Some(Interval {
+            months: *months,
+            days: *days,
+            micros: *micros,
+        }),
         _ => None,
     }
 }
 
 /// Reads the live state. `tables`: every `schema.table` a policy names.
 /// Run it inside one snapshot (see `plan::make_plan`): the queries must agree.
-pub async fn read_live<C: GenericClient + Sync>(client: &Counting<'_, C>, config: &Config, tables: &[String]) -> Result<Live> {
+pub async fn read_live<C: GenericClient + Sync>(
+    client: &Counting<'_, C>,
+    config: &Config,
+    tables: &[String],
+) -> Result<Live> {
     let schema = config.schema.as_str();
     let context_row = client
         .query(
@@ -211,13 +226,21 @@ pub async fn read_live<C: GenericClient + Sync>(client: &Counting<'_, C>, config
         .context("reading the server's extensions")?;
     let row = &context_row[0];
     let extension = |v: usize, s: usize| -> Option<Extension> {
-        Some(Extension { version: row.get::<_, Option<String>>(v)?, schema: row.get::<_, Option<String>>(s)? })
+        Some(Extension {
+            version: row.get::<_, Option<String>>(v)?,
+            schema: row.get::<_, Option<String>>(s)?,
+        })
     };
     let mut live = Live {
         now: row.get(0),
         partman: extension(1, 2),
         cron: extension(3, 4),
-        bootstrap: BootstrapObjects { schema: row.get(5), apply_history: row.get(6), run_log: row.get(7), run_log_index: row.get(8) },
+        bootstrap: BootstrapObjects {
+            schema: row.get(5),
+            apply_history: row.get(6),
+            run_log: row.get(7),
+            run_log_index: row.get(8),
+        },
         ..Live::default()
     };
 
@@ -231,7 +254,10 @@ pub async fn read_live<C: GenericClient + Sync>(client: &Counting<'_, C>, config
             interval_parts("retention"),
             quote_ident(&partman.schema)
         );
-        let rows = client.query(&sql, &[]).await.context("reading pg_partman's part_config")?;
+        let rows = client
+            .query(&sql, &[])
+            .await
+            .context("reading pg_partman's part_config")?;
         live.part_config = rows
             .iter()
             .map(|r| PartConfigRow {
@@ -279,7 +305,11 @@ pub async fn read_live<C: GenericClient + Sync>(client: &Counting<'_, C>, config
             partition_strategy: r.get(2),
             key_count: r.get(3),
             partition_key: r.get(4),
-            columns: column_names.into_iter().zip(column_types).map(|(name, type_name)| Column { name, type_name }).collect(),
+            columns: column_names
+                .into_iter()
+                .zip(column_types)
+                .map(|(name, type_name)| Column { name, type_name })
+                .collect(),
         };
         live.tables.insert(r.get(0), info);
     }
@@ -299,11 +329,14 @@ pub async fn read_live<C: GenericClient + Sync>(client: &Counting<'_, C>, config
         .await
         .context("reading child partitions")?;
     for r in &rows {
-        live.children.entry(r.get(0)).or_default().push(ChildPartition {
-            name: r.get(1),
-            bound: r.get(2),
-            estimated_rows: r.get(3),
-        });
+        live.children
+            .entry(r.get(0))
+            .or_default()
+            .push(ChildPartition {
+                name: r.get(1),
+                bound: r.get(2),
+                estimated_rows: r.get(3),
+            });
     }
 
     if live.bootstrap.schema {
@@ -317,17 +350,30 @@ pub async fn read_live<C: GenericClient + Sync>(client: &Counting<'_, C>, config
             .context("reading retentionc's procedures")?;
         live.routines = rows
             .iter()
-            .map(|r| Routine { name: r.get(0), kind: r.get(1), arguments: r.get(2), body: r.get(3) })
+            .map(|r| Routine {
+                name: r.get(0),
+                kind: r.get(1),
+                arguments: r.get(2),
+                body: r.get(3),
+            })
             .collect();
     }
 
     if live.cron.is_some() {
         // pg_cron's tables are always in schema cron (the extension itself sits in pg_catalog).
         let sql = "SELECT jobname, schedule, command, database FROM cron.job WHERE jobname LIKE 'retentionc:%' ORDER BY jobname";
-        let rows = client.query(sql, &[]).await.context("reading pg_cron's jobs")?;
+        let rows = client
+            .query(sql, &[])
+            .await
+            .context("reading pg_cron's jobs")?;
         live.jobs = rows
             .iter()
-            .map(|r| CronJob { name: r.get(0), schedule: r.get(1), command: r.get(2), database: r.get(3) })
+            .map(|r| CronJob {
+                name: r.get(0),
+                schedule: r.get(1),
+                command: r.get(2),
+                database: r.get(3),
+            })
             .collect();
     }
 
@@ -336,7 +382,10 @@ pub async fn read_live<C: GenericClient + Sync>(client: &Counting<'_, C>, config
             "SELECT id, applied_at, policy_hashes, applied_state FROM {}.apply_history ORDER BY id DESC LIMIT 1",
             quote_ident(schema)
         );
-        let rows = client.query(&sql, &[]).await.context("reading the last apply")?;
+        let rows = client
+            .query(&sql, &[])
+            .await
+            .context("reading the last apply")?;
         if let Some(r) = rows.first() {
             let hashes: serde_json::Value = r.get(2);
             live.last_apply = Some(LastApply {

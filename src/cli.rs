@@ -5,10 +5,19 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "retentionc", version, about = "Data-retention policies for PostgreSQL, compiled to reviewed SQL")]
+#[command(
+    name = "retentionc",
+    version,
+    about = "Data-retention policies for PostgreSQL, compiled to reviewed SQL"
+)]
 pub struct Cli {
     /// Project settings file; its folder is the project root.
-    #[arg(long, global = true, default_value = "retentionc.yaml", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "retentionc.yaml",
+        value_name = "PATH"
+    )]
     pub config: PathBuf,
 
     #[command(subcommand)]

@@ -27,8 +27,13 @@ fn existing_files(dir: &Path) -> Result<BTreeMap<String, String>> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
         if path.extension().and_then(|e| e.to_str()) == Some("sql") && path.is_file() {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
             files.insert(name, text);
         }
     }
@@ -51,9 +56,18 @@ pub fn compile(project: &Project, out: &mut impl Write) -> Result<()> {
     for name in existing.keys().filter(|n| !expected.contains_key(*n)) {
         let path = dir.join(name);
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-        writeln!(out, "removed {} (no policy produces it)", shown(project, name))?;
+        writeln!(
+            out,
+            "removed {} (no policy produces it)",
+            shown(project, name)
+        )?;
     }
-    writeln!(out, "{} policies compiled into {}", project.policies.len(), project.config.generated_dir.display())?;
+    writeln!(
+        out,
+        "{} policies compiled into {}",
+        project.policies.len(),
+        project.config.generated_dir.display()
+    )?;
     Ok(())
 }
 
@@ -70,19 +84,41 @@ pub fn check(project: &Project, out: &mut impl Write) -> Result<bool> {
             stale = true;
             let path = shown(project, name);
             let diff = TextDiff::from_lines(current, text.as_str());
-            let old_header = if existing.contains_key(name) { format!("a/{path}") } else { "/dev/null".to_string() };
-            write!(out, "{}", diff.unified_diff().context_radius(3).header(&old_header, &format!("b/{path}")))?;
+            let old_header = if existing.contains_key(name) {
+                format!("a/{path}")
+            } else {
+                "/dev/null".to_string()
+            };
+            write!(
+                out,
+                "{}",
+                diff.unified_diff()
+                    .context_radius(3)
+                    .header(&old_header, &format!("b/{path}"))
+            )?;
         }
     }
     for (name, text) in existing.iter().filter(|(n, _)| !expected.contains_key(*n)) {
         stale = true;
         let path = shown(project, name);
-        writeln!(out, "# {path}: no policy produces this file; compile would remove it")?;
+        writeln!(
+            out,
+            "# {path}: no policy produces this file; compile would remove it"
+        )?;
         let diff = TextDiff::from_lines(text.as_str(), "");
-        write!(out, "{}", diff.unified_diff().context_radius(3).header(&format!("a/{path}"), "/dev/null"))?;
+        write!(
+            out,
+            "{}",
+            diff.unified_diff()
+                .context_radius(3)
+                .header(&format!("a/{path}"), "/dev/null")
+        )?;
     }
     if stale {
-        writeln!(out, "generated/ is stale: run `retentionc compile` and commit the result")?;
+        writeln!(
+            out,
+            "generated/ is stale: run `retentionc compile` and commit the result"
+        )?;
     } else {
         writeln!(out, "generated/ is up to date ({} files)", expected.len())?;
     }
@@ -90,5 +126,10 @@ pub fn check(project: &Project, out: &mut impl Write) -> Result<bool> {
 }
 
 fn shown(project: &Project, name: &str) -> String {
-    project.config.generated_dir.join(name).display().to_string()
+    project
+        .config
+        .generated_dir
+        .join(name)
+        .display()
+        .to_string()
 }

@@ -9,7 +9,14 @@ use crate::policy::interval::parse_interval;
 use crate::policy::reader::Reader;
 use crate::policy::yaml::{Pos, Value, parse_documents};
 
-const CONFIG_KEYS: [&str; 6] = ["policies", "generated", "partman_schema", "partman_version", "schema", "lock_timeout"];
+const CONFIG_KEYS: [&str; 6] = [
+    "policies",
+    "generated",
+    "partman_schema",
+    "partman_version",
+    "schema",
+    "lock_timeout",
+];
 
 pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 5_000;
 
@@ -41,7 +48,13 @@ pub fn load_config(path: &Path) -> Result<Config, PolicyErrors> {
 }
 
 fn file_error(path: &Path, message: String) -> PolicyErrors {
-    PolicyErrors(vec![PolicyError { file: path.to_path_buf(), pos: Pos { line: 1, column: 1 }, key: String::new(), message, line_text: None }])
+    PolicyErrors(vec![PolicyError {
+        file: path.to_path_buf(),
+        pos: Pos { line: 1, column: 1 },
+        key: String::new(),
+        message,
+        line_text: None,
+    }])
 }
 
 pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, PolicyErrors> {
@@ -51,23 +64,37 @@ pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, Po
         reader.error(e.pos, "", format!("invalid YAML: {}", e.message));
         PolicyErrors(reader.errors)
     })?;
-    let Some(node) = docs.first() else { return Ok(config) };
+    let Some(node) = docs.first() else {
+        return Ok(config);
+    };
     let mut reader = Reader::new(path, text);
     if docs.len() > 1 {
-        reader.error(docs[1].pos, "", "retentionc.yaml holds one document; found a second");
+        reader.error(
+            docs[1].pos,
+            "",
+            "retentionc.yaml holds one document; found a second",
+        );
     }
     if let Some(fields) = reader.mapping(node, "", &CONFIG_KEYS) {
         if let Some(n) = fields.get("policies") {
-            if let Some(s) = reader.string(n, "policies", "a folder path") { config.policies_dir = PathBuf::from(s) }
+            if let Some(s) = reader.string(n, "policies", "a folder path") {
+                config.policies_dir = PathBuf::from(s)
+            }
         }
         if let Some(n) = fields.get("generated") {
-            if let Some(s) = reader.string(n, "generated", "a folder path") { config.generated_dir = PathBuf::from(s) }
+            if let Some(s) = reader.string(n, "generated", "a folder path") {
+                config.generated_dir = PathBuf::from(s)
+            }
         }
         if let Some(n) = fields.get("partman_schema") {
-            if let Some(v) = reader.parsed(n, "partman_schema", "a schema name", Ident::parse) { config.partman_schema = v }
+            if let Some(v) = reader.parsed(n, "partman_schema", "a schema name", Ident::parse) {
+                config.partman_schema = v
+            }
         }
         if let Some(n) = fields.get("schema") {
-            if let Some(v) = reader.parsed(n, "schema", "a schema name", Ident::parse) { config.schema = v }
+            if let Some(v) = reader.parsed(n, "schema", "a schema name", Ident::parse) {
+                config.schema = v
+            }
         }
         if let Some(n) = fields.get("partman_version") {
             let major = match &n.value {
@@ -76,17 +103,34 @@ pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, Po
                 Value::Str(s) if s == "4" => Some(PartmanMajor::V4),
                 Value::Str(s) if s == "5" => Some(PartmanMajor::V5),
                 other => {
-                    reader.error(n.pos, "partman_version", format!("expected 4 or 5 (the pg_partman major version), found {other}"));
+                    reader.error(
+                        n.pos,
+                        "partman_version",
+                        format!("expected 4 or 5 (the pg_partman major version), found {other}"),
+                    );
                     None
                 }
             };
-            if let Some(m) = major { config.partman_version = m }
+            if let Some(m) = major {
+                config.partman_version = m
+            }
         }
         if let Some(n) = fields.get("lock_timeout") {
-            if let Some(ms) = reader.parsed(n, "lock_timeout", "a duration such as \"5s\"", parse_lock_timeout) { config.lock_timeout_ms = ms }
+            if let Some(ms) = reader.parsed(
+                n,
+                "lock_timeout",
+                "a duration such as \"5s\"",
+                parse_lock_timeout,
+            ) {
+                config.lock_timeout_ms = ms
+            }
         }
     }
-    if reader.errors.is_empty() { Ok(config) } else { Err(PolicyErrors(reader.errors)) }
+    if reader.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(PolicyErrors(reader.errors))
+    }
 }
 
 /// PostgreSQL setting syntax (`5s`, `500ms`, `1min`) or interval text (`5 seconds`).
@@ -104,9 +148,15 @@ pub fn parse_lock_timeout(text: &str) -> Result<u64, String> {
     let ms = match (digits.parse::<u64>(), factor) {
         (Ok(n), Some(f)) => n * f,
         _ => {
-            let interval = parse_interval(t).map_err(|_| format!("expected a duration such as \"5s\", \"500ms\" or \"1min\", found \"{text}\""))?;
+            let interval = parse_interval(t).map_err(|_| {
+                format!(
+                    "expected a duration such as \"5s\", \"500ms\" or \"1min\", found \"{text}\""
+                )
+            })?;
             if interval.months != 0 || interval.days != 0 {
-                return Err(format!("a lock timeout of \"{text}\" is far too long; expected seconds or minutes"));
+                return Err(format!(
+                    "a lock timeout of \"{text}\" is far too long; expected seconds or minutes"
+                ));
             }
             (interval.micros / 1000) as u64
         }
@@ -136,9 +186,17 @@ mod tests {
         assert_eq!(config.partman_version, PartmanMajor::V4);
         assert_eq!(config.lock_timeout_ms, 750);
         assert_eq!(config.schema.as_str(), "ops");
-        let err = parse_config(Path::new("r.yaml"), "partman_version: 6\nlock_timout: 1s\n", PathBuf::from(".")).unwrap_err();
+        let err = parse_config(
+            Path::new("r.yaml"),
+            "partman_version: 6\nlock_timout: 1s\n",
+            PathBuf::from("."),
+        )
+        .unwrap_err();
         assert_eq!(err.0.len(), 2, "{err}");
-        assert!(err.to_string().contains("did you mean \"lock_timeout\""), "{err}");
+        assert!(
+            err.to_string().contains("did you mean \"lock_timeout\""),
+            "{err}"
+        );
     }
 
     #[test]

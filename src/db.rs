@@ -16,12 +16,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use tokio_postgres::config::{Host, SslMode as PgSslMode};
 use tokio_postgres::{Client, Config, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -46,7 +48,9 @@ impl SslMode {
             "require" => SslMode::Require,
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" => SslMode::VerifyFull,
-            other => bail!("invalid sslmode \"{other}\": expected disable, prefer, require, verify-ca or verify-full"),
+            other => bail!(
+                "invalid sslmode \"{other}\": expected disable, prefer, require, verify-ca or verify-full"
+            ),
         })
     }
 }
@@ -79,7 +83,9 @@ pub fn resolve_with_tls(args: &DbArgs) -> Result<(Config, TlsSettings)> {
         Some(m) => SslMode::parse(&m)?,
         None => SslMode::Prefer,
     };
-    let root_cert = root_cert.or_else(|| env("PGSSLROOTCERT")).map(PathBuf::from);
+    let root_cert = root_cert
+        .or_else(|| env("PGSSLROOTCERT"))
+        .map(PathBuf::from);
     Ok((config, TlsSettings { mode, root_cert }))
 }
 
@@ -99,7 +105,9 @@ fn from_libpq_env() -> Config {
     if let Some(port) = var("PGPORT").and_then(|p| p.parse().ok()) {
         config.port(port);
     }
-    let user = var("PGUSER").or_else(|| var("USER")).unwrap_or_else(|| "postgres".into());
+    let user = var("PGUSER")
+        .or_else(|| var("USER"))
+        .unwrap_or_else(|| "postgres".into());
     config.user(&user);
     if let Some(password) = var("PGPASSWORD") {
         config.password(password);
@@ -119,7 +127,13 @@ pub fn describe(config: &Config) -> String {
         })
         .unwrap_or_else(|| "localhost".into());
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("{}@{}:{}/{}", config.get_user().unwrap_or("?"), host, port, config.get_dbname().unwrap_or("?"))
+    format!(
+        "{}@{}:{}/{}",
+        config.get_user().unwrap_or("?"),
+        host,
+        port,
+        config.get_dbname().unwrap_or("?")
+    )
 }
 
 /// An error and its sources: tokio-postgres's own text is terse ("db error", "invalid
@@ -181,7 +195,11 @@ fn split_url_params(text: &str) -> Result<SplitParams> {
         Some((base, query)) => (base, query),
         None => (text, ""),
     };
-    let mut split = SplitParams { rest: String::new(), sslmode: None, sslrootcert: None };
+    let mut split = SplitParams {
+        rest: String::new(),
+        sslmode: None,
+        sslrootcert: None,
+    };
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -189,7 +207,11 @@ fn split_url_params(text: &str) -> Result<SplitParams> {
             kept.push(pair);
         }
     }
-    split.rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+    split.rest = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
     Ok(split)
 }
 
@@ -200,7 +222,9 @@ fn percent_decode(text: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(b);
             i += 3;
@@ -215,7 +239,11 @@ fn percent_decode(text: &str) -> String {
 /// libpq keyword/value strings: `key = value` pairs, values optionally in single quotes
 /// with backslash escapes. Other pairs are kept exactly as written.
 fn split_keyword_params(text: &str) -> Result<SplitParams> {
-    let mut split = SplitParams { rest: String::new(), sslmode: None, sslrootcert: None };
+    let mut split = SplitParams {
+        rest: String::new(),
+        sslmode: None,
+        sslrootcert: None,
+    };
     let mut kept: Vec<&str> = Vec::new();
     for (pair, raw) in keyword_pairs(text) {
         match pair {
@@ -336,26 +364,44 @@ pub async fn connect(args: &DbArgs, application_name: &str) -> Result<Client> {
 /// Opens a session with `config` and `tls` as given (no options added).
 pub async fn connect_with(mut config: Config, tls: &TlsSettings) -> Result<Client> {
     let target = describe(&config);
-    let password = config.get_password().map(|p| String::from_utf8_lossy(p).into_owned());
+    let password = config
+        .get_password()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
     let scrub = |e: tokio_postgres::Error| {
         let text = error_text(&e);
         match &password {
-            Some(p) if !p.is_empty() && text.contains(p.as_str()) => anyhow!("{}", text.replace(p.as_str(), "***")),
+            Some(p) if !p.is_empty() && text.contains(p.as_str()) => {
+                anyhow!("{}", text.replace(p.as_str(), "***"))
+            }
             _ => anyhow!("{text}"),
         }
     };
     let client = match tls.mode {
         SslMode::Disable => {
             config.ssl_mode(PgSslMode::Disable);
-            let (client, connection) = config.connect(NoTls).await.map_err(scrub).with_context(|| format!("cannot connect to {target}"))?;
+            let (client, connection) = config
+                .connect(NoTls)
+                .await
+                .map_err(scrub)
+                .with_context(|| format!("cannot connect to {target}"))?;
             spawn_connection(connection);
             client
         }
         mode => {
-            config.ssl_mode(if mode == SslMode::Prefer { PgSslMode::Prefer } else { PgSslMode::Require });
-            let connector = MakeRustlsConnect::new(tls_client_config(mode, tls.root_cert.as_deref())?);
-            let (client, connection) =
-                config.connect(connector).await.map_err(scrub).with_context(|| format!("cannot connect to {target} (sslmode {})", mode_name(mode)))?;
+            config.ssl_mode(if mode == SslMode::Prefer {
+                PgSslMode::Prefer
+            } else {
+                PgSslMode::Require
+            });
+            let connector =
+                MakeRustlsConnect::new(tls_client_config(mode, tls.root_cert.as_deref())?);
+            let (client, connection) = config
+                .connect(connector)
+                .await
+                .map_err(scrub)
+                .with_context(|| {
+                    format!("cannot connect to {target} (sslmode {})", mode_name(mode))
+                })?;
             spawn_connection(connection);
             client
         }
@@ -391,7 +437,8 @@ pub fn tls_client_config(mode: SslMode, root_cert: Option<&Path>) -> Result<Clie
         (_, Some(path)) => Some(path.to_path_buf()),
         (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
             // libpq's default: ~/.postgresql/root.crt.
-            let default = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".postgresql/root.crt"));
+            let default =
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".postgresql/root.crt"));
             match default.filter(|p| p.exists()) {
                 Some(path) => Some(path),
                 None => bail!(
@@ -406,16 +453,26 @@ pub fn tls_client_config(mode: SslMode, root_cert: Option<&Path>) -> Result<Clie
         .with_safe_default_protocol_versions()
         .context("TLS setup")?;
     let verifier: Arc<dyn ServerCertVerifier> = match root_cert {
-        None => Arc::new(AcceptAnyCertificate { algorithms: provider.signature_verification_algorithms }),
+        None => Arc::new(AcceptAnyCertificate {
+            algorithms: provider.signature_verification_algorithms,
+        }),
         Some(path) => {
             let roots = load_roots(&path)?;
-            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .context("TLS setup")?;
-            if mode == SslMode::VerifyFull { webpki } else { Arc::new(IgnoreHostName { inner: webpki }) }
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .context("TLS setup")?;
+            if mode == SslMode::VerifyFull {
+                webpki
+            } else {
+                Arc::new(IgnoreHostName { inner: webpki })
+            }
         }
     };
-    Ok(builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth())
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
 }
 
 fn load_roots(path: &Path) -> Result<RootCertStore> {
@@ -423,10 +480,18 @@ fn load_roots(path: &Path) -> Result<RootCertStore> {
         bail!("sslrootcert=system is not supported; give the path of the CA certificate file");
     }
     let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path).with_context(|| format!("cannot read sslrootcert {}", path.display()))?;
+    let certs = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("cannot read sslrootcert {}", path.display()))?;
     for cert in certs {
-        let cert = cert.with_context(|| format!("sslrootcert {} is not a PEM certificate file", path.display()))?;
-        roots.add(cert).with_context(|| format!("sslrootcert {}: invalid certificate", path.display()))?;
+        let cert = cert.with_context(|| {
+            format!(
+                "sslrootcert {} is not a PEM certificate file",
+                path.display()
+            )
+        })?;
+        roots
+            .add(cert)
+            .with_context(|| format!("sslrootcert {}: invalid certificate", path.display()))?;
     }
     if roots.is_empty() {
         bail!("sslrootcert {} holds no certificate", path.display());
@@ -491,11 +556,17 @@ impl ServerCertVerifier for IgnoreHostName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
             Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName))
-            | Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. })) => {
-                Ok(ServerCertVerified::assertion())
-            }
+            | Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+                ..
+            })) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
@@ -528,7 +599,9 @@ mod tests {
     use super::*;
 
     fn args(url: &str) -> DbArgs {
-        DbArgs { database_url: Some(url.to_string()) }
+        DbArgs {
+            database_url: Some(url.to_string()),
+        }
     }
 
     #[test]
@@ -537,14 +610,26 @@ mod tests {
         assert_eq!(split.rest, "postgres://u:pw@h:5433/db?application_name=x");
         assert_eq!(split.sslmode.as_deref(), Some("verify-full"));
         assert_eq!(split.sslrootcert.as_deref(), Some("/tmp/ca.pem"));
-        let (config, tls) = resolve_with_tls(&args("postgresql://u@h/db?sslmode=verify-ca&sslrootcert=ca.pem")).unwrap();
+        let (config, tls) = resolve_with_tls(&args(
+            "postgresql://u@h/db?sslmode=verify-ca&sslrootcert=ca.pem",
+        ))
+        .unwrap();
         assert_eq!(config.get_dbname(), Some("db"));
-        assert_eq!(tls, TlsSettings { mode: SslMode::VerifyCa, root_cert: Some(PathBuf::from("ca.pem")) });
+        assert_eq!(
+            tls,
+            TlsSettings {
+                mode: SslMode::VerifyCa,
+                root_cert: Some(PathBuf::from("ca.pem"))
+            }
+        );
     }
 
     #[test]
     fn keyword_tls_params_are_taken_out() {
-        let split = split_tls_params("host=h  sslmode = require password='a b\\'c' sslrootcert='/x y/ca.pem' dbname=d").unwrap();
+        let split = split_tls_params(
+            "host=h  sslmode = require password='a b\\'c' sslrootcert='/x y/ca.pem' dbname=d",
+        )
+        .unwrap();
         assert_eq!(split.rest, "host=h password='a b\\'c' dbname=d");
         assert_eq!(split.sslmode.as_deref(), Some("require"));
         assert_eq!(split.sslrootcert.as_deref(), Some("/x y/ca.pem"));
@@ -555,7 +640,10 @@ mod tests {
     #[test]
     fn bad_sslmode_is_refused() {
         let err = resolve_with_tls(&args("postgres://u@h/db?sslmode=sometimes")).unwrap_err();
-        assert!(err.to_string().contains("invalid sslmode \"sometimes\""), "{err}");
+        assert!(
+            err.to_string().contains("invalid sslmode \"sometimes\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -573,18 +661,28 @@ mod tests {
 
     #[test]
     fn parse_errors_stay_useful_without_the_password() {
-        let err = resolve_with_tls(&args("host=h password='p4ss word' port=nope")).unwrap_err().to_string();
+        let err = resolve_with_tls(&args("host=h password='p4ss word' port=nope"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("port"), "{err}");
         assert!(!err.contains("p4ss"), "{err}");
-        assert_eq!(password_texts("postgres://u:p%40ss@h/db"), ["p%40ss", "p@ss"]);
-        assert_eq!(password_texts("user=u password=secret"), ["secret", "password=secret"]);
+        assert_eq!(
+            password_texts("postgres://u:p%40ss@h/db"),
+            ["p%40ss", "p@ss"]
+        );
+        assert_eq!(
+            password_texts("user=u password=secret"),
+            ["secret", "password=secret"]
+        );
     }
 
     #[test]
     fn verify_modes_need_a_root_certificate() {
         // SAFETY of the test: HOME points at a folder without .postgresql/root.crt.
         let home = std::env::var_os("HOME");
-        let has_default = home.map(|h| PathBuf::from(h).join(".postgresql/root.crt").exists()).unwrap_or(false);
+        let has_default = home
+            .map(|h| PathBuf::from(h).join(".postgresql/root.crt").exists())
+            .unwrap_or(false);
         if !has_default {
             let err = tls_client_config(SslMode::VerifyFull, None).unwrap_err();
             assert!(err.to_string().contains("sslrootcert"), "{err}");

@@ -43,12 +43,19 @@ pub async fn run(config_path: &Path, args: &ImportArgs, out: &mut impl Write) ->
     check_install(&install, &config)?;
     let mut tables = live::read_part_config(&client, &config.partman_schema).await?;
     if let Some(wanted) = &wanted {
-        let missing: Vec<&String> = wanted.iter().filter(|w| !tables.iter().any(|t| &&t.parent_table == w)).collect();
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|w| !tables.iter().any(|t| &&t.parent_table == w))
+            .collect();
         if !missing.is_empty() {
             bail!(
                 "not registered with pg_partman (no row in {}.part_config): {}",
                 config.partman_schema,
-                missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         tables.retain(|t| wanted.contains(&t.parent_table));
@@ -81,7 +88,10 @@ fn check_install(install: &PartmanInstall, config: &Config) -> Result<()> {
             "the database has pg_partman {}, but the project compiles for pg_partman {configured}: \
              set `partman_version: {}` in retentionc.yaml first",
             install.version,
-            install.major().map(|m| m.to_string()).unwrap_or_else(|| "?".into())
+            install
+                .major()
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "?".into())
         );
     }
     if install.schema != config.partman_schema.as_str() {
@@ -104,7 +114,14 @@ fn default_file(config: &Config, parent_table: &str) -> PathBuf {
 fn describe_all(tables: &[LiveTable], config: &Config, install: &PartmanInstall) -> Vec<Outcome> {
     tables
         .iter()
-        .map(|t| import_table(t, config, &install.version, &default_file(config, &t.parent_table)))
+        .map(|t| {
+            import_table(
+                t,
+                config,
+                &install.version,
+                &default_file(config, &t.parent_table),
+            )
+        })
         .collect()
 }
 
@@ -119,11 +136,15 @@ impl ExistingPolicies {
     fn scan(config: &Config) -> ExistingPolicies {
         let mut by_table = BTreeMap::new();
         for path in policy_files(config).unwrap_or_default() {
-            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
             let shown = shown_path(config, &path);
             let (policies, _) = parse_policy_text(&shown, &text, config);
             for policy in &policies {
-                by_table.entry(policy.table.to_string()).or_insert((shown.clone(), policies.len()));
+                by_table
+                    .entry(policy.table.to_string())
+                    .or_insert((shown.clone(), policies.len()));
             }
         }
         ExistingPolicies { by_table }
@@ -131,12 +152,17 @@ impl ExistingPolicies {
 
     /// The table a file (as shown) holds a policy for, other than `table`.
     fn other_table_in(&self, file: &Path, table: &str) -> Option<&str> {
-        self.by_table.iter().find(|(t, (f, _))| f == file && t.as_str() != table).map(|(t, _)| t.as_str())
+        self.by_table
+            .iter()
+            .find(|(t, (f, _))| f == file && t.as_str() != table)
+            .map(|(t, _)| t.as_str())
     }
 }
 
 fn shown_path(config: &Config, path: &Path) -> PathBuf {
-    path.strip_prefix(&config.root).map(Path::to_path_buf).unwrap_or_else(|_| path.to_path_buf())
+    path.strip_prefix(&config.root)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// One file import writes.
@@ -156,11 +182,18 @@ enum Action {
 
 /// Decides every file before any is written; refuses (naming every refused file) when
 /// one exists and --force was not given, or when writing it would lose another policy.
-fn decide_files<'a>(outcomes: &'a [Outcome], config: &Config, existing: &ExistingPolicies, force: bool) -> Result<Vec<FileWrite<'a>>> {
+fn decide_files<'a>(
+    outcomes: &'a [Outcome],
+    config: &Config,
+    existing: &ExistingPolicies,
+    force: bool,
+) -> Result<Vec<FileWrite<'a>>> {
     let mut writes = Vec::new();
     let mut refusals = Vec::new();
     for outcome in outcomes {
-        let Outcome::Imported(policy) = outcome else { continue };
+        let Outcome::Imported(policy) = outcome else {
+            continue;
+        };
         let table = policy.table.to_string();
         let file = match existing.by_table.get(&table) {
             Some((file, count)) if *count > 1 => {
@@ -184,8 +217,15 @@ fn decide_files<'a>(outcomes: &'a [Outcome], config: &Config, existing: &Existin
             Ok(current) if current == policy.text => Action::Unchanged,
             Ok(_) if force => Action::Overwrite,
             Ok(_) => {
-                let whose = if existing.by_table.contains_key(&table) { format!("{table}'s policy") } else { "a file".into() };
-                refusals.push(format!("{} already exists ({whose}); pass --force to overwrite it", file.display()));
+                let whose = if existing.by_table.contains_key(&table) {
+                    format!("{table}'s policy")
+                } else {
+                    "a file".into()
+                };
+                refusals.push(format!(
+                    "{} already exists ({whose}); pass --force to overwrite it",
+                    file.display()
+                ));
                 continue;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Action::Create,
@@ -194,10 +234,17 @@ fn decide_files<'a>(outcomes: &'a [Outcome], config: &Config, existing: &Existin
                 continue;
             }
         };
-        writes.push(FileWrite { file, policy, action });
+        writes.push(FileWrite {
+            file,
+            policy,
+            action,
+        });
     }
     if !refusals.is_empty() {
-        bail!("import refused; nothing was written:\n  {}", refusals.join("\n  "));
+        bail!(
+            "import refused; nothing was written:\n  {}",
+            refusals.join("\n  ")
+        );
     }
     Ok(writes)
 }
@@ -209,20 +256,31 @@ fn write_files(writes: &[FileWrite], config: &Config) -> Result<()> {
     }
     for write in writes.iter().filter(|w| w.action != Action::Unchanged) {
         let full = config.root.join(&write.file);
-        std::fs::write(&full, &write.policy.text).with_context(|| format!("writing {}", write.file.display()))?;
+        std::fs::write(&full, &write.policy.text)
+            .with_context(|| format!("writing {}", write.file.display()))?;
     }
     Ok(())
 }
 
 /// One line per file written, its notes under it; one line per table skipped.
-fn report(outcomes: &[Outcome], writes: &[FileWrite], config: &Config, out: &mut impl Write) -> Result<()> {
+fn report(
+    outcomes: &[Outcome],
+    writes: &[FileWrite],
+    config: &Config,
+    out: &mut impl Write,
+) -> Result<()> {
     for write in writes {
         let verb = match write.action {
             Action::Create => "wrote",
             Action::Overwrite => "overwrote",
             Action::Unchanged => "unchanged",
         };
-        writeln!(out, "{verb} {} ({})", write.file.display(), write.policy.table)?;
+        writeln!(
+            out,
+            "{verb} {} ({})",
+            write.file.display(),
+            write.policy.table
+        )?;
         for note in &write.policy.notes {
             writeln!(out, "  {}: {}", note.kind.label(), note.text)?;
         }
@@ -237,8 +295,22 @@ fn report(outcomes: &[Outcome], writes: &[FileWrite], config: &Config, out: &mut
     for s in &skipped {
         writeln!(out, "skipped {}: {}", s.table, s.reason)?;
     }
-    let will_change = writes.iter().filter(|w| w.policy.notes.iter().any(|n| n.kind == NoteKind::WillChange)).count();
-    write!(out, "{} of {} tables imported into {}", writes.len(), outcomes.len(), config.policies_dir.display())?;
+    let will_change = writes
+        .iter()
+        .filter(|w| {
+            w.policy
+                .notes
+                .iter()
+                .any(|n| n.kind == NoteKind::WillChange)
+        })
+        .count();
+    write!(
+        out,
+        "{} of {} tables imported into {}",
+        writes.len(),
+        outcomes.len(),
+        config.policies_dir.display()
+    )?;
     if !skipped.is_empty() {
         write!(out, "; {} skipped", skipped.len())?;
     }
@@ -246,7 +318,10 @@ fn report(outcomes: &[Outcome], writes: &[FileWrite], config: &Config, out: &mut
     if !writes.is_empty() {
         write!(out, "next: retentionc compile, then retentionc plan")?;
         if will_change > 0 {
-            write!(out, " (it will show the changes listed under \"will change\")")?;
+            write!(
+                out,
+                " (it will show the changes listed under \"will change\")"
+            )?;
         }
         writeln!(out)?;
     }

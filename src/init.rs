@@ -70,8 +70,11 @@ pub fn starter_files(config_path: &Path) -> Vec<(PathBuf, &'static str)> {
 /// Writes the starter files; refuses, writing nothing, when one exists and `force` is false.
 pub fn init(config_path: &Path, force: bool, out: &mut impl Write) -> Result<ExitCode> {
     let files = starter_files(config_path);
-    let existing: Vec<String> =
-        files.iter().filter(|(path, _)| path.exists()).map(|(path, _)| path.display().to_string()).collect();
+    let existing: Vec<String> = files
+        .iter()
+        .filter(|(path, _)| path.exists())
+        .map(|(path, _)| path.display().to_string())
+        .collect();
     if !existing.is_empty() && !force {
         bail!(
             "{} already exist{}; nothing was written (use --force to overwrite)",

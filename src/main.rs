@@ -35,7 +35,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let project = policy::load_project(&cli.config)?;
             if check {
                 let up_to_date = compile::check(&project, &mut stdout)?;
-                return Ok(if up_to_date { ExitCode::SUCCESS } else { ExitCode::from(1) });
+                return Ok(if up_to_date {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
             }
             compile::compile(&project, &mut stdout)?;
             Ok(ExitCode::SUCCESS)

@@ -70,7 +70,11 @@ pub struct Source {
 impl Source {
     /// `file:line:column` of a key, falling back to the document's first line.
     pub fn locate(&self, key: &str) -> String {
-        let pos = self.key_positions.get(key).copied().unwrap_or(Pos { line: 1, column: 1 });
+        let pos = self
+            .key_positions
+            .get(key)
+            .copied()
+            .unwrap_or(Pos { line: 1, column: 1 });
         format!("{}:{}:{}", self.file.display(), pos.line, pos.column)
     }
 }
@@ -97,8 +101,13 @@ pub enum Epoch {
 }
 
 impl Epoch {
-    pub const NAMES: [&'static str; 5] =
-        ["none", "seconds", "milliseconds", "microseconds", "nanoseconds"];
+    pub const NAMES: [&'static str; 5] = [
+        "none",
+        "seconds",
+        "milliseconds",
+        "microseconds",
+        "nanoseconds",
+    ];
 
     pub fn parse(text: &str) -> Option<Epoch> {
         Some(match text {

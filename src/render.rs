@@ -74,14 +74,25 @@ fn setting(column: &'static str, value: SettingValue) -> Setting {
 /// The `part_config` values a policy asks for. Columns it does not care about (how
 /// expired partitions are kept, when nothing expires) are left out and left alone.
 pub fn part_config_settings(policy: &Policy) -> Vec<Setting> {
-    let Some(partitioning) = &policy.partitioning else { return Vec::new() };
+    let Some(partitioning) = &policy.partitioning else {
+        return Vec::new();
+    };
     let mut settings = Vec::new();
     match &policy.retention {
         Some(retention) => {
-            settings.push(setting("retention", SettingValue::Text(retention.keep.to_string())));
+            settings.push(setting(
+                "retention",
+                SettingValue::Text(retention.keep.to_string()),
+            ));
             let keep_table = retention.expired != Expired::Drop;
-            settings.push(setting("retention_keep_table", SettingValue::Bool(keep_table)));
-            settings.push(setting("retention_keep_index", SettingValue::Bool(retention.keep_index)));
+            settings.push(setting(
+                "retention_keep_table",
+                SettingValue::Bool(keep_table),
+            ));
+            settings.push(setting(
+                "retention_keep_index",
+                SettingValue::Bool(retention.keep_index),
+            ));
             let schema = match &retention.expired {
                 Expired::Archive { schema } => SettingValue::Text(schema.to_string()),
                 _ => SettingValue::Null,
@@ -91,8 +102,14 @@ pub fn part_config_settings(policy: &Policy) -> Vec<Setting> {
         None => settings.push(setting("retention", SettingValue::Null)),
     }
     // Premake keeps working when inserts pause only with infinite_time_partitions.
-    settings.push(setting("infinite_time_partitions", SettingValue::Bool(true)));
-    settings.push(setting("premake", SettingValue::Int(partitioning.premake as i64)));
+    settings.push(setting(
+        "infinite_time_partitions",
+        SettingValue::Bool(true),
+    ));
+    settings.push(setting(
+        "premake",
+        SettingValue::Int(partitioning.premake as i64),
+    ));
     settings
 }
 
@@ -111,7 +128,11 @@ pub fn schedule_command(config: &Config, policy: &Policy) -> String {
             quote_ident(procedure.as_str())
         ),
         (Some(procedure), None) => {
-            format!("CALL {}.{}()", quote_ident(config.schema.as_str()), quote_ident(procedure.as_str()))
+            format!(
+                "CALL {}.{}()",
+                quote_ident(config.schema.as_str()),
+                quote_ident(procedure.as_str())
+            )
         }
         (None, _) => format!(
             "SELECT {}.\"maintain\"({})",
@@ -186,23 +207,57 @@ impl Renderer {
     pub fn bootstrap(&self, config: &Config) -> CompiledFile {
         let ctx = Self::base_context(config);
         let statements = vec![
-            self.statement("bootstrap.schema", "retentionc's schema", "bootstrap_schema.sql.j2", &ctx),
-            self.statement("bootstrap.apply_history", "history of every apply", "bootstrap_apply_history.sql.j2", &ctx),
-            self.statement("bootstrap.run_log", "log of every retention run", "bootstrap_run_log.sql.j2", &ctx),
-            self.statement("bootstrap.run_log_index", "index for status", "bootstrap_run_log_index.sql.j2", &ctx),
-            self.statement("bootstrap.maintain", "pg_partman maintenance of one table, reported from the catalog", "bootstrap_maintain.sql.j2", &ctx),
+            self.statement(
+                "bootstrap.schema",
+                "retentionc's schema",
+                "bootstrap_schema.sql.j2",
+                &ctx,
+            ),
+            self.statement(
+                "bootstrap.apply_history",
+                "history of every apply",
+                "bootstrap_apply_history.sql.j2",
+                &ctx,
+            ),
+            self.statement(
+                "bootstrap.run_log",
+                "log of every retention run",
+                "bootstrap_run_log.sql.j2",
+                &ctx,
+            ),
+            self.statement(
+                "bootstrap.run_log_index",
+                "index for status",
+                "bootstrap_run_log_index.sql.j2",
+                &ctx,
+            ),
+            self.statement(
+                "bootstrap.maintain",
+                "pg_partman maintenance of one table, reported from the catalog",
+                "bootstrap_maintain.sql.j2",
+                &ctx,
+            ),
         ];
         self.file(config, BOOTSTRAP_FILE.to_string(), None, statements)
     }
 
     fn statement(&self, key: &str, title: &str, template: &str, ctx: &Value) -> Statement {
-        Statement { key: key.to_string(), title: title.to_string(), sql: self.render(template, ctx.clone()) }
+        Statement {
+            key: key.to_string(),
+            title: title.to_string(),
+            sql: self.render(template, ctx.clone()),
+        }
     }
 
     /// generated/<schema>.<table>.sql for one policy.
     pub fn policy(&self, config: &Config, policy: &Policy) -> CompiledFile {
         let statements = self.policy_statements(config, policy);
-        self.file(config, policy.generated_file_name(), Some(policy), statements)
+        self.file(
+            config,
+            policy.generated_file_name(),
+            Some(policy),
+            statements,
+        )
     }
 
     pub fn policy_statements(&self, config: &Config, policy: &Policy) -> Vec<Statement> {
@@ -220,13 +275,29 @@ impl Renderer {
                 epoch => p.epoch.as_str(),
             };
             let setup_ctx = context! { p => partitioning, ..ctx.clone() };
-            statements.push(self.statement("setup", "pg_partman setup: register the partition set (once)", "setup.sql.j2", &setup_ctx));
-            if let Some(Expired::Archive { schema }) = policy.retention.as_ref().map(|r| &r.expired) {
+            statements.push(self.statement(
+                "setup",
+                "pg_partman setup: register the partition set (once)",
+                "setup.sql.j2",
+                &setup_ctx,
+            ));
+            if let Some(Expired::Archive { schema }) = policy.retention.as_ref().map(|r| &r.expired)
+            {
                 let archive_ctx = context! { archive_schema => schema.as_str() };
-                statements.push(self.statement("archive_schema", "schema that receives expired partitions", "archive_schema.sql.j2", &archive_ctx));
+                statements.push(self.statement(
+                    "archive_schema",
+                    "schema that receives expired partitions",
+                    "archive_schema.sql.j2",
+                    &archive_ctx,
+                ));
             }
             let retention_ctx = context! { settings => Value::from(minijinja::value::Serde(part_config_settings(policy))), ..ctx.clone() };
-            statements.push(self.statement("retention", "retention settings in part_config", "retention.sql.j2", &retention_ctx));
+            statements.push(self.statement(
+                "retention",
+                "retention settings in part_config",
+                "retention.sql.j2",
+                &retention_ctx,
+            ));
         }
         statements.push(self.prune_statement(config, policy, &ctx));
         statements.push(self.schedule_statement(config, policy, &ctx));
@@ -240,13 +311,24 @@ impl Renderer {
                 // No delete rules: make sure no procedure from an earlier version remains.
                 let name = prune_name(&policy.table);
                 let drop_ctx = context! { procedure => name, ..ctx.clone() };
-                return self.statement("prune", "no delete rules: no prune procedure", "drop_prune.sql.j2", &drop_ctx);
+                return self.statement(
+                    "prune",
+                    "no delete rules: no prune procedure",
+                    "drop_prune.sql.j2",
+                    &drop_ctx,
+                );
             }
         };
         let body = self.prune_body(config, policy);
         let tag = dollar_tag(&body);
-        let prune_ctx = context! { procedure => procedure.as_str(), tag => tag, body => body, ..ctx.clone() };
-        self.statement("prune", "prune procedure for the delete rules", "prune.sql.j2", &prune_ctx)
+        let prune_ctx =
+            context! { procedure => procedure.as_str(), tag => tag, body => body, ..ctx.clone() };
+        self.statement(
+            "prune",
+            "prune procedure for the delete rules",
+            "prune.sql.j2",
+            &prune_ctx,
+        )
     }
 
     /// The prune procedure's body exactly as PostgreSQL stores it (`pg_proc.prosrc`).
@@ -278,35 +360,71 @@ impl Renderer {
         match &policy.schedule {
             Some(schedule) => {
                 let schedule_ctx = context! { job_name => policy.job_name(),
-                    schedule => schedule.clone(),
-                    command => schedule_command(config, policy), ..ctx.clone() };
-                self.statement("schedule", "pg_cron schedule", "schedule.sql.j2", &schedule_ctx)
+                schedule => schedule.clone(),
+                command => schedule_command(config, policy), ..ctx.clone() };
+                self.statement(
+                    "schedule",
+                    "pg_cron schedule",
+                    "schedule.sql.j2",
+                    &schedule_ctx,
+                )
             }
             None => {
                 let unschedule_ctx = context! { job_name => policy.job_name(), ..ctx.clone() };
-                self.statement("schedule", "no schedule: no pg_cron job", "unschedule.sql.j2", &unschedule_ctx)
+                self.statement(
+                    "schedule",
+                    "no schedule: no pg_cron job",
+                    "unschedule.sql.j2",
+                    &unschedule_ctx,
+                )
             }
         }
     }
 
     /// Statements that disable retentionc's management of a table whose policy was
     /// removed: retention off, procedure and schedule gone; registration and data stay.
-    pub fn removal_statements(&self, config: &Config, table: &QualifiedName, partitioned: bool) -> Vec<Statement> {
+    pub fn removal_statements(
+        &self,
+        config: &Config,
+        table: &QualifiedName,
+        partitioned: bool,
+    ) -> Vec<Statement> {
         let base = Self::base_context(config);
         let ctx = context! { table => table.to_string(), ..base };
         let mut statements = Vec::new();
         if partitioned {
             let retention_ctx = context! { settings => Value::from(minijinja::value::Serde(removal_settings())), ..ctx.clone() };
-            statements.push(self.statement("retention", "policy removed: retention disabled", "retention.sql.j2", &retention_ctx));
+            statements.push(self.statement(
+                "retention",
+                "policy removed: retention disabled",
+                "retention.sql.j2",
+                &retention_ctx,
+            ));
         }
         let drop_ctx = context! { procedure => prune_name(table), ..ctx.clone() };
-        statements.push(self.statement("prune", "policy removed: no prune procedure", "drop_prune.sql.j2", &drop_ctx));
+        statements.push(self.statement(
+            "prune",
+            "policy removed: no prune procedure",
+            "drop_prune.sql.j2",
+            &drop_ctx,
+        ));
         let job_ctx = context! { job_name => format!("retentionc:{table}"), ..ctx };
-        statements.push(self.statement("schedule", "policy removed: no pg_cron job", "unschedule.sql.j2", &job_ctx));
+        statements.push(self.statement(
+            "schedule",
+            "policy removed: no pg_cron job",
+            "unschedule.sql.j2",
+            &job_ctx,
+        ));
         statements
     }
 
-    fn file(&self, config: &Config, file_name: String, policy: Option<&Policy>, statements: Vec<Statement>) -> CompiledFile {
+    fn file(
+        &self,
+        config: &Config,
+        file_name: String,
+        policy: Option<&Policy>,
+        statements: Vec<Statement>,
+    ) -> CompiledFile {
         let header_ctx = context! { source => policy.map(|p| format!("{} (document {})", p.source.file.display(), p.source.document)),
             policy_hash => policy.map(|p| p.hash()),
             file_name => config.generated_dir.join(&file_name).display().to_string(),
@@ -322,7 +440,11 @@ impl Renderer {
                 statement.sql
             ));
         }
-        CompiledFile { file_name, statements, text }
+        CompiledFile {
+            file_name,
+            statements,
+            text,
+        }
     }
 }
 

@@ -57,7 +57,12 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
         return dry_run::dry_run(&project.config, &policies, &args.db, &mut stdout).await;
     }
     let session = Session::open(&args.db, APPLICATION_NAME).await?;
-    let mut runner = Runner { config: &project.config, db: &args.db, session, stop: session::interrupt_signal() };
+    let mut runner = Runner {
+        config: &project.config,
+        db: &args.db,
+        session,
+        stop: session::interrupt_signal(),
+    };
     runner.prepare_session().await?;
 
     let mut reports = Vec::new();
@@ -71,8 +76,14 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
         reports.push(report);
     }
     let interrupted = runner.interrupted();
-    let failed = reports.iter().filter(|r| r.outcome() == Outcome::Failed).count();
-    let skipped = reports.iter().filter(|r| r.outcome() == Outcome::Skipped).count();
+    let failed = reports
+        .iter()
+        .filter(|r| r.outcome() == Outcome::Failed)
+        .count();
+    let skipped = reports
+        .iter()
+        .filter(|r| r.outcome() == Outcome::Skipped)
+        .count();
     let ok = reports.len() - failed - skipped;
     writeln!(stdout, "run: {ok} ok, {skipped} skipped, {failed} failed")?;
     if interrupted {
@@ -80,9 +91,15 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_INTERRUPTED));
     }
     if skipped > 0 {
-        eprintln!("warning: maintenance was skipped for {skipped} table(s): retention did not run for them");
+        eprintln!(
+            "warning: maintenance was skipped for {skipped} table(s): retention did not run for them"
+        );
     }
-    Ok(if failed + skipped > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed + skipped > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The policies named by `--table` (all when none is named), in policy order.
@@ -90,16 +107,35 @@ pub fn select_policies<'p>(project: &'p Project, tables: &[String]) -> Result<Ve
     if tables.is_empty() {
         return Ok(project.policies.iter().collect());
     }
-    let unknown: Vec<&String> = tables.iter().filter(|t| project.policy(t).is_none()).collect();
+    let unknown: Vec<&String> = tables
+        .iter()
+        .filter(|t| project.policy(t).is_none())
+        .collect();
     if !unknown.is_empty() {
-        let known: Vec<String> = project.policies.iter().map(|p| p.table.to_string()).collect();
+        let known: Vec<String> = project
+            .policies
+            .iter()
+            .map(|p| p.table.to_string())
+            .collect();
         bail!(
             "no policy for {}: the policies cover {}",
-            unknown.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", "),
-            if known.is_empty() { "no table".to_string() } else { known.join(", ") }
+            unknown
+                .iter()
+                .map(|t| format!("\"{t}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if known.is_empty() {
+                "no table".to_string()
+            } else {
+                known.join(", ")
+            }
         );
     }
-    Ok(project.policies.iter().filter(|p| tables.contains(&p.table.to_string())).collect())
+    Ok(project
+        .policies
+        .iter()
+        .filter(|p| tables.contains(&p.table.to_string()))
+        .collect())
 }
 
 struct Runner<'a> {
@@ -122,10 +158,16 @@ impl StepError {
 
     fn describe(&self) -> String {
         match self {
-            StepError::Interrupted => "interrupted (Ctrl-C or SIGTERM); committed batches stay".into(),
+            StepError::Interrupted => {
+                "interrupted (Ctrl-C or SIGTERM); committed batches stay".into()
+            }
             StepError::Db(e) => {
                 let text = describe_db_error(e);
-                let missing = [SqlState::UNDEFINED_FUNCTION, SqlState::UNDEFINED_TABLE, SqlState::INVALID_SCHEMA_NAME];
+                let missing = [
+                    SqlState::UNDEFINED_FUNCTION,
+                    SqlState::UNDEFINED_TABLE,
+                    SqlState::INVALID_SCHEMA_NAME,
+                ];
                 if e.code().is_some_and(|c| missing.contains(c)) {
                     format!("{text}; is the policy applied? (`retentionc apply`)")
                 } else {
@@ -188,13 +230,28 @@ impl Runner<'_> {
     async fn run_table(&mut self, policy: &Policy) -> TableReport {
         let started = Instant::now();
         let table = policy.table.to_string();
-        let mut report = TableReport { table: table.clone(), maintenance: None, deletes: Vec::new(), elapsed: Duration::ZERO };
+        let mut report = TableReport {
+            table: table.clone(),
+            maintenance: None,
+            deletes: Vec::new(),
+            elapsed: Duration::ZERO,
+        };
         if let Err(e) = self.reconnect_if_lost().await {
             let error = format!("{e:#}");
             if policy.partitioning.is_some() {
-                report.maintenance = Some(Maintenance::Failed { error: error.clone() });
+                report.maintenance = Some(Maintenance::Failed {
+                    error: error.clone(),
+                });
             }
-            report.deletes = policy.deletes.iter().map(|r| RuleReport { rule: r.name.to_string(), rows: 0, error: Some(error.clone()) }).collect();
+            report.deletes = policy
+                .deletes
+                .iter()
+                .map(|r| RuleReport {
+                    rule: r.name.to_string(),
+                    rows: 0,
+                    error: Some(error.clone()),
+                })
+                .collect();
             report.elapsed = started.elapsed();
             return report;
         }
@@ -208,7 +265,9 @@ impl Runner<'_> {
                 }
             }
             if let Maintenance::Skipped { .. } = maintenance {
-                eprintln!("warning: {table}: maintenance skipped: another pg_partman maintenance is running");
+                eprintln!(
+                    "warning: {table}: maintenance skipped: another pg_partman maintenance is running"
+                );
             }
             report.maintenance = Some(maintenance);
         }
@@ -217,7 +276,11 @@ impl Runner<'_> {
                 report.deletes = policy
                     .deletes
                     .iter()
-                    .map(|r| RuleReport { rule: r.name.to_string(), rows: 0, error: Some(StepError::Interrupted.describe()) })
+                    .map(|r| RuleReport {
+                        rule: r.name.to_string(),
+                        rows: 0,
+                        error: Some(StepError::Interrupted.describe()),
+                    })
                     .collect();
             } else {
                 report.deletes = self.prune(policy, procedure.as_str()).await;
@@ -274,7 +337,9 @@ impl Runner<'_> {
             match self.maintain_once(table).await {
                 Ok(result) if result["outcome"] == "skipped" => {
                     if attempt < ATTEMPTS {
-                        eprintln!("{table}: another pg_partman maintenance is running; trying again ({attempt}/{ATTEMPTS})");
+                        eprintln!(
+                            "{table}: another pg_partman maintenance is running; trying again ({attempt}/{ATTEMPTS})"
+                        );
                         self.backoff(attempt).await;
                         attempt += 1;
                         continue;
@@ -283,7 +348,14 @@ impl Runner<'_> {
                 }
                 Ok(result) => {
                     let names = |key: &str| -> Vec<String> {
-                        result[key].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default()
+                        result[key]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|v| v.as_str().map(String::from))
+                                    .collect()
+                            })
+                            .unwrap_or_default()
                     };
                     return Maintenance::Done {
                         created: names("created"),
@@ -293,7 +365,10 @@ impl Runner<'_> {
                     };
                 }
                 Err(e) if e.is_lock_timeout() && attempt < ATTEMPTS => {
-                    eprintln!("{table}: maintenance blocked (lock_timeout {}); trying again ({attempt}/{ATTEMPTS})", self.lock_timeout());
+                    eprintln!(
+                        "{table}: maintenance blocked (lock_timeout {}); trying again ({attempt}/{ATTEMPTS})",
+                        self.lock_timeout()
+                    );
                     self.backoff(attempt).await;
                     attempt += 1;
                 }
@@ -302,7 +377,8 @@ impl Runner<'_> {
                     if e.is_lock_timeout() {
                         error = format!("{table} stayed locked after {attempt} attempts: {error}");
                     }
-                    self.log_failure(started_at, table, "maintenance", 0, &error, attempt).await;
+                    self.log_failure(started_at, table, "maintenance", 0, &error, attempt)
+                        .await;
                     return Maintenance::Failed { error };
                 }
             }
@@ -312,8 +388,14 @@ impl Runner<'_> {
     async fn maintain_once(&self, table: &str) -> Result<serde_json::Value, StepError> {
         let client = &self.session.client;
         let canceller = &self.session.canceller;
-        let begin = format!("BEGIN; SET LOCAL lock_timeout = {}", quote_literal(&self.lock_timeout()));
-        let call = format!("SELECT {}.\"maintain\"($1::text)", quote_ident(self.config.schema.as_str()));
+        let begin = format!(
+            "BEGIN; SET LOCAL lock_timeout = {}",
+            quote_literal(&self.lock_timeout())
+        );
+        let call = format!(
+            "SELECT {}.\"maintain\"($1::text)",
+            quote_ident(self.config.schema.as_str())
+        );
         let work = async {
             client.batch_execute(&begin).await?;
             let row = client.query_one(&call, &[&table]).await?;
@@ -331,9 +413,18 @@ impl Runner<'_> {
     async fn prune(&mut self, policy: &Policy, procedure: &str) -> Vec<RuleReport> {
         let table = policy.table.to_string();
         let started_at = Utc::now();
-        let db_started: Option<DateTime<Utc>> =
-            self.session.client.query_one("SELECT clock_timestamp()", &[]).await.ok().map(|r| r.get(0));
-        let call = format!("CALL {}.{}()", quote_ident(self.config.schema.as_str()), quote_ident(procedure));
+        let db_started: Option<DateTime<Utc>> = self
+            .session
+            .client
+            .query_one("SELECT clock_timestamp()", &[])
+            .await
+            .ok()
+            .map(|r| r.get(0));
+        let call = format!(
+            "CALL {}.{}()",
+            quote_ident(self.config.schema.as_str()),
+            quote_ident(procedure)
+        );
         let mut totals: BTreeMap<String, i64> = BTreeMap::new();
         let mut attempt = 1;
         let failure = loop {
@@ -344,7 +435,10 @@ impl Runner<'_> {
             match result {
                 Ok(()) => break None,
                 Err(e) if e.is_lock_timeout() && attempt < ATTEMPTS => {
-                    eprintln!("{table}: delete blocked (lock_timeout {}); trying again ({attempt}/{ATTEMPTS})", self.lock_timeout());
+                    eprintln!(
+                        "{table}: delete blocked (lock_timeout {}); trying again ({attempt}/{ATTEMPTS})",
+                        self.lock_timeout()
+                    );
                     self.backoff(attempt).await;
                     attempt += 1;
                 }
@@ -361,7 +455,11 @@ impl Runner<'_> {
             return policy
                 .deletes
                 .iter()
-                .map(|r| RuleReport { rule: r.name.to_string(), rows: totals.get(r.name.as_str()).copied().unwrap_or(0), error: None })
+                .map(|r| RuleReport {
+                    rule: r.name.to_string(),
+                    rows: totals.get(r.name.as_str()).copied().unwrap_or(0),
+                    error: None,
+                })
                 .collect();
         };
         // The procedure logs each rule it finished; the first rule without such a row since
@@ -373,29 +471,61 @@ impl Runner<'_> {
             let name = rule.name.to_string();
             let rows = totals.get(&name).copied().unwrap_or(0);
             if finished.contains(&name) {
-                reports.push(RuleReport { rule: name, rows, error: None });
+                reports.push(RuleReport {
+                    rule: name,
+                    rows,
+                    error: None,
+                });
             } else if !failed_logged {
                 failed_logged = true;
-                self.log_failure(started_at, &table, &format!("delete:{name}"), rows, &error, attempt).await;
-                reports.push(RuleReport { rule: name, rows, error: Some(error.clone()) });
+                self.log_failure(
+                    started_at,
+                    &table,
+                    &format!("delete:{name}"),
+                    rows,
+                    &error,
+                    attempt,
+                )
+                .await;
+                reports.push(RuleReport {
+                    rule: name,
+                    rows,
+                    error: Some(error.clone()),
+                });
             } else {
-                reports.push(RuleReport { rule: name, rows, error: Some("not run: an earlier rule failed".into()) });
+                reports.push(RuleReport {
+                    rule: name,
+                    rows,
+                    error: Some("not run: an earlier rule failed".into()),
+                });
             }
         }
         reports
     }
 
     /// One CALL; returns its result and the rows each rule committed during it.
-    async fn prune_once(&mut self, table: &str, call: &str) -> (Result<(), StepError>, BTreeMap<String, i64>) {
+    async fn prune_once(
+        &mut self,
+        table: &str,
+        call: &str,
+    ) -> (Result<(), StepError>, BTreeMap<String, i64>) {
         let mut display = ProgressDisplay::new(table);
         let mut summary: Option<BTreeMap<String, i64>> = None;
-        let Session { client, notices, canceller } = &mut self.session;
+        let Session {
+            client,
+            notices,
+            canceller,
+        } = &mut self.session;
         let stop = &self.stop;
-        let mut handle = |notice: tokio_postgres::error::DbError, display: &mut ProgressDisplay| match parse_notice(notice.message()) {
-            Some(PruneNotice::Progress { rule, deleted }) => display.update(&rule, deleted),
-            Some(PruneNotice::Summary(s)) => summary = Some(s),
-            None if notice.severity() == "WARNING" => eprintln!("{table}: database warning: {}", notice.message()),
-            None => {}
+        let mut handle = |notice: tokio_postgres::error::DbError, display: &mut ProgressDisplay| {
+            match parse_notice(notice.message()) {
+                Some(PruneNotice::Progress { rule, deleted }) => display.update(&rule, deleted),
+                Some(PruneNotice::Summary(s)) => summary = Some(s),
+                None if notice.severity() == "WARNING" => {
+                    eprintln!("{table}: database warning: {}", notice.message())
+                }
+                None => {}
+            }
         };
         let result = {
             let statement = Self::interruptible(stop, canceller, client.batch_execute(call));
@@ -421,7 +551,9 @@ impl Runner<'_> {
         if self.reconnect_if_lost().await.is_err() {
             return Vec::new();
         }
-        let Some(since) = since else { return Vec::new() };
+        let Some(since) = since else {
+            return Vec::new();
+        };
         let sql = format!(
             "SELECT substr(step, 8) FROM {}.\"run_log\" WHERE table_name = $1 AND step LIKE 'delete:%' AND outcome = 'ok' AND started_at >= $2",
             quote_ident(self.config.schema.as_str())
@@ -433,7 +565,15 @@ impl Runner<'_> {
     }
 
     /// Records a failed step in run_log (best effort: the failure is reported either way).
-    async fn log_failure(&mut self, started_at: DateTime<Utc>, table: &str, step: &str, rows: i64, error: &str, attempts: u32) {
+    async fn log_failure(
+        &mut self,
+        started_at: DateTime<Utc>,
+        table: &str,
+        step: &str,
+        rows: i64,
+        error: &str,
+        attempts: u32,
+    ) {
         if self.reconnect_if_lost().await.is_err() {
             eprintln!("warning: {table}: could not record the failure in run_log (no connection)");
             return;
@@ -444,8 +584,19 @@ impl Runner<'_> {
             quote_ident(self.config.schema.as_str())
         );
         let attempts = attempts as i32;
-        if let Err(e) = self.session.client.execute(&sql, &[&started_at, &table, &step, &rows, &error, &attempts]).await {
-            eprintln!("warning: {table}: could not record the failure in run_log: {}", describe_db_error(&e));
+        if let Err(e) = self
+            .session
+            .client
+            .execute(
+                &sql,
+                &[&started_at, &table, &step, &rows, &error, &attempts],
+            )
+            .await
+        {
+            eprintln!(
+                "warning: {table}: could not record the failure in run_log: {}",
+                describe_db_error(&e)
+            );
         }
     }
 }

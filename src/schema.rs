@@ -171,7 +171,9 @@ pub struct DeleteRule {
 
 /// The JSON Schema (draft 2020-12) of one policy document.
 pub fn policy_schema() -> serde_json::Value {
-    let schema: Schema = SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<PolicyDocument>();
+    let schema: Schema = SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<PolicyDocument>();
     let mut schema = schema.to_value();
     // An optional key is left out, never written as `null`: the compiler rejects null, so
     // the `null` that schemars allows for every `Option` field is taken out again.

@@ -74,9 +74,17 @@ pub fn dollar_quoted_body(sql: &str) -> Option<String> {
 pub fn desired(project: &Project, renderer: &Renderer) -> State {
     let config = &project.config;
     let bootstrap_file = renderer.bootstrap(config);
-    let maintain_body = bootstrap_file.statement("bootstrap.maintain").and_then(|s| dollar_quoted_body(&s.sql));
+    let maintain_body = bootstrap_file
+        .statement("bootstrap.maintain")
+        .and_then(|s| dollar_quoted_body(&s.sql));
     let mut state = State {
-        bootstrap: Bootstrap { schema: true, apply_history: true, run_log: true, run_log_index: true, maintain_body },
+        bootstrap: Bootstrap {
+            schema: true,
+            apply_history: true,
+            run_log: true,
+            run_log_index: true,
+            maintain_body,
+        },
         tables: BTreeMap::new(),
     };
     for policy in &project.policies {
@@ -85,13 +93,26 @@ pub fn desired(project: &Project, renderer: &Renderer) -> State {
             interval: p.interval.to_string(),
             epoch: p.epoch.as_str().to_string(),
         });
-        let settings = render::part_config_settings(policy).into_iter().map(|s| (s.column.to_string(), s.value)).collect();
-        let procedure = policy.prune_procedure().map(|_| renderer.prune_body(config, policy));
-        let schedule = policy
-            .schedule
-            .as_ref()
-            .map(|s| Schedule { schedule: s.clone(), command: render::schedule_command(config, policy) });
-        state.tables.insert(policy.table.to_string(), TableState { registration, settings, procedure, schedule });
+        let settings = render::part_config_settings(policy)
+            .into_iter()
+            .map(|s| (s.column.to_string(), s.value))
+            .collect();
+        let procedure = policy
+            .prune_procedure()
+            .map(|_| renderer.prune_body(config, policy));
+        let schedule = policy.schedule.as_ref().map(|s| Schedule {
+            schedule: s.clone(),
+            command: render::schedule_command(config, policy),
+        });
+        state.tables.insert(
+            policy.table.to_string(),
+            TableState {
+                registration,
+                settings,
+                procedure,
+                schedule,
+            },
+        );
     }
     state
 }
@@ -107,7 +128,9 @@ fn interval_text(parsed: Option<Interval>, raw: &str) -> String {
 /// The table a prune procedure serves, read from its body (`v_parent ... := 'schema.table'`),
 /// since the procedure's name (`prune_<table>`) leaves the schema out.
 pub fn prune_target(body: &str) -> Option<String> {
-    let line = body.lines().find(|l| l.trim_start().starts_with("v_parent") && l.contains("regclass :="))?;
+    let line = body
+        .lines()
+        .find(|l| l.trim_start().starts_with("v_parent") && l.contains("regclass :="))?;
     let start = line.find(":= '")? + 4;
     let end = line[start..].find('\'')? + start;
     Some(line[start..end].to_string())
@@ -143,13 +166,31 @@ pub fn live(live: &Live, project: &Project) -> State {
         };
         let settings = [
             ("retention", retention),
-            ("retention_keep_table", SettingValue::Bool(row.retention_keep_table)),
-            ("retention_keep_index", SettingValue::Bool(row.retention_keep_index)),
-            ("retention_schema", row.retention_schema.clone().map(SettingValue::Text).unwrap_or(SettingValue::Null)),
-            ("infinite_time_partitions", SettingValue::Bool(row.infinite_time_partitions)),
+            (
+                "retention_keep_table",
+                SettingValue::Bool(row.retention_keep_table),
+            ),
+            (
+                "retention_keep_index",
+                SettingValue::Bool(row.retention_keep_index),
+            ),
+            (
+                "retention_schema",
+                row.retention_schema
+                    .clone()
+                    .map(SettingValue::Text)
+                    .unwrap_or(SettingValue::Null),
+            ),
+            (
+                "infinite_time_partitions",
+                SettingValue::Bool(row.infinite_time_partitions),
+            ),
             ("premake", SettingValue::Int(row.premake)),
         ];
-        table.settings = settings.into_iter().map(|(c, v)| (c.to_string(), v)).collect();
+        table.settings = settings
+            .into_iter()
+            .map(|(c, v)| (c.to_string(), v))
+            .collect();
     }
     for routine in &live.routines {
         if routine.kind != "p" || !routine.name.starts_with("prune_") {
@@ -157,7 +198,14 @@ pub fn live(live: &Live, project: &Project) -> State {
         }
         // The body names its table; fall back to a policy whose procedure has this name.
         let target = prune_target(&routine.body).or_else(|| {
-            project.policies.iter().find(|p| p.prune_procedure().is_some_and(|n| n.as_str() == routine.name)).map(|p| p.table.to_string())
+            project
+                .policies
+                .iter()
+                .find(|p| {
+                    p.prune_procedure()
+                        .is_some_and(|n| n.as_str() == routine.name)
+                })
+                .map(|p| p.table.to_string())
         });
         if let Some(target) = target {
             state.tables.entry(target).or_default().procedure = Some(routine.body.clone());
@@ -165,8 +213,10 @@ pub fn live(live: &Live, project: &Project) -> State {
     }
     for job in &live.jobs {
         if let Some(target) = job.name.strip_prefix("retentionc:") {
-            state.tables.entry(target.to_string()).or_default().schedule =
-                Some(Schedule { schedule: job.schedule.clone(), command: job.command.clone() });
+            state.tables.entry(target.to_string()).or_default().schedule = Some(Schedule {
+                schedule: job.schedule.clone(),
+                command: job.command.clone(),
+            });
         }
     }
     state
@@ -220,8 +270,11 @@ pub fn applied_state_json(desired: &State) -> serde_json::Value {
         .tables
         .iter()
         .map(|(name, t)| {
-            let settings: serde_json::Map<String, serde_json::Value> =
-                t.settings.iter().map(|(c, v)| (c.clone(), setting_to_json(v))).collect();
+            let settings: serde_json::Map<String, serde_json::Value> = t
+                .settings
+                .iter()
+                .map(|(c, v)| (c.clone(), setting_to_json(v)))
+                .collect();
             let entry = serde_json::json!({
                 "settings": settings,
                 "procedure_sha256": t.procedure.as_deref().map(sha256),
@@ -247,16 +300,26 @@ pub fn applied_table(applied_state: &serde_json::Value, table: &str) -> Option<A
     let settings = entry
         .get("settings")
         .and_then(|s| s.as_object())
-        .map(|m| m.iter().filter_map(|(c, v)| Some((c.clone(), setting_from_json(v)?))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(c, v)| Some((c.clone(), setting_from_json(v)?)))
+                .collect()
+        })
         .unwrap_or_default();
-    let procedure_sha256 = entry.get("procedure_sha256").map(|v| v.as_str().map(str::to_string));
+    let procedure_sha256 = entry
+        .get("procedure_sha256")
+        .map(|v| v.as_str().map(str::to_string));
     let schedule = entry.get("schedule").map(|v| {
         Some(Schedule {
             schedule: v.get("schedule")?.as_str()?.to_string(),
             command: v.get("command")?.as_str()?.to_string(),
         })
     });
-    Some(AppliedTable { settings, procedure_sha256, schedule })
+    Some(AppliedTable {
+        settings,
+        procedure_sha256,
+        schedule,
+    })
 }
 
 pub fn body_sha256(body: &str) -> String {
@@ -296,7 +359,8 @@ mod tests {
 
     #[test]
     fn prune_target_reads_the_table_from_the_body() {
-        let body = "\nDECLARE\n    v_parent          constant regclass := 'public.app_logs'::regclass;\n";
+        let body =
+            "\nDECLARE\n    v_parent          constant regclass := 'public.app_logs'::regclass;\n";
         assert_eq!(prune_target(body).as_deref(), Some("public.app_logs"));
     }
 
@@ -305,7 +369,11 @@ mod tests {
         let a = SettingValue::Text("1 day".into());
         let b = SettingValue::Text("24 hours".into());
         assert!(same_setting("retention", &a, &b));
-        assert!(!same_setting("retention", &a, &SettingValue::Text("2 days".into())));
+        assert!(!same_setting(
+            "retention",
+            &a,
+            &SettingValue::Text("2 days".into())
+        ));
         assert!(!same_setting("retention", &a, &SettingValue::Null));
     }
 
@@ -313,9 +381,11 @@ mod tests {
     fn applied_state_round_trips() {
         let mut desired = State::default();
         let mut t = TableState::default();
-        t.settings.insert("retention".into(), SettingValue::Text("14 days".into()));
+        t.settings
+            .insert("retention".into(), SettingValue::Text("14 days".into()));
         t.settings.insert("premake".into(), SettingValue::Int(4));
-        t.settings.insert("retention_schema".into(), SettingValue::Null);
+        t.settings
+            .insert("retention_schema".into(), SettingValue::Null);
         t.procedure = Some("body".into());
         desired.tables.insert("public.a".into(), t.clone());
         let json = applied_state_json(&desired);

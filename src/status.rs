@@ -107,13 +107,26 @@ pub async fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode> {
                 /// Tables holding rows older than their policy allows.
                 lapsed: Vec<&'a str>,
             }
-            let lapsed = tables.iter().filter(|t| t.retention.as_ref().is_some_and(|r| !r.holds)).map(|t| t.table.as_str()).collect();
-            serde_json::to_writer_pretty(&mut stdout, &Output { tables: &tables, lapsed })?;
+            let lapsed = tables
+                .iter()
+                .filter(|t| t.retention.as_ref().is_some_and(|r| !r.holds))
+                .map(|t| t.table.as_str())
+                .collect();
+            serde_json::to_writer_pretty(
+                &mut stdout,
+                &Output {
+                    tables: &tables,
+                    lapsed,
+                },
+            )?;
             writeln!(stdout)?;
         }
         StatusFormat::Text => write_text(&tables, &mut stdout)?,
     }
-    let lapsed: Vec<&TableStatus> = tables.iter().filter(|t| t.retention.as_ref().is_some_and(|r| !r.holds)).collect();
+    let lapsed: Vec<&TableStatus> = tables
+        .iter()
+        .filter(|t| t.retention.as_ref().is_some_and(|r| !r.holds))
+        .collect();
     if args.check && !lapsed.is_empty() {
         for t in &lapsed {
             let r = t.retention.as_ref().expect("lapsed tables have retention");
@@ -121,7 +134,9 @@ pub async fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode> {
                 "check failed: {} holds rows from {} ({} old), older than its policy allows ({})",
                 t.table,
                 r.oldest_row.as_deref().unwrap_or("?"),
-                r.oldest_row_age_seconds.map(human_seconds).unwrap_or_default(),
+                r.oldest_row_age_seconds
+                    .map(human_seconds)
+                    .unwrap_or_default(),
                 r.allowed_age
             );
         }
@@ -151,24 +166,43 @@ fn timestamp(t: DateTime<Utc>) -> String {
 async fn table_status(client: &Client, config: &Config, policy: &Policy) -> Result<TableStatus> {
     let table = policy.table.to_string();
     let exists: bool = client
-        .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&policy.table.quoted()])
+        .query_one(
+            "SELECT to_regclass($1::text) IS NOT NULL",
+            &[&policy.table.quoted()],
+        )
         .await?
         .get(0);
-    let mut status = TableStatus { table: table.clone(), exists, partitions: None, retention: None, last_runs: Vec::new(), warnings: Vec::new() };
+    let mut status = TableStatus {
+        table: table.clone(),
+        exists,
+        partitions: None,
+        retention: None,
+        last_runs: Vec::new(),
+        warnings: Vec::new(),
+    };
     if !exists {
-        status.warnings.push(format!("table {table} does not exist"));
+        status
+            .warnings
+            .push(format!("table {table} does not exist"));
         return Ok(status);
     }
     if let Some(partitioning) = &policy.partitioning {
         match partitions::part_config(client, &config.partman_schema, &table).await? {
-            None => status.warnings.push("not registered with pg_partman: apply the policy".into()),
+            None => status
+                .warnings
+                .push("not registered with pg_partman: apply the policy".into()),
             Some(part_config) => {
-                let children = partitions::children(client, &config.partman_schema, &table, &part_config).await?;
+                let children =
+                    partitions::children(client, &config.partman_schema, &table, &part_config)
+                        .await?;
                 let now: DateTime<Utc> = client.query_one("SELECT now()", &[]).await?.get(0);
                 let ahead = children.iter().filter(|c| c.start > now).count();
                 let default_rows = match partitions::default_partition(client, &table).await? {
                     Some(default) => {
-                        let n: i64 = client.query_one(&format!("SELECT count(*) FROM ONLY {default}"), &[]).await?.get(0);
+                        let n: i64 = client
+                            .query_one(&format!("SELECT count(*) FROM ONLY {default}"), &[])
+                            .await?
+                            .get(0);
                         Some(n)
                     }
                     None => None,
@@ -180,7 +214,10 @@ async fn table_status(client: &Client, config: &Config, policy: &Policy) -> Resu
                     ));
                 }
                 if ahead == 0 {
-                    status.warnings.push("no partition premade ahead of now: new rows go to the default partition".into());
+                    status.warnings.push(
+                        "no partition premade ahead of now: new rows go to the default partition"
+                            .into(),
+                    );
                 }
                 status.partitions = Some(PartitionStatus {
                     count: children.len(),
@@ -193,7 +230,8 @@ async fn table_status(client: &Client, config: &Config, policy: &Policy) -> Resu
             }
         }
         if let Some((allowed, note)) = allowed_age(policy) {
-            status.retention = Some(retention_status(client, policy, partitioning.epoch, allowed, note).await?);
+            status.retention =
+                Some(retention_status(client, policy, partitioning.epoch, allowed, note).await?);
         }
     }
     status.last_runs = last_runs(client, config, &table).await?;
@@ -204,15 +242,27 @@ async fn table_status(client: &Client, config: &Config, policy: &Policy) -> Resu
                 run.step,
                 run.outcome,
                 run.started_at,
-                run.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                run.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
             ));
         }
     }
     Ok(status)
 }
 
-async fn retention_status(client: &Client, policy: &Policy, epoch: Epoch, allowed: Interval, note: Option<String>) -> Result<RetentionStatus> {
-    let partitioning = policy.partitioning.as_ref().expect("retention status needs partitioning");
+async fn retention_status(
+    client: &Client,
+    policy: &Policy,
+    epoch: Epoch,
+    allowed: Interval,
+    note: Option<String>,
+) -> Result<RetentionStatus> {
+    let partitioning = policy
+        .partitioning
+        .as_ref()
+        .expect("retention status needs partitioning");
     let column = quote_ident(partitioning.column.as_str());
     // min() over the parent uses the control column's index on each partition.
     let oldest = match epoch {
@@ -231,10 +281,17 @@ async fn retention_status(client: &Client, policy: &Policy, epoch: Epoch, allowe
         table = policy.table.quoted()
     );
     let allowed_text = allowed.to_string();
-    let row = client.query_one(&sql, &[&allowed_text]).await.with_context(|| format!("reading the oldest row of {}", policy.table))?;
+    let row = client
+        .query_one(&sql, &[&allowed_text])
+        .await
+        .with_context(|| format!("reading the oldest row of {}", policy.table))?;
     let oldest: Option<DateTime<Utc>> = row.get(0);
     Ok(RetentionStatus {
-        keep: policy.retention.as_ref().map(|r| r.keep.to_string()).unwrap_or_default(),
+        keep: policy
+            .retention
+            .as_ref()
+            .map(|r| r.keep.to_string())
+            .unwrap_or_default(),
         allowed_age: allowed_text,
         allowed_age_seconds: row.get(2),
         allowed_age_note: note,
@@ -247,7 +304,10 @@ async fn retention_status(client: &Client, policy: &Policy, epoch: Epoch, allowe
 async fn last_runs(client: &Client, config: &Config, table: &str) -> Result<Vec<LastRun>> {
     let schema = config.schema.as_str();
     let has_log: bool = client
-        .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&format!("{}.\"run_log\"", quote_ident(schema))])
+        .query_one(
+            "SELECT to_regclass($1::text) IS NOT NULL",
+            &[&format!("{}.\"run_log\"", quote_ident(schema))],
+        )
         .await?
         .get(0);
     if !has_log {
@@ -259,7 +319,10 @@ async fn last_runs(client: &Client, config: &Config, table: &str) -> Result<Vec<
            FROM {}.\"run_log\" WHERE table_name = $1 ORDER BY step, started_at DESC, id DESC",
         quote_ident(schema)
     );
-    let rows = client.query(&sql, &[&table]).await.context("reading run_log")?;
+    let rows = client
+        .query(&sql, &[&table])
+        .await
+        .context("reading run_log")?;
     Ok(rows
         .iter()
         .map(|r| LastRun {
@@ -282,7 +345,12 @@ pub fn human_seconds(seconds: f64) -> String {
         return format!("{seconds:.1}s");
     }
     let total = seconds as i64;
-    let (d, h, m, s) = (total / 86400, total % 86400 / 3600, total % 3600 / 60, total % 60);
+    let (d, h, m, s) = (
+        total / 86400,
+        total % 86400 / 3600,
+        total % 3600 / 60,
+        total % 60,
+    );
     let mut parts = Vec::new();
     for (n, unit) in [(d, "d"), (h, "h"), (m, "m"), (s, "s")] {
         if n > 0 {
@@ -319,7 +387,11 @@ pub fn write_text(tables: &[TableStatus], out: &mut impl Write) -> std::io::Resu
                     r.keep,
                     r.allowed_age
                 )?,
-                _ => writeln!(out, "  oldest row: none (empty); keep {}: retention {verdict}", r.keep)?,
+                _ => writeln!(
+                    out,
+                    "  oldest row: none (empty); keep {}: retention {verdict}",
+                    r.keep
+                )?,
             }
             if let Some(note) = &r.allowed_age_note {
                 writeln!(out, "  note: {note}")?;
@@ -330,19 +402,29 @@ pub fn write_text(tables: &[TableStatus], out: &mut impl Write) -> std::io::Resu
         }
         for run in &t.last_runs {
             let what = if run.step == "maintenance" {
-                format!("{} created, {} removed", run.partitions_created, run.partitions_removed)
+                format!(
+                    "{} created, {} removed",
+                    run.partitions_created, run.partitions_removed
+                )
             } else {
                 format!("{} rows", run.rows_deleted)
             };
             // pg_cron's background workers run without an application_name.
-            let by = if run.run_by.is_empty() { "a session without application_name (pg_cron)" } else { run.run_by.as_str() };
+            let by = if run.run_by.is_empty() {
+                "a session without application_name (pg_cron)"
+            } else {
+                run.run_by.as_str()
+            };
             writeln!(
                 out,
                 "  last {}: {} at {} by {by} ({what}){}",
                 run.step,
                 run.outcome,
                 run.started_at,
-                run.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                run.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
             )?;
         }
         for w in &t.warnings {
@@ -384,7 +466,10 @@ mod tests {
         let mut out = Vec::new();
         write_text(&[t], &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("(1h old); keep 15 seconds, allowed 16 seconds: retention LAPSED"), "{text}");
+        assert!(
+            text.contains("(1h old); keep 15 seconds, allowed 16 seconds: retention LAPSED"),
+            "{text}"
+        );
         assert!(text.contains("last run: never"), "{text}");
     }
 }

@@ -16,16 +16,38 @@ use retentionc::render::Renderer;
 
 const TABLE: &str = "public.events";
 
-async fn run_executor(db: &TestDb, project: &TestProject, plan: Plan, options: &ApplyOptions) -> anyhow::Result<ApplyOutcome> {
+async fn run_executor(
+    db: &TestDb,
+    project: &TestProject,
+    plan: Plan,
+    options: &ApplyOptions,
+) -> anyhow::Result<ApplyOutcome> {
     let loaded = project.load();
-    let client = retentionc::db::connect(&db_args(db), "retentionc").await.unwrap();
-    let watch = LockWatch::new(Some(db_args(db)), Duration::from_millis(loaded.config.lock_timeout_ms));
+    let client = retentionc::db::connect(&db_args(db), "retentionc")
+        .await
+        .unwrap();
+    let watch = LockWatch::new(
+        Some(db_args(db)),
+        Duration::from_millis(loaded.config.lock_timeout_ms),
+    );
     let mut out = Vec::new();
-    execute(&client, &loaded, PlanSource::Unchecked(plan), options, &watch, &mut out).await
+    execute(
+        &client,
+        &loaded,
+        PlanSource::Unchecked(plan),
+        options,
+        &watch,
+        &mut out,
+    )
+    .await
 }
 
 fn quick_retries() -> ApplyOptions {
-    ApplyOptions { max_attempts: 3, first_backoff: Duration::from_millis(200), ..ApplyOptions::default() }
+    ApplyOptions {
+        max_attempts: 3,
+        first_backoff: Duration::from_millis(200),
+        ..ApplyOptions::default()
+    }
 }
 
 /// A database with the table, the policy, and a first apply done.
@@ -34,8 +56,18 @@ async fn applied(partman: Partman, lock_timeout: &'static str) -> (TestDb, TestP
     create_table(&db, TABLE);
     let project = TestProject::new(partman, lock_timeout);
     project.write_policy("events", &policy_yaml(TABLE, "2 days", ""));
-    let outcome = run_executor(&db, &project, full_plan(&project.load()), &ApplyOptions::default()).await.unwrap();
-    assert!(matches!(outcome, ApplyOutcome::Applied { .. }), "{outcome:?}");
+    let outcome = run_executor(
+        &db,
+        &project,
+        full_plan(&project.load()),
+        &ApplyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(outcome, ApplyOutcome::Applied { .. }),
+        "{outcome:?}"
+    );
     (db, project)
 }
 
@@ -48,23 +80,50 @@ async fn apply_from_empty_bootstraps_registers_and_records_history() {
         project.write_policy("events", &policy_yaml(TABLE, "2 days", "deletes:\n  - name: debug_rows\n    where: \"level = 'debug'\"\n    older_than: 1 hour\n"));
         let plan = full_plan(&project.load());
         let statements: usize = plan.changes.iter().map(|c| c.statements.len()).sum();
-        let outcome = run_executor(&db, &project, plan, &ApplyOptions::default()).await.unwrap();
-        let ApplyOutcome::Applied { changes, statements: executed, history_id } = outcome else { panic!("{outcome:?}") };
+        let outcome = run_executor(&db, &project, plan, &ApplyOptions::default())
+            .await
+            .unwrap();
+        let ApplyOutcome::Applied {
+            changes,
+            statements: executed,
+            history_id,
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
         assert_eq!((changes, executed), (2, statements), "{partman}");
 
         assert_eq!(part_config(&db, TABLE), "2 days | f | 4 | t", "{partman}");
-        assert_eq!(db.scalar("SELECT count(*) FROM pg_proc WHERE proname = 'prune_events'"), "1", "{partman}");
+        assert_eq!(
+            db.scalar("SELECT count(*) FROM pg_proc WHERE proname = 'prune_events'"),
+            "1",
+            "{partman}"
+        );
         let row = db.scalar(&format!(
             "SELECT concat_ws(' | ', tool_version, applied_by, cardinality(statements), policy_hashes ? '{TABLE}', \
                     applied_state -> '{TABLE}' -> 'settings' ->> 'retention') \
                FROM retention.apply_history WHERE id = {history_id}"
         ));
-        assert_eq!(row, format!("{} | postgres | {statements} | t | 2 days", env!("CARGO_PKG_VERSION")), "{partman}");
+        assert_eq!(
+            row,
+            format!(
+                "{} | postgres | {statements} | t | 2 days",
+                env!("CARGO_PKG_VERSION")
+            ),
+            "{partman}"
+        );
 
         // Now writers can insert; applying the same statements again changes nothing
         // they can notice (every statement is idempotent).
         let writer = Writer::start(&db, TABLE).await;
-        run_executor(&db, &project, full_plan(&project.load()), &ApplyOptions::default()).await.unwrap();
+        run_executor(
+            &db,
+            &project,
+            full_plan(&project.load()),
+            &ApplyOptions::default(),
+        )
+        .await
+        .unwrap();
         writer.finish(&db, TABLE).await;
         assert_eq!(history_count(&db), 2);
     }
@@ -79,23 +138,72 @@ async fn each_change_kind_applies_while_writers_insert() {
         // Retention setting changed.
         project.write_policy("events", &policy_yaml(TABLE, "3 days", ""));
         let loaded = project.load();
-        let plan = plan_of(&loaded, vec![statements_of(&loaded, TABLE, &["retention"], ChangeKind::RetentionSettings, "retention 2 days -> 3 days")]);
-        run_executor(&db, &project, plan, &ApplyOptions::default()).await.unwrap();
+        let plan = plan_of(
+            &loaded,
+            vec![statements_of(
+                &loaded,
+                TABLE,
+                &["retention"],
+                ChangeKind::RetentionSettings,
+                "retention 2 days -> 3 days",
+            )],
+        );
+        run_executor(&db, &project, plan, &ApplyOptions::default())
+            .await
+            .unwrap();
         assert_eq!(part_config(&db, TABLE), "3 days | f | 4 | t", "{partman}");
 
         // Delete rule added: the prune procedure appears.
         project.write_policy("events", &policy_yaml(TABLE, "3 days", "deletes:\n  - name: debug_rows\n    where: \"level = 'debug'\"\n    older_than: 1 hour\n"));
         let loaded = project.load();
-        let plan = plan_of(&loaded, vec![statements_of(&loaded, TABLE, &["prune"], ChangeKind::CreateProcedure, "delete rule debug_rows")]);
-        run_executor(&db, &project, plan, &ApplyOptions { allow_data_loss: true, ..ApplyOptions::default() }).await.unwrap();
-        assert_eq!(db.scalar("SELECT count(*) FROM pg_proc WHERE proname = 'prune_events'"), "1", "{partman}");
+        let plan = plan_of(
+            &loaded,
+            vec![statements_of(
+                &loaded,
+                TABLE,
+                &["prune"],
+                ChangeKind::CreateProcedure,
+                "delete rule debug_rows",
+            )],
+        );
+        run_executor(
+            &db,
+            &project,
+            plan,
+            &ApplyOptions {
+                allow_data_loss: true,
+                ..ApplyOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            db.scalar("SELECT count(*) FROM pg_proc WHERE proname = 'prune_events'"),
+            "1",
+            "{partman}"
+        );
 
         // Delete rule removed: the procedure goes.
         project.write_policy("events", &policy_yaml(TABLE, "3 days", ""));
         let loaded = project.load();
-        let plan = plan_of(&loaded, vec![statements_of(&loaded, TABLE, &["prune"], ChangeKind::DropProcedure, "no delete rules")]);
-        run_executor(&db, &project, plan, &ApplyOptions::default()).await.unwrap();
-        assert_eq!(db.scalar("SELECT count(*) FROM pg_proc WHERE proname = 'prune_events'"), "0", "{partman}");
+        let plan = plan_of(
+            &loaded,
+            vec![statements_of(
+                &loaded,
+                TABLE,
+                &["prune"],
+                ChangeKind::DropProcedure,
+                "no delete rules",
+            )],
+        );
+        run_executor(&db, &project, plan, &ApplyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            db.scalar("SELECT count(*) FROM pg_proc WHERE proname = 'prune_events'"),
+            "0",
+            "{partman}"
+        );
 
         writer.finish(&db, TABLE).await;
         assert_eq!(history_count(&db), 4, "{partman}");
@@ -106,24 +214,85 @@ async fn each_change_kind_applies_while_writers_insert() {
 async fn removing_a_policy_keeps_the_registration_and_the_data() {
     for partman in Partman::BOTH {
         let (db, project) = applied(partman, "2s").await;
-        project.write_policy("events", &policy_yaml(TABLE, "2 days", "deletes:\n  - name: debug_rows\n    where: \"level = 'debug'\"\n"));
+        project.write_policy(
+            "events",
+            &policy_yaml(
+                TABLE,
+                "2 days",
+                "deletes:\n  - name: debug_rows\n    where: \"level = 'debug'\"\n",
+            ),
+        );
         let loaded = project.load();
-        run_executor(&db, &project, plan_of(&loaded, vec![statements_of(&loaded, TABLE, &["prune"], ChangeKind::CreateProcedure, "rule")]), &ApplyOptions { allow_data_loss: true, ..ApplyOptions::default() }).await.unwrap();
+        run_executor(
+            &db,
+            &project,
+            plan_of(
+                &loaded,
+                vec![statements_of(
+                    &loaded,
+                    TABLE,
+                    &["prune"],
+                    ChangeKind::CreateProcedure,
+                    "rule",
+                )],
+            ),
+            &ApplyOptions {
+                allow_data_loss: true,
+                ..ApplyOptions::default()
+            },
+        )
+        .await
+        .unwrap();
         let writer = Writer::start(&db, TABLE).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
 
         project.remove_policy("events");
         let loaded = project.load();
-        let removal = Renderer::new().removal_statements(&loaded.config, &retentionc::model::QualifiedName::parse(TABLE).unwrap(), true);
-        let statements = removal.into_iter().map(|s| PlannedStatement { key: s.key, file: None, sql: s.sql }).collect();
-        let plan = plan_of(&loaded, vec![change(TABLE, ChangeKind::PolicyRemoved, "policy removed", statements)]);
-        run_executor(&db, &project, plan, &ApplyOptions::default()).await.unwrap();
+        let removal = Renderer::new().removal_statements(
+            &loaded.config,
+            &retentionc::model::QualifiedName::parse(TABLE).unwrap(),
+            true,
+        );
+        let statements = removal
+            .into_iter()
+            .map(|s| PlannedStatement {
+                key: s.key,
+                file: None,
+                sql: s.sql,
+            })
+            .collect();
+        let plan = plan_of(
+            &loaded,
+            vec![change(
+                TABLE,
+                ChangeKind::PolicyRemoved,
+                "policy removed",
+                statements,
+            )],
+        );
+        run_executor(&db, &project, plan, &ApplyOptions::default())
+            .await
+            .unwrap();
 
         let report = writer.finish(&db, TABLE).await;
-        assert_eq!(part_config(&db, TABLE), "f | 4 | t", "{partman}: registered, retention off");
-        assert_eq!(db.scalar("SELECT count(*) FROM pg_proc WHERE proname = 'prune_events'"), "0");
-        assert!(db.scalar(&format!("SELECT count(*) FROM {TABLE}")).parse::<u64>().unwrap() == report.succeeded);
-        let state = db.scalar("SELECT applied_state::text FROM retention.apply_history ORDER BY id DESC LIMIT 1");
+        assert_eq!(
+            part_config(&db, TABLE),
+            "f | 4 | t",
+            "{partman}: registered, retention off"
+        );
+        assert_eq!(
+            db.scalar("SELECT count(*) FROM pg_proc WHERE proname = 'prune_events'"),
+            "0"
+        );
+        assert!(
+            db.scalar(&format!("SELECT count(*) FROM {TABLE}"))
+                .parse::<u64>()
+                .unwrap()
+                == report.succeeded
+        );
+        let state = db.scalar(
+            "SELECT applied_state::text FROM retention.apply_history ORDER BY id DESC LIMIT 1",
+        );
         assert_eq!(state, "{}", "no table is managed any more");
     }
 }
@@ -134,16 +303,39 @@ async fn destructive_change_needs_allow_data_loss() {
     let writer = Writer::start(&db, TABLE).await;
     project.write_policy("events", &policy_yaml(TABLE, "1 day", ""));
     let loaded = project.load();
-    let mut shorter = statements_of(&loaded, TABLE, &["retention"], ChangeKind::RetentionSettings, "retention 2 days -> 1 day");
+    let mut shorter = statements_of(
+        &loaded,
+        TABLE,
+        &["retention"],
+        ChangeKind::RetentionSettings,
+        "retention 2 days -> 1 day",
+    );
     shorter.destructive = true;
     let plan = plan_of(&loaded, vec![shorter]);
 
-    let err = run_executor(&db, &project, plan.clone(), &ApplyOptions::default()).await.unwrap_err().to_string();
-    assert!(err.contains("--allow-data-loss") && err.contains("public.events: retention 2 days -> 1 day"), "{err}");
+    let err = run_executor(&db, &project, plan.clone(), &ApplyOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--allow-data-loss")
+            && err.contains("public.events: retention 2 days -> 1 day"),
+        "{err}"
+    );
     assert_eq!(part_config(&db, TABLE), "2 days | f | 4 | t");
     assert_eq!(history_count(&db), 1);
 
-    run_executor(&db, &project, plan, &ApplyOptions { allow_data_loss: true, ..ApplyOptions::default() }).await.unwrap();
+    run_executor(
+        &db,
+        &project,
+        plan,
+        &ApplyOptions {
+            allow_data_loss: true,
+            ..ApplyOptions::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(part_config(&db, TABLE), "1 day | f | 4 | t");
     writer.finish(&db, TABLE).await;
 }
@@ -152,13 +344,41 @@ async fn destructive_change_needs_allow_data_loss() {
 async fn a_statement_that_drops_a_managed_parent_is_refused() {
     let (db, project) = applied(Partman::V5, "2s").await;
     let loaded = project.load();
-    for sql in ["DROP TABLE public.events;", "TRUNCATE \"public\".\"events\";", "ALTER TABLE public.events RENAME TO gone;"] {
-        let mut retention = statements_of(&loaded, TABLE, &["retention"], ChangeKind::RetentionSettings, "retention");
-        retention.statements.push(PlannedStatement { key: "evil".into(), file: None, sql: sql.into() });
-        let err = run_executor(&db, &project, plan_of(&loaded, vec![retention]), &ApplyOptions::default()).await.unwrap_err().to_string();
-        assert!(err.contains("never drops, truncates or renames") && err.contains("public.events"), "{err}");
+    for sql in [
+        "DROP TABLE public.events;",
+        "TRUNCATE \"public\".\"events\";",
+        "ALTER TABLE public.events RENAME TO gone;",
+    ] {
+        let mut retention = statements_of(
+            &loaded,
+            TABLE,
+            &["retention"],
+            ChangeKind::RetentionSettings,
+            "retention",
+        );
+        retention.statements.push(PlannedStatement {
+            key: "evil".into(),
+            file: None,
+            sql: sql.into(),
+        });
+        let err = run_executor(
+            &db,
+            &project,
+            plan_of(&loaded, vec![retention]),
+            &ApplyOptions::default(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("never drops, truncates or renames") && err.contains("public.events"),
+            "{err}"
+        );
     }
-    assert_eq!(db.scalar("SELECT to_regclass('public.events') IS NOT NULL"), "t");
+    assert_eq!(
+        db.scalar("SELECT to_regclass('public.events') IS NOT NULL"),
+        "t"
+    );
     assert_eq!(history_count(&db), 1);
 }
 
@@ -166,10 +386,27 @@ async fn a_statement_that_drops_a_managed_parent_is_refused() {
 async fn a_statement_not_in_the_reviewed_file_is_refused() {
     let (db, project) = applied(Partman::V5, "2s").await;
     let loaded = project.load();
-    let mut retention = statements_of(&loaded, TABLE, &["retention"], ChangeKind::RetentionSettings, "retention");
+    let mut retention = statements_of(
+        &loaded,
+        TABLE,
+        &["retention"],
+        ChangeKind::RetentionSettings,
+        "retention",
+    );
     retention.statements[0].sql = retention.statements[0].sql.replace("2 days", "2 hours");
-    let err = run_executor(&db, &project, plan_of(&loaded, vec![retention]), &ApplyOptions::default()).await.unwrap_err().to_string();
-    assert!(err.contains("not in this file as reviewed") && err.contains("retentionc compile"), "{err}");
+    let err = run_executor(
+        &db,
+        &project,
+        plan_of(&loaded, vec![retention]),
+        &ApplyOptions::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("not in this file as reviewed") && err.contains("retentionc compile"),
+        "{err}"
+    );
     assert_eq!(part_config(&db, TABLE), "2 days | f | 4 | t");
 }
 
@@ -178,10 +415,36 @@ async fn a_failing_statement_leaves_nothing_half_applied() {
     let (db, project) = applied(Partman::V5, "2s").await;
     project.write_policy("events", &policy_yaml(TABLE, "5 days", ""));
     let loaded = project.load();
-    let retention = statements_of(&loaded, TABLE, &["retention"], ChangeKind::RetentionSettings, "retention");
-    let broken = change("public.other", ChangeKind::RetentionSettings, "broken", vec![PlannedStatement { key: "x".into(), file: None, sql: "SELECT 1/0;".into() }]);
-    let err = run_executor(&db, &project, plan_of(&loaded, vec![retention, broken]), &ApplyOptions::default()).await.unwrap_err().to_string();
-    assert!(err.contains("division by zero") && err.contains("rolled back"), "{err}");
+    let retention = statements_of(
+        &loaded,
+        TABLE,
+        &["retention"],
+        ChangeKind::RetentionSettings,
+        "retention",
+    );
+    let broken = change(
+        "public.other",
+        ChangeKind::RetentionSettings,
+        "broken",
+        vec![PlannedStatement {
+            key: "x".into(),
+            file: None,
+            sql: "SELECT 1/0;".into(),
+        }],
+    );
+    let err = run_executor(
+        &db,
+        &project,
+        plan_of(&loaded, vec![retention, broken]),
+        &ApplyOptions::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("division by zero") && err.contains("rolled back"),
+        "{err}"
+    );
     assert_eq!(part_config(&db, TABLE), "2 days | f | 4 | t");
     assert_eq!(history_count(&db), 1);
 }
@@ -191,35 +454,77 @@ async fn a_failing_statement_leaves_nothing_half_applied() {
 /// lock_timeout each time (so writers wait no longer), retry, then name the table and the
 /// session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lock_held_elsewhere_makes_apply_retry_then_name_it_and_writers_wait_at_most_lock_timeout() {
+async fn a_lock_held_elsewhere_makes_apply_retry_then_name_it_and_writers_wait_at_most_lock_timeout()
+ {
     for partman in Partman::BOTH {
         let db = Cluster::shared().database(partman);
         create_table(&db, TABLE);
         let project = TestProject::new(partman, "500ms");
         project.write_policy("events", &policy_yaml(TABLE, "2 days", ""));
-        run_executor(&db, &project, full_plan(&project.load()), &ApplyOptions::default()).await.unwrap();
+        run_executor(
+            &db,
+            &project,
+            full_plan(&project.load()),
+            &ApplyOptions::default(),
+        )
+        .await
+        .unwrap();
 
         // A change that needs a lock the long transaction holds: the part_config row.
         project.write_policy("events", &policy_yaml(TABLE, "4 days", ""));
         let loaded = project.load();
-        let plan = plan_of(&loaded, vec![statements_of(&loaded, TABLE, &["retention"], ChangeKind::RetentionSettings, "retention")]);
+        let plan = plan_of(
+            &loaded,
+            vec![statements_of(
+                &loaded,
+                TABLE,
+                &["retention"],
+                ChangeKind::RetentionSettings,
+                "retention",
+            )],
+        );
 
         let holder = db.client().await;
         holder.batch_execute("BEGIN; SELECT * FROM partman.part_config FOR UPDATE; SELECT count(*) FROM public.events").await.unwrap();
-        let holder_pid: i32 = holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+        let holder_pid: i32 = holder
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
         let writer = Writer::start(&db, TABLE).await;
         let started = Instant::now();
-        let err = run_executor(&db, &project, plan.clone(), &quick_retries()).await.unwrap_err().to_string();
+        let err = run_executor(&db, &project, plan.clone(), &quick_retries())
+            .await
+            .unwrap_err()
+            .to_string();
         let took = started.elapsed();
         let report = writer.finish(&db, TABLE).await;
         assert!(err.contains("gave up after 3 attempts"), "{partman}: {err}");
-        assert!(err.contains("part_config"), "{partman}: names the relation: {err}");
-        assert!(err.contains(&format!("pid {holder_pid}")) && err.contains("idle in transaction"), "{partman}: names the session: {err}");
-        assert!(took < Duration::from_secs(5), "{partman}: 3 attempts of 500 ms plus backoff took {took:?}");
-        assert!(report.max_latency < Duration::from_millis(500 + 700), "{partman}: writers unaffected by a part_config row lock: {report:?}");
-        assert_eq!(part_config(&db, TABLE), "2 days | f | 4 | t", "{partman}: nothing applied");
+        assert!(
+            err.contains("part_config"),
+            "{partman}: names the relation: {err}"
+        );
+        assert!(
+            err.contains(&format!("pid {holder_pid}")) && err.contains("idle in transaction"),
+            "{partman}: names the session: {err}"
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "{partman}: 3 attempts of 500 ms plus backoff took {took:?}"
+        );
+        assert!(
+            report.max_latency < Duration::from_millis(500 + 700),
+            "{partman}: writers unaffected by a part_config row lock: {report:?}"
+        );
+        assert_eq!(
+            part_config(&db, TABLE),
+            "2 days | f | 4 | t",
+            "{partman}: nothing applied"
+        );
         holder.batch_execute("ROLLBACK").await.unwrap();
-        run_executor(&db, &project, plan, &quick_retries()).await.unwrap();
+        run_executor(&db, &project, plan, &quick_retries())
+            .await
+            .unwrap();
         assert_eq!(part_config(&db, TABLE), "4 days | f | 4 | t", "{partman}");
     }
 }
@@ -236,34 +541,83 @@ async fn writers_queued_behind_a_waiting_apply_wait_at_most_lock_timeout() {
         create_table(&db, other);
         let project = TestProject::new(partman, "500ms");
         project.write_policy("events", &policy_yaml(TABLE, "2 days", ""));
-        run_executor(&db, &project, full_plan(&project.load()), &ApplyOptions::default()).await.unwrap();
+        run_executor(
+            &db,
+            &project,
+            full_plan(&project.load()),
+            &ApplyOptions::default(),
+        )
+        .await
+        .unwrap();
 
         // A second table to register; before that, writers reach it through a partition
         // made by hand (for the year 2000, clear of what create_parent makes).
         db.psql(&["-c", &format!("CREATE TABLE public.other_events_old PARTITION OF {other} FOR VALUES FROM ('2000-01-01') TO ('2001-01-01')")]);
         project.write_policy("other", &policy_yaml(other, "2 days", ""));
         let loaded = project.load();
-        let plan = plan_of(&loaded, vec![statements_of(&loaded, other, &["setup", "retention", "prune", "schedule"], ChangeKind::Register, "register")]);
+        let plan = plan_of(
+            &loaded,
+            vec![statements_of(
+                &loaded,
+                other,
+                &["setup", "retention", "prune", "schedule"],
+                ChangeKind::Register,
+                "register",
+            )],
+        );
 
         let reader = db.client().await;
-        reader.batch_execute(&format!("BEGIN; SELECT count(*) FROM {other}")).await.unwrap();
-        let reader_pid: i32 = reader.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+        reader
+            .batch_execute(&format!("BEGIN; SELECT count(*) FROM {other}"))
+            .await
+            .unwrap();
+        let reader_pid: i32 = reader
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
         let writer = LatencyProbe::start(&db, other).await;
-        let err = run_executor(&db, &project, plan.clone(), &quick_retries()).await.unwrap_err().to_string();
+        let err = run_executor(&db, &project, plan.clone(), &quick_retries())
+            .await
+            .unwrap_err()
+            .to_string();
         let (worst, inserted) = writer.finish().await;
         eprintln!("{partman}: {err}\nlongest insert: {worst:?}");
-        assert!(err.contains("gave up after 3 attempts") && err.contains(other), "{partman}: {err}");
-        assert!(err.contains(&format!("pid {reader_pid}")), "{partman}: {err}");
+        assert!(
+            err.contains("gave up after 3 attempts") && err.contains(other),
+            "{partman}: {err}"
+        );
+        assert!(
+            err.contains(&format!("pid {reader_pid}")),
+            "{partman}: {err}"
+        );
         // They did queue behind apply (so this measured something), and not for longer than
         // lock_timeout plus a little.
-        assert!(worst > Duration::from_millis(200), "{partman}: writers never queued: {worst:?}");
+        assert!(
+            worst > Duration::from_millis(200),
+            "{partman}: writers never queued: {worst:?}"
+        );
         // (700 ms of slack for a loaded machine; without lock_timeout a writer would wait
         // for as long as the reader's transaction, seconds here.)
-        assert!(worst < Duration::from_millis(500 + 700), "{partman}: a writer waited {worst:?} (lock_timeout 500 ms)");
-        assert_eq!(db.scalar(&format!("SELECT count(*) FROM {other}")), inserted.to_string(), "{partman}: rows lost");
-        assert_eq!(db.scalar(&format!("SELECT count(*) FROM partman.part_config WHERE parent_table = '{other}'")), "0");
+        assert!(
+            worst < Duration::from_millis(500 + 700),
+            "{partman}: a writer waited {worst:?} (lock_timeout 500 ms)"
+        );
+        assert_eq!(
+            db.scalar(&format!("SELECT count(*) FROM {other}")),
+            inserted.to_string(),
+            "{partman}: rows lost"
+        );
+        assert_eq!(
+            db.scalar(&format!(
+                "SELECT count(*) FROM partman.part_config WHERE parent_table = '{other}'"
+            )),
+            "0"
+        );
         reader.batch_execute("ROLLBACK").await.unwrap();
-        run_executor(&db, &project, plan, &quick_retries()).await.unwrap();
+        run_executor(&db, &project, plan, &quick_retries())
+            .await
+            .unwrap();
         assert_eq!(part_config(&db, other), "2 days | f | 4 | t", "{partman}");
     }
 }
@@ -306,23 +660,58 @@ impl LatencyProbe {
 async fn another_apply_holding_the_advisory_lock_is_waited_for_then_named() {
     let (db, project) = applied(Partman::V5, "2s").await;
     let loaded = project.load();
-    let plan = plan_of(&loaded, vec![statements_of(&loaded, TABLE, &["retention"], ChangeKind::RetentionSettings, "retention")]);
+    let plan = plan_of(
+        &loaded,
+        vec![statements_of(
+            &loaded,
+            TABLE,
+            &["retention"],
+            ChangeKind::RetentionSettings,
+            "retention",
+        )],
+    );
     let other = db.client().await;
-    other.batch_execute("SET application_name = 'retentionc'").await.unwrap();
-    other.query_one("SELECT pg_advisory_lock($1)", &[&ADVISORY_LOCK_KEY]).await.unwrap();
-    let other_pid: i32 = other.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    other
+        .batch_execute("SET application_name = 'retentionc'")
+        .await
+        .unwrap();
+    other
+        .query_one("SELECT pg_advisory_lock($1)", &[&ADVISORY_LOCK_KEY])
+        .await
+        .unwrap();
+    let other_pid: i32 = other
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
 
-    let options = ApplyOptions { apply_wait: Duration::from_millis(800), ..ApplyOptions::default() };
-    let err = run_executor(&db, &project, plan.clone(), &options).await.unwrap_err().to_string();
-    assert!(err.contains("another retentionc apply is running") && err.contains(&format!("pid {other_pid}")), "{err}");
+    let options = ApplyOptions {
+        apply_wait: Duration::from_millis(800),
+        ..ApplyOptions::default()
+    };
+    let err = run_executor(&db, &project, plan.clone(), &options)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("another retentionc apply is running")
+            && err.contains(&format!("pid {other_pid}")),
+        "{err}"
+    );
 
     // Released within the wait: the apply goes ahead.
     let release = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        other.query_one("SELECT pg_advisory_unlock($1)", &[&ADVISORY_LOCK_KEY]).await.unwrap();
+        other
+            .query_one("SELECT pg_advisory_unlock($1)", &[&ADVISORY_LOCK_KEY])
+            .await
+            .unwrap();
         other
     });
-    let options = ApplyOptions { apply_wait: Duration::from_secs(5), ..ApplyOptions::default() };
+    let options = ApplyOptions {
+        apply_wait: Duration::from_secs(5),
+        ..ApplyOptions::default()
+    };
     run_executor(&db, &project, plan, &options).await.unwrap();
     drop(release.await.unwrap());
     assert_eq!(history_count(&db), 2);

@@ -18,11 +18,19 @@ impl Project {
     fn new() -> Project {
         let dir = tempfile::tempdir().unwrap();
         let root = Path::new(REPO);
-        std::fs::copy(root.join("retentionc.yaml"), dir.path().join("retentionc.yaml")).unwrap();
+        std::fs::copy(
+            root.join("retentionc.yaml"),
+            dir.path().join("retentionc.yaml"),
+        )
+        .unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
         for entry in std::fs::read_dir(root.join("policies")).unwrap() {
             let path = entry.unwrap().path();
-            std::fs::copy(&path, dir.path().join("policies").join(path.file_name().unwrap())).unwrap();
+            std::fs::copy(
+                &path,
+                dir.path().join("policies").join(path.file_name().unwrap()),
+            )
+            .unwrap();
         }
         Project { dir }
     }
@@ -60,7 +68,11 @@ fn stderr(out: &Output) -> String {
 }
 
 fn text(out: &Output) -> String {
-    format!("--- stdout ---\n{}--- stderr ---\n{}", stdout(out), stderr(out))
+    format!(
+        "--- stdout ---\n{}--- stderr ---\n{}",
+        stdout(out),
+        stderr(out)
+    )
 }
 
 /// Every file under `dir` with its bytes and modification time; None when `dir` is absent.
@@ -77,7 +89,10 @@ fn folder_state(dir: &Path) -> Option<BTreeMap<PathBuf, (Vec<u8>, SystemTime)>> 
                 pending.push(path);
             } else {
                 let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
-                state.insert(path.strip_prefix(dir).unwrap().to_path_buf(), (std::fs::read(&path).unwrap(), modified));
+                state.insert(
+                    path.strip_prefix(dir).unwrap().to_path_buf(),
+                    (std::fs::read(&path).unwrap(), modified),
+                );
             }
         }
     }
@@ -100,12 +115,21 @@ fn compile_writes_the_same_files_as_the_repository_holds() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let written = folder_state(&project.generated()).expect("generated/ was made");
     let reviewed = folder_state(&Path::new(REPO).join("generated")).unwrap();
-    let names = |s: &BTreeMap<PathBuf, (Vec<u8>, SystemTime)>| s.keys().cloned().collect::<Vec<_>>();
+    let names =
+        |s: &BTreeMap<PathBuf, (Vec<u8>, SystemTime)>| s.keys().cloned().collect::<Vec<_>>();
     assert_eq!(names(&written), names(&reviewed));
     for (name, (bytes, _)) in &written {
-        assert!(bytes == &reviewed[name].0, "{} differs from the repository's", name.display());
+        assert!(
+            bytes == &reviewed[name].0,
+            "{} differs from the repository's",
+            name.display()
+        );
     }
-    assert!(stdout(&out).contains("wrote generated/_retentionc.sql"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("wrote generated/_retentionc.sql"),
+        "{}",
+        text(&out)
+    );
     // A second compile has nothing to write and touches nothing.
     let before = folder_state(&project.generated());
     let again = project.run(&["compile"]);
@@ -137,13 +161,26 @@ fn check_exits_1_with_a_unified_diff_when_a_file_was_edited() {
     let out = project.run(&["compile", "--check"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let diff = stdout(&out);
-    assert!(diff.contains("--- a/generated/public.events.sql\n"), "{diff}");
-    assert!(diff.contains("+++ b/generated/public.events.sql\n"), "{diff}");
+    assert!(
+        diff.contains("--- a/generated/public.events.sql\n"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("+++ b/generated/public.events.sql\n"),
+        "{diff}"
+    );
     assert!(diff.contains("\n@@ -"), "{diff}");
     assert!(diff.contains("\n-SET retention = '9 days',\n"), "{diff}");
     assert!(diff.contains("\n+SET retention = '90 days',\n"), "{diff}");
-    assert!(!diff.contains("public.app_logs.sql"), "only the edited file is shown: {diff}");
-    assert_eq!(before, folder_state(&project.generated()), "--check writes nothing");
+    assert!(
+        !diff.contains("public.app_logs.sql"),
+        "only the edited file is shown: {diff}"
+    );
+    assert_eq!(
+        before,
+        folder_state(&project.generated()),
+        "--check writes nothing"
+    );
 }
 
 #[test]
@@ -154,9 +191,17 @@ fn check_exits_1_when_an_extra_sql_file_exists() {
     let before = folder_state(&project.generated());
     let out = project.run(&["compile", "--check"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stdout(&out).contains("generated/public.orders.sql"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("generated/public.orders.sql"),
+        "{}",
+        text(&out)
+    );
     assert!(stdout(&out).contains("-SELECT 1;"), "{}", text(&out));
-    assert_eq!(before, folder_state(&project.generated()), "--check writes nothing");
+    assert_eq!(
+        before,
+        folder_state(&project.generated()),
+        "--check writes nothing"
+    );
     // compile itself removes it.
     project.compile();
     assert!(!project.path("generated/public.orders.sql").exists());
@@ -171,8 +216,15 @@ fn check_exits_1_when_a_file_is_missing() {
     let out = project.run(&["compile", "--check"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let diff = stdout(&out);
-    assert!(diff.contains("--- /dev/null\n+++ b/generated/public.test_table1.sql\n"), "{diff}");
-    assert_eq!(before, folder_state(&project.generated()), "--check writes nothing");
+    assert!(
+        diff.contains("--- /dev/null\n+++ b/generated/public.test_table1.sql\n"),
+        "{diff}"
+    );
+    assert_eq!(
+        before,
+        folder_state(&project.generated()),
+        "--check writes nothing"
+    );
 }
 
 #[test]
@@ -189,7 +241,11 @@ fn a_bad_policy_fails_with_its_place_and_changes_nothing_in_generated() {
     project.compile();
     // Make generated/ differ from what compile would write, so a compile that went ahead
     // regardless would show.
-    std::fs::write(project.path("generated/public.events.sql"), "-- edited by hand\n").unwrap();
+    std::fs::write(
+        project.path("generated/public.events.sql"),
+        "-- edited by hand\n",
+    )
+    .unwrap();
     std::fs::write(project.path("policies/orders.yaml"), BAD_POLICY).unwrap();
     let before = folder_state(&project.generated());
     for args in [&["compile"][..], &["compile", "--check"][..]] {
@@ -203,7 +259,11 @@ fn a_bad_policy_fails_with_its_place_and_changes_nothing_in_generated() {
         assert!(err.contains("\"30 dayz\""), "{args:?}: {err}");
         assert!(err.contains("nothing was changed"), "{args:?}: {err}");
         assert!(stdout(&out).is_empty(), "{args:?}: {}", text(&out));
-        assert_eq!(before, folder_state(&project.generated()), "{args:?} changed generated/");
+        assert_eq!(
+            before,
+            folder_state(&project.generated()),
+            "{args:?} changed generated/"
+        );
     }
 }
 
@@ -213,8 +273,15 @@ fn a_bad_policy_does_not_create_generated() {
     std::fs::write(project.path("policies/orders.yaml"), BAD_POLICY).unwrap();
     let out = project.run(&["compile"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stderr(&out).contains("policies/orders.yaml:6:9: retention.keep: "), "{}", text(&out));
-    assert!(!project.generated().exists(), "generated/ was made despite the error");
+    assert!(
+        stderr(&out).contains("policies/orders.yaml:6:9: retention.keep: "),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !project.generated().exists(),
+        "generated/ was made despite the error"
+    );
 }
 
 #[test]
@@ -225,7 +292,11 @@ fn a_bad_retentionc_yaml_fails_and_changes_nothing() {
     let before = folder_state(&project.generated());
     let out = project.run(&["compile"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stderr(&out).contains("retentionc.yaml:1:18: partman_version: "), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("retentionc.yaml:1:18: partman_version: "),
+        "{}",
+        text(&out)
+    );
     assert_eq!(before, folder_state(&project.generated()));
 }
 
@@ -241,7 +312,11 @@ fn config_paths_are_relative_to_retentionc_yaml_not_the_working_directory() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(project.path("generated/_retentionc.sql").is_file());
-    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0, "wrote into the working directory");
+    assert_eq!(
+        std::fs::read_dir(elsewhere.path()).unwrap().count(),
+        0,
+        "wrote into the working directory"
+    );
 }
 
 #[test]
@@ -253,5 +328,10 @@ fn the_repository_generated_folder_passes_compile_check() {
         .current_dir(elsewhere.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "generated/ is stale: run `retentionc compile`\n{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "generated/ is stale: run `retentionc compile`\n{}",
+        text(&out)
+    );
 }

@@ -20,7 +20,9 @@ fn load_fixture(path: &Path) -> Result<usize, PolicyErrors> {
     if path.is_dir() {
         // Relative to the crate root (cargo's working directory for tests), so that the
         // paths in messages are the same on every machine.
-        let relative = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(path);
+        let relative = path
+            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+            .unwrap_or(path);
         return load_project(&relative.join("retentionc.yaml")).map(|p| p.policies.len());
     }
     let project = tempfile::tempdir().unwrap();
@@ -28,7 +30,8 @@ fn load_fixture(path: &Path) -> Result<usize, PolicyErrors> {
     std::fs::create_dir(&policies).unwrap();
     std::fs::copy(path, policies.join(path.file_name().unwrap())).unwrap();
     // A missing retentionc.yaml gives the defaults, rooted at the project folder.
-    let config: Config = retentionc::config::load_config(&project.path().join("retentionc.yaml")).unwrap();
+    let config: Config =
+        retentionc::config::load_config(&project.path().join("retentionc.yaml")).unwrap();
     load_policies(&config).map(|p| p.len())
 }
 
@@ -40,7 +43,10 @@ fn expected_key(path: &Path) -> Option<String> {
             .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default();
         files.sort();
-        files.into_iter().next().unwrap_or_else(|| path.join("retentionc.yaml"))
+        files
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| path.join("retentionc.yaml"))
     } else {
         path.to_path_buf()
     };
@@ -69,16 +75,34 @@ fn every_bad_policy_is_refused_with_file_line_column_and_key() {
             } else {
                 file == format!("policies/{name}")
             };
-            assert!(names_the_fixture, "{name}: error names another file: {error}");
-            assert!(!Path::new(&file).is_absolute(), "{name}: absolute path in {error}");
-            assert!(error.pos.line >= 1 && error.pos.column >= 1, "{name}: no place in {error}");
+            assert!(
+                names_the_fixture,
+                "{name}: error names another file: {error}"
+            );
+            assert!(
+                !Path::new(&file).is_absolute(),
+                "{name}: absolute path in {error}"
+            );
+            assert!(
+                error.pos.line >= 1 && error.pos.column >= 1,
+                "{name}: no place in {error}"
+            );
             let place = format!("{}:{}:{}: ", file, error.pos.line, error.pos.column);
-            assert!(text.contains(&place), "{name}: {place:?} missing from\n{text}");
+            assert!(
+                text.contains(&place),
+                "{name}: {place:?} missing from\n{text}"
+            );
         }
         match expected_key(path) {
             Some(key) => {
-                assert!(errors.0.iter().any(|e| e.key == key), "{name}: no error about {key}:\n{text}");
-                assert!(text.contains(&format!(": {key}: ")), "{name}: key {key} not shown in\n{text}");
+                assert!(
+                    errors.0.iter().any(|e| e.key == key),
+                    "{name}: no error about {key}:\n{text}"
+                );
+                assert!(
+                    text.contains(&format!(": {key}: ")),
+                    "{name}: key {key} not shown in\n{text}"
+                );
             }
             None => assert!(
                 errors.0.iter().all(|e| e.key.is_empty()),
@@ -98,15 +122,28 @@ fn the_corpus_covers_at_least_22_distinct_mistakes() {
 
 #[test]
 fn every_mistake_in_a_file_is_reported_not_only_the_first() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(BAD).join("several_mistakes.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(BAD)
+        .join("several_mistakes.yaml");
     let errors = load_fixture(&path).unwrap_err();
     let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(
         keys,
-        ["table", "partitioning.premake", "retention.keep", "deletes[0].where", "deletes[0].batchsize"],
+        [
+            "table",
+            "partitioning.premake",
+            "retention.keep",
+            "deletes[0].where",
+            "deletes[0].batchsize"
+        ],
         "{errors}"
     );
-    assert!(errors.to_string().ends_with("5 errors found; nothing was changed"), "{errors}");
+    assert!(
+        errors
+            .to_string()
+            .ends_with("5 errors found; nothing was changed"),
+        "{errors}"
+    );
 }
 
 #[test]
@@ -114,15 +151,27 @@ fn errors_of_every_file_are_reported_together() {
     let project = tempfile::tempdir().unwrap();
     let policies = project.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
-    for name in ["expired_misspelt.yaml", "name_upper_case.yaml", "batch_size_zero.yaml"] {
+    for name in [
+        "expired_misspelt.yaml",
+        "name_upper_case.yaml",
+        "batch_size_zero.yaml",
+    ] {
         std::fs::copy(Path::new(BAD).join(name), policies.join(name)).unwrap();
     }
     let config = retentionc::config::load_config(&project.path().join("retentionc.yaml")).unwrap();
     let errors = load_policies(&config).unwrap_err();
-    let files: Vec<String> = errors.0.iter().map(|e| e.file.display().to_string()).collect();
+    let files: Vec<String> = errors
+        .0
+        .iter()
+        .map(|e| e.file.display().to_string())
+        .collect();
     assert_eq!(
         files,
-        ["policies/batch_size_zero.yaml", "policies/expired_misspelt.yaml", "policies/name_upper_case.yaml"],
+        [
+            "policies/batch_size_zero.yaml",
+            "policies/expired_misspelt.yaml",
+            "policies/name_upper_case.yaml"
+        ],
         "{errors}"
     );
 }

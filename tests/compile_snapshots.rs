@@ -11,7 +11,8 @@ use retentionc::render::{BOOTSTRAP_FILE, CompiledFile, compile_project};
 
 /// The repository's own settings, compiled for `major`.
 fn repo_config(major: PartmanMajor) -> Config {
-    let mut config = load_config(Path::new("retentionc.yaml")).expect("the repository's retentionc.yaml loads");
+    let mut config =
+        load_config(Path::new("retentionc.yaml")).expect("the repository's retentionc.yaml loads");
     config.partman_version = major;
     config
 }
@@ -34,8 +35,15 @@ fn compile(config: &Config) -> (Vec<Policy>, Vec<CompiledFile>) {
 /// same for every project of one configuration).
 fn snapshot_all(prefix: &str, config: &Config, with_bootstrap: bool) -> Vec<CompiledFile> {
     let (_, files) = compile(config);
-    for file in files.iter().filter(|f| with_bootstrap || f.file_name != BOOTSTRAP_FILE) {
-        let name = format!("{prefix}_v{}__{}", config.partman_version.number(), file.file_name);
+    for file in files
+        .iter()
+        .filter(|f| with_bootstrap || f.file_name != BOOTSTRAP_FILE)
+    {
+        let name = format!(
+            "{prefix}_v{}__{}",
+            config.partman_version.number(),
+            file.file_name
+        );
         insta::assert_snapshot!(name, file.text);
     }
     files
@@ -69,13 +77,21 @@ fn edge_case_policies_compile_for_pg_partman_4_and_5() {
 
 #[test]
 fn compiling_twice_gives_byte_identical_files() {
-    for config in [repo_config(PartmanMajor::V4), repo_config(PartmanMajor::V5), fixtures_config(PartmanMajor::V5)] {
+    for config in [
+        repo_config(PartmanMajor::V4),
+        repo_config(PartmanMajor::V5),
+        fixtures_config(PartmanMajor::V5),
+    ] {
         let (_, first) = compile(&config);
         let (_, second) = compile(&config);
         assert_eq!(first.len(), second.len());
         for (a, b) in first.iter().zip(&second) {
             assert_eq!(a.file_name, b.file_name);
-            assert!(a.text == b.text, "{} differs between two compiles", a.file_name);
+            assert!(
+                a.text == b.text,
+                "{} differs between two compiles",
+                a.file_name
+            );
         }
     }
 }
@@ -88,30 +104,48 @@ fn the_repository_generated_folder_matches_a_fresh_compile() {
     let (_, files) = compile(&config);
     for file in files {
         let path = config.generated_path().join(&file.file_name);
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(on_disk == file.text, "{} is stale: run `retentionc compile`", path.display());
+        let on_disk =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            on_disk == file.text,
+            "{} is stale: run `retentionc compile`",
+            path.display()
+        );
     }
 }
 
 #[test]
 fn setup_calls_create_parent_as_each_pg_partman_major_expects() {
-    for (config, label) in [(repo_config(PartmanMajor::V4), "v4"), (repo_config(PartmanMajor::V5), "v5")] {
+    for (config, label) in [
+        (repo_config(PartmanMajor::V4), "v4"),
+        (repo_config(PartmanMajor::V5), "v5"),
+    ] {
         let (policies, files) = compile(&config);
         let mut partitioned = 0;
         for (policy, file) in policies.iter().zip(&files[1..]) {
             assert_eq!(file.file_name, policy.generated_file_name());
             let Some(setup) = file.statement("setup") else {
-                assert!(policy.partitioning.is_none(), "{label} {}: no setup", file.file_name);
+                assert!(
+                    policy.partitioning.is_none(),
+                    "{label} {}: no setup",
+                    file.file_name
+                );
                 continue;
             };
             partitioned += 1;
             let sql = &setup.sql;
             assert!(sql.contains("create_parent\"("), "{label}: {sql}");
-            assert!(sql.contains("p_parent_table := "), "named arguments only: {sql}");
+            assert!(
+                sql.contains("p_parent_table := "),
+                "named arguments only: {sql}"
+            );
             match config.partman_version {
                 PartmanMajor::V4 => {
                     assert!(sql.contains("p_type := 'native'"), "{label}: {sql}");
-                    assert!(!sql.contains("p_default_table"), "{label}: 4.7 has no p_default_table: {sql}");
+                    assert!(
+                        !sql.contains("p_default_table"),
+                        "{label}: 4.7 has no p_default_table: {sql}"
+                    );
                     assert!(!sql.contains("'range'"), "{label}: {sql}");
                 }
                 PartmanMajor::V5 => {
@@ -121,7 +155,10 @@ fn setup_calls_create_parent_as_each_pg_partman_major_expects() {
                 }
             }
         }
-        assert_eq!(partitioned, 3, "{label}: three example tables are partitioned");
+        assert_eq!(
+            partitioned, 3,
+            "{label}: three example tables are partitioned"
+        );
     }
 }
 

@@ -46,7 +46,9 @@ fn demo_script_proves_retention_in_its_last_lines() {
         }
         if started.elapsed() > DEADLINE {
             // SIGTERM: the script's trap stops its cluster and removes its folder.
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
             let status = child.wait().unwrap();
             panic!("scripts/demo.sh did not finish within {DEADLINE:?} ({status})");
         }
@@ -55,19 +57,53 @@ fn demo_script_proves_retention_in_its_last_lines() {
     let stdout = out_reader.join().unwrap();
     let stderr = err_reader.join().unwrap();
     let report = format!("--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
-    eprintln!("scripts/demo.sh --seconds 20 took {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "scripts/demo.sh --seconds 20 took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 
-    assert!(status.success(), "scripts/demo.sh exited with {status}\n{report}");
+    assert!(
+        status.success(),
+        "scripts/demo.sh exited with {status}\n{report}"
+    );
     let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-    let verdicts: Vec<&str> =
-        lines.iter().rev().take_while(|l| l.starts_with("PASS: ") || l.starts_with("FAIL: ")).copied().collect();
-    assert!(verdicts.len() >= 3, "the last lines are not PASS/FAIL verdicts\n{report}");
-    assert!(verdicts.iter().all(|l| l.starts_with("PASS: ")), "a check failed\n{report}");
+    let verdicts: Vec<&str> = lines
+        .iter()
+        .rev()
+        .take_while(|l| l.starts_with("PASS: ") || l.starts_with("FAIL: "))
+        .copied()
+        .collect();
+    assert!(
+        verdicts.len() >= 3,
+        "the last lines are not PASS/FAIL verdicts\n{report}"
+    );
+    assert!(
+        verdicts.iter().all(|l| l.starts_with("PASS: ")),
+        "a check failed\n{report}"
+    );
     let last = lines[lines.len() - 3..].join("\n");
-    assert!(last.contains("PASS: the parent table public.test_table1 is there"), "{report}");
-    assert!(last.contains("PASS: every row younger than 15s is there"), "{report}");
-    assert!(last.contains("PASS: nothing older than the window remains"), "{report}");
-    assert!(stdout.contains("retentionc apply --auto-approve"), "{report}");
-    assert!(stdout.contains("Partitions at the start") && stdout.contains("Partitions at the end"), "{report}");
-    assert!(stderr.contains("cluster stopped"), "the script cleans up after itself\n{report}");
+    assert!(
+        last.contains("PASS: the parent table public.test_table1 is there"),
+        "{report}"
+    );
+    assert!(
+        last.contains("PASS: every row younger than 15s is there"),
+        "{report}"
+    );
+    assert!(
+        last.contains("PASS: nothing older than the window remains"),
+        "{report}"
+    );
+    assert!(
+        stdout.contains("retentionc apply --auto-approve"),
+        "{report}"
+    );
+    assert!(
+        stdout.contains("Partitions at the start") && stdout.contains("Partitions at the end"),
+        "{report}"
+    );
+    assert!(
+        stderr.contains("cluster stopped"),
+        "the script cleans up after itself\n{report}"
+    );
 }

@@ -31,18 +31,27 @@ fn init_sql_files() -> Vec<PathBuf> {
         .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("sql"))
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "docker/postgres/initdb holds no .sql file");
+    assert!(
+        !files.is_empty(),
+        "docker/postgres/initdb holds no .sql file"
+    );
     files
 }
 
 /// The cron database with nothing of ours in it: what the image's fresh POSTGRES_DB looks like
 /// (where pg_cron's cron.database_name points, as retentionc-entrypoint.sh arranges).
-fn fresh_cron_database(cluster: &std::sync::Arc<Cluster>, partman: Partman) -> common::cluster::CronDb {
+fn fresh_cron_database(
+    cluster: &std::sync::Arc<Cluster>,
+    partman: Partman,
+) -> common::cluster::CronDb {
     let db = cluster.cron_database(partman);
     db.psql(&[
-        "-c", "DROP EXTENSION IF EXISTS pg_cron CASCADE",
-        "-c", "DROP EXTENSION IF EXISTS pg_partman CASCADE",
-        "-c", "DROP SCHEMA IF EXISTS partman CASCADE",
+        "-c",
+        "DROP EXTENSION IF EXISTS pg_cron CASCADE",
+        "-c",
+        "DROP EXTENSION IF EXISTS pg_partman CASCADE",
+        "-c",
+        "DROP SCHEMA IF EXISTS partman CASCADE",
     ]);
     db
 }
@@ -57,10 +66,15 @@ fn init_sql_creates_the_extensions_and_the_demo_table_and_runs_twice() {
         }
     }
     assert_eq!(
-        db.scalar("SELECT extnamespace::regnamespace FROM pg_extension WHERE extname = 'pg_partman'"),
+        db.scalar(
+            "SELECT extnamespace::regnamespace FROM pg_extension WHERE extname = 'pg_partman'"
+        ),
         "partman"
     );
-    assert_eq!(db.scalar("SELECT count(*) FROM pg_extension WHERE extname = 'pg_cron'"), "1");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_extension WHERE extname = 'pg_cron'"),
+        "1"
+    );
     assert_eq!(
         db.scalar(
             "SELECT partstrat::text || ':' || pg_get_partkeydef('public.test_table1'::regclass) \
@@ -76,7 +90,10 @@ fn init_sql_creates_the_extensions_and_the_demo_table_and_runs_twice() {
         "id bigint not null, mtime timestamp with time zone not null, payload text"
     );
     // pg_cron works there: a job can be scheduled and removed.
-    db.psql(&["-c", "SELECT cron.schedule('retentionc-docker-test', '* * * * *', 'SELECT 1')"]);
+    db.psql(&[
+        "-c",
+        "SELECT cron.schedule('retentionc-docker-test', '* * * * *', 'SELECT 1')",
+    ]);
     db.psql(&["-c", "SELECT cron.unschedule('retentionc-docker-test')"]);
 }
 
@@ -84,54 +101,89 @@ fn init_sql_creates_the_extensions_and_the_demo_table_and_runs_twice() {
 fn entrypoint_wrapper_preloads_pg_cron_for_postgres_db() {
     let fake = tempfile::tempdir().unwrap();
     let stub = fake.path().join("docker-entrypoint.sh");
-    fs::write(&stub, "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n").unwrap();
+    fs::write(
+        &stub,
+        "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n",
+    )
+    .unwrap();
     Command::new("chmod").arg("+x").arg(&stub).status().unwrap();
-    let path = format!("{}:{}", fake.path().display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        fake.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let run = |args: &[&str], db: Option<&str>| -> Vec<String> {
         let mut cmd = Command::new("sh");
-        cmd.arg(repo_path("docker/postgres/retentionc-entrypoint.sh")).args(args).env("PATH", &path);
+        cmd.arg(repo_path("docker/postgres/retentionc-entrypoint.sh"))
+            .args(args)
+            .env("PATH", &path);
         cmd.env_remove("POSTGRES_DB").env_remove("POSTGRES_USER");
         if let Some(db) = db {
             cmd.env("POSTGRES_DB", db);
         }
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
     };
     let args = run(&["postgres", "-c", "work_mem=64MB"], Some("retentionc"));
     assert_eq!(
         args,
         [
             "postgres",
-            "-c", "shared_preload_libraries=pg_cron",
-            "-c", "cron.database_name=retentionc",
-            "-c", "timezone=UTC",
-            "-c", "log_timezone=UTC",
-            "-c", "work_mem=64MB",
+            "-c",
+            "shared_preload_libraries=pg_cron",
+            "-c",
+            "cron.database_name=retentionc",
+            "-c",
+            "timezone=UTC",
+            "-c",
+            "log_timezone=UTC",
+            "-c",
+            "work_mem=64MB",
         ]
     );
     assert!(run(&["postgres"], None).contains(&"cron.database_name=postgres".to_string()));
     // Flags alone mean the server, as for the official image.
     let flags_only = run(&["-c", "work_mem=64MB"], Some("app"));
     assert_eq!(flags_only[0], "postgres");
-    assert!(flags_only.contains(&"cron.database_name=app".to_string()), "{flags_only:?}");
+    assert!(
+        flags_only.contains(&"cron.database_name=app".to_string()),
+        "{flags_only:?}"
+    );
     // Anything but the server (a shell, psql) passes through untouched.
-    assert_eq!(run(&["bash", "-c", "true"], Some("x")), ["bash", "-c", "true"]);
+    assert_eq!(
+        run(&["bash", "-c", "true"], Some("x")),
+        ["bash", "-c", "true"]
+    );
 }
 
 #[test]
 fn compose_file_wires_postgres_and_the_demo() {
-    let compose: Value = serde_saphyr::from_str(&read("docker-compose.yml")).expect("docker-compose.yml is YAML");
+    let compose: Value =
+        serde_saphyr::from_str(&read("docker-compose.yml")).expect("docker-compose.yml is YAML");
     let postgres = &compose["services"]["postgres"];
     assert_eq!(postgres["build"]["context"], "docker/postgres");
     let health = postgres["healthcheck"]["test"].to_string();
-    assert!(health.contains("pg_isready") && health.contains("-h 127.0.0.1"), "{health}");
+    assert!(
+        health.contains("pg_isready") && health.contains("-h 127.0.0.1"),
+        "{health}"
+    );
     assert_eq!(postgres["environment"]["POSTGRES_DB"], "retentionc");
 
     let demo = &compose["services"]["demo"];
     assert_eq!(demo["build"]["context"], ".");
     assert_eq!(demo["build"]["target"], "demo");
-    assert_eq!(demo["depends_on"]["postgres"]["condition"], "service_healthy");
+    assert_eq!(
+        demo["depends_on"]["postgres"]["condition"],
+        "service_healthy"
+    );
     let url = demo["environment"]["DATABASE_URL"].as_str().unwrap();
     assert!(url.contains("@postgres:5432/retentionc"), "{url}");
     let dockerfile = demo["build"]["dockerfile"].as_str().unwrap();
@@ -143,7 +195,10 @@ fn compose_file_wires_postgres_and_the_demo() {
 fn dockerfiles_install_from_the_postgresql_apt_repository_and_build_multi_stage() {
     let postgres = read("docker/postgres/Dockerfile");
     assert!(postgres.contains("FROM postgres:15-bookworm"), "{postgres}");
-    for package in ["postgresql-${PG_MAJOR}-partman", "postgresql-${PG_MAJOR}-cron"] {
+    for package in [
+        "postgresql-${PG_MAJOR}-partman",
+        "postgresql-${PG_MAJOR}-cron",
+    ] {
         assert!(postgres.contains(package), "{package} not installed");
     }
     assert!(postgres.contains("COPY initdb/ /docker-entrypoint-initdb.d/"));
@@ -152,15 +207,29 @@ fn dockerfiles_install_from_the_postgresql_apt_repository_and_build_multi_stage(
     assert!(repo_path("docker/postgres/retentionc-entrypoint.sh").is_file());
 
     let retentionc = read("docker/retentionc/Dockerfile");
-    let stages: Vec<&str> = retentionc.lines().filter(|l| l.starts_with("FROM ")).collect();
+    let stages: Vec<&str> = retentionc
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
     assert_eq!(stages.len(), 3, "{stages:?}");
     assert!(stages[0].starts_with("FROM rust:") && stages[0].ends_with(" AS build"));
     assert!(stages[1].ends_with(" AS demo") && stages[2].ends_with(" AS retentionc"));
     assert!(retentionc.contains("cargo build --release --locked"));
     // Every file the build copies is let through by the Dockerfile's own ignore file.
     let ignore = read("docker/retentionc/Dockerfile.dockerignore");
-    for needed in ["!Cargo.toml", "!Cargo.lock", "!src/", "!templates/", "!retentionc.yaml", "!policies/", "!scripts/demo.sh"] {
-        assert!(ignore.lines().any(|l| l == needed), "{needed} missing from the .dockerignore");
+    for needed in [
+        "!Cargo.toml",
+        "!Cargo.lock",
+        "!src/",
+        "!templates/",
+        "!retentionc.yaml",
+        "!policies/",
+        "!scripts/demo.sh",
+    ] {
+        assert!(
+            ignore.lines().any(|l| l == needed),
+            "{needed} missing from the .dockerignore"
+        );
     }
 }
 
@@ -171,7 +240,12 @@ fn dockerfiles_install_from_the_postgresql_apt_repository_and_build_multi_stage(
 fn demo_runs_against_a_database_prepared_by_the_init_sql() {
     let cluster = Cluster::shared();
     let db = fresh_cron_database(&cluster, Partman::V5);
-    db.psql(&["-c", "CREATE SCHEMA partman", "-c", "CREATE EXTENSION pg_partman SCHEMA partman VERSION '5.2.4'"]);
+    db.psql(&[
+        "-c",
+        "CREATE SCHEMA partman",
+        "-c",
+        "CREATE EXTENSION pg_partman SCHEMA partman VERSION '5.2.4'",
+    ]);
     for file in init_sql_files() {
         db.psql(&["-v", "ON_ERROR_STOP=1", "-f", file.to_str().unwrap()]);
     }
@@ -182,10 +256,19 @@ fn demo_runs_against_a_database_prepared_by_the_init_sql() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let report = format!("--- stdout ---\n{stdout}\n--- stderr ---\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "demo.sh --database-url failed\n{report}");
+    let report = format!(
+        "--- stdout ---\n{stdout}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "demo.sh --database-url failed\n{report}"
+    );
     assert!(!stdout.contains("FAIL: "), "{report}");
-    assert!(stdout.contains("PASS: every row younger than 15s is there"), "{report}");
+    assert!(
+        stdout.contains("PASS: every row younger than 15s is there"),
+        "{report}"
+    );
     // The database is left as it was found, apart from the demo's rows: nothing stopped.
     assert_eq!(db.scalar("SELECT 1"), "1");
 }

@@ -78,13 +78,19 @@ struct CatalogState {
 }
 
 fn catalog_state(db: &TestDb) -> CatalogState {
-    let part_config = db.psql(&["-A", "-c", &format!(
-        "SELECT parent_table, control, partition_interval, partition_type, premake, retention,
+    let part_config = db.psql(&[
+        "-A",
+        "-c",
+        &format!(
+            "SELECT parent_table, control, partition_interval, partition_type, premake, retention,
                 retention_schema, retention_keep_table, retention_keep_index,
                 infinite_time_partitions, epoch, automatic_maintenance
            FROM partman.part_config WHERE parent_table IN {MANAGED} ORDER BY parent_table"
-    )]);
-    let routines = db.psql(&["-A", "-c",
+        ),
+    ]);
+    let routines = db.psql(&[
+        "-A",
+        "-c",
         "SELECT p.proname, p.prokind, pg_get_function_identity_arguments(p.oid) AS arguments,
                 p.prosecdef, p.proconfig
            FROM pg_proc p WHERE p.pronamespace = 'retention'::regnamespace ORDER BY 1, 3",
@@ -98,11 +104,15 @@ fn catalog_state(db: &TestDb) -> CatalogState {
         "(no pg_cron)\n".to_string()
     };
     let schemas = "('public', 'retention', 'archive', 'audit', 'audit_archive')";
-    let relations = db.psql(&["-A", "-c", &format!(
-        "SELECT n.nspname, c.relname, c.relkind, c.relispartition
+    let relations = db.psql(&[
+        "-A",
+        "-c",
+        &format!(
+            "SELECT n.nspname, c.relname, c.relkind, c.relispartition
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE n.nspname IN {schemas} ORDER BY 1, 2"
-    )]);
+        ),
+    ]);
     // Partitions are named after the time they cover: the snapshot shows each partition
     // set as its parent with the number of default partitions instead.
     let stable_relations = db.psql(&["-A", "-c", &format!(
@@ -131,7 +141,10 @@ fn catalog_state(db: &TestDb) -> CatalogState {
 
 /// Every routine retentionc made is, byte for byte, in the reviewed files.
 fn assert_routines_are_verbatim_in_files(db: &TestDb, files: &[PathBuf]) {
-    let all_text: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+    let all_text: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
     let client_sql = "SELECT proname || E'\\x1f' || prosrc FROM pg_proc \
                       WHERE pronamespace = 'retention'::regnamespace ORDER BY proname";
     let rows = db.psql(&["-At", "-R", "\x1e", "-c", client_sql]);
@@ -140,7 +153,10 @@ fn assert_routines_are_verbatim_in_files(db: &TestDb, files: &[PathBuf]) {
     let mut count = 0;
     for row in rows.split('\x1e') {
         let (name, body) = row.split_once('\x1f').unwrap();
-        assert!(all_text.contains(body), "the body of retention.{name} is not in the generated files");
+        assert!(
+            all_text.contains(body),
+            "the body of retention.{name} is not in the generated files"
+        );
         count += 1;
     }
     assert_eq!(count, 5, "maintain and four prune procedures");
@@ -177,9 +193,17 @@ fn generated_sql_runs_on_pg_partman_4_and_5_and_running_it_again_changes_nothing
         insta::assert_snapshot!(format!("catalog_partman_{}", partman.major()), first.stable);
         let v = partman.major();
         let expected_type = if v == 4 { "native" } else { "range" };
-        assert!(first.stable.contains(&format!("public.events|created_at|1 day|{expected_type}|7|90 days|archive|t|f|t|none|")),
-            "{partman}:\n{}", first.stable);
-        eprintln!("{partman}: generated SQL applied twice in {:?}", started.elapsed());
+        assert!(
+            first.stable.contains(&format!(
+                "public.events|created_at|1 day|{expected_type}|7|90 days|archive|t|f|t|none|"
+            )),
+            "{partman}:\n{}",
+            first.stable
+        );
+        eprintln!(
+            "{partman}: generated SQL applied twice in {:?}",
+            started.elapsed()
+        );
     }
 }
 
@@ -196,24 +220,56 @@ fn without_pg_cron_only_the_schedule_statements_fail() {
         let text = std::fs::read_to_string(file).unwrap();
         let output = db.psql_output(&["-q", "-f", file.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        let schedule_line = text.lines().position(|l| l.starts_with("SELECT cron.schedule(")).map(|i| i + 1);
+        let schedule_line = text
+            .lines()
+            .position(|l| l.starts_with("SELECT cron.schedule("))
+            .map(|i| i + 1);
         match schedule_line {
             None => assert!(output.status.success(), "{}: {stderr}", file.display()),
             Some(line) => {
-                assert!(!output.status.success(), "{}: ran without pg_cron", file.display());
-                let expected = format!("psql:{}:{line}: ERROR:  schema \"cron\" does not exist", file.display());
-                assert!(stderr.contains(&expected), "{}: expected {expected:?} in\n{stderr}", file.display());
+                assert!(
+                    !output.status.success(),
+                    "{}: ran without pg_cron",
+                    file.display()
+                );
+                let expected = format!(
+                    "psql:{}:{line}: ERROR:  schema \"cron\" does not exist",
+                    file.display()
+                );
+                assert!(
+                    stderr.contains(&expected),
+                    "{}: expected {expected:?} in\n{stderr}",
+                    file.display()
+                );
                 assert_eq!(stderr.matches("ERROR").count(), 1, "{stderr}");
                 // The schedule is the file's last statement: everything before it ran.
-                assert_eq!(line, text.trim_end().lines().count(), "{}: schedule is not last", file.display());
+                assert_eq!(
+                    line,
+                    text.trim_end().lines().count(),
+                    "{}: schedule is not last",
+                    file.display()
+                );
                 failed.push(file.file_name().unwrap().to_string_lossy().into_owned());
             }
         }
     }
     failed.sort();
-    assert_eq!(failed, ["audit.changes.sql", "public.app_logs.sql", "public.events.sql", "public.user_sessions.sql"]);
+    assert_eq!(
+        failed,
+        [
+            "audit.changes.sql",
+            "public.app_logs.sql",
+            "public.events.sql",
+            "public.user_sessions.sql"
+        ]
+    );
     // And what ran before the schedule is all there.
-    assert_eq!(db.scalar(&format!("SELECT count(*) FROM partman.part_config WHERE parent_table IN {MANAGED}")), "5");
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM partman.part_config WHERE parent_table IN {MANAGED}"
+        )),
+        "5"
+    );
     assert_eq!(
         db.scalar("SELECT string_agg(proname, ' ' ORDER BY proname) FROM pg_proc WHERE pronamespace = 'retention'::regnamespace"),
         "maintain prune_app_logs prune_changes prune_notes prune_user_sessions"

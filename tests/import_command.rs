@@ -24,8 +24,15 @@ impl Project {
 
     fn with_major(db: &TestDb, major: u8) -> Project {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("retentionc.yaml"), format!("partman_version: {major}\n")).unwrap();
-        Project { dir, url: db.url.clone() }
+        std::fs::write(
+            dir.path().join("retentionc.yaml"),
+            format!("partman_version: {major}\n"),
+        )
+        .unwrap();
+        Project {
+            dir,
+            url: db.url.clone(),
+        }
     }
 
     fn root(&self) -> &Path {
@@ -44,7 +51,12 @@ impl Project {
     /// `retentionc import ARGS`, which must succeed; returns its stdout.
     fn import(&self, args: &[&str]) -> String {
         let out = self.retentionc(&[&["import"], args].concat());
-        assert!(out.status.success(), "import {args:?} failed:\n{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "import {args:?} failed:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         text(&out.stdout)
     }
 
@@ -59,7 +71,10 @@ impl Project {
 
     fn policy_files(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.root().join("policies"))
-            .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         names.sort();
         names
@@ -72,11 +87,21 @@ fn text(bytes: &[u8]) -> String {
 
 /// The policy itself: the file without its header comment.
 fn body(policy: &str) -> String {
-    policy.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect()
+    policy
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// pg_partman's own create_parent, with named arguments as each major wants them.
-fn create_parent(partman: Partman, table: &str, control: &str, interval: &str, extra: &str) -> String {
+fn create_parent(
+    partman: Partman,
+    table: &str,
+    control: &str,
+    interval: &str,
+    extra: &str,
+) -> String {
     let p_type = match partman {
         Partman::V4 => "native",
         Partman::V5 => "range",
@@ -91,13 +116,29 @@ fn create_parent(partman: Partman, table: &str, control: &str, interval: &str, e
 async fn set_up_by_hand(db: &TestDb) {
     let v = db.partman;
     let mut sql = String::from("CREATE SCHEMA archive;\n");
-    for table in ["daily_drop", "weekly_detach", "monthly_archive", "hourly_drop", "per_second", "no_retention", "tuned_daily"] {
-        sql += &format!("CREATE TABLE public.{table} (id bigint, created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at);\n");
+    for table in [
+        "daily_drop",
+        "weekly_detach",
+        "monthly_archive",
+        "hourly_drop",
+        "per_second",
+        "no_retention",
+        "tuned_daily",
+    ] {
+        sql += &format!(
+            "CREATE TABLE public.{table} (id bigint, created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at);\n"
+        );
     }
     sql += "CREATE TABLE public.epoch_events (id bigint, ts bigint NOT NULL) PARTITION BY RANGE (ts);\n";
     sql += "CREATE TABLE public.by_id (id bigint NOT NULL) PARTITION BY RANGE (id);\n";
     // pg_partman 4.7 still takes its interval keywords; 5.x only interval text.
-    sql += &create_parent(v, "daily_drop", "created_at", if v == Partman::V4 { "daily" } else { "1 day" }, "");
+    sql += &create_parent(
+        v,
+        "daily_drop",
+        "created_at",
+        if v == Partman::V4 { "daily" } else { "1 day" },
+        "",
+    );
     sql += &create_parent(v, "weekly_detach", "created_at", "1 week", "");
     sql += &create_parent(v, "monthly_archive", "created_at", "1 month", "");
     sql += &create_parent(v, "hourly_drop", "created_at", "1 hour", ", p_premake := 6");
@@ -105,7 +146,13 @@ async fn set_up_by_hand(db: &TestDb) {
     sql += &create_parent(v, "no_retention", "created_at", "1 day", "");
     sql += &create_parent(v, "epoch_events", "ts", "1 day", ", p_epoch := 'seconds'");
     sql += &create_parent(v, "by_id", "id", "10", "");
-    sql += &create_parent(v, "tuned_daily", "created_at", "1 day", ", p_constraint_cols := ARRAY['id']");
+    sql += &create_parent(
+        v,
+        "tuned_daily",
+        "created_at",
+        "1 day",
+        ", p_constraint_cols := ARRAY['id']",
+    );
     sql += "
         UPDATE partman.part_config SET retention = '30 days', retention_keep_table = false
          WHERE parent_table = 'public.daily_drop';
@@ -126,10 +173,22 @@ async fn set_up_by_hand(db: &TestDb) {
                infinite_time_partitions = true, automatic_maintenance = 'off', inherit_privileges = true
          WHERE parent_table = 'public.tuned_daily';
     ";
-    db.client().await.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{}: set-up failed: {e:?}", db.partman));
+    db.client()
+        .await
+        .batch_execute(&sql)
+        .await
+        .unwrap_or_else(|e| panic!("{}: set-up failed: {e:?}", db.partman));
 }
 
-const IMPORTED: [&str; 7] = ["daily_drop", "epoch_events", "hourly_drop", "monthly_archive", "per_second", "tuned_daily", "weekly_detach"];
+const IMPORTED: [&str; 7] = [
+    "daily_drop",
+    "epoch_events",
+    "hourly_drop",
+    "monthly_archive",
+    "per_second",
+    "tuned_daily",
+    "weekly_detach",
+];
 
 async fn import_describes_hand_made_setups(partman: Partman) {
     let db = Cluster::shared().database(partman);
@@ -138,67 +197,199 @@ async fn import_describes_hand_made_setups(partman: Partman) {
     let out = project.import(&[]);
 
     for table in IMPORTED {
-        assert!(out.contains(&format!("wrote policies/public.{table}.yaml (public.{table})\n")), "{partman}: {table}:\n{out}");
+        assert!(
+            out.contains(&format!(
+                "wrote policies/public.{table}.yaml (public.{table})\n"
+            )),
+            "{partman}: {table}:\n{out}"
+        );
     }
     assert!(out.contains("skipped public.by_id: it is partitioned by id (control column id is bigint, partition_interval 10)"), "{partman}:\n{out}");
-    assert!(out.contains("skipped public.no_retention: pg_partman keeps its partitions forever"), "{partman}:\n{out}");
-    assert!(out.contains("7 of 9 tables imported into policies; 2 skipped\n"), "{partman}:\n{out}");
-    let expected_files: Vec<String> = IMPORTED.iter().map(|t| format!("public.{t}.yaml")).collect();
-    assert_eq!(project.policy_files(), expected_files, "{partman}: unsupported tables get no file");
+    assert!(
+        out.contains("skipped public.no_retention: pg_partman keeps its partitions forever"),
+        "{partman}:\n{out}"
+    );
+    assert!(
+        out.contains("7 of 9 tables imported into policies; 2 skipped\n"),
+        "{partman}:\n{out}"
+    );
+    let expected_files: Vec<String> = IMPORTED
+        .iter()
+        .map(|t| format!("public.{t}.yaml"))
+        .collect();
+    assert_eq!(
+        project.policy_files(),
+        expected_files,
+        "{partman}: unsupported tables get no file"
+    );
 
-    assert_eq!(body(&project.policy("public.daily_drop")), "table: public.daily_drop\npartitioning:\n  column: created_at\n  interval: 1 day\n  premake: 4\nretention:\n  keep: 30 days\n  expired: drop\n");
-    assert_eq!(body(&project.policy("public.weekly_detach")), "table: public.weekly_detach\npartitioning:\n  column: created_at\n  interval: 7 days\n  premake: 4\nretention:\n  keep: 56 days\n  expired: detach\n");
-    assert_eq!(body(&project.policy("public.monthly_archive")), "table: public.monthly_archive\npartitioning:\n  column: created_at\n  interval: 1 month\n  premake: 4\nretention:\n  keep: 1 year\n  expired: archive\n  archive_schema: archive\n  keep_index: true\n");
-    assert_eq!(body(&project.policy("public.hourly_drop")), "table: public.hourly_drop\npartitioning:\n  column: created_at\n  interval: 1 hour\n  premake: 6\nretention:\n  keep: 2 days\n  expired: drop\n");
-    assert_eq!(body(&project.policy("public.per_second")), "table: public.per_second\npartitioning:\n  column: created_at\n  interval: 1 second\n  premake: 4\nretention:\n  keep: 15 seconds\n  expired: drop\n");
-    assert_eq!(body(&project.policy("public.epoch_events")), "table: public.epoch_events\npartitioning:\n  column: ts\n  interval: 1 day\n  premake: 4\n  epoch: seconds\nretention:\n  keep: 7 days\n  expired: detach\n");
+    assert_eq!(
+        body(&project.policy("public.daily_drop")),
+        "table: public.daily_drop\npartitioning:\n  column: created_at\n  interval: 1 day\n  premake: 4\nretention:\n  keep: 30 days\n  expired: drop\n"
+    );
+    assert_eq!(
+        body(&project.policy("public.weekly_detach")),
+        "table: public.weekly_detach\npartitioning:\n  column: created_at\n  interval: 7 days\n  premake: 4\nretention:\n  keep: 56 days\n  expired: detach\n"
+    );
+    assert_eq!(
+        body(&project.policy("public.monthly_archive")),
+        "table: public.monthly_archive\npartitioning:\n  column: created_at\n  interval: 1 month\n  premake: 4\nretention:\n  keep: 1 year\n  expired: archive\n  archive_schema: archive\n  keep_index: true\n"
+    );
+    assert_eq!(
+        body(&project.policy("public.hourly_drop")),
+        "table: public.hourly_drop\npartitioning:\n  column: created_at\n  interval: 1 hour\n  premake: 6\nretention:\n  keep: 2 days\n  expired: drop\n"
+    );
+    assert_eq!(
+        body(&project.policy("public.per_second")),
+        "table: public.per_second\npartitioning:\n  column: created_at\n  interval: 1 second\n  premake: 4\nretention:\n  keep: 15 seconds\n  expired: drop\n"
+    );
+    assert_eq!(
+        body(&project.policy("public.epoch_events")),
+        "table: public.epoch_events\npartitioning:\n  column: ts\n  interval: 1 day\n  premake: 4\n  epoch: seconds\nretention:\n  keep: 7 days\n  expired: detach\n"
+    );
 
     // What differs from what retentionc sets is listed, in the output and atop the file.
     let hourly = project.policy("public.hourly_drop");
-    assert!(!hourly.contains("#   -"), "{partman}: nothing to note for a set-up the format fully expresses:\n{hourly}");
-    let section = |table: &str| out.split(&format!("(public.{table})\n")).nth(1).unwrap().split("\nwrote ").next().unwrap().to_string();
-    assert!(!section("hourly_drop").starts_with("  "), "{partman}:\n{out}");
-    for table in IMPORTED.iter().filter(|t| !["hourly_drop", "tuned_daily"].contains(t)) {
+    assert!(
+        !hourly.contains("#   -"),
+        "{partman}: nothing to note for a set-up the format fully expresses:\n{hourly}"
+    );
+    let section = |table: &str| {
+        out.split(&format!("(public.{table})\n"))
+            .nth(1)
+            .unwrap()
+            .split("\nwrote ")
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        !section("hourly_drop").starts_with("  "),
+        "{partman}:\n{out}"
+    );
+    for table in IMPORTED
+        .iter()
+        .filter(|t| !["hourly_drop", "tuned_daily"].contains(t))
+    {
         let listed = section(table);
-        assert!(listed.contains("  will change: infinite_time_partitions: false -> true"), "{partman}: {table}:\n{out}");
-        assert!(project.policy(&format!("public.{table}")).contains("#   - infinite_time_partitions: false -> true"), "{partman}: {table}");
+        assert!(
+            listed.contains("  will change: infinite_time_partitions: false -> true"),
+            "{partman}: {table}:\n{out}"
+        );
+        assert!(
+            project
+                .policy(&format!("public.{table}"))
+                .contains("#   - infinite_time_partitions: false -> true"),
+            "{partman}: {table}"
+        );
     }
     for table in ["daily_drop", "per_second"] {
-        assert!(section(table).contains("  will change: retention_keep_index: true -> false"), "{partman}: {table}:\n{out}");
+        assert!(
+            section(table).contains("  will change: retention_keep_index: true -> false"),
+            "{partman}: {table}:\n{out}"
+        );
     }
-    assert!(section("per_second").contains("  will change: retention: 15 -> 15 seconds (a bare number"), "{partman}:\n{out}");
-    assert!(section("weekly_detach").contains("  rewritten: retention \"8 weeks\" is written as \"56 days\", the same interval"), "{partman}:\n{out}");
+    assert!(
+        section("per_second").contains("  will change: retention: 15 -> 15 seconds (a bare number"),
+        "{partman}:\n{out}"
+    );
+    assert!(
+        section("weekly_detach").contains(
+            "  rewritten: retention \"8 weeks\" is written as \"56 days\", the same interval"
+        ),
+        "{partman}:\n{out}"
+    );
     // Settings outside the format are listed, never dropped silently.
     let tuned = project.policy("public.tuned_daily");
-    for setting in ["constraint_cols = [\"id\"]", "automatic_maintenance = \"off\"", "inherit_privileges = true"] {
-        assert!(section("tuned_daily").contains(&format!("  not expressible: {setting}: ")), "{partman}: {setting}:\n{out}");
-        assert!(tuned.contains(&format!("#   - {setting}: ")), "{partman}: {setting}:\n{tuned}");
+    for setting in [
+        "constraint_cols = [\"id\"]",
+        "automatic_maintenance = \"off\"",
+        "inherit_privileges = true",
+    ] {
+        assert!(
+            section("tuned_daily").contains(&format!("  not expressible: {setting}: ")),
+            "{partman}: {setting}:\n{out}"
+        );
+        assert!(
+            tuned.contains(&format!("#   - {setting}: ")),
+            "{partman}: {setting}:\n{tuned}"
+        );
     }
-    assert_eq!(section("tuned_daily").matches("  not expressible: ").count(), 3, "{partman}:\n{out}");
+    assert_eq!(
+        section("tuned_daily")
+            .matches("  not expressible: ")
+            .count(),
+        3,
+        "{partman}:\n{out}"
+    );
 
     // The files are retentionc's own format: they load as a project and compile.
-    let loaded = retentionc::policy::load_project(&project.root().join("retentionc.yaml")).unwrap_or_else(|e| panic!("{partman}: {e}"));
+    let loaded = retentionc::policy::load_project(&project.root().join("retentionc.yaml"))
+        .unwrap_or_else(|e| panic!("{partman}: {e}"));
     assert_eq!(loaded.policies.len(), 7);
     let compile = project.retentionc(&["compile"]);
-    assert!(compile.status.success(), "{partman}: compile failed:\n{}{}", text(&compile.stdout), text(&compile.stderr));
-    assert!(project.root().join("generated/public.daily_drop.sql").is_file());
+    assert!(
+        compile.status.success(),
+        "{partman}: compile failed:\n{}{}",
+        text(&compile.stdout),
+        text(&compile.stderr)
+    );
+    assert!(
+        project
+            .root()
+            .join("generated/public.daily_drop.sql")
+            .is_file()
+    );
 
     // Plan against the same database: once retentionc's own schema exists (the one thing
     // retentionc adds to any database), the only changes are those import listed under
     // "will change", each exactly as listed.
-    db.psql(&["-q", "-f", project.root().join("generated/_retentionc.sql").to_str().unwrap()]);
+    db.psql(&[
+        "-q",
+        "-f",
+        project
+            .root()
+            .join("generated/_retentionc.sql")
+            .to_str()
+            .unwrap(),
+    ]);
     let client = db.client().await;
-    let plan = retentionc::plan::make_plan(&client, &loaded).await.unwrap_or_else(|e| panic!("{partman}: plan failed: {e:#}"));
+    let plan = retentionc::plan::make_plan(&client, &loaded)
+        .await
+        .unwrap_or_else(|e| panic!("{partman}: plan failed: {e:#}"));
     let mut planned = BTreeSet::new();
     for change in &plan.changes {
-        assert_eq!(change.kind, ChangeKind::RetentionSettings, "{partman}: unexpected change {}", change.summary);
+        assert_eq!(
+            change.kind,
+            ChangeKind::RetentionSettings,
+            "{partman}: unexpected change {}",
+            change.summary
+        );
         for s in &change.settings {
-            planned.insert((change.table.clone(), format!("{}: {} -> {}", s.column, s.old.as_deref().unwrap_or("(unset)"), s.new)));
+            planned.insert((
+                change.table.clone(),
+                format!(
+                    "{}: {} -> {}",
+                    s.column,
+                    s.old.as_deref().unwrap_or("(unset)"),
+                    s.new
+                ),
+            ));
         }
     }
-    assert_eq!(planned, listed_changes(&out), "{partman}: plan differs from what import listed:\n{out}");
+    assert_eq!(
+        planned,
+        listed_changes(&out),
+        "{partman}: plan differs from what import listed:\n{out}"
+    );
     let exit = project.retentionc(&["plan", "--detailed-exitcode"]);
-    assert_eq!(exit.status.code(), Some(2), "{partman}: {}{}", text(&exit.stdout), text(&exit.stderr));
+    assert_eq!(
+        exit.status.code(),
+        Some(2),
+        "{partman}: {}{}",
+        text(&exit.stdout),
+        text(&exit.stderr)
+    );
 
     // With exactly those settings made by hand, plan has nothing left to do.
     client
@@ -210,7 +401,13 @@ async fn import_describes_hand_made_setups(partman: Partman) {
         .await
         .unwrap();
     let exit = project.retentionc(&["plan", "--detailed-exitcode"]);
-    assert_eq!(exit.status.code(), Some(0), "{partman}: {}{}", text(&exit.stdout), text(&exit.stderr));
+    assert_eq!(
+        exit.status.code(),
+        Some(0),
+        "{partman}: {}{}",
+        text(&exit.stdout),
+        text(&exit.stderr)
+    );
 }
 
 /// (table, "column: old -> new") for every "will change" line of import's output.
@@ -219,9 +416,21 @@ fn listed_changes(out: &str) -> BTreeSet<(String, String)> {
     let mut table = String::new();
     for line in out.lines() {
         if let Some(rest) = line.strip_prefix("wrote ") {
-            table = rest.rsplit_once(" (").unwrap().1.trim_end_matches(')').to_string();
+            table = rest
+                .rsplit_once(" (")
+                .unwrap()
+                .1
+                .trim_end_matches(')')
+                .to_string();
         } else if let Some(change) = line.strip_prefix("  will change: ") {
-            listed.insert((table.clone(), change.split_once(" (").map(|(c, _)| c).unwrap_or(change).to_string()));
+            listed.insert((
+                table.clone(),
+                change
+                    .split_once(" (")
+                    .map(|(c, _)| c)
+                    .unwrap_or(change)
+                    .to_string(),
+            ));
         }
     }
     listed
@@ -250,8 +459,17 @@ async fn a_table_made_without_default_partition_imports_as_default_partition_fal
     db.client().await.batch_execute(&sql).await.unwrap();
     let project = Project::new(&db);
     let out = project.import(&[]);
-    assert_eq!(out.lines().next(), Some("wrote policies/public.events.yaml (public.events)"));
-    assert!(project.policy("public.events").contains("  default_partition: false\n"), "{}", project.policy("public.events"));
+    assert_eq!(
+        out.lines().next(),
+        Some("wrote policies/public.events.yaml (public.events)")
+    );
+    assert!(
+        project
+            .policy("public.events")
+            .contains("  default_partition: false\n"),
+        "{}",
+        project.policy("public.events")
+    );
 }
 
 #[tokio::test]
@@ -262,31 +480,65 @@ async fn existing_files_are_refused_without_force_and_nothing_is_written() {
         let project = Project::new(&db);
 
         // --table: only the tables named.
-        let out = project.import(&["--table", "public.hourly_drop", "--table", "public.daily_drop"]);
-        assert_eq!(project.policy_files(), ["public.daily_drop.yaml", "public.hourly_drop.yaml"], "{partman}:\n{out}");
+        let out = project.import(&[
+            "--table",
+            "public.hourly_drop",
+            "--table",
+            "public.daily_drop",
+        ]);
+        assert_eq!(
+            project.policy_files(),
+            ["public.daily_drop.yaml", "public.hourly_drop.yaml"],
+            "{partman}:\n{out}"
+        );
         assert!(out.contains("2 of 2 tables imported"), "{partman}:\n{out}");
 
         // The same text again is no conflict.
         let out = project.import(&["--table", "public.hourly_drop"]);
-        assert!(out.starts_with("unchanged policies/public.hourly_drop.yaml"), "{partman}:\n{out}");
+        assert!(
+            out.starts_with("unchanged policies/public.hourly_drop.yaml"),
+            "{partman}:\n{out}"
+        );
 
         // A file the user edited is refused, by name, and then nothing at all is written.
-        let edited = project.policy("public.hourly_drop").replace("keep: 2 days", "keep: 3 days");
+        let edited = project
+            .policy("public.hourly_drop")
+            .replace("keep: 2 days", "keep: 3 days");
         std::fs::write(project.policy_path("public.hourly_drop"), &edited).unwrap();
         let refused = project.retentionc(&["import"]);
         assert_eq!(refused.status.code(), Some(1), "{partman}");
         let stderr = text(&refused.stderr);
-        assert!(stderr.contains("import refused; nothing was written"), "{partman}: {stderr}");
+        assert!(
+            stderr.contains("import refused; nothing was written"),
+            "{partman}: {stderr}"
+        );
         assert!(stderr.contains("policies/public.hourly_drop.yaml already exists (public.hourly_drop's policy); pass --force to overwrite it"), "{partman}: {stderr}");
-        assert!(!stderr.contains("daily_drop"), "{partman}: an identical file is no conflict: {stderr}");
+        assert!(
+            !stderr.contains("daily_drop"),
+            "{partman}: an identical file is no conflict: {stderr}"
+        );
         assert_eq!(project.policy("public.hourly_drop"), edited);
-        assert_eq!(project.policy_files().len(), 2, "{partman}: nothing new was written");
+        assert_eq!(
+            project.policy_files().len(),
+            2,
+            "{partman}: nothing new was written"
+        );
 
         // --force overwrites.
         let out = project.import(&["--force"]);
-        assert!(out.contains("overwrote policies/public.hourly_drop.yaml (public.hourly_drop)"), "{partman}:\n{out}");
-        assert!(out.contains("unchanged policies/public.daily_drop.yaml"), "{partman}:\n{out}");
-        assert!(project.policy("public.hourly_drop").contains("keep: 2 days"));
+        assert!(
+            out.contains("overwrote policies/public.hourly_drop.yaml (public.hourly_drop)"),
+            "{partman}:\n{out}"
+        );
+        assert!(
+            out.contains("unchanged policies/public.daily_drop.yaml"),
+            "{partman}:\n{out}"
+        );
+        assert!(
+            project
+                .policy("public.hourly_drop")
+                .contains("keep: 2 days")
+        );
         assert_eq!(project.policy_files().len(), 7);
     }
 }
@@ -301,17 +553,38 @@ async fn a_policy_kept_in_another_file_is_the_one_import_rewrites() {
     std::fs::write(project.root().join("policies/hourly.yaml"), own).unwrap();
     let refused = project.retentionc(&["import", "--table", "public.hourly_drop"]);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(text(&refused.stderr).contains("policies/hourly.yaml already exists (public.hourly_drop's policy); pass --force"), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains(
+            "policies/hourly.yaml already exists (public.hourly_drop's policy); pass --force"
+        ),
+        "{}",
+        text(&refused.stderr)
+    );
 
     let out = project.import(&["--table", "public.hourly_drop", "--force"]);
-    assert!(out.starts_with("overwrote policies/hourly.yaml (public.hourly_drop)"), "{out}");
-    assert_eq!(project.policy_files(), ["hourly.yaml"], "no second policy for the same table");
+    assert!(
+        out.starts_with("overwrote policies/hourly.yaml (public.hourly_drop)"),
+        "{out}"
+    );
+    assert_eq!(
+        project.policy_files(),
+        ["hourly.yaml"],
+        "no second policy for the same table"
+    );
 
     // A file holding another table's policy is never overwritten, even with --force.
-    std::fs::rename(project.root().join("policies/hourly.yaml"), project.root().join("policies/public.daily_drop.yaml")).unwrap();
+    std::fs::rename(
+        project.root().join("policies/hourly.yaml"),
+        project.root().join("policies/public.daily_drop.yaml"),
+    )
+    .unwrap();
     let refused = project.retentionc(&["import", "--table", "public.daily_drop", "--force"]);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(text(&refused.stderr).contains("holds the policy of public.hourly_drop"), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("holds the policy of public.hourly_drop"),
+        "{}",
+        text(&refused.stderr)
+    );
 }
 
 #[tokio::test]
@@ -321,10 +594,20 @@ async fn wrong_table_names_and_a_mismatched_partman_version_are_errors() {
     let project = Project::new(&db);
     let out = project.retentionc(&["import", "--table", "public.nope"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("not registered with pg_partman (no row in partman.part_config): public.nope"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "not registered with pg_partman (no row in partman.part_config): public.nope"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
     let out = project.retentionc(&["import", "--table", "nope"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("has no schema"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("has no schema"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let v5_project = Project::with_major(&db, 5);
     let out = v5_project.retentionc(&["import"]);
@@ -350,15 +633,39 @@ async fn sub_partitioned_sets_import_their_top_level_only() {
               WHERE parent_table = 'public.sub_top';",
             create_parent(partman, "sub_top", "created_at", "1 year", ", p_premake := 1")
         );
-        db.client().await.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{partman}: {e:?}"));
+        db.client()
+            .await
+            .batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{partman}: {e:?}"));
         let project = Project::new(&db);
         let out = project.import(&[]);
-        assert!(out.starts_with("wrote policies/public.sub_top.yaml (public.sub_top)\n"), "{partman}:\n{out}");
-        assert!(out.contains("  not expressible: sub-partitioned (part_config_sub)"), "{partman}:\n{out}");
-        let children: usize = db.scalar("SELECT count(*) FROM partman.part_config WHERE parent_table <> 'public.sub_top'").parse().unwrap();
+        assert!(
+            out.starts_with("wrote policies/public.sub_top.yaml (public.sub_top)\n"),
+            "{partman}:\n{out}"
+        );
+        assert!(
+            out.contains("  not expressible: sub-partitioned (part_config_sub)"),
+            "{partman}:\n{out}"
+        );
+        let children: usize = db
+            .scalar(
+                "SELECT count(*) FROM partman.part_config WHERE parent_table <> 'public.sub_top'",
+            )
+            .parse()
+            .unwrap();
         assert!(children >= 2, "{partman}: {children} sub-partition sets");
-        assert_eq!(out.matches(", which pg_partman sub-partitions;").count(), children, "{partman}:\n{out}");
+        assert_eq!(
+            out.matches(", which pg_partman sub-partitions;").count(),
+            children,
+            "{partman}:\n{out}"
+        );
         assert_eq!(project.policy_files(), ["public.sub_top.yaml"], "{partman}");
-        assert!(project.policy("public.sub_top").contains("#   - sub-partitioned (part_config_sub)"), "{partman}");
+        assert!(
+            project
+                .policy("public.sub_top")
+                .contains("#   - sub-partitioned (part_config_sub)"),
+            "{partman}"
+        );
     }
 }

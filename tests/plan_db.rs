@@ -19,7 +19,11 @@ struct TestProject {
 impl TestProject {
     fn new(partman: Partman, policies: &[(&str, &str)]) -> TestProject {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("retentionc.yaml"), format!("partman_version: {}\n", partman.major())).unwrap();
+        std::fs::write(
+            dir.path().join("retentionc.yaml"),
+            format!("partman_version: {}\n", partman.major()),
+        )
+        .unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
         let project = TestProject { dir };
         project.set_policies(policies);
@@ -59,12 +63,28 @@ impl TestProject {
 }
 
 async fn plan_of(db: &TestDb, project: &TestProject) -> Plan {
-    let client = retentionc::db::connect(&DbArgs { database_url: Some(db.url.clone()) }, "retentionc test").await.unwrap();
-    make_plan(&client, &project.load()).await.unwrap_or_else(|e| panic!("{e:#}"))
+    let client = retentionc::db::connect(
+        &DbArgs {
+            database_url: Some(db.url.clone()),
+        },
+        "retentionc test",
+    )
+    .await
+    .unwrap();
+    make_plan(&client, &project.load())
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 async fn plan_error(db: &TestDb, project: &TestProject) -> String {
-    let client = retentionc::db::connect(&DbArgs { database_url: Some(db.url.clone()) }, "retentionc test").await.unwrap();
+    let client = retentionc::db::connect(
+        &DbArgs {
+            database_url: Some(db.url.clone()),
+        },
+        "retentionc test",
+    )
+    .await
+    .unwrap();
     match make_plan(&client, &project.load()).await {
         Ok(plan) => panic!("expected an error, planned {:#?}", plan.changes),
         Err(e) => format!("{e:#}"),
@@ -72,7 +92,10 @@ async fn plan_error(db: &TestDb, project: &TestProject) -> String {
 }
 
 fn kinds(plan: &Plan) -> Vec<(String, ChangeKind)> {
-    plan.changes.iter().map(|c| (c.table.clone(), c.kind)).collect()
+    plan.changes
+        .iter()
+        .map(|c| (c.table.clone(), c.kind))
+        .collect()
 }
 
 const LOGS: &str = "\
@@ -118,7 +141,9 @@ CREATE TABLE public.user_sessions (id bigint, last_seen_at timestamptz, revoked 
 
 /// Hourly partitions from 10 hours ago.
 fn logs_policy() -> String {
-    let start = (chrono::Utc::now() - chrono::TimeDelta::hours(10)).format("%Y-%m-%d %H:00:00").to_string();
+    let start = (chrono::Utc::now() - chrono::TimeDelta::hours(10))
+        .format("%Y-%m-%d %H:00:00")
+        .to_string();
     LOGS.replace("START", &format!("\"{start}\""))
 }
 
@@ -126,13 +151,27 @@ fn setup(partman: Partman) -> (TestDb, TestProject) {
     let db = Cluster::shared().database(partman);
     db.psql(&["-c", TABLES]);
     let logs = logs_policy();
-    let project = TestProject::new(partman, &[("logs.yaml", &logs), ("events.yaml", EVENTS), ("sessions.yaml", SESSIONS)]);
+    let project = TestProject::new(
+        partman,
+        &[
+            ("logs.yaml", &logs),
+            ("events.yaml", EVENTS),
+            ("sessions.yaml", SESSIONS),
+        ],
+    );
     (db, project)
 }
 
 async fn empty_database_needs_everything(partman: Partman) {
     let (db, project) = setup(partman);
-    let client = retentionc::db::connect(&DbArgs { database_url: Some(db.url.clone()) }, "t").await.unwrap();
+    let client = retentionc::db::connect(
+        &DbArgs {
+            database_url: Some(db.url.clone()),
+        },
+        "t",
+    )
+    .await
+    .unwrap();
     let planned = make_plan_detailed(&client, &project.load()).await.unwrap();
     assert_eq!(
         kinds(&planned.plan),
@@ -147,8 +186,18 @@ async fn empty_database_needs_everything(partman: Partman) {
     );
     // BEGIN, 5 catalog queries (no pg_cron, no retentionc schema yet), 2 EXPLAINs with
     // their savepoints (one per new delete rule), COMMIT.
-    assert!(planned.statements_sent <= 2 + retentionc::catalog::MAX_STATEMENTS + 3 * 2, "{}", planned.statements_sent);
-    let rules = planned.plan.changes.iter().filter_map(|c| c.impact.as_ref()).flat_map(|i| i.rules.iter()).count();
+    assert!(
+        planned.statements_sent <= 2 + retentionc::catalog::MAX_STATEMENTS + 3 * 2,
+        "{}",
+        planned.statements_sent
+    );
+    let rules = planned
+        .plan
+        .changes
+        .iter()
+        .filter_map(|c| c.impact.as_ref())
+        .flat_map(|i| i.rules.iter())
+        .count();
     assert_eq!(rules, 2);
 }
 
@@ -177,19 +226,32 @@ async fn applied_then_changed(partman: Partman) {
     let shorter = logs_policy().replace("keep: 14 days", "keep: 3 hours");
     let new_rule = "  - name: paths\n    where: \"path IS NULL\"\n";
     let shorter = format!("{shorter}{new_rule}");
-    project.set_policies(&[("logs.yaml", &shorter), ("events.yaml", EVENTS), ("sessions.yaml", SESSIONS)]);
+    project.set_policies(&[
+        ("logs.yaml", &shorter),
+        ("events.yaml", EVENTS),
+        ("sessions.yaml", SESSIONS),
+    ]);
     let plan = plan_of(&db, &project).await;
     assert_eq!(
         kinds(&plan),
-        vec![("public.app_logs".into(), ChangeKind::RetentionSettings), ("public.app_logs".into(), ChangeKind::ReplaceProcedure)],
+        vec![
+            ("public.app_logs".into(), ChangeKind::RetentionSettings),
+            ("public.app_logs".into(), ChangeKind::ReplaceProcedure)
+        ],
         "{partman}"
     );
     let settings = &plan.changes[0];
     assert!(settings.destructive);
     let impact = settings.impact.as_ref().unwrap();
     // Data from 10 hours ago to now; partitions ending before now - 3 hours expire.
-    assert!((6..=7).contains(&impact.partitions), "{partman}: {impact:#?}");
-    assert!(impact.estimated_rows > 3000 && impact.estimated_rows < 5000, "{partman}: {impact:#?}");
+    assert!(
+        (6..=7).contains(&impact.partitions),
+        "{partman}: {impact:#?}"
+    );
+    assert!(
+        impact.estimated_rows > 3000 && impact.estimated_rows < 5000,
+        "{partman}: {impact:#?}"
+    );
     assert_eq!(settings.settings[0].old.as_deref(), Some("14 days"));
     assert_eq!(settings.settings[0].new, "3 hours");
     let procedure = &plan.changes[1];
@@ -197,23 +259,45 @@ async fn applied_then_changed(partman: Partman) {
     let rule = &procedure.impact.as_ref().unwrap().rules[0];
     assert_eq!(rule.rule, "paths");
     assert!(rule.estimated_rows.unwrap() >= 1, "{rule:?}");
-    assert!(procedure.body_diff.as_ref().unwrap().contains("+    -- Rule paths: path IS NULL"));
+    assert!(
+        procedure
+            .body_diff
+            .as_ref()
+            .unwrap()
+            .contains("+    -- Rule paths: path IS NULL")
+    );
 
     // Back to the applied policies; a policy removed; a table registered by hand.
     project.set_policies(&[("logs.yaml", &logs_policy()), ("sessions.yaml", SESSIONS)]);
-    db.psql(&["-c", "CREATE TABLE public.legacy (at timestamptz NOT NULL) PARTITION BY RANGE (at)"]);
-    let p_type = if partman == Partman::V4 { "native" } else { "range" };
+    db.psql(&[
+        "-c",
+        "CREATE TABLE public.legacy (at timestamptz NOT NULL) PARTITION BY RANGE (at)",
+    ]);
+    let p_type = if partman == Partman::V4 {
+        "native"
+    } else {
+        "range"
+    };
     db.psql(&["-c", &format!("SELECT partman.create_parent(p_parent_table := 'public.legacy', p_control := 'at', p_type := '{p_type}', p_interval := '1 day')")]);
-    db.psql(&["-c", "UPDATE partman.part_config SET retention = '30 days' WHERE parent_table = 'public.legacy'"]);
+    db.psql(&[
+        "-c",
+        "UPDATE partman.part_config SET retention = '30 days' WHERE parent_table = 'public.legacy'",
+    ]);
     let plan = plan_of(&db, &project).await;
     // events was applied by psql (no history, no procedure): retentionc cannot know it
     // managed it, so it is unmanaged, like legacy.
     assert!(!plan.has_changes(), "{partman}: {:#?}", plan.changes);
-    assert_eq!(plan.unmanaged_tables, vec!["public.events".to_string(), "public.legacy".to_string()]);
+    assert_eq!(
+        plan.unmanaged_tables,
+        vec!["public.events".to_string(), "public.legacy".to_string()]
+    );
 
     // With an apply history naming events, its removal disables its retention.
     let events_only = TestProject::new(partman, &[("events.yaml", EVENTS)]);
-    let applied = retentionc::state::applied_state_json(&retentionc::state::desired(&events_only.load(), &retentionc::render::Renderer::new()));
+    let applied = retentionc::state::applied_state_json(&retentionc::state::desired(
+        &events_only.load(),
+        &retentionc::render::Renderer::new(),
+    ));
     db.psql(&[
         "-c",
         &format!(
@@ -222,9 +306,17 @@ async fn applied_then_changed(partman: Partman) {
         ),
     ]);
     let plan = plan_of(&db, &project).await;
-    assert_eq!(kinds(&plan), vec![("public.events".into(), ChangeKind::PolicyRemoved)], "{partman}");
+    assert_eq!(
+        kinds(&plan),
+        vec![("public.events".into(), ChangeKind::PolicyRemoved)],
+        "{partman}"
+    );
     assert_eq!(plan.unmanaged_tables, vec!["public.legacy".to_string()]);
-    assert!(plan.changes[0].statements[0].sql.contains("SET retention = NULL"));
+    assert!(
+        plan.changes[0].statements[0]
+            .sql
+            .contains("SET retention = NULL")
+    );
     // Running the removal statements makes it unmanaged, still registered, data kept.
     for s in &plan.changes[0].statements {
         db.psql(&["-c", &s.sql]);
@@ -248,7 +340,13 @@ async fn drift_is_reported(partman: Partman) {
     let (db, project) = setup(partman);
     project.apply_with_psql(&db);
     let desired = retentionc::state::desired(&project.load(), &retentionc::render::Renderer::new());
-    let hashes: serde_json::Value = project.load().policies.iter().map(|p| (p.table.to_string(), serde_json::Value::from(p.hash()))).collect::<serde_json::Map<_, _>>().into();
+    let hashes: serde_json::Value = project
+        .load()
+        .policies
+        .iter()
+        .map(|p| (p.table.to_string(), serde_json::Value::from(p.hash())))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
     db.psql(&[
         "-c",
         &format!(
@@ -259,17 +357,31 @@ async fn drift_is_reported(partman: Partman) {
     assert!(!plan_of(&db, &project).await.has_changes());
     db.psql(&["-c", "UPDATE partman.part_config SET retention = '1 year', premake = 9 WHERE parent_table = 'public.events'"]);
     let plan = plan_of(&db, &project).await;
-    assert_eq!(kinds(&plan), vec![("public.events".into(), ChangeKind::Drift)], "{partman}");
+    assert_eq!(
+        kinds(&plan),
+        vec![("public.events".into(), ChangeKind::Drift)],
+        "{partman}"
+    );
     let c = &plan.changes[0];
     assert!(c.drift);
     let retention = c.settings.iter().find(|s| s.column == "retention").unwrap();
-    assert_eq!((retention.old.as_deref(), retention.new.as_str()), (Some("1 year"), "90 days"));
+    assert_eq!(
+        (retention.old.as_deref(), retention.new.as_str()),
+        (Some("1 year"), "90 days")
+    );
     let premake = c.settings.iter().find(|s| s.column == "premake").unwrap();
-    assert_eq!((premake.old.as_deref(), premake.new.as_str()), (Some("9"), "4"));
+    assert_eq!(
+        (premake.old.as_deref(), premake.new.as_str()),
+        (Some("9"), "4")
+    );
     // The procedure edited by hand is drift too.
     db.psql(&["-c", "CREATE OR REPLACE PROCEDURE retention.prune_user_sessions(p_run_maintenance boolean DEFAULT false) LANGUAGE plpgsql AS $$ BEGIN END $$"]);
     let plan = plan_of(&db, &project).await;
-    let replace = plan.changes.iter().find(|c| c.kind == ChangeKind::ReplaceProcedure).unwrap();
+    let replace = plan
+        .changes
+        .iter()
+        .find(|c| c.kind == ChangeKind::ReplaceProcedure)
+        .unwrap();
     assert!(replace.drift, "{replace:#?}");
 }
 
@@ -294,9 +406,17 @@ async fn plan_time_errors(partman: Partman) {
          CREATE TABLE public.texty (at text) PARTITION BY RANGE (at);
          CREATE TABLE public.reshaped (at timestamptz NOT NULL) PARTITION BY RANGE (at);",
     ]);
-    let p_type = if partman == Partman::V4 { "native" } else { "range" };
+    let p_type = if partman == Partman::V4 {
+        "native"
+    } else {
+        "range"
+    };
     db.psql(&["-c", &format!("SELECT partman.create_parent(p_parent_table := 'public.reshaped', p_control := 'at', p_type := '{p_type}', p_interval := '1 day')")]);
-    let policy = |table: &str, column: &str| format!("table: public.{table}\npartitioning:\n  column: {column}\n  interval: 1 hour\nretention:\n  keep: 1 day\n");
+    let policy = |table: &str, column: &str| {
+        format!(
+            "table: public.{table}\npartitioning:\n  column: {column}\n  interval: 1 hour\nretention:\n  keep: 1 day\n"
+        )
+    };
     let project = TestProject::new(
         partman,
         &[
@@ -306,8 +426,14 @@ async fn plan_time_errors(partman: Partman) {
             ("d_plain.yaml", &policy("plain", "at")),
             ("e_texty.yaml", &policy("texty", "at")),
             ("f_reshaped.yaml", &policy("reshaped", "at")),
-            ("g_deletes.yaml", "table: public.plain2\ndeletes:\n  - name: old\n    where: \"num > 0\"\n    older_than: 1 day\n    column: num\n"),
-            ("h_cron.yaml", "table: public.texty2\ndeletes:\n  - name: all\n    where: \"true\"\nschedule: \"* * * * *\"\n"),
+            (
+                "g_deletes.yaml",
+                "table: public.plain2\ndeletes:\n  - name: old\n    where: \"num > 0\"\n    older_than: 1 day\n    column: num\n",
+            ),
+            (
+                "h_cron.yaml",
+                "table: public.texty2\ndeletes:\n  - name: all\n    where: \"true\"\nschedule: \"* * * * *\"\n",
+            ),
         ],
     );
     let e = plan_error(&db, &project).await;
@@ -327,16 +453,36 @@ async fn plan_time_errors(partman: Partman) {
     }
 
     // pg_partman of another major than compiled for.
-    let other = if partman == Partman::V4 { Partman::V5 } else { Partman::V4 };
-    let project = TestProject::new(other, &[("f_reshaped.yaml", &policy("reshaped", "at").replace("1 hour", "1 day"))]);
+    let other = if partman == Partman::V4 {
+        Partman::V5
+    } else {
+        Partman::V4
+    };
+    let project = TestProject::new(
+        other,
+        &[(
+            "f_reshaped.yaml",
+            &policy("reshaped", "at").replace("1 hour", "1 day"),
+        )],
+    );
     let e = plan_error(&db, &project).await;
     assert!(
-        e.contains(&format!("the database has pg_partman {}, but the SQL was compiled for pg_partman {}", partman.version(), other.major())),
+        e.contains(&format!(
+            "the database has pg_partman {}, but the SQL was compiled for pg_partman {}",
+            partman.version(),
+            other.major()
+        )),
         "{e}"
     );
 
     // A `where` that does not run against the table is an error at its key.
-    let project = TestProject::new(partman, &[("g.yaml", "table: public.plain\ndeletes:\n  - name: old\n    where: \"nope > 0\"\n")]);
+    let project = TestProject::new(
+        partman,
+        &[(
+            "g.yaml",
+            "table: public.plain\ndeletes:\n  - name: old\n    where: \"nope > 0\"\n",
+        )],
+    );
     let e = plan_error(&db, &project).await;
     assert!(e.contains("policies/g.yaml:4:5: deletes[0].where: the condition does not run against public.plain: column \"nope\" does not exist"), "{e}");
 }
@@ -357,7 +503,16 @@ async fn schedules_are_read_from_pg_cron() {
     let db = cluster.cron_database(Partman::V5);
     db.psql(&["-c", TABLES]);
     let with_schedule = format!("{}schedule: \"*/5 * * * *\"\n", logs_policy());
-    let project = TestProject::new(Partman::V5, &[("logs.yaml", &with_schedule), ("sessions.yaml", &format!("{SESSIONS}schedule: \"17 * * * *\"\n"))]);
+    let project = TestProject::new(
+        Partman::V5,
+        &[
+            ("logs.yaml", &with_schedule),
+            (
+                "sessions.yaml",
+                &format!("{SESSIONS}schedule: \"17 * * * *\"\n"),
+            ),
+        ],
+    );
     let plan = plan_of(&db, &project).await;
     assert!(kinds(&plan).contains(&("public.app_logs".into(), ChangeKind::AddSchedule)));
     project.apply_with_psql(&db);
@@ -368,7 +523,10 @@ async fn schedules_are_read_from_pg_cron() {
     let plan = plan_of(&db, &project).await;
     assert_eq!(
         kinds(&plan),
-        vec![("public.app_logs".into(), ChangeKind::ChangeSchedule), ("public.user_sessions".into(), ChangeKind::PolicyRemoved)],
+        vec![
+            ("public.app_logs".into(), ChangeKind::ChangeSchedule),
+            ("public.user_sessions".into(), ChangeKind::PolicyRemoved)
+        ],
         "{:#?}",
         plan.changes
     );
@@ -376,8 +534,16 @@ async fn schedules_are_read_from_pg_cron() {
     for s in &removal.statements {
         db.psql(&["-c", &s.sql]);
     }
-    assert_eq!(db.scalar("SELECT count(*) FROM cron.job WHERE jobname = 'retentionc:public.user_sessions'"), "0");
-    assert_eq!(db.scalar("SELECT to_regprocedure('retention.prune_user_sessions(boolean)') IS NULL"), "t");
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM cron.job WHERE jobname = 'retentionc:public.user_sessions'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        db.scalar("SELECT to_regprocedure('retention.prune_user_sessions(boolean)') IS NULL"),
+        "t"
+    );
 
     // No schedule and no delete rules any more: the job and the procedure go.
     let bare = logs_policy().split("deletes:").next().unwrap().to_string();
@@ -385,7 +551,10 @@ async fn schedules_are_read_from_pg_cron() {
     let plan = plan_of(&db, &project).await;
     assert_eq!(
         kinds(&plan),
-        vec![("public.app_logs".into(), ChangeKind::DropProcedure), ("public.app_logs".into(), ChangeKind::RemoveSchedule)],
+        vec![
+            ("public.app_logs".into(), ChangeKind::DropProcedure),
+            ("public.app_logs".into(), ChangeKind::RemoveSchedule)
+        ],
         "{:#?}",
         plan.changes
     );
@@ -402,7 +571,13 @@ async fn pg_partman_where_configured(partman: Partman) {
     db.psql(&["-c", "DROP EXTENSION pg_partman CASCADE"]);
     let e = plan_error(&db, &project).await;
     assert!(e.contains("policies/events.yaml:2:1: partitioning: partitioning needs pg_partman, which is not installed in this database"), "{e}");
-    db.psql(&["-c", &format!("CREATE SCHEMA elsewhere; CREATE EXTENSION pg_partman SCHEMA elsewhere VERSION '{}'", partman.version())]);
+    db.psql(&[
+        "-c",
+        &format!(
+            "CREATE SCHEMA elsewhere; CREATE EXTENSION pg_partman SCHEMA elsewhere VERSION '{}'",
+            partman.version()
+        ),
+    ]);
     let e = plan_error(&db, &project).await;
     assert!(e.contains("pg_partman is installed in schema elsewhere, but retentionc.yaml says partman_schema: partman"), "{e}");
 }
@@ -421,7 +596,10 @@ async fn pg_partman_where_configured_partman_5() {
 fn catalog_reads_a_fixed_number_of_statements() {
     // The statement count is independent of the number of tables: see benches and
     // docs/benchmarks.md for 10/100/1000 tables. Here: 1 vs 30 tables.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut counts = Vec::new();
         for n in [1, 30] {
@@ -454,7 +632,11 @@ fn run_plan(project: &TestProject, db: &TestDb, extra: &[&str]) -> (Option<i32>,
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -462,19 +644,35 @@ fn the_command_exits_0_1_or_2_and_saves_the_plan() {
     let (db, project) = setup(Partman::V5);
     let dir = tempfile::tempdir().unwrap();
     let saved = dir.path().join("plan.json");
-    let (code, stdout, stderr) = run_plan(&project, &db, &["--detailed-exitcode", "--out", saved.to_str().unwrap()]);
+    let (code, stdout, stderr) = run_plan(
+        &project,
+        &db,
+        &["--detailed-exitcode", "--out", saved.to_str().unwrap()],
+    );
     assert_eq!(code, Some(2), "{stdout}{stderr}");
-    assert!(stdout.starts_with("retentionc plan: 5 changes, 2 destructive"), "{stdout}");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert!(
+        stdout.starts_with("retentionc plan: 5 changes, 2 destructive"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
     assert_eq!(json["format_version"], 1);
     assert_eq!(json["live_fingerprint"].as_str().unwrap().len(), 64);
     assert_eq!(json["policy_hashes"].as_object().unwrap().len(), 3);
-    assert!(json["changes"][0]["statements"][0]["sql"].as_str().unwrap().starts_with("CREATE SCHEMA IF NOT EXISTS"));
+    assert!(
+        json["changes"][0]["statements"][0]["sql"]
+            .as_str()
+            .unwrap()
+            .starts_with("CREATE SCHEMA IF NOT EXISTS")
+    );
     let _: Plan = serde_json::from_value(json).unwrap();
 
     let (code, stdout, _) = run_plan(&project, &db, &[]);
     assert_eq!(code, Some(0));
-    assert!(stdout.contains("public.app_logs: register with pg_partman"), "{stdout}");
+    assert!(
+        stdout.contains("public.app_logs: register with pg_partman"),
+        "{stdout}"
+    );
     let (code, stdout, _) = run_plan(&project, &db, &["--format", "markdown"]);
     assert_eq!(code, Some(0));
     assert_eq!(stdout.lines().next(), Some("<!-- retentionc-plan -->"));

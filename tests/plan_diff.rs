@@ -26,7 +26,12 @@ fn an_empty_database_gets_everything_created() {
     let register = &plan.changes[4];
     let keys: Vec<&str> = register.statements.iter().map(|s| s.key.as_str()).collect();
     assert_eq!(keys, ["setup", "archive_schema", "retention"]);
-    assert!(register.settings.iter().any(|s| s.column == "retention" && s.old.is_none() && s.new == "90 days"));
+    assert!(
+        register
+            .settings
+            .iter()
+            .any(|s| s.column == "retention" && s.old.is_none() && s.new == "90 days")
+    );
     assert_eq!(plan.format_version, 1);
     assert_eq!(plan.policy_hashes.len(), 3);
     assert!(plan.unmanaged_tables.is_empty());
@@ -46,7 +51,10 @@ fn planned_statements_are_the_generated_statements_verbatim() {
     let files = retentionc::render::compile_project(&p.config, &p.policies);
     for change in &plan.changes {
         for s in &change.statements {
-            let file = files.iter().find(|f| Some(&f.file_name) == s.file.as_ref()).expect("statement names its generated file");
+            let file = files
+                .iter()
+                .find(|f| Some(&f.file_name) == s.file.as_ref())
+                .expect("statement names its generated file");
             assert_eq!(file.statement(&s.key).unwrap().sql, s.sql);
             assert!(file.text.contains(&s.sql));
         }
@@ -58,7 +66,11 @@ fn equal_intervals_written_differently_are_not_a_change() {
     let p = project(&[LOGS]);
     let mut live = applied_live(&p);
     live.part_config[0].retention = Some("P14D".into());
-    live.part_config[0].retention_parsed = Some(retentionc::model::Interval { months: 0, days: 0, micros: 14 * 86_400_000_000 });
+    live.part_config[0].retention_parsed = Some(retentionc::model::Interval {
+        months: 0,
+        days: 0,
+        micros: 14 * 86_400_000_000,
+    });
     assert!(!plan(&p, &live).has_changes());
 }
 
@@ -66,12 +78,19 @@ fn equal_intervals_written_differently_are_not_a_change() {
 fn shorter_retention_shows_old_and_new_and_what_would_expire() {
     let p = project(&[LOGS.replace("keep: 14 days", "keep: 2 hours").as_str()]);
     let mut live = applied_live(&project(&[LOGS]));
-    live.children.insert("public.app_logs".into(), hourly_children(6));
+    live.children
+        .insert("public.app_logs".into(), hourly_children(6));
     let plan = plan(&p, &live);
-    assert_eq!(kinds(&plan), vec![("public.app_logs".into(), ChangeKind::RetentionSettings)]);
+    assert_eq!(
+        kinds(&plan),
+        vec![("public.app_logs".into(), ChangeKind::RetentionSettings)]
+    );
     let c = &plan.changes[0];
     assert_eq!(c.settings.len(), 1);
-    assert_eq!((c.settings[0].old.as_deref(), c.settings[0].new.as_str()), (Some("14 days"), "2 hours"));
+    assert_eq!(
+        (c.settings[0].old.as_deref(), c.settings[0].new.as_str()),
+        (Some("14 days"), "2 hours")
+    );
     assert!(c.destructive);
     let impact = c.impact.as_ref().unwrap();
     // Children end 5h, 4h, 3h, 2h, 1h, 0h ago; keep 2 hours expires those ending before now - 2h.
@@ -79,14 +98,21 @@ fn shorter_retention_shows_old_and_new_and_what_would_expire() {
     assert_eq!(impact.estimated_rows, 300);
     assert_eq!(impact.from.as_deref(), Some("2026-11-25 06:00:00 UTC"));
     assert_eq!(impact.to.as_deref(), Some("2026-11-25 09:00:00 UTC"));
-    assert_eq!(c.statements.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(), ["retention"]);
+    assert_eq!(
+        c.statements
+            .iter()
+            .map(|s| s.key.as_str())
+            .collect::<Vec<_>>(),
+        ["retention"]
+    );
 }
 
 #[test]
 fn longer_retention_is_not_destructive() {
     let p = project(&[LOGS.replace("keep: 14 days", "keep: 30 days").as_str()]);
     let mut live = applied_live(&project(&[LOGS]));
-    live.children.insert("public.app_logs".into(), hourly_children(6));
+    live.children
+        .insert("public.app_logs".into(), hourly_children(6));
     let plan = plan(&p, &live);
     assert!(!plan.changes[0].destructive);
     assert!(plan.changes[0].impact.is_none());
@@ -96,9 +122,14 @@ fn longer_retention_is_not_destructive() {
 fn registering_with_retention_reports_what_would_expire_at_once() {
     let p = project(&[LOGS.replace("keep: 14 days", "keep: 3 hours").as_str()]);
     let mut live = empty_live(&p);
-    live.children.insert("public.app_logs".into(), hourly_children(6));
+    live.children
+        .insert("public.app_logs".into(), hourly_children(6));
     let plan = plan(&p, &live);
-    let register = plan.changes.iter().find(|c| c.kind == ChangeKind::Register).unwrap();
+    let register = plan
+        .changes
+        .iter()
+        .find(|c| c.kind == ChangeKind::Register)
+        .unwrap();
     assert!(register.destructive);
     assert_eq!(register.impact.as_ref().unwrap().partitions, 2);
 }
@@ -109,15 +140,25 @@ fn a_hand_edit_since_the_last_apply_is_drift_with_the_value_apply_restores() {
     let mut live = applied_live(&p);
     with_last_apply(&mut live, &p);
     live.part_config[0].retention = Some("30 days".into());
-    live.part_config[0].retention_parsed = Some(retentionc::model::Interval { months: 0, days: 30, micros: 0 });
+    live.part_config[0].retention_parsed = Some(retentionc::model::Interval {
+        months: 0,
+        days: 30,
+        micros: 0,
+    });
     live.part_config[0].premake = 2;
     let plan = plan(&p, &live);
-    assert_eq!(kinds(&plan), vec![("public.app_logs".into(), ChangeKind::Drift)]);
+    assert_eq!(
+        kinds(&plan),
+        vec![("public.app_logs".into(), ChangeKind::Drift)]
+    );
     let c = &plan.changes[0];
     assert!(c.drift);
     assert!(c.settings.iter().all(|s| s.drift));
     let retention = c.settings.iter().find(|s| s.column == "retention").unwrap();
-    assert_eq!((retention.old.as_deref(), retention.new.as_str()), (Some("30 days"), "14 days"));
+    assert_eq!(
+        (retention.old.as_deref(), retention.new.as_str()),
+        (Some("30 days"), "14 days")
+    );
     assert!(c.summary.contains("changed by hand"), "{}", c.summary);
 }
 
@@ -128,9 +169,16 @@ fn a_setting_whose_policy_changed_since_the_last_apply_is_a_change_not_drift() {
     let mut live = applied_live(&old);
     with_last_apply(&mut live, &old);
     live.part_config[0].retention = Some("30 days".into());
-    live.part_config[0].retention_parsed = Some(retentionc::model::Interval { months: 0, days: 30, micros: 0 });
+    live.part_config[0].retention_parsed = Some(retentionc::model::Interval {
+        months: 0,
+        days: 30,
+        micros: 0,
+    });
     let plan = plan(&new, &live);
-    assert_eq!(kinds(&plan), vec![("public.app_logs".into(), ChangeKind::RetentionSettings)]);
+    assert_eq!(
+        kinds(&plan),
+        vec![("public.app_logs".into(), ChangeKind::RetentionSettings)]
+    );
     assert!(!plan.changes[0].drift);
 }
 
@@ -141,42 +189,77 @@ fn a_new_delete_rule_replaces_the_procedure_with_a_diff_and_is_destructive() {
     let p = project(&[text.as_str()]);
     let live = applied_live(&project(&[LOGS]));
     let wanted = retentionc::plan::diff::rules_to_estimate(&p, &live);
-    assert_eq!(wanted, vec![("public.app_logs".to_string(), "health_checks".to_string())]);
+    assert_eq!(
+        wanted,
+        vec![("public.app_logs".to_string(), "health_checks".to_string())]
+    );
     let mut estimates = RuleEstimates::new();
     estimates.insert(wanted[0].clone(), Some(1234));
     let plan = diff(&p, &live, &estimates).unwrap();
-    assert_eq!(kinds(&plan), vec![("public.app_logs".into(), ChangeKind::ReplaceProcedure)]);
+    assert_eq!(
+        kinds(&plan),
+        vec![("public.app_logs".into(), ChangeKind::ReplaceProcedure)]
+    );
     let c = &plan.changes[0];
     assert!(c.destructive);
     let impact = c.impact.as_ref().unwrap();
     assert_eq!(impact.rules.len(), 1);
     assert_eq!(impact.rules[0].estimated_rows, Some(1234));
     let body_diff = c.body_diff.as_ref().unwrap();
-    assert!(body_diff.contains("+    -- Rule health_checks: path = '/healthz'"), "{body_diff}");
-    assert!(body_diff.starts_with("--- live\n+++ policy\n"), "{body_diff}");
+    assert!(
+        body_diff.contains("+    -- Rule health_checks: path = '/healthz'"),
+        "{body_diff}"
+    );
+    assert!(
+        body_diff.starts_with("--- live\n+++ policy\n"),
+        "{body_diff}"
+    );
 }
 
 #[test]
 fn a_new_batch_size_replaces_the_procedure_without_being_destructive() {
-    let p = project(&[LOGS.replace("older_than: 1 hour", "older_than: 1 hour\n    batch_size: 100").as_str()]);
+    let p = project(&[LOGS
+        .replace(
+            "older_than: 1 hour",
+            "older_than: 1 hour\n    batch_size: 100",
+        )
+        .as_str()]);
     let live = applied_live(&project(&[LOGS]));
     assert!(retentionc::plan::diff::rules_to_estimate(&p, &live).is_empty());
     let plan = plan(&p, &live);
-    assert_eq!(kinds(&plan), vec![("public.app_logs".into(), ChangeKind::ReplaceProcedure)]);
+    assert_eq!(
+        kinds(&plan),
+        vec![("public.app_logs".into(), ChangeKind::ReplaceProcedure)]
+    );
     assert!(!plan.changes[0].destructive);
 }
 
 #[test]
 fn removing_every_delete_rule_drops_the_procedure() {
-    let without = LOGS.split("deletes:").next().unwrap().to_string() + "schedule: \"*/5 * * * *\"\n";
+    let without =
+        LOGS.split("deletes:").next().unwrap().to_string() + "schedule: \"*/5 * * * *\"\n";
     let p = project(&[without.as_str()]);
     let plan = plan(&p, &applied_live(&project(&[LOGS])));
     let kinds = kinds(&plan);
-    assert!(kinds.contains(&("public.app_logs".into(), ChangeKind::DropProcedure)), "{kinds:?}");
-    let drop = plan.changes.iter().find(|c| c.kind == ChangeKind::DropProcedure).unwrap();
-    assert!(drop.statements[0].sql.starts_with("DROP PROCEDURE IF EXISTS \"retention\".\"prune_app_logs\""));
+    assert!(
+        kinds.contains(&("public.app_logs".into(), ChangeKind::DropProcedure)),
+        "{kinds:?}"
+    );
+    let drop = plan
+        .changes
+        .iter()
+        .find(|c| c.kind == ChangeKind::DropProcedure)
+        .unwrap();
+    assert!(
+        drop.statements[0]
+            .sql
+            .starts_with("DROP PROCEDURE IF EXISTS \"retention\".\"prune_app_logs\"")
+    );
     // The schedule's command changes too: maintenance only, no prune call.
-    assert!(kinds.contains(&("public.app_logs".into(), ChangeKind::ChangeSchedule)), "{kinds:?}");
+    assert!(
+        kinds.contains(&("public.app_logs".into(), ChangeKind::ChangeSchedule)),
+        "{kinds:?}"
+    );
 }
 
 #[test]
@@ -184,15 +267,34 @@ fn schedules_are_added_changed_and_removed() {
     let live = applied_live(&project(&[LOGS]));
     let changed = project(&[LOGS.replace("*/5 * * * *", "0 * * * *").as_str()]);
     let plan_changed = plan(&changed, &live);
-    assert_eq!(kinds(&plan_changed), vec![("public.app_logs".into(), ChangeKind::ChangeSchedule)]);
-    assert!(plan_changed.changes[0].summary.contains("\"*/5 * * * *\" -> \"0 * * * *\""), "{}", plan_changed.changes[0].summary);
+    assert_eq!(
+        kinds(&plan_changed),
+        vec![("public.app_logs".into(), ChangeKind::ChangeSchedule)]
+    );
+    assert!(
+        plan_changed.changes[0]
+            .summary
+            .contains("\"*/5 * * * *\" -> \"0 * * * *\""),
+        "{}",
+        plan_changed.changes[0].summary
+    );
     let removed = project(&[LOGS.replace("schedule: \"*/5 * * * *\"\n", "").as_str()]);
     let plan_removed = plan(&removed, &live);
-    assert_eq!(kinds(&plan_removed), vec![("public.app_logs".into(), ChangeKind::RemoveSchedule)]);
-    assert!(plan_removed.changes[0].statements[0].sql.contains("cron.unschedule"));
+    assert_eq!(
+        kinds(&plan_removed),
+        vec![("public.app_logs".into(), ChangeKind::RemoveSchedule)]
+    );
+    assert!(
+        plan_removed.changes[0].statements[0]
+            .sql
+            .contains("cron.unschedule")
+    );
     let mut no_job = live.clone();
     no_job.jobs.clear();
-    assert_eq!(kinds(&plan(&project(&[LOGS]), &no_job)), vec![("public.app_logs".into(), ChangeKind::AddSchedule)]);
+    assert_eq!(
+        kinds(&plan(&project(&[LOGS]), &no_job)),
+        vec![("public.app_logs".into(), ChangeKind::AddSchedule)]
+    );
 }
 
 #[test]
@@ -200,12 +302,19 @@ fn a_removed_policy_disables_retention_and_keeps_the_registration() {
     let before = project(&[LOGS, EVENTS]);
     let after = project(&[EVENTS]);
     let plan = plan(&after, &applied_live(&before));
-    assert_eq!(kinds(&plan), vec![("public.app_logs".into(), ChangeKind::PolicyRemoved)]);
+    assert_eq!(
+        kinds(&plan),
+        vec![("public.app_logs".into(), ChangeKind::PolicyRemoved)]
+    );
     let c = &plan.changes[0];
     let keys: Vec<&str> = c.statements.iter().map(|s| s.key.as_str()).collect();
     assert_eq!(keys, ["retention", "prune", "schedule"]);
     assert!(c.statements[0].sql.contains("SET retention = NULL"));
-    assert!(c.statements.iter().all(|s| !s.sql.contains("undo_partition") && !s.sql.contains("DELETE FROM \"partman\"")));
+    assert!(
+        c.statements.iter().all(
+            |s| !s.sql.contains("undo_partition") && !s.sql.contains("DELETE FROM \"partman\"")
+        )
+    );
     assert!(!c.destructive);
     assert!(plan.unmanaged_tables.is_empty());
 }
@@ -217,7 +326,10 @@ fn a_removed_policy_known_only_from_the_apply_history_is_disabled_too() {
     with_last_apply(&mut live, &before);
     let after = project(&[]);
     let plan = plan(&after, &live);
-    assert_eq!(kinds(&plan), vec![("public.events".into(), ChangeKind::PolicyRemoved)]);
+    assert_eq!(
+        kinds(&plan),
+        vec![("public.events".into(), ChangeKind::PolicyRemoved)]
+    );
     assert_eq!(plan.changes[0].statements.len(), 3);
 }
 
@@ -250,10 +362,18 @@ fn a_different_maintain_function_is_a_bootstrap_change() {
     let mut live = applied_live(&p);
     live.routines[0].body = "\nBEGIN\n  RETURN NULL;\nEND\n".into();
     let plan = plan(&p, &live);
-    assert_eq!(kinds(&plan), vec![("retention".into(), ChangeKind::Bootstrap)]);
+    assert_eq!(
+        kinds(&plan),
+        vec![("retention".into(), ChangeKind::Bootstrap)]
+    );
     assert!(plan.changes[0].body_diff.is_some());
     assert_eq!(plan.changes[0].statements.len(), 5);
-    assert!(plan.changes[0].statements.iter().all(|s| s.file.as_deref() == Some("_retentionc.sql")));
+    assert!(
+        plan.changes[0]
+            .statements
+            .iter()
+            .all(|s| s.file.as_deref() == Some("_retentionc.sql"))
+    );
 }
 
 #[test]
@@ -263,7 +383,9 @@ fn the_fingerprint_follows_settings_not_partitions_or_time() {
     let a = plan(&p, &live).live_fingerprint;
     let mut later = live.clone();
     later.now = now() + chrono::TimeDelta::hours(1);
-    later.children.insert("public.app_logs".into(), hourly_children(3));
+    later
+        .children
+        .insert("public.app_logs".into(), hourly_children(3));
     assert_eq!(plan(&p, &later).live_fingerprint, a);
     let mut edited = live.clone();
     edited.part_config[0].premake = 1;
@@ -279,7 +401,10 @@ fn a_missing_table_is_an_error_at_table() {
     let mut live = applied_live(&p);
     live.tables.clear();
     let e = errors(&p, &live);
-    assert!(e.contains("policies/p0.yaml:1:1: table: table public.app_logs does not exist"), "{e}");
+    assert!(
+        e.contains("policies/p0.yaml:1:1: table: table public.app_logs does not exist"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -300,7 +425,12 @@ fn a_plain_table_under_partitioning_is_an_error_saying_how_to_convert() {
     t.relkind = "r".into();
     t.partition_strategy = None;
     let e = errors(&p, &live);
-    assert!(e.contains("policies/p0.yaml:2:1: partitioning: public.app_logs is a plain table, not partitioned"), "{e}");
+    assert!(
+        e.contains(
+            "policies/p0.yaml:2:1: partitioning: public.app_logs is a plain table, not partitioned"
+        ),
+        "{e}"
+    );
     assert!(e.contains("PARTITION BY RANGE (logged_at)"), "{e}");
 }
 
@@ -308,7 +438,10 @@ fn a_plain_table_under_partitioning_is_an_error_saying_how_to_convert() {
 fn list_partitioning_is_an_error() {
     let p = project(&[LOGS]);
     let mut live = empty_live(&p);
-    live.tables.get_mut("public.app_logs").unwrap().partition_strategy = Some("l".into());
+    live.tables
+        .get_mut("public.app_logs")
+        .unwrap()
+        .partition_strategy = Some("l".into());
     assert!(errors(&p, &live).contains("partitioning: public.app_logs is partitioned by LIST"));
 }
 
@@ -317,14 +450,25 @@ fn wrong_column_types_are_errors() {
     let p = project(&[LOGS]);
     let mut live = empty_live(&p);
     let t = live.tables.get_mut("public.app_logs").unwrap();
-    t.columns.iter_mut().find(|c| c.name == "logged_at").unwrap().type_name = "text".into();
+    t.columns
+        .iter_mut()
+        .find(|c| c.name == "logged_at")
+        .unwrap()
+        .type_name = "text".into();
     let e = errors(&p, &live);
     assert!(e.contains("partitioning.column: column logged_at of public.app_logs is text; expected timestamptz, timestamp or date"), "{e}");
-    assert!(e.contains("deletes[0].older_than: column logged_at of public.app_logs is text"), "{e}");
+    assert!(
+        e.contains("deletes[0].older_than: column logged_at of public.app_logs is text"),
+        "{e}"
+    );
 
     let s = project(&[SESSIONS]);
     let mut live = empty_live(&s);
-    live.tables.get_mut("public.user_sessions").unwrap().columns.retain(|c| c.name != "last_seen_at");
+    live.tables
+        .get_mut("public.user_sessions")
+        .unwrap()
+        .columns
+        .retain(|c| c.name != "last_seen_at");
     let e = errors(&s, &live);
     assert!(e.contains("policies/p0.yaml:6:5: deletes[0].column: column last_seen_at does not exist in public.user_sessions"), "{e}");
 }
@@ -334,14 +478,31 @@ fn pg_partman_must_be_installed_where_and_as_configured() {
     let p = project(&[LOGS]);
     let mut live = empty_live(&p);
     live.partman = None;
-    assert!(errors(&p, &live).contains("partitioning: partitioning needs pg_partman, which is not installed"));
-    live.partman = Some(Extension { version: "4.7.2".into(), schema: "partman".into() });
+    assert!(
+        errors(&p, &live)
+            .contains("partitioning: partitioning needs pg_partman, which is not installed")
+    );
+    live.partman = Some(Extension {
+        version: "4.7.2".into(),
+        schema: "partman".into(),
+    });
     let e = errors(&p, &live);
-    assert!(e.contains("the database has pg_partman 4.7.2, but the SQL was compiled for pg_partman 5"), "{e}");
-    live.partman = Some(Extension { version: "5.2.4".into(), schema: "public".into() });
-    assert!(errors(&p, &live).contains("pg_partman is installed in schema public, but retentionc.yaml says partman_schema: partman"));
+    assert!(
+        e.contains("the database has pg_partman 4.7.2, but the SQL was compiled for pg_partman 5"),
+        "{e}"
+    );
+    live.partman = Some(Extension {
+        version: "5.2.4".into(),
+        schema: "public".into(),
+    });
+    assert!(errors(&p, &live).contains(
+        "pg_partman is installed in schema public, but retentionc.yaml says partman_schema: partman"
+    ));
     let v4 = project_with("partman_version: 4\n", &[LOGS]);
-    live.partman = Some(Extension { version: "4.7.2".into(), schema: "partman".into() });
+    live.partman = Some(Extension {
+        version: "4.7.2".into(),
+        schema: "partman".into(),
+    });
     assert!(diff(&v4, &live, &RuleEstimates::new()).is_ok());
 }
 
@@ -352,7 +513,10 @@ fn a_schedule_needs_pg_cron() {
     live.cron = None;
     live.jobs.clear();
     let e = errors(&p, &live);
-    assert!(e.contains("policies/p0.yaml:12:1: schedule: a schedule needs pg_cron"), "{e}");
+    assert!(
+        e.contains("policies/p0.yaml:12:1: schedule: a schedule needs pg_cron"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -360,7 +524,11 @@ fn an_existing_partition_set_cannot_be_reshaped() {
     let p = project(&[LOGS]);
     let mut live = applied_live(&p);
     live.part_config[0].partition_interval = "1 day".into();
-    live.part_config[0].partition_interval_parsed = Some(retentionc::model::Interval { months: 0, days: 1, micros: 0 });
+    live.part_config[0].partition_interval_parsed = Some(retentionc::model::Interval {
+        months: 0,
+        days: 1,
+        micros: 0,
+    });
     live.part_config[0].epoch = "seconds".into();
     live.part_config[0].control = "id".into();
     let e = errors(&p, &live);
@@ -384,7 +552,6 @@ fn settings_of_a_policy_without_partitioning_are_left_alone() {
     assert!(plan.unmanaged_tables.is_empty());
 }
 
-
 #[test]
 fn removing_a_delete_only_policy_leaves_a_retention_retentionc_never_set() {
     let before = project(&[SESSIONS]);
@@ -393,8 +560,15 @@ fn removing_a_delete_only_policy_leaves_a_retention_retentionc_never_set() {
     row.parent_table = "public.user_sessions".into();
     live.part_config.push(row);
     let plan = plan(&project(&[]), &live);
-    assert_eq!(kinds(&plan), vec![("public.user_sessions".into(), ChangeKind::PolicyRemoved)]);
-    let keys: Vec<&str> = plan.changes[0].statements.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(
+        kinds(&plan),
+        vec![("public.user_sessions".into(), ChangeKind::PolicyRemoved)]
+    );
+    let keys: Vec<&str> = plan.changes[0]
+        .statements
+        .iter()
+        .map(|s| s.key.as_str())
+        .collect();
     assert_eq!(keys, ["prune", "schedule"]);
     assert!(plan.changes[0].settings.is_empty());
 }

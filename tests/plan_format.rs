@@ -9,7 +9,8 @@ use retentionc::plan::{Plan, RuleEstimates, diff};
 
 /// Hashes change whenever a template does; the views are what is under test here.
 fn stable(mut plan: Plan) -> Plan {
-    plan.live_fingerprint = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into();
+    plan.live_fingerprint =
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into();
     for hash in plan.policy_hashes.values_mut() {
         *hash = "<policy sha256>".into();
     }
@@ -21,19 +22,27 @@ fn stable(mut plan: Plan) -> Plan {
 fn mixed_plan() -> Plan {
     let before = project(&[LOGS, EVENTS]);
     let after = project(&[
-        LOGS.replace("keep: 14 days", "keep: 2 hours").replace("*/5 * * * *", "0 * * * *").as_str(),
+        LOGS.replace("keep: 14 days", "keep: 2 hours")
+            .replace("*/5 * * * *", "0 * * * *")
+            .as_str(),
         SESSIONS,
     ]);
     let mut live = applied_live(&before);
     live.tables.extend(applied_live(&after).tables);
     with_last_apply(&mut live, &project(&[LOGS]));
     live.part_config[0].premake = 3;
-    live.children.insert("public.app_logs".into(), hourly_children(6));
+    live.children
+        .insert("public.app_logs".into(), hourly_children(6));
     let mut legacy = live.part_config[1].clone();
     legacy.parent_table = "public.legacy".into();
     live.part_config.push(legacy);
     // user_sessions: its procedure exists already, as the policy wants it.
-    live.routines.extend(applied_live(&project(&[SESSIONS])).routines.into_iter().filter(|r| r.name.starts_with("prune_")));
+    live.routines.extend(
+        applied_live(&project(&[SESSIONS]))
+            .routines
+            .into_iter()
+            .filter(|r| r.name.starts_with("prune_")),
+    );
     // events: the policy is gone; retentionc made its pg_cron job.
     live.jobs.push(retentionc::catalog::CronJob {
         name: "retentionc:public.events".into(),
@@ -102,7 +111,14 @@ fn markdown_starts_with_the_marker_and_puts_destructive_changes_first() {
 #[test]
 fn json_is_versioned_and_round_trips() {
     let p = project(&[EVENTS.replace("keep: 90 days", "keep: 30 days").as_str()]);
-    let plan = stable(diff(&p, &applied_live(&project(&[EVENTS])), &RuleEstimates::new()).unwrap());
+    let plan = stable(
+        diff(
+            &p,
+            &applied_live(&project(&[EVENTS])),
+            &RuleEstimates::new(),
+        )
+        .unwrap(),
+    );
     let shown = json(&plan);
     let value: serde_json::Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(value["format_version"], 1);

@@ -10,12 +10,22 @@ use common::cluster::{Cluster, ClusterOptions, Partman, make_test_certs, retenti
 use retentionc::cli::DbArgs;
 
 fn args(url: String) -> DbArgs {
-    DbArgs { database_url: Some(url) }
+    DbArgs {
+        database_url: Some(url),
+    }
 }
 
 async fn uses_tls(url: String) -> Result<bool, String> {
-    let client = retentionc::db::connect(&args(url), "retentionc tls test").await.map_err(|e| format!("{e:#}"))?;
-    let row = client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap();
+    let client = retentionc::db::connect(&args(url), "retentionc tls test")
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
     Ok(row.get(0))
 }
 
@@ -23,21 +33,59 @@ async fn uses_tls(url: String) -> Result<bool, String> {
 async fn tls_modes_against_a_server_that_requires_tls() {
     let dir = tempfile::tempdir().unwrap();
     let certs = make_test_certs(dir.path());
-    let cluster = Arc::new(Cluster::start(ClusterOptions { ssl: Some(certs.server.clone()), require_ssl: true, ..Default::default() }));
+    let cluster = Arc::new(Cluster::start(ClusterOptions {
+        ssl: Some(certs.server.clone()),
+        require_ssl: true,
+        ..Default::default()
+    }));
     let db = cluster.database(Partman::V5);
     let ca = certs.ca_cert.display().to_string();
-    let url = |host: &str, query: &str| format!("postgres://postgres@{host}:{}/{}?{query}", cluster.port(), db.name);
+    let url = |host: &str, query: &str| {
+        format!(
+            "postgres://postgres@{host}:{}/{}?{query}",
+            cluster.port(),
+            db.name
+        )
+    };
 
     // require without a root certificate: encrypted, certificate not checked.
-    assert_eq!(uses_tls(url("127.0.0.1", "sslmode=require")).await, Ok(true));
+    assert_eq!(
+        uses_tls(url("127.0.0.1", "sslmode=require")).await,
+        Ok(true)
+    );
     // prefer (the default) takes TLS when offered.
     assert_eq!(uses_tls(url("127.0.0.1", "")).await, Ok(true));
     // verify-full: chain and host name (the certificate names localhost and 127.0.0.1).
-    assert_eq!(uses_tls(url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}"))).await, Ok(true));
-    assert_eq!(uses_tls(url("localhost", &format!("sslmode=verify-full&sslrootcert={ca}"))).await, Ok(true));
-    assert_eq!(uses_tls(url("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}"))).await, Ok(true));
+    assert_eq!(
+        uses_tls(url(
+            "127.0.0.1",
+            &format!("sslmode=verify-full&sslrootcert={ca}")
+        ))
+        .await,
+        Ok(true)
+    );
+    assert_eq!(
+        uses_tls(url(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={ca}")
+        ))
+        .await,
+        Ok(true)
+    );
+    assert_eq!(
+        uses_tls(url(
+            "127.0.0.1",
+            &format!("sslmode=verify-ca&sslrootcert={ca}")
+        ))
+        .await,
+        Ok(true)
+    );
     // key=value strings too.
-    let conninfo = format!("host=127.0.0.1 port={} user=postgres dbname={} sslmode=verify-full sslrootcert='{ca}'", cluster.port(), db.name);
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user=postgres dbname={} sslmode=verify-full sslrootcert='{ca}'",
+        cluster.port(),
+        db.name
+    );
     assert_eq!(uses_tls(conninfo).await, Ok(true));
 
     // Another CA: verify-full and verify-ca refuse the server.
@@ -45,17 +93,30 @@ async fn tls_modes_against_a_server_that_requires_tls() {
     let other = make_test_certs(other_dir.path());
     let other_ca = other.ca_cert.display().to_string();
     for mode in ["verify-full", "verify-ca"] {
-        let err = uses_tls(url("127.0.0.1", &format!("sslmode={mode}&sslrootcert={other_ca}"))).await.unwrap_err();
-        assert!(err.contains("cannot connect") && err.to_lowercase().contains("certificate"), "{mode}: {err}");
+        let err = uses_tls(url(
+            "127.0.0.1",
+            &format!("sslmode={mode}&sslrootcert={other_ca}"),
+        ))
+        .await
+        .unwrap_err();
+        assert!(
+            err.contains("cannot connect") && err.to_lowercase().contains("certificate"),
+            "{mode}: {err}"
+        );
     }
     // disable: the server refuses plain connections.
-    let err = uses_tls(url("127.0.0.1", "sslmode=disable")).await.unwrap_err();
+    let err = uses_tls(url("127.0.0.1", "sslmode=disable"))
+        .await
+        .unwrap_err();
     assert!(err.contains("cannot connect"), "{err}");
 
     // A whole plan over verify-full, through the binary, with the libpq variables.
     let project = tempfile::tempdir().unwrap();
     std::fs::create_dir(project.path().join("policies")).unwrap();
-    db.psql(&["-c", "CREATE TABLE public.t (at timestamptz NOT NULL) PARTITION BY RANGE (at)"]);
+    db.psql(&[
+        "-c",
+        "CREATE TABLE public.t (at timestamptz NOT NULL) PARTITION BY RANGE (at)",
+    ]);
     std::fs::write(project.path().join("policies/t.yaml"), "table: public.t\npartitioning:\n  column: at\n  interval: 1 day\nretention:\n  keep: 30 days\n").unwrap();
     let out = Command::new(retentionc_bin())
         .args(["plan", "--config"])
@@ -70,54 +131,97 @@ async fn tls_modes_against_a_server_that_requires_tls() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("public.t: register with pg_partman"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("public.t: register with pg_partman"),
+        "{stdout}"
+    );
 }
 
 /// A CA and a server certificate for `db.example.com` only (not 127.0.0.1).
-fn certs_for_another_name(dir: &std::path::Path) -> (std::path::PathBuf, common::cluster::SslFiles) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+fn certs_for_another_name(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, common::cluster::SslFiles) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "other test CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "other test CA");
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(vec!["db.example.com".to_string()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "db.example.com");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "db.example.com");
     let cert = params.signed_by(&key, &ca).unwrap();
     std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
     std::fs::write(dir.join("server.crt"), cert.pem()).unwrap();
     std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-    (dir.join("ca.crt"), common::cluster::SslFiles { cert: dir.join("server.crt"), key: dir.join("server.key") })
+    (
+        dir.join("ca.crt"),
+        common::cluster::SslFiles {
+            cert: dir.join("server.crt"),
+            key: dir.join("server.key"),
+        },
+    )
 }
 
 #[tokio::test]
 async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, server) = certs_for_another_name(dir.path());
-    let cluster = Arc::new(Cluster::start(ClusterOptions { ssl: Some(server), require_ssl: true, ..Default::default() }));
+    let cluster = Arc::new(Cluster::start(ClusterOptions {
+        ssl: Some(server),
+        require_ssl: true,
+        ..Default::default()
+    }));
     let db = cluster.database(Partman::V4);
-    let url = |mode: &str| format!("postgres://postgres@127.0.0.1:{}/{}?sslmode={mode}&sslrootcert={}", cluster.port(), db.name, ca.display());
+    let url = |mode: &str| {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{}?sslmode={mode}&sslrootcert={}",
+            cluster.port(),
+            db.name,
+            ca.display()
+        )
+    };
     assert_eq!(uses_tls(url("verify-ca")).await, Ok(true));
     assert_eq!(uses_tls(url("require")).await, Ok(true));
     let err = uses_tls(url("verify-full")).await.unwrap_err();
-    assert!(err.contains("certificate") && err.to_lowercase().contains("name"), "{err}");
+    assert!(
+        err.contains("certificate") && err.to_lowercase().contains("name"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn a_password_never_appears_in_any_error() {
     const SECRET: &str = "s3cret-Pa55word";
-    let cluster = Arc::new(Cluster::start(ClusterOptions { password_user: Some(("alice".into(), SECRET.into())), ..Default::default() }));
+    let cluster = Arc::new(Cluster::start(ClusterOptions {
+        password_user: Some(("alice".into(), SECRET.into())),
+        ..Default::default()
+    }));
     let db = cluster.database(Partman::V5);
 
     // The right password works.
-    let ok = retentionc::db::connect(&args(cluster.url_as("alice", Some(SECRET), &db.name)), "t").await;
+    let ok =
+        retentionc::db::connect(&args(cluster.url_as("alice", Some(SECRET), &db.name)), "t").await;
     assert!(ok.is_ok(), "{:#}", ok.err().unwrap());
 
     // A wrong one: the error says so without either password.
     let wrong = format!("{SECRET}-wrong");
-    let err = retentionc::db::connect(&args(cluster.url_as("alice", Some(&wrong), &db.name)), "t").await.err().unwrap();
+    let err = retentionc::db::connect(&args(cluster.url_as("alice", Some(&wrong), &db.name)), "t")
+        .await
+        .err()
+        .unwrap();
     let text = format!("{err:#} {err:?}");
     assert!(text.contains("password authentication failed"), "{text}");
     assert!(!text.contains(SECRET), "{text}");
@@ -129,7 +233,10 @@ async fn a_password_never_appears_in_any_error() {
         format!("host=127.0.0.1 password={SECRET} port=x"),
         format!("postgres://alice:{SECRET}@127.0.0.1/db?sslmode=maybe"),
     ] {
-        let err = retentionc::db::connect(&args(bad.clone()), "t").await.err().unwrap();
+        let err = retentionc::db::connect(&args(bad.clone()), "t")
+            .await
+            .err()
+            .unwrap();
         let text = format!("{err:#} {err:?}");
         assert!(!text.contains(SECRET), "{bad}: {text}");
     }
@@ -137,15 +244,26 @@ async fn a_password_never_appears_in_any_error() {
     // Through the binary: stderr and stdout hold no password.
     let project = tempfile::tempdir().unwrap();
     std::fs::create_dir(project.path().join("policies")).unwrap();
-    std::fs::write(project.path().join("policies/t.yaml"), "table: public.t\ndeletes:\n  - name: all\n    where: \"true\"\n").unwrap();
-    for url in [cluster.url_as("alice", Some(&wrong), &db.name), format!("postgres://alice:{SECRET}@127.0.0.1:notaport/db")] {
+    std::fs::write(
+        project.path().join("policies/t.yaml"),
+        "table: public.t\ndeletes:\n  - name: all\n    where: \"true\"\n",
+    )
+    .unwrap();
+    for url in [
+        cluster.url_as("alice", Some(&wrong), &db.name),
+        format!("postgres://alice:{SECRET}@127.0.0.1:notaport/db"),
+    ] {
         let out = Command::new(retentionc_bin())
             .args(["plan", "--config"])
             .arg(project.path().join("retentionc.yaml"))
             .args(["--database-url", &url])
             .output()
             .unwrap();
-        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(out.status.code(), Some(1), "{all}");
         assert!(!all.contains(SECRET), "{all}");
         assert!(all.contains("error"), "{all}");
@@ -162,7 +280,11 @@ async fn a_password_never_appears_in_any_error() {
         .env("PGDATABASE", &db.name)
         .output()
         .unwrap();
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(!all.contains(SECRET), "{all}");
 }

@@ -78,11 +78,24 @@ fn prepared_database(partman: Partman) -> TestDb {
     let db = Cluster::shared().database(partman);
     db.psql(&["-q", "-c", TABLES]);
     let project = tempfile::tempdir().unwrap();
-    std::fs::write(project.path().join("retentionc.yaml"), format!("partman_version: {}\n", partman.major())).unwrap();
+    std::fs::write(
+        project.path().join("retentionc.yaml"),
+        format!("partman_version: {}\n", partman.major()),
+    )
+    .unwrap();
     std::fs::create_dir(project.path().join("policies")).unwrap();
-    std::fs::write(project.path().join("policies/readings.yaml"), READINGS_POLICY).unwrap();
-    std::fs::write(project.path().join("policies/sessions.yaml"), SESSIONS_POLICY).unwrap();
-    let loaded = load_project(&project.path().join("retentionc.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        project.path().join("policies/readings.yaml"),
+        READINGS_POLICY,
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("policies/sessions.yaml"),
+        SESSIONS_POLICY,
+    )
+    .unwrap();
+    let loaded =
+        load_project(&project.path().join("retentionc.yaml")).unwrap_or_else(|e| panic!("{e}"));
     let files: Vec<PathBuf> = compile_project(&loaded.config, &loaded.policies)
         .into_iter()
         .map(|file| {
@@ -138,11 +151,22 @@ ANALYZE public.readings;
               FROM public.readings GROUP BY tableoid) p"
     ));
     let (partitions, distinct) = layouts.split_once(' ').unwrap();
-    assert!(partitions.parse::<i64>().unwrap() >= 5, "only {partitions} partitions hold rows");
-    assert_eq!(distinct, "1", "the partitions' heaps differ: the ctid trap is not set");
-    let pages = db.scalar("SELECT min(relpages) FROM pg_class c JOIN pg_inherits i ON i.inhrelid = c.oid \
-                           WHERE i.inhparent = 'public.readings'::regclass AND c.reltuples > 0");
-    assert!(pages.parse::<i64>().unwrap() >= 3, "partitions span only {pages} pages");
+    assert!(
+        partitions.parse::<i64>().unwrap() >= 5,
+        "only {partitions} partitions hold rows"
+    );
+    assert_eq!(
+        distinct, "1",
+        "the partitions' heaps differ: the ctid trap is not set"
+    );
+    let pages = db.scalar(
+        "SELECT min(relpages) FROM pg_class c JOIN pg_inherits i ON i.inhrelid = c.oid \
+                           WHERE i.inhparent = 'public.readings'::regclass AND c.reltuples > 0",
+    );
+    assert!(
+        pages.parse::<i64>().unwrap() >= 3,
+        "partitions span only {pages} pages"
+    );
     assert_ne!(db.scalar("SELECT count(*) FROM public.readings WHERE kind = 'debug' AND at >= now() - interval '1 day'"), "0");
     assert_ne!(db.scalar("SELECT count(*) FROM public.readings WHERE kind = 'debug' AND at < now() - interval '1 day'"), "0");
 }
@@ -150,11 +174,15 @@ ANALYZE public.readings;
 /// Plain table: revoked sessions half an hour off every whole hour back to two days, so
 /// none is near the one-day cutoff.
 fn fill_sessions(db: &TestDb) {
-    db.psql(&["-q", "-c", "
+    db.psql(&[
+        "-q",
+        "-c",
+        "
 INSERT INTO public.sessions (id, revoked, last_seen_at, n)
 SELECT i, i % 4 = 0, now() - (i % 48) * interval '1 hour' - interval '30 minutes', i
   FROM generate_series(1, 3000) AS i;
-ANALYZE public.sessions;"]);
+ANALYZE public.sessions;",
+    ]);
 }
 
 /// Records what must survive (`expected_<table>`) and how many rows each rule should
@@ -172,7 +200,10 @@ fn assert_exactly_the_matching_rows_are_gone(db: &TestDb, table: &str, context: 
         "SELECT count(*) || ': ' || coalesce(string_agg(id::text, ',' ORDER BY id), '')
            FROM (SELECT id FROM public.expected_{table} EXCEPT SELECT id FROM public.{table} ORDER BY 1 LIMIT 20) gone"
     ));
-    assert_eq!(wrongly_deleted, "0:", "{context}: rows outside every rule were deleted (count: first ids)");
+    assert_eq!(
+        wrongly_deleted, "0:",
+        "{context}: rows outside every rule were deleted (count: first ids)"
+    );
     let left_over = db.scalar(&format!(
         "SELECT count(*) FROM (SELECT id FROM public.matching_{table} INTERSECT SELECT id FROM public.{table}) kept"
     ));
@@ -183,10 +214,14 @@ fn assert_exactly_the_matching_rows_are_gone(db: &TestDb, table: &str, context: 
 
 /// The run log's row counts per rule, as `rule=count` lines.
 fn logged_deletes(db: &TestDb, table: &str) -> String {
-    db.psql(&["-At", "-c", &format!(
-        "SELECT step || '=' || rows_deleted FROM retention.run_log
+    db.psql(&[
+        "-At",
+        "-c",
+        &format!(
+            "SELECT step || '=' || rows_deleted FROM retention.run_log
           WHERE table_name = 'public.{table}' AND step LIKE 'delete:%' ORDER BY id"
-    )])
+        ),
+    ])
 }
 
 #[test]
@@ -203,7 +238,11 @@ fn prune_deletes_exactly_the_matching_rows_of_partitions_whose_ctids_coincide() 
         let young_debug = db.scalar("SELECT count(*) FROM public.readings WHERE kind = 'debug' AND at >= now() - interval '1 day' AND n % 5 <> 0");
 
         let call = Instant::now();
-        db.psql(&["-q", "-c", "CALL retention.prune_readings(p_run_maintenance => true)"]);
+        db.psql(&[
+            "-q",
+            "-c",
+            "CALL retention.prune_readings(p_run_maintenance => true)",
+        ]);
         let call_time = call.elapsed();
 
         assert_exactly_the_matching_rows_are_gone(&db, "readings", &partman.to_string());
@@ -222,7 +261,10 @@ fn prune_deletes_exactly_the_matching_rows_of_partitions_whose_ctids_coincide() 
             "ok"
         );
         // Committed batch by batch: far more transactions than rules.
-        eprintln!("{partman}: readings pruned in {call_time:?} (test {:?})", started.elapsed());
+        eprintln!(
+            "{partman}: readings pruned in {call_time:?} (test {:?})",
+            started.elapsed()
+        );
     }
 }
 
@@ -237,7 +279,10 @@ fn prune_deletes_exactly_the_matching_rows_of_a_plain_table() {
         eprintln!("{partman}: sessions pruned in {:?}", started.elapsed());
         assert_exactly_the_matching_rows_are_gone(&db, "sessions", &partman.to_string());
         let logged = logged_deletes(&db, "sessions");
-        assert!(logged.starts_with("delete:revoked=") && logged.contains("\ndelete:sevens="), "{logged}");
+        assert!(
+            logged.starts_with("delete:revoked=") && logged.contains("\ndelete:sevens="),
+            "{logged}"
+        );
         // A second call finds nothing more to delete.
         db.psql(&["-q", "-c", "CALL retention.prune_sessions()"]);
         assert!(logged_deletes(&db, "sessions").ends_with("delete:revoked=0\ndelete:sevens=0\n"));
@@ -250,9 +295,14 @@ fn prune_commits_batch_by_batch() {
     fill_sessions(&db);
     let commits = || -> i64 {
         // A new session reads the statistics that finished sessions flushed on exit.
-        db.scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").parse().unwrap()
+        db.scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+            .parse()
+            .unwrap()
     };
-    let pages: i64 = db.scalar("SELECT relpages FROM pg_class WHERE oid = 'public.sessions'::regclass").parse().unwrap();
+    let pages: i64 = db
+        .scalar("SELECT relpages FROM pg_class WHERE oid = 'public.sessions'::regclass")
+        .parse()
+        .unwrap();
     let before = commits();
     db.psql(&["-q", "-c", "CALL retention.prune_sessions()"]);
     // One rule at batch_size 7 over a table of `pages` pages takes at least a batch per
@@ -265,14 +315,24 @@ fn prune_commits_batch_by_batch() {
         std::thread::sleep(Duration::from_millis(100));
         after = commits();
     }
-    assert!(after - before >= 2 * pages, "{} commits for two rules over {pages} pages", after - before);
+    assert!(
+        after - before >= 2 * pages,
+        "{} commits for two rules over {pages} pages",
+        after - before
+    );
 }
 
 /// Inserts rows into public.readings one by one (negative ids) until `stop` and for at
 /// least `min_time`, a quarter of them matching the rule without `older_than`; returns
 /// (how many rows matching no rule were inserted, when each insert returned, failures).
-async fn insert_until(db_url: String, stop: Arc<AtomicBool>, min_time: Duration) -> (i64, Vec<Instant>, Vec<String>) {
-    let (client, connection) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls).await.unwrap();
+async fn insert_until(
+    db_url: String,
+    stop: Arc<AtomicBool>,
+    min_time: Duration,
+) -> (i64, Vec<Instant>, Vec<String>) {
+    let (client, connection) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -289,8 +349,8 @@ async fn insert_until(db_url: String, stop: Arc<AtomicBool>, min_time: Duration)
         i += 1;
         let id = -i;
         let (kind, n) = match i % 4 {
-            0 => ("debug", 5),  // matches every_fifth: may or may not be deleted
-            1 => ("debug", 1),  // young debug row: inside the window, must stay
+            0 => ("debug", 5), // matches every_fifth: may or may not be deleted
+            1 => ("debug", 1), // young debug row: inside the window, must stay
             _ => ("info", 2),
         };
         match client.execute(&insert, &[&id, &kind, &(n as i32)]).await {
@@ -313,30 +373,51 @@ async fn prune_while_rows_are_inserted_concurrently_loses_no_insert_and_no_other
         fill_readings(&db);
         // Forty times the rows (each copy appended in the same order everywhere, so the
         // heaps stay alike), so that the call lasts while the inserts go on.
-        db.psql(&["-q", "-c", &format!(
-            "INSERT INTO public.readings (id, at, kind, n)
+        db.psql(&[
+            "-q",
+            "-c",
+            &format!(
+                "INSERT INTO public.readings (id, at, kind, n)
              SELECT r.id + k * 1000000000::bigint, r.at, r.kind, r.n
                FROM generate_series(1, {COPIES}) AS k, public.readings r ORDER BY k, r.id"
-        )]);
+            ),
+        ]);
         db.psql(&["-q", "-c", "ANALYZE public.readings"]);
         record_expectations(&db, "readings", READINGS_MATCH);
 
         let stop = Arc::new(AtomicBool::new(false));
-        let inserter = tokio::spawn(insert_until(db.url.clone(), stop.clone(), Duration::from_secs(3)));
+        let inserter = tokio::spawn(insert_until(
+            db.url.clone(),
+            stop.clone(),
+            Duration::from_secs(3),
+        ));
         tokio::time::sleep(Duration::from_millis(200)).await;
         let pruner = db.client().await;
         let started = Instant::now();
-        pruner.batch_execute("CALL retention.prune_readings()").await.unwrap();
+        pruner
+            .batch_execute("CALL retention.prune_readings()")
+            .await
+            .unwrap();
         let ended = Instant::now();
         stop.store(true, Ordering::Relaxed);
         let (kept, done, failures) = inserter.await.unwrap();
         let during_call = done.iter().filter(|t| **t > started && **t < ended).count();
 
-        assert!(failures.is_empty(), "{partman}: inserts failed during prune: {failures:?}");
-        assert!(during_call >= 20, "{partman}: only {during_call} inserts overlapped the call");
+        assert!(
+            failures.is_empty(),
+            "{partman}: inserts failed during prune: {failures:?}"
+        );
+        assert!(
+            during_call >= 20,
+            "{partman}: only {during_call} inserts overlapped the call"
+        );
         assert_exactly_the_matching_rows_are_gone(&db, "readings", &partman.to_string());
         let present = db.scalar("SELECT count(*) FROM public.readings WHERE id < 0 AND n % 5 <> 0");
-        assert_eq!(present, kept.to_string(), "{partman}: concurrently inserted rows outside every rule went");
+        assert_eq!(
+            present,
+            kept.to_string(),
+            "{partman}: concurrently inserted rows outside every rule went"
+        );
         let total = db.scalar("SELECT count(*) FROM public.matching_readings");
         eprintln!(
             "{partman}: prune deleted {total} rows in {:?}; {during_call} of {} single-row inserts returned meanwhile",

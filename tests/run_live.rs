@@ -40,19 +40,35 @@ fn short_lived_table(db: &TestDb, expired: &str) -> Project {
 
 async fn expired_partitions_become_standalone_tables(partman: Partman, archive: bool) {
     let db = Cluster::shared().database(partman);
-    let mode = if archive { "  expired: archive\n  archive_schema: archive\n" } else { "  expired: detach\n" };
+    let mode = if archive {
+        "  expired: archive\n  archive_schema: archive\n"
+    } else {
+        "  expired: detach\n"
+    };
     let project = short_lived_table(&db, mode);
     let before = children(&db, "public.events");
-    let inserter = Inserter::start(&db, "INSERT INTO public.events (mtime, note) VALUES (now(), 'new')").await;
+    let inserter = Inserter::start(
+        &db,
+        "INSERT INTO public.events (mtime, note) VALUES (now(), 'new')",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let out = blocking(|| project.retentionc(&["run"]));
     let inserted = inserter.finish().await;
     assert!(out.status.success(), "{partman}: {}", text(&out));
     let after = children(&db, "public.events");
     let gone: Vec<&String> = before.difference(&after).collect();
-    assert!(gone.len() >= 10, "{partman}: only {gone:?} left the set:\n{}", text(&out));
+    assert!(
+        gone.len() >= 10,
+        "{partman}: only {gone:?} left the set:\n{}",
+        text(&out)
+    );
     let verb = if archive { "moved" } else { "detached" };
-    assert!(stdout(&out).contains(&format!(":   {verb}: ")), "{}", text(&out));
+    assert!(
+        stdout(&out).contains(&format!(":   {verb}: ")),
+        "{}",
+        text(&out)
+    );
     assert!(stdout(&out).contains(" 0 dropped"), "{}", text(&out));
     for child in &gone {
         let name = child.rsplit('.').next().unwrap();
@@ -62,7 +78,9 @@ async fn expired_partitions_become_standalone_tables(partman: Partman, archive: 
                 "SELECT c.relkind::text || ',' || EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid) \
                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' AND c.relname = '{name}'"
             ));
-            let (k, i) = row.split_once(',').unwrap_or_else(|| panic!("{partman}: {child} is not in schema {schema}"));
+            let (k, i) = row
+                .split_once(',')
+                .unwrap_or_else(|| panic!("{partman}: {child} is not in schema {schema}"));
             (k.to_string(), i.to_string())
         };
         assert_eq!(relkind, "r", "{partman}: {child} should be a plain table");
@@ -70,13 +88,24 @@ async fn expired_partitions_become_standalone_tables(partman: Partman, archive: 
     }
     // No row was lost: the old rows are in the standalone tables, the new ones in the set.
     let schema = if archive { "archive" } else { "public" };
-    let mut old_rows = db.scalar("SELECT count(*) FROM public.events WHERE note = 'old'").parse::<i64>().unwrap();
+    let mut old_rows = db
+        .scalar("SELECT count(*) FROM public.events WHERE note = 'old'")
+        .parse::<i64>()
+        .unwrap();
     for child in &gone {
         let name = child.rsplit('.').next().unwrap();
-        old_rows += db.scalar(&format!("SELECT count(*) FROM {schema}.{name} WHERE note = 'old'")).parse::<i64>().unwrap();
+        old_rows += db
+            .scalar(&format!(
+                "SELECT count(*) FROM {schema}.{name} WHERE note = 'old'"
+            ))
+            .parse::<i64>()
+            .unwrap();
     }
     assert_eq!(old_rows, 11, "{partman}: old rows");
-    let new_rows: u64 = db.scalar("SELECT count(*) FROM public.events WHERE note = 'new'").parse().unwrap();
+    let new_rows: u64 = db
+        .scalar("SELECT count(*) FROM public.events WHERE note = 'new'")
+        .parse()
+        .unwrap();
     assert_eq!(new_rows, inserted, "{partman}: concurrent inserts");
 }
 
@@ -112,8 +141,16 @@ fn logs_and_sessions(db: &TestDb) -> Project {
         "-c",
         "CREATE TABLE public.sessions (id bigserial PRIMARY KEY, last_seen_at timestamptz NOT NULL, revoked boolean NOT NULL)",
     ]);
-    let start = db.scalar("SELECT to_char(date_trunc('hour', now()) - interval '48 hours', 'YYYY-MM-DD HH24:MI:SS')");
-    let project = Project::install(db, &[("logs.yaml", &LOGS_POLICY.replace("{start}", &start)), ("sessions.yaml", SESSIONS_POLICY)]);
+    let start = db.scalar(
+        "SELECT to_char(date_trunc('hour', now()) - interval '48 hours', 'YYYY-MM-DD HH24:MI:SS')",
+    );
+    let project = Project::install(
+        db,
+        &[
+            ("logs.yaml", &LOGS_POLICY.replace("{start}", &start)),
+            ("sessions.yaml", SESSIONS_POLICY),
+        ],
+    );
     // Rows every 97 s over 47 hours, none within 5 minutes of the one-hour cutoff.
     db.psql(&[
         "-c",
@@ -137,28 +174,67 @@ async fn delete_rules_remove_exactly_the_matching_rows(partman: Partman) {
         .map(String::from)
         .collect();
     let expected_sessions: i64 = db.scalar("SELECT count(*) FROM public.sessions WHERE revoked AND last_seen_at < now() - interval '1 day'").parse().unwrap();
-    let sessions_before: i64 = db.scalar("SELECT count(*) FROM public.sessions").parse().unwrap();
+    let sessions_before: i64 = db
+        .scalar("SELECT count(*) FROM public.sessions")
+        .parse()
+        .unwrap();
     assert!(expected_logs > 100 && expected_sessions > 10);
 
-    let max_id_before: i64 = db.scalar("SELECT max(id) FROM public.logs").parse().unwrap();
+    let max_id_before: i64 = db
+        .scalar("SELECT max(id) FROM public.logs")
+        .parse()
+        .unwrap();
     // New debug rows arrive meanwhile: inside the window, they must stay.
-    let inserter = Inserter::start(&db, "INSERT INTO public.logs (logged_at, level) VALUES (now(), 'debug')").await;
+    let inserter = Inserter::start(
+        &db,
+        "INSERT INTO public.logs (logged_at, level) VALUES (now(), 'debug')",
+    )
+    .await;
     let out = blocking(|| project.retentionc(&["run"]));
     let inserted = inserter.finish().await;
     assert!(out.status.success(), "{partman}: {}", text(&out));
     let report = stdout(&out);
-    assert!(report.contains(&format!("public.logs: delete debug_rows: {} rows", group(expected_logs))), "{partman}: {report}");
-    assert!(report.contains(&format!("public.sessions: delete revoked: {expected_sessions} rows")), "{partman}: {report}");
+    assert!(
+        report.contains(&format!(
+            "public.logs: delete debug_rows: {} rows",
+            group(expected_logs)
+        )),
+        "{partman}: {report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "public.sessions: delete revoked: {expected_sessions} rows"
+        )),
+        "{partman}: {report}"
+    );
 
     let left: BTreeSet<String> = db
-        .psql(&["-At", "-c", &format!("SELECT id FROM public.logs WHERE id <= {max_id_before}")])
+        .psql(&[
+            "-At",
+            "-c",
+            &format!("SELECT id FROM public.logs WHERE id <= {max_id_before}"),
+        ])
         .lines()
         .map(String::from)
         .collect();
-    assert_eq!(left, kept_logs, "{partman}: exactly the matching log rows go");
-    let new_rows: u64 = db.scalar(&format!("SELECT count(*) FROM public.logs WHERE id > {max_id_before}")).parse().unwrap();
-    assert_eq!(new_rows, inserted, "{partman}: rows inserted during the run");
-    let sessions_after: i64 = db.scalar("SELECT count(*) FROM public.sessions").parse().unwrap();
+    assert_eq!(
+        left, kept_logs,
+        "{partman}: exactly the matching log rows go"
+    );
+    let new_rows: u64 = db
+        .scalar(&format!(
+            "SELECT count(*) FROM public.logs WHERE id > {max_id_before}"
+        ))
+        .parse()
+        .unwrap();
+    assert_eq!(
+        new_rows, inserted,
+        "{partman}: rows inserted during the run"
+    );
+    let sessions_after: i64 = db
+        .scalar("SELECT count(*) FROM public.sessions")
+        .parse()
+        .unwrap();
     assert_eq!(sessions_after, sessions_before - expected_sessions);
     assert_eq!(db.scalar("SELECT count(*) FROM public.sessions WHERE revoked AND last_seen_at < now() - interval '1 day'"), "0");
     let logged = db.scalar(
@@ -167,7 +243,9 @@ async fn delete_rules_remove_exactly_the_matching_rows(partman: Partman) {
     );
     assert_eq!(
         logged,
-        format!("public.logs delete:debug_rows ok {expected_logs}, public.sessions delete:revoked ok {expected_sessions}"),
+        format!(
+            "public.logs delete:debug_rows ok {expected_logs}, public.sessions delete:revoked ok {expected_sessions}"
+        ),
         "{partman}"
     );
 }
@@ -219,28 +297,57 @@ async fn dry_run_changes_nothing(partman: Partman) {
     let before = snapshot(&db);
     let out = blocking(|| project.retentionc(&["run", "--dry-run"]));
     assert!(out.status.success(), "{partman}: {}", text(&out));
-    assert_eq!(snapshot(&db), before, "{partman}: --dry-run changed the database:\n{}", text(&out));
+    assert_eq!(
+        snapshot(&db),
+        before,
+        "{partman}: --dry-run changed the database:\n{}",
+        text(&out)
+    );
     let report = stdout(&out);
-    assert!(report.contains("public.events: maintenance would drop "), "{report}");
-    assert!(report.contains("public.logs: delete debug_rows would delete ~"), "{report}");
-    assert!(report.contains("public.sessions: delete revoked would delete ~"), "{report}");
+    assert!(
+        report.contains("public.events: maintenance would drop "),
+        "{report}"
+    );
+    assert!(
+        report.contains("public.logs: delete debug_rows would delete ~"),
+        "{report}"
+    );
+    assert!(
+        report.contains("public.sessions: delete revoked would delete ~"),
+        "{report}"
+    );
     assert!(report.contains("dry run: nothing was changed"), "{report}");
 
     // What it listed is what the real run drops (which may drop a little more: time passed).
     let predicted: BTreeSet<String> = report
         .lines()
         .filter_map(|l| l.strip_prefix("public.events:   "))
-        .map(|l| l.split_whitespace().next().unwrap().trim_start_matches("public.").to_string())
+        .map(|l| {
+            l.split_whitespace()
+                .next()
+                .unwrap()
+                .trim_start_matches("public.")
+                .to_string()
+        })
         .filter(|name| name.starts_with("events_p"))
         .collect();
     // A long list shows its first and last five.
     assert!(predicted.len() >= 10, "{partman}: {report}");
-    assert!(report.contains("public.events:   ... ") && report.contains(" rows in all"), "{partman}: {report}");
+    assert!(
+        report.contains("public.events:   ... ") && report.contains(" rows in all"),
+        "{partman}: {report}"
+    );
     let before_children = children(&db, "public.events");
     let out = blocking(|| project.retentionc(&["run", "--table", "public.events"]));
     assert!(out.status.success(), "{partman}: {}", text(&out));
-    let dropped: BTreeSet<String> = before_children.difference(&children(&db, "public.events")).cloned().collect();
-    assert!(predicted.is_subset(&dropped), "{partman}: predicted {predicted:?}, dropped {dropped:?}");
+    let dropped: BTreeSet<String> = before_children
+        .difference(&children(&db, "public.events"))
+        .cloned()
+        .collect();
+    assert!(
+        predicted.is_subset(&dropped),
+        "{partman}: predicted {predicted:?}, dropped {dropped:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,18 +365,51 @@ async fn maintenance_is_reported_skipped_while_another_holds_pg_partmans_lock() 
     let db = Cluster::shared().database(Partman::V5);
     let project = short_lived_table(&db, "");
     let holder = db.client().await;
-    holder.batch_execute("SELECT pg_advisory_lock(hashtext('pg_partman run_maintenance'))").await.unwrap();
-    let inserter = Inserter::start(&db, "INSERT INTO public.events (mtime, note) VALUES (now(), 'new')").await;
+    holder
+        .batch_execute("SELECT pg_advisory_lock(hashtext('pg_partman run_maintenance'))")
+        .await
+        .unwrap();
+    let inserter = Inserter::start(
+        &db,
+        "INSERT INTO public.events (mtime, note) VALUES (now(), 'new')",
+    )
+    .await;
     let before = children(&db, "public.events");
     let out = blocking(|| project.retentionc(&["run"]));
     inserter.finish().await;
-    assert_eq!(out.status.code(), Some(1), "a skipped maintenance is not a success:\n{}", text(&out));
-    assert!(stdout(&out).contains("public.events: maintenance: SKIPPED: another pg_partman maintenance is running"), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: public.events: maintenance skipped"), "{}", text(&out));
-    assert_eq!(children(&db, "public.events"), before, "nothing was maintained");
-    assert_eq!(db.scalar("SELECT DISTINCT outcome FROM retention.run_log WHERE step = 'maintenance'"), "skipped");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a skipped maintenance is not a success:\n{}",
+        text(&out)
+    );
+    assert!(
+        stdout(&out).contains(
+            "public.events: maintenance: SKIPPED: another pg_partman maintenance is running"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("warning: public.events: maintenance skipped"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        children(&db, "public.events"),
+        before,
+        "nothing was maintained"
+    );
+    assert_eq!(
+        db.scalar("SELECT DISTINCT outcome FROM retention.run_log WHERE step = 'maintenance'"),
+        "skipped"
+    );
 
-    holder.batch_execute("SELECT pg_advisory_unlock_all()").await.unwrap();
+    holder
+        .batch_execute("SELECT pg_advisory_unlock_all()")
+        .await
+        .unwrap();
     let out = blocking(|| project.retentionc(&["run"]));
     assert!(out.status.success(), "{}", text(&out));
 }
@@ -286,21 +426,47 @@ async fn a_locked_table_is_retried_then_reported_and_the_others_still_run() {
         "INSERT INTO public.sessions (last_seen_at, revoked) SELECT now() - interval '3 days', true FROM generate_series(1, 20)",
     ]);
     let events = "table: public.events\npartitioning:\n  column: mtime\n  interval: 1 hour\nretention:\n  keep: 1 day\n";
-    let project = Project::install_with(&db, &[("events.yaml", events), ("sessions.yaml", SESSIONS_POLICY)], "lock_timeout: 300ms\n");
+    let project = Project::install_with(
+        &db,
+        &[("events.yaml", events), ("sessions.yaml", SESSIONS_POLICY)],
+        "lock_timeout: 300ms\n",
+    );
     let locker = db.client().await;
-    locker.batch_execute("BEGIN; LOCK TABLE public.events IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE public.events IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
     let started = Instant::now();
     let out = blocking(|| project.retentionc(&["run"]));
     let took = started.elapsed();
     locker.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let report = stdout(&out);
-    assert!(report.contains("public.events: maintenance: FAILED: public.events stayed locked after 4 attempts"), "{}", text(&out));
-    assert!(report.contains("public.sessions: delete revoked: 20 rows") && report.contains("public.sessions: ok in"), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("trying again (1/4)"), "{}", text(&out));
+    assert!(
+        report.contains(
+            "public.events: maintenance: FAILED: public.events stayed locked after 4 attempts"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        report.contains("public.sessions: delete revoked: 20 rows")
+            && report.contains("public.sessions: ok in"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("trying again (1/4)"),
+        "{}",
+        text(&out)
+    );
     assert!(took < Duration::from_secs(15), "retries took {took:?}");
     let logged = db.scalar("SELECT outcome || ' ' || (detail->>'attempts') || ' ' || (detail->>'error') FROM retention.run_log WHERE table_name = 'public.events'");
-    assert!(logged.starts_with("failed 4 public.events stayed locked") && logged.contains("lock timeout"), "{logged}");
+    assert!(
+        logged.starts_with("failed 4 public.events stayed locked")
+            && logged.contains("lock timeout"),
+        "{logged}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,37 +483,78 @@ async fn sigterm_stops_a_long_prune_and_keeps_its_committed_batches() {
     // Each matching row costs a millisecond: the whole prune would take 20 s or more.
     let slow = "table: public.sessions\ndeletes:\n  - name: revoked\n    where: \"revoked AND pg_sleep(0.001)::text = ''\"\n    older_than: 1 day\n    column: last_seen_at\n    batch_size: 50\n";
     let project = Project::install(&db, &[("sessions.yaml", slow)]);
-    let child = project.command(&["run"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = project
+        .command(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // Wait until batches are being committed.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let n: i64 = db.scalar("SELECT count(*) FROM public.sessions").parse().unwrap();
+        let n: i64 = db
+            .scalar("SELECT count(*) FROM public.sessions")
+            .parse()
+            .unwrap();
         if n < 19_800 {
             break;
         }
         assert!(Instant::now() < deadline, "the prune never started");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let started = Instant::now();
     let out = blocking(move || child.wait_with_output().unwrap());
-    assert!(started.elapsed() < Duration::from_secs(5), "stopping took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopping took {:?}",
+        started.elapsed()
+    );
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted: committed batches stay"), "{}", text(&out));
-    let left: i64 = db.scalar("SELECT count(*) FROM public.sessions").parse().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("interrupted: committed batches stay"),
+        "{}",
+        text(&out)
+    );
+    let left: i64 = db
+        .scalar("SELECT count(*) FROM public.sessions")
+        .parse()
+        .unwrap();
     assert!(left > 0 && left < 19_800, "{left} rows left");
     // Nothing is still running (the backend ends once it sees the client gone), nothing
     // more was deleted, and the failure was recorded.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'retentionc'") != "0" {
-        assert!(Instant::now() < deadline, "retentionc's session outlived it");
+    while db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'retentionc'")
+        != "0"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "retentionc's session outlived it"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(db.scalar("SELECT count(*) FROM public.sessions").parse::<i64>().unwrap(), left, "the prune went on");
-    let logged = db.scalar("SELECT outcome || ' ' || step || ' ' || (detail->>'error') FROM retention.run_log");
-    assert!(logged.starts_with("failed delete:revoked interrupted"), "{logged}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM public.sessions")
+            .parse::<i64>()
+            .unwrap(),
+        left,
+        "the prune went on"
+    );
+    let logged = db.scalar(
+        "SELECT outcome || ' ' || step || ' ' || (detail->>'error') FROM retention.run_log",
+    );
+    assert!(
+        logged.starts_with("failed delete:revoked interrupted"),
+        "{logged}"
+    );
     // A second run continues where it stopped (bigger batches would be faster; that is fine).
-    let rest: i64 = db.scalar("SELECT count(*) FROM public.sessions").parse().unwrap();
+    let rest: i64 = db
+        .scalar("SELECT count(*) FROM public.sessions")
+        .parse()
+        .unwrap();
     assert!(rest <= left);
 }

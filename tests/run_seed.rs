@@ -54,24 +54,52 @@ async fn seed_scenario(partman: Partman) {
     while !inserter.is_finished() {
         tokio::time::sleep(RUN_EVERY).await;
         let out = tokio::task::block_in_place(|| project.retentionc(&["run"]));
-        assert!(out.status.success(), "{partman}: run #{runs} failed:\n{}", text(&out));
+        assert!(
+            out.status.success(),
+            "{partman}: run #{runs} failed:\n{}",
+            text(&out)
+        );
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(stdout.contains("public.test_table1: ok in"), "{stdout}");
-        dropped_lines += stdout.lines().filter(|l| l.contains(":   dropped: ")).count();
+        dropped_lines += stdout
+            .lines()
+            .filter(|l| l.contains(":   dropped: "))
+            .count();
         runs += 1;
     }
     let (inserted, errors) = inserter.await.unwrap();
-    assert!(errors.is_empty(), "{partman}: inserts failed while run ran: {errors:?}");
+    assert!(
+        errors.is_empty(),
+        "{partman}: inserts failed while run ran: {errors:?}"
+    );
     assert!(runs >= 8, "{partman}: only {runs} runs");
     assert!(dropped_lines > 0, "{partman}: no run dropped a partition");
 
-    let before_last_run: DateTime<Utc> = db.client().await.query_one("SELECT now()", &[]).await.unwrap().get(0);
+    let before_last_run: DateTime<Utc> = db
+        .client()
+        .await
+        .query_one("SELECT now()", &[])
+        .await
+        .unwrap()
+        .get(0);
     let out = project.retentionc(&["run"]);
-    assert!(out.status.success(), "{partman}: last run failed:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "{partman}: last run failed:\n{}",
+        text(&out)
+    );
 
     let check = db.client().await;
-    let parent: Option<String> = check.query_one("SELECT to_regclass('public.test_table1')::text", &[]).await.unwrap().get(0);
-    assert_eq!(parent.as_deref(), Some("test_table1"), "{partman}: the parent table is gone");
+    let parent: Option<String> = check
+        .query_one("SELECT to_regclass('public.test_table1')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        parent.as_deref(),
+        Some("test_table1"),
+        "{partman}: the parent table is gone"
+    );
     let now: DateTime<Utc> = check.query_one("SELECT now()", &[]).await.unwrap().get(0);
     let present: BTreeMap<i64, DateTime<Utc>> = check
         .query("SELECT id, mtime FROM public.test_table1", &[])
@@ -83,18 +111,35 @@ async fn seed_scenario(partman: Partman) {
 
     // Nothing younger than the window was lost.
     let window_start = now - chrono::Duration::seconds(15);
-    let lost: Vec<(&i64, &DateTime<Utc>)> =
-        inserted.iter().filter(|(id, mtime)| **mtime > window_start && !present.contains_key(id)).collect();
-    assert!(lost.is_empty(), "{partman}: rows inside the 15 s window were lost: {lost:?}");
+    let lost: Vec<(&i64, &DateTime<Utc>)> = inserted
+        .iter()
+        .filter(|(id, mtime)| **mtime > window_start && !present.contains_key(id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{partman}: rows inside the 15 s window were lost: {lost:?}"
+    );
     let kept_in_window = inserted.values().filter(|m| **m > window_start).count();
-    assert!(kept_in_window > 100, "{partman}: only {kept_in_window} rows in the window");
+    assert!(
+        kept_in_window > 100,
+        "{partman}: only {kept_in_window} rows in the window"
+    );
 
     // Nothing older than keep + one interval before the last run began is left.
     let oldest_allowed = before_last_run - chrono::Duration::seconds(16);
-    let too_old: Vec<(&i64, &DateTime<Utc>)> = present.iter().filter(|(_, m)| **m < oldest_allowed).collect();
-    assert!(too_old.is_empty(), "{partman}: rows older than the window + 1 s remain (oldest allowed {oldest_allowed}): {too_old:?}");
+    let too_old: Vec<(&i64, &DateTime<Utc>)> = present
+        .iter()
+        .filter(|(_, m)| **m < oldest_allowed)
+        .collect();
+    assert!(
+        too_old.is_empty(),
+        "{partman}: rows older than the window + 1 s remain (oldest allowed {oldest_allowed}): {too_old:?}"
+    );
     // And old rows did exist: the inserts ran longer than the window.
-    assert!(inserted.values().any(|m| *m < oldest_allowed), "{partman}: the test never inserted expired rows");
+    assert!(
+        inserted.values().any(|m| *m < oldest_allowed),
+        "{partman}: the test never inserted expired rows"
+    );
 
     // Every run was recorded.
     let logged: i64 = check

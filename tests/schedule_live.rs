@@ -27,7 +27,10 @@ async fn a_scheduled_run_expires_partitions_and_runs_the_delete_rules() {
     );
     db.psql(&["-c", "INSERT INTO public.events (mtime, note) SELECT now() - make_interval(secs => s), 'old' FROM generate_series(5, 15) s"]);
     let inserter = Inserter::start(&db, "INSERT INTO public.events (mtime, note) VALUES (now(), CASE WHEN random() < 0.5 THEN 'junk' ELSE 'keep' END)").await;
-    let old_children: i64 = db.scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.events'::regclass").parse().unwrap();
+    let old_children: i64 = db
+        .scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.events'::regclass")
+        .parse()
+        .unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(80);
     let details = loop {
@@ -39,19 +42,38 @@ async fn a_scheduled_run_expires_partitions_and_runs_the_delete_rules() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let inserted = inserter.finish().await;
-    assert!(details.starts_with("succeeded"), "the job failed: {details}");
+    assert!(
+        details.starts_with("succeeded"),
+        "the job failed: {details}"
+    );
 
     // pg_cron's background workers have no application_name; run_log records them as pg_cron.
     let log = db.scalar(
         "SELECT string_agg(step || ' ' || outcome || ' [' || run_by || ']', ', ' ORDER BY id) FROM retention.run_log",
     );
-    assert_eq!(log, "maintenance ok [pg_cron], delete:junk ok [pg_cron]", "run_log");
-    assert_eq!(db.scalar("SELECT count(*) FROM public.events WHERE note = 'old'"), "0", "expired partitions were not dropped");
-    let removed: i64 = db.scalar("SELECT partitions_removed FROM retention.run_log WHERE step = 'maintenance'").parse().unwrap();
-    assert!(removed >= 10, "only {removed} partitions removed of {old_children}");
+    assert_eq!(
+        log, "maintenance ok [pg_cron], delete:junk ok [pg_cron]",
+        "run_log"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM public.events WHERE note = 'old'"),
+        "0",
+        "expired partitions were not dropped"
+    );
+    let removed: i64 = db
+        .scalar("SELECT partitions_removed FROM retention.run_log WHERE step = 'maintenance'")
+        .parse()
+        .unwrap();
+    assert!(
+        removed >= 10,
+        "only {removed} partitions removed of {old_children}"
+    );
     // The rule ran at the job's start: junk inserted before then is gone, and the rows kept.
     let cutoff = db.scalar("SELECT started_at FROM retention.run_log WHERE step = 'delete:junk'");
     assert_eq!(db.scalar(&format!("SELECT count(*) FROM public.events WHERE note = 'junk' AND mtime < '{cutoff}'::timestamptz - interval '1 second'")), "0");
-    let kept: u64 = db.scalar("SELECT count(*) FROM public.events WHERE note = 'keep'").parse().unwrap();
+    let kept: u64 = db
+        .scalar("SELECT count(*) FROM public.events WHERE note = 'keep'")
+        .parse()
+        .unwrap();
     assert!(kept > 0 && kept < inserted, "kept {kept} of {inserted}");
 }

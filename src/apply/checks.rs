@@ -15,7 +15,9 @@ pub fn refuse_data_loss(plan: &Plan, allow_data_loss: bool) -> Result<()> {
     if allow_data_loss || !plan.is_destructive() {
         return Ok(());
     }
-    let mut text = String::from("the plan expires existing data, and --allow-data-loss was not given; nothing was changed. Destructive changes:");
+    let mut text = String::from(
+        "the plan expires existing data, and --allow-data-loss was not given; nothing was changed. Destructive changes:",
+    );
     for change in plan.changes.iter().filter(|c| c.destructive) {
         if change.summary.contains(&change.table) {
             text.push_str(&format!("\n  - {}", change.summary));
@@ -23,7 +25,10 @@ pub fn refuse_data_loss(plan: &Plan, allow_data_loss: bool) -> Result<()> {
             text.push_str(&format!("\n  - {}: {}", change.table, change.summary));
         }
         if let Some(impact) = &change.impact {
-            text.push_str(&format!("\n      {}", crate::plan::format::impact_sentence(impact)));
+            text.push_str(&format!(
+                "\n      {}",
+                crate::plan::format::impact_sentence(impact)
+            ));
         }
     }
     text.push_str("\nCheck the policy (a typo such as `keep: 9 days` for `90 days`), or apply again with --allow-data-loss.");
@@ -35,9 +40,18 @@ pub fn refuse_data_loss(plan: &Plan, allow_data_loss: bool) -> Result<()> {
 /// statement may drop, truncate or rename a managed parent table.
 pub async fn check_statements(client: &Client, project: &Project, plan: &Plan) -> Result<()> {
     let config = &project.config;
-    let mut managed: BTreeSet<String> = project.policies.iter().map(|p| p.table.to_string()).collect();
+    let mut managed: BTreeSet<String> = project
+        .policies
+        .iter()
+        .map(|p| p.table.to_string())
+        .collect();
     // Changes name their table `schema.table` (the bootstrap change names retentionc's schema).
-    managed.extend(plan.changes.iter().map(|c| c.table.clone()).filter(|t| t.contains('.')));
+    managed.extend(
+        plan.changes
+            .iter()
+            .map(|c| c.table.clone())
+            .filter(|t| t.contains('.')),
+    );
     managed.extend(registered_parents(client, config).await?);
     for change in &plan.changes {
         for statement in &change.statements {
@@ -51,8 +65,14 @@ pub async fn check_statements(client: &Client, project: &Project, plan: &Plan) -
             }
             if let Some(file) = &statement.file {
                 let path = config.generated_path().join(file);
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading {} to check the statement [{}] of {}", path.display(), statement.key, change.table))?;
+                let text = std::fs::read_to_string(&path).with_context(|| {
+                    format!(
+                        "reading {} to check the statement [{}] of {}",
+                        path.display(),
+                        statement.key,
+                        change.table
+                    )
+                })?;
                 if !text.contains(statement.sql.as_str()) {
                     bail!(
                         "{}: the statement [{}] for {} is not in this file as reviewed; run `retentionc compile`, review and commit generated/, then plan again (nothing was changed)",
@@ -69,11 +89,19 @@ pub async fn check_statements(client: &Client, project: &Project, plan: &Plan) -
 
 /// Tables registered in pg_partman's part_config (none when pg_partman is absent).
 async fn registered_parents(client: &Client, config: &Config) -> Result<Vec<String>> {
-    let table = format!("{}.part_config", crate::policy::ident::quote_ident(config.partman_schema.as_str()));
-    let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table]).await?.get(0);
+    let table = format!(
+        "{}.part_config",
+        crate::policy::ident::quote_ident(config.partman_schema.as_str())
+    );
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await?
+        .get(0);
     if !exists {
         return Ok(Vec::new());
     }
-    let rows = client.query(&format!("SELECT parent_table FROM {table}"), &[]).await?;
+    let rows = client
+        .query(&format!("SELECT parent_table FROM {table}"), &[])
+        .await?;
     Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
 }

@@ -46,7 +46,12 @@ pub struct ApplyOptions {
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { allow_data_loss: false, max_attempts: 5, first_backoff: Duration::from_millis(500), apply_wait: DEFAULT_APPLY_WAIT }
+        ApplyOptions {
+            allow_data_loss: false,
+            max_attempts: 5,
+            first_backoff: Duration::from_millis(500),
+            apply_wait: DEFAULT_APPLY_WAIT,
+        }
     }
 }
 
@@ -72,7 +77,11 @@ pub enum ReviewedOrigin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyOutcome {
     NoChanges,
-    Applied { changes: usize, statements: usize, history_id: i64 },
+    Applied {
+        changes: usize,
+        statements: usize,
+        history_id: i64,
+    },
 }
 
 /// Why one attempt ended without committing.
@@ -94,9 +103,19 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
             .find_map(|db_error| lock_failure(db_error).map(|deadlock| (deadlock, db_error)));
         match busy {
             Some((deadlock, db_error)) => {
-                let context = db_error.as_db_error().map(|d| format!("{} {}", d.message(), d.where_().unwrap_or(""))).unwrap_or_default();
+                let context = db_error
+                    .as_db_error()
+                    .map(|d| format!("{} {}", d.message(), d.where_().unwrap_or("")))
+                    .unwrap_or_default();
                 Failure::Busy(Box::new(LockConflict {
-                    statement: format!("apply ({})", error.chain().next().map(|c| c.to_string()).unwrap_or_default()),
+                    statement: format!(
+                        "apply ({})",
+                        error
+                            .chain()
+                            .next()
+                            .map(|c| c.to_string())
+                            .unwrap_or_default()
+                    ),
                     relation: locks::relation_in_error_text(&context),
                     blocker: None,
                     deadlock,
@@ -141,12 +160,28 @@ pub async fn execute(
     watch: &LockWatch,
     out: &mut dyn Write,
 ) -> Result<ApplyOutcome> {
-    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await?
+        .get(0);
     let mut shown_plan: Option<String> = None;
     let mut attempt = 1;
     loop {
-        client.batch_execute("BEGIN").await.context("starting the apply transaction")?;
-        let result = attempt_in_transaction(client, pid, project, &source, options, watch, out, &mut shown_plan).await;
+        client
+            .batch_execute("BEGIN")
+            .await
+            .context("starting the apply transaction")?;
+        let result = attempt_in_transaction(
+            client,
+            pid,
+            project,
+            &source,
+            options,
+            watch,
+            out,
+            &mut shown_plan,
+        )
+        .await;
         if result.is_err() {
             // The transaction may be aborted or still open; either way nothing of it stays.
             let _ = client.batch_execute("ROLLBACK").await;
@@ -163,7 +198,11 @@ pub async fn execute(
                     "attempt {attempt} of {}: {} {} on {} ({}); rolled back, retrying in {} ms",
                     options.max_attempts,
                     conflict.statement,
-                    if conflict.deadlock { "hit a deadlock" } else { "could not get a lock within lock_timeout" },
+                    if conflict.deadlock {
+                        "hit a deadlock"
+                    } else {
+                        "could not get a lock within lock_timeout"
+                    },
                     conflict.relation(),
                     conflict.holder(),
                     backoff.as_millis()
@@ -198,7 +237,10 @@ async fn attempt_in_transaction(
     // waits for a lock, instead of holding what it took until lock_timeout (PostgreSQL 14+,
     // on the platforms that support it; elsewhere the setting is refused and left alone).
     client.batch_execute(CONNECTION_CHECK).await?;
-    if let Err(e) = client.query_one("SELECT pg_advisory_xact_lock($1)", &[&ADVISORY_LOCK_KEY]).await {
+    if let Err(e) = client
+        .query_one("SELECT pg_advisory_xact_lock($1)", &[&ADVISORY_LOCK_KEY])
+        .await
+    {
         if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
             let _ = client.batch_execute("ROLLBACK").await;
             let holder = advisory_lock_holder(client).await.unwrap_or_default();
@@ -207,9 +249,16 @@ async fn attempt_in_transaction(
                 options.apply_wait.as_secs_f64()
             )));
         }
-        return Err(Failure::Fatal(anyhow!(e).context("taking retentionc's advisory lock")));
+        return Err(Failure::Fatal(
+            anyhow!(e).context("taking retentionc's advisory lock"),
+        ));
     }
-    client.batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", config.lock_timeout_ms)).await?;
+    client
+        .batch_execute(&format!(
+            "SET LOCAL lock_timeout = '{}ms'",
+            config.lock_timeout_ms
+        ))
+        .await?;
 
     let plan = match source {
         PlanSource::Live => {
@@ -256,27 +305,57 @@ async fn attempt_in_transaction(
         for statement in &change.statements {
             let (result, blocker) = watch.watch(pid, client.batch_execute(&statement.sql)).await;
             if let Err(e) = result {
-                return Err(statement_failure(e, change, &statement.key, statement.file.as_deref(), blocker));
+                return Err(statement_failure(
+                    e,
+                    change,
+                    &statement.key,
+                    statement.file.as_deref(),
+                    blocker,
+                ));
             }
             executed.push(statement.sql.clone());
         }
     }
     let state = history::applied_state(project);
     let history_id = history::record(client, config, &plan, &executed, &state).await?;
-    client.batch_execute("COMMIT").await.context("committing the apply")?;
-    Ok(ApplyOutcome::Applied { changes: plan.changes.len(), statements: executed.len(), history_id })
+    client
+        .batch_execute("COMMIT")
+        .await
+        .context("committing the apply")?;
+    Ok(ApplyOutcome::Applied {
+        changes: plan.changes.len(),
+        statements: executed.len(),
+        history_id,
+    })
 }
 
-fn statement_failure(e: tokio_postgres::Error, change: &Change, key: &str, file: Option<&str>, blocker: Option<Blocker>) -> Failure {
+fn statement_failure(
+    e: tokio_postgres::Error,
+    change: &Change,
+    key: &str,
+    file: Option<&str>,
+    blocker: Option<Blocker>,
+) -> Failure {
     let statement = match file {
         Some(file) => format!("{} [{key}] (generated/{file})", change.table),
         None => format!("{} [{key}]", change.table),
     };
     if let Some(deadlock) = lock_failure(&e) {
-        let context = e.as_db_error().map(|d| format!("{} {}", d.message(), d.where_().unwrap_or(""))).unwrap_or_default();
-        return Failure::Busy(Box::new(LockConflict { statement, relation: locks::relation_in_error_text(&context), blocker, deadlock }));
+        let context = e
+            .as_db_error()
+            .map(|d| format!("{} {}", d.message(), d.where_().unwrap_or("")))
+            .unwrap_or_default();
+        return Failure::Busy(Box::new(LockConflict {
+            statement,
+            relation: locks::relation_in_error_text(&context),
+            blocker,
+            deadlock,
+        }));
     }
-    Failure::Fatal(anyhow!("{statement} failed: {}; the whole apply was rolled back, nothing was changed", describe_db_error(&e)))
+    Failure::Fatal(anyhow!(
+        "{statement} failed: {}; the whole apply was rolled back, nothing was changed",
+        describe_db_error(&e)
+    ))
 }
 
 /// Whether the error is a lock timeout (`Some(false)`) or a deadlock (`Some(true)`).
@@ -292,7 +371,9 @@ fn lock_failure(e: &tokio_postgres::Error) -> Option<bool> {
     }
     let message = e.as_db_error()?.message();
     if code == &SqlState::RAISE_EXCEPTION {
-        if message.contains("canceling statement due to lock timeout") || message.contains("could not obtain lock") {
+        if message.contains("canceling statement due to lock timeout")
+            || message.contains("could not obtain lock")
+        {
             return Some(false);
         }
         if message.contains("deadlock detected") {
@@ -313,7 +394,10 @@ fn describe_db_error(e: &tokio_postgres::Error) -> String {
                 text.push_str(&format!("; hint: {hint}"));
             }
             if let Some(place) = db.where_() {
-                text.push_str(&format!("; context: {}", place.lines().next().unwrap_or(place)));
+                text.push_str(&format!(
+                    "; context: {}",
+                    place.lines().next().unwrap_or(place)
+                ));
             }
             text
         }
@@ -336,9 +420,14 @@ fn give_up(conflict: &LockConflict, attempts: u32, lock_timeout_ms: u64) -> anyh
 }
 
 fn backoff(first: Duration, attempt: u32) -> Duration {
-    let exponential = first.saturating_mul(1 << (attempt - 1).min(8)).min(Duration::from_secs(10));
+    let exponential = first
+        .saturating_mul(1 << (attempt - 1).min(8))
+        .min(Duration::from_secs(10));
     // Up to a quarter more, so that applies that collided do not retry in step.
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     exponential + exponential.mul_f64(f64::from(nanos % 1000) / 4000.0)
 }
 
@@ -359,8 +448,13 @@ async fn advisory_lock_holder(client: &Client) -> Option<String> {
     let pid: i32 = row.get(0);
     let app: Option<String> = row.get(1);
     let seconds: Option<f64> = row.get(2);
-    let open_for = seconds.map(|s| format!(", its transaction open {s:.0} s")).unwrap_or_default();
-    Some(format!(" (pid {pid}, application \"{}\"{open_for})", app.unwrap_or_default()))
+    let open_for = seconds
+        .map(|s| format!(", its transaction open {s:.0} s"))
+        .unwrap_or_default();
+    Some(format!(
+        " (pid {pid}, application \"{}\"{open_for})",
+        app.unwrap_or_default()
+    ))
 }
 
 fn short(fingerprint: &str) -> &str {

@@ -118,7 +118,10 @@ fn names_in_list(words: &[String], i: &mut usize, managed: &BTreeSet<String>) ->
 fn schema_in_list(words: &[String], i: &mut usize, managed: &BTreeSet<String>) -> Option<String> {
     loop {
         let name = words.get(*i)?;
-        if let Some(table) = managed.iter().find(|m| m.split('.').next() == Some(name.as_str())) {
+        if let Some(table) = managed
+            .iter()
+            .find(|m| m.split('.').next() == Some(name.as_str()))
+        {
             return Some(table.clone());
         }
         *i += 1;
@@ -138,7 +141,11 @@ fn resolve(name: &str, managed: &BTreeSet<String>) -> String {
     if managed.contains(name) {
         return name.to_string();
     }
-    managed.iter().find(|m| table_part(m) == name).cloned().unwrap_or_else(|| name.to_string())
+    managed
+        .iter()
+        .find(|m| table_part(m) == name)
+        .cloned()
+        .unwrap_or_else(|| name.to_string())
 }
 
 fn table_part(qualified: &str) -> &str {
@@ -152,7 +159,10 @@ mod tests {
     use crate::render::compile_project;
 
     fn managed() -> BTreeSet<String> {
-        ["public.events", "app.logs"].into_iter().map(String::from).collect()
+        ["public.events", "app.logs"]
+            .into_iter()
+            .map(String::from)
+            .collect()
     }
 
     fn check(sql: &str) -> Option<(&'static str, String)> {
@@ -161,29 +171,62 @@ mod tests {
 
     #[test]
     fn dropping_a_managed_parent_is_refused_however_it_is_spelt() {
-        assert_eq!(check("DROP TABLE public.events;"), Some(("DROP TABLE", "public.events".into())));
-        assert_eq!(check("drop table if exists \"public\".\"events\" cascade;"), Some(("DROP TABLE", "public.events".into())));
-        assert_eq!(check("DROP TABLE other, app.logs;"), Some(("DROP TABLE", "app.logs".into())));
-        assert_eq!(check("DROP\n  TABLE\tevents;"), Some(("DROP TABLE", "public.events".into())));
+        assert_eq!(
+            check("DROP TABLE public.events;"),
+            Some(("DROP TABLE", "public.events".into()))
+        );
+        assert_eq!(
+            check("drop table if exists \"public\".\"events\" cascade;"),
+            Some(("DROP TABLE", "public.events".into()))
+        );
+        assert_eq!(
+            check("DROP TABLE other, app.logs;"),
+            Some(("DROP TABLE", "app.logs".into()))
+        );
+        assert_eq!(
+            check("DROP\n  TABLE\tevents;"),
+            Some(("DROP TABLE", "public.events".into()))
+        );
     }
 
     #[test]
     fn truncating_a_managed_parent_is_refused() {
-        assert_eq!(check("TRUNCATE public.events;"), Some(("TRUNCATE", "public.events".into())));
-        assert_eq!(check("truncate table only app.logs * restart identity"), Some(("TRUNCATE", "app.logs".into())));
-        assert_eq!(check("TRUNCATE a.b, \"app\".\"logs\";"), Some(("TRUNCATE", "app.logs".into())));
+        assert_eq!(
+            check("TRUNCATE public.events;"),
+            Some(("TRUNCATE", "public.events".into()))
+        );
+        assert_eq!(
+            check("truncate table only app.logs * restart identity"),
+            Some(("TRUNCATE", "app.logs".into()))
+        );
+        assert_eq!(
+            check("TRUNCATE a.b, \"app\".\"logs\";"),
+            Some(("TRUNCATE", "app.logs".into()))
+        );
     }
 
     #[test]
     fn renaming_a_managed_parent_is_refused() {
-        assert_eq!(check("ALTER TABLE public.events RENAME TO events_old;"), Some(("ALTER TABLE ... RENAME", "public.events".into())));
-        assert_eq!(check("alter table if exists only app.logs rename column a to b"), Some(("ALTER TABLE ... RENAME", "app.logs".into())));
+        assert_eq!(
+            check("ALTER TABLE public.events RENAME TO events_old;"),
+            Some(("ALTER TABLE ... RENAME", "public.events".into()))
+        );
+        assert_eq!(
+            check("alter table if exists only app.logs rename column a to b"),
+            Some(("ALTER TABLE ... RENAME", "app.logs".into()))
+        );
     }
 
     #[test]
     fn dropping_the_schema_of_a_managed_parent_is_refused() {
-        assert_eq!(check("DROP SCHEMA public CASCADE;"), Some(("DROP SCHEMA", "public.events".into())));
-        assert_eq!(check("drop schema if exists other, \"app\" cascade"), Some(("DROP SCHEMA", "app.logs".into())));
+        assert_eq!(
+            check("DROP SCHEMA public CASCADE;"),
+            Some(("DROP SCHEMA", "public.events".into()))
+        );
+        assert_eq!(
+            check("drop schema if exists other, \"app\" cascade"),
+            Some(("DROP SCHEMA", "app.logs".into()))
+        );
         assert_eq!(check("DROP SCHEMA archive CASCADE;"), None);
     }
 
@@ -196,21 +239,43 @@ mod tests {
     #[test]
     fn statements_on_children_and_other_tables_pass() {
         assert_eq!(check("DROP TABLE public.events_p20260101;"), None);
-        assert_eq!(check("ALTER TABLE public.events DETACH PARTITION public.events_p1;"), None);
+        assert_eq!(
+            check("ALTER TABLE public.events DETACH PARTITION public.events_p1;"),
+            None
+        );
         assert_eq!(check("ALTER TABLE public.events_p1 RENAME TO x;"), None);
         assert_eq!(check("TRUNCATE public.other;"), None);
-        assert_eq!(check("DROP PROCEDURE IF EXISTS \"retention\".\"prune_events\"(boolean);"), None);
-        assert_eq!(check("UPDATE partman.part_config SET retention = '1 day' WHERE parent_table = 'public.events';"), None);
+        assert_eq!(
+            check("DROP PROCEDURE IF EXISTS \"retention\".\"prune_events\"(boolean);"),
+            None
+        );
+        assert_eq!(
+            check(
+                "UPDATE partman.part_config SET retention = '1 day' WHERE parent_table = 'public.events';"
+            ),
+            None
+        );
     }
 
     #[test]
     fn every_statement_retentionc_compiles_passes() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let project: Project = crate::policy::load_project(&root.join("retentionc.yaml")).expect("the example project loads");
-        let managed: BTreeSet<String> = project.policies.iter().map(|p| p.table.to_string()).collect();
+        let project: Project = crate::policy::load_project(&root.join("retentionc.yaml"))
+            .expect("the example project loads");
+        let managed: BTreeSet<String> = project
+            .policies
+            .iter()
+            .map(|p| p.table.to_string())
+            .collect();
         for file in compile_project(&project.config, &project.policies) {
             for statement in &file.statements {
-                assert_eq!(forbidden_action(&statement.sql, &managed), None, "{}: {}", file.file_name, statement.key);
+                assert_eq!(
+                    forbidden_action(&statement.sql, &managed),
+                    None,
+                    "{}: {}",
+                    file.file_name,
+                    statement.key
+                );
             }
         }
     }

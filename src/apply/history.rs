@@ -21,7 +21,13 @@ pub fn applied_state(project: &Project) -> Value {
 }
 
 /// Inserts the history row; returns its id. Must run after the bootstrap statements.
-pub async fn record(client: &Client, config: &Config, plan: &Plan, statements: &[String], state: &Value) -> Result<i64> {
+pub async fn record(
+    client: &Client,
+    config: &Config,
+    plan: &Plan,
+    statements: &[String],
+    state: &Value,
+) -> Result<i64> {
     let hashes = serde_json::to_value(&plan.policy_hashes).expect("hashes serialise");
     let sql = format!(
         "INSERT INTO {}.\"apply_history\" (tool_version, policy_hashes, applied_state, statements) \
@@ -29,7 +35,10 @@ pub async fn record(client: &Client, config: &Config, plan: &Plan, statements: &
         quote_ident(config.schema.as_str())
     );
     let row = client
-        .query_one(&sql, &[&env!("CARGO_PKG_VERSION"), &hashes, state, &statements])
+        .query_one(
+            &sql,
+            &[&env!("CARGO_PKG_VERSION"), &hashes, state, &statements],
+        )
         .await
         .with_context(|| format!("recording the apply in {}.apply_history", config.schema))?;
     Ok(row.get(0))
@@ -42,7 +51,8 @@ mod tests {
     #[test]
     fn applied_state_lists_what_each_policy_sets() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let project = crate::policy::load_project(&root.join("retentionc.yaml")).expect("the example project loads");
+        let project = crate::policy::load_project(&root.join("retentionc.yaml"))
+            .expect("the example project loads");
         let applied = applied_state(&project);
         let t = &applied["public.test_table1"];
         assert_eq!(t["settings"]["retention"], "15 seconds");
@@ -53,6 +63,9 @@ mod tests {
         let logs = &applied["public.app_logs"];
         assert_eq!(logs["procedure_sha256"].as_str().map(str::len), Some(64));
         assert_eq!(logs["schedule"]["schedule"], "*/5 * * * *");
-        assert_eq!(applied["public.user_sessions"]["settings"], serde_json::json!({}));
+        assert_eq!(
+            applied["public.user_sessions"]["settings"],
+            serde_json::json!({})
+        );
     }
 }

@@ -85,7 +85,10 @@ SELECT w.locktype,
  WHERE w.pid = $1 AND NOT w.granted
  LIMIT 1";
 
-pub async fn find_blocker(monitor: &Client, pid: i32) -> Result<Option<Blocker>, tokio_postgres::Error> {
+pub async fn find_blocker(
+    monitor: &Client,
+    pid: i32,
+) -> Result<Option<Blocker>, tokio_postgres::Error> {
     let row = monitor.query_opt(BLOCKER_QUERY, &[&pid]).await?;
     Ok(row.map(|row| Blocker {
         locktype: row.get(0),
@@ -112,14 +115,24 @@ impl LockWatch {
     /// `db`: how to open the monitoring connection (None: no lookups).
     pub fn new(db: Option<DbArgs>, lock_timeout: Duration) -> LockWatch {
         let threshold = (lock_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        LockWatch { db, threshold, monitor: Arc::new(tokio::sync::Mutex::new(None)) }
+        LockWatch {
+            db,
+            threshold,
+            monitor: Arc::new(tokio::sync::Mutex::new(None)),
+        }
     }
 
     /// Runs `statement`; if it takes longer than the threshold, looks up (repeatedly, until
     /// it ends) what session `pid` waits for. Returns the statement's result and the last
     /// blocker seen.
-    pub async fn watch<T>(&self, pid: i32, statement: impl Future<Output = T>) -> (T, Option<Blocker>) {
-        let Some(db) = self.db.clone() else { return (statement.await, None) };
+    pub async fn watch<T>(
+        &self,
+        pid: i32,
+        statement: impl Future<Output = T>,
+    ) -> (T, Option<Blocker>) {
+        let Some(db) = self.db.clone() else {
+            return (statement.await, None);
+        };
         let seen: Arc<Mutex<Option<Blocker>>> = Arc::new(Mutex::new(None));
         let task = {
             let seen = Arc::clone(&seen);
@@ -137,7 +150,9 @@ impl LockWatch {
                     }
                     let client = guard.as_ref().expect("connected above");
                     match find_blocker(client, pid).await {
-                        Ok(Some(blocker)) => *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(blocker),
+                        Ok(Some(blocker)) => {
+                            *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(blocker)
+                        }
                         Ok(None) => {}
                         Err(_) => *guard = None,
                     }
@@ -176,9 +191,14 @@ mod tests {
             relation_in_error_text("while updating tuple (0,3) in relation \"part_config\""),
             Some("part_config".to_string())
         );
-        assert_eq!(relation_in_error_text("canceling statement due to lock timeout"), None);
         assert_eq!(
-            relation_in_error_text("SQL statement \"LOCK TABLE public.events IN ACCESS EXCLUSIVE MODE\""),
+            relation_in_error_text("canceling statement due to lock timeout"),
+            None
+        );
+        assert_eq!(
+            relation_in_error_text(
+                "SQL statement \"LOCK TABLE public.events IN ACCESS EXCLUSIVE MODE\""
+            ),
             Some("public.events".to_string())
         );
     }

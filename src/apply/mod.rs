@@ -30,14 +30,19 @@ use crate::model::Project;
 use crate::plan::Plan;
 use crate::{db, policy};
 use checks::refuse_data_loss;
-pub use executor::{ADVISORY_LOCK_KEY, ApplyOptions, ApplyOutcome, DEFAULT_APPLY_WAIT, PlanSource, ReviewedOrigin, execute};
+pub use executor::{
+    ADVISORY_LOCK_KEY, ApplyOptions, ApplyOutcome, DEFAULT_APPLY_WAIT, PlanSource, ReviewedOrigin,
+    execute,
+};
 use locks::LockWatch;
 
 /// `retentionc apply`.
 pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
     let on_terminal = std::io::stdin().is_terminal();
     if !args.auto_approve && !on_terminal {
-        bail!("apply asks for confirmation, and stdin is not a terminal: pass --auto-approve to apply without asking (nothing was changed)");
+        bail!(
+            "apply asks for confirmation, and stdin is not a terminal: pass --auto-approve to apply without asking (nothing was changed)"
+        );
     }
     let project = policy::load_project(config_path)?;
     let saved = match &args.plan {
@@ -47,7 +52,11 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
     let client = db::connect(&args.db, "retentionc").await?;
     let lock_timeout = Duration::from_millis(project.config.lock_timeout_ms);
     let watch = LockWatch::new(Some(args.db.clone()), lock_timeout);
-    let options = ApplyOptions { allow_data_loss: args.allow_data_loss, apply_wait: apply_wait_from_env()?, ..ApplyOptions::default() };
+    let options = ApplyOptions {
+        allow_data_loss: args.allow_data_loss,
+        apply_wait: apply_wait_from_env()?,
+        ..ApplyOptions::default()
+    };
     let mut out = std::io::stdout().lock();
 
     let source = match saved {
@@ -61,7 +70,12 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
             if !args.auto_approve {
                 confirm(&mut out)?;
             }
-            PlanSource::Reviewed { plan, origin: ReviewedOrigin::SavedFile(args.plan.clone().expect("saved plan has a path")) }
+            PlanSource::Reviewed {
+                plan,
+                origin: ReviewedOrigin::SavedFile(
+                    args.plan.clone().expect("saved plan has a path"),
+                ),
+            }
         }
         None if args.auto_approve => PlanSource::Live,
         None => {
@@ -75,7 +89,10 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
             }
             refuse_data_loss(&plan, options.allow_data_loss)?;
             confirm(&mut out)?;
-            PlanSource::Reviewed { plan, origin: ReviewedOrigin::Confirmed }
+            PlanSource::Reviewed {
+                plan,
+                origin: ReviewedOrigin::Confirmed,
+            }
         }
     };
 
@@ -83,7 +100,11 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
     match execute(&client, &project, source, &options, &watch, &mut out).await? {
         // The plan printed under the lock said "No changes: ...".
         ApplyOutcome::NoChanges => {}
-        ApplyOutcome::Applied { changes, statements, history_id } => writeln!(
+        ApplyOutcome::Applied {
+            changes,
+            statements,
+            history_id,
+        } => writeln!(
             out,
             "Applied {changes} change(s), {statements} statement(s), in {} ms (apply_history id {history_id}).",
             started.elapsed().as_millis()
@@ -93,8 +114,14 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
 }
 
 fn read_saved_plan(path: &Path) -> Result<Plan> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading the saved plan {}", path.display()))?;
-    let plan: Plan = serde_json::from_str(&text).with_context(|| format!("{}: not a plan saved by `retentionc plan --out`", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the saved plan {}", path.display()))?;
+    let plan: Plan = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: not a plan saved by `retentionc plan --out`",
+            path.display()
+        )
+    })?;
     if plan.format_version != crate::plan::FORMAT_VERSION {
         bail!(
             "{}: a plan of format version {}, and this retentionc reads version {}; run plan again with this version",
@@ -109,8 +136,11 @@ fn read_saved_plan(path: &Path) -> Result<Plan> {
 /// A saved plan is applied with the project it was made from: the history records this
 /// project's desired state, which must be the one the plan was computed for.
 fn check_policy_hashes(project: &Project, plan: &Plan) -> Result<()> {
-    let current: std::collections::BTreeMap<String, String> =
-        project.policies.iter().map(|p| (p.table.to_string(), p.hash())).collect();
+    let current: std::collections::BTreeMap<String, String> = project
+        .policies
+        .iter()
+        .map(|p| (p.table.to_string(), p.hash()))
+        .collect();
     if current != plan.policy_hashes {
         let differing: std::collections::BTreeSet<&str> = current
             .keys()
@@ -127,7 +157,10 @@ fn check_policy_hashes(project: &Project, plan: &Plan) -> Result<()> {
 }
 
 fn confirm(out: &mut dyn Write) -> Result<()> {
-    write!(out, "\nDo you want to apply these changes? Only 'yes' is accepted.\n  Enter a value: ")?;
+    write!(
+        out,
+        "\nDo you want to apply these changes? Only 'yes' is accepted.\n  Enter a value: "
+    )?;
     out.flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;

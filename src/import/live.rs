@@ -61,7 +61,10 @@ impl LiveTable {
 
     /// A column's value as JSON text, for notes (`["region"]`, `false`, `"off"`).
     pub fn shown(&self, column: &str) -> String {
-        self.config.get(column).map(Value::to_string).unwrap_or_else(|| "null".into())
+        self.config
+            .get(column)
+            .map(Value::to_string)
+            .unwrap_or_else(|| "null".into())
     }
 
     /// Whether the row has this column and it is not NULL.
@@ -79,7 +82,10 @@ pub async fn read_install(client: &Client) -> Result<Option<PartmanInstall>> {
         )
         .await
         .context("reading the pg_partman extension")?;
-    Ok(row.map(|r| PartmanInstall { version: r.get(0), schema: r.get(1) }))
+    Ok(row.map(|r| PartmanInstall {
+        version: r.get(0),
+        schema: r.get(1),
+    }))
 }
 
 /// Every `part_config` row, ordered by table, in one query.
@@ -101,7 +107,10 @@ pub async fn read_part_config(client: &Client, partman_schema: &Ident) -> Result
            LEFT JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = to_regclass(pc.parent_table)
           ORDER BY pc.parent_table"
     );
-    let rows = client.query(&query, &[]).await.context("reading pg_partman's part_config")?;
+    let rows = client
+        .query(&query, &[])
+        .await
+        .context("reading pg_partman's part_config")?;
     Ok(rows
         .into_iter()
         .map(|r| {

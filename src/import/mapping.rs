@@ -79,10 +79,13 @@ pub fn import_table(live: &LiveTable, config: &Config, version: &str, file: &Pat
             let (mut policies, errors) = parse_policy_text(file, &text, config);
             if !errors.is_empty() || policies.len() != 1 {
                 let messages: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
-                return skip(live, format!(
-                    "its settings do not make a valid policy: {}",
-                    messages.join("; ")
-                ));
+                return skip(
+                    live,
+                    format!(
+                        "its settings do not make a valid policy: {}",
+                        messages.join("; ")
+                    ),
+                );
             }
             Outcome::Imported(Box::new(ImportedPolicy {
                 table: draft.table,
@@ -96,7 +99,10 @@ pub fn import_table(live: &LiveTable, config: &Config, version: &str, file: &Pat
 }
 
 fn skip(live: &LiveTable, reason: String) -> Outcome {
-    Outcome::Skipped(Skipped { table: live.parent_table.clone(), reason })
+    Outcome::Skipped(Skipped {
+        table: live.parent_table.clone(),
+        reason,
+    })
 }
 
 /// The policy's values, before they become text.
@@ -140,9 +146,15 @@ fn describe(live: &LiveTable, config: &Config) -> Result<Draft, String> {
         return Err("it is not a natively range-partitioned table (PARTITION BY RANGE); the policy format describes only those".into());
     }
     let control = live.text("control").unwrap_or_default();
-    let column = Ident::parse(control).map_err(|e| format!("its control column cannot be written in a policy: {e}"))?;
+    let column = Ident::parse(control)
+        .map_err(|e| format!("its control column cannot be written in a policy: {e}"))?;
     let epoch_text = live.text("epoch").unwrap_or("none");
-    let epoch = Epoch::parse(epoch_text).ok_or_else(|| format!("its epoch \"{epoch_text}\" is not one the policy format knows ({})", Epoch::NAMES.join(", ")))?;
+    let epoch = Epoch::parse(epoch_text).ok_or_else(|| {
+        format!(
+            "its epoch \"{epoch_text}\" is not one the policy format knows ({})",
+            Epoch::NAMES.join(", ")
+        )
+    })?;
     let control_type = live
         .control_type
         .as_deref()
@@ -155,10 +167,13 @@ fn describe(live: &LiveTable, config: &Config) -> Result<Draft, String> {
              the policy format describes time-based partitioning only (a timestamp or date column, or an integer with epoch)"
         ));
     }
-    let interval = parse_pg_interval(interval_text).map_err(|e| format!("its partition_interval cannot be read: {e}"))?;
+    let interval = parse_pg_interval(interval_text)
+        .map_err(|e| format!("its partition_interval cannot be read: {e}"))?;
     let premake = live.integer("premake").unwrap_or(DEFAULT_PREMAKE as i64);
     if !(1..=1000).contains(&premake) {
-        return Err(format!("its premake {premake} is outside what the policy format allows (1 to 1000)"));
+        return Err(format!(
+            "its premake {premake} is outside what the policy format allows (1 to 1000)"
+        ));
     }
 
     let mut notes = Vec::new();
@@ -181,7 +196,8 @@ fn describe(live: &LiveTable, config: &Config) -> Result<Draft, String> {
                 .into(),
         );
     };
-    let keep = parse_pg_interval(retention_text).map_err(|e| format!("its retention cannot be read: {e}"))?;
+    let keep = parse_pg_interval(retention_text)
+        .map_err(|e| format!("its retention cannot be read: {e}"))?;
     if keep < interval {
         return Err(format!(
             "its retention ({retention_text}) is shorter than one partition ({interval}); the policy format refuses that, \
@@ -192,16 +208,27 @@ fn describe(live: &LiveTable, config: &Config) -> Result<Draft, String> {
     let raw_keep = retention_text.trim();
     if raw_keep.chars().all(|c| c.is_ascii_digit() || c == '.') {
         // plan compares a bare number as text: apply rewrites it with its unit.
-        note(NoteKind::WillChange, format!("retention: {raw_keep} -> {canonical_keep} (a bare number, which pg_partman reads as seconds: the same interval, written with its unit)"));
+        note(
+            NoteKind::WillChange,
+            format!(
+                "retention: {raw_keep} -> {canonical_keep} (a bare number, which pg_partman reads as seconds: the same interval, written with its unit)"
+            ),
+        );
     } else if raw_keep != canonical_keep {
-        note(NoteKind::Rewritten, format!("retention \"{raw_keep}\" is written as \"{canonical_keep}\", the same interval"));
+        note(
+            NoteKind::Rewritten,
+            format!(
+                "retention \"{raw_keep}\" is written as \"{canonical_keep}\", the same interval"
+            ),
+        );
     }
 
     let keep_table = live.boolean("retention_keep_table").unwrap_or(true);
     let live_keep_index = live.boolean("retention_keep_index").unwrap_or(true);
     let expired = match live.text("retention_schema") {
         Some(schema) => {
-            let schema = Ident::parse(schema).map_err(|e| format!("its retention_schema cannot be written in a policy: {e}"))?;
+            let schema = Ident::parse(schema)
+                .map_err(|e| format!("its retention_schema cannot be written in a policy: {e}"))?;
             if !keep_table {
                 note(NoteKind::WillChange, "retention_keep_table: false -> true (pg_partman ignores it while retention_schema is set: expired partitions are moved, not dropped)".into());
             }
@@ -227,12 +254,28 @@ fn describe(live: &LiveTable, config: &Config) -> Result<Draft, String> {
         note(NoteKind::NotExpressed, text);
     }
 
-    Ok(Draft { table, column, interval, premake, default_partition, epoch, keep, expired, keep_index, notes })
+    Ok(Draft {
+        table,
+        column,
+        interval,
+        premake,
+        default_partition,
+        epoch,
+        keep,
+        expired,
+        keep_index,
+        notes,
+    })
 }
 
 /// The `part_config` settings outside the policy format that differ from what
 /// create_parent would have set for such a table.
-fn not_expressed(live: &LiveTable, config: &Config, table: &QualifiedName, interval: &Interval) -> Vec<String> {
+fn not_expressed(
+    live: &LiveTable,
+    config: &Config,
+    table: &QualifiedName,
+    interval: &Interval,
+) -> Vec<String> {
     let major = config.partman_version;
     let mut out = Vec::new();
     let mut differs = |column: &str, default: &str, what: &str| {
@@ -240,31 +283,102 @@ fn not_expressed(live: &LiveTable, config: &Config, table: &QualifiedName, inter
             out.push(format!("{column} = {}: {what}", live.shown(column)));
         }
     };
-    differs("constraint_cols", "null", "pg_partman adds constraints on these columns to old partitions");
-    differs("optimize_constraint", "30", "how many partitions back those constraints start");
-    differs("automatic_maintenance", "\"on\"", "pg_partman's general run_maintenance() skips this table");
+    differs(
+        "constraint_cols",
+        "null",
+        "pg_partman adds constraints on these columns to old partitions",
+    );
+    differs(
+        "optimize_constraint",
+        "30",
+        "how many partitions back those constraints start",
+    );
+    differs(
+        "automatic_maintenance",
+        "\"on\"",
+        "pg_partman's general run_maintenance() skips this table",
+    );
     differs("jobmon", "true", "pg_jobmon logging of maintenance");
-    differs("inherit_privileges", "false", "new partitions get the parent's privileges");
-    differs("constraint_valid", "true", "constraints on old partitions are made NOT VALID");
-    let ignore_default = if major == PartmanMajor::V4 { "false" } else { "true" };
-    differs("ignore_default_data", ignore_default, "whether maintenance looks at data in the default partition");
-    differs("retention_keep_publication", "false", "expired partitions stay in their publications");
-    differs("date_trunc_interval", "null", "partition boundaries are aligned with this interval");
-    differs("time_encoder", "null", "a function that encodes time into the control column");
-    differs("time_decoder", "null", "a function that decodes time from the control column");
-    differs("maintenance_order", "null", "the order of this table in run_maintenance()");
-    differs("publications", "null", "new partitions are added to these publications");
+    differs(
+        "inherit_privileges",
+        "false",
+        "new partitions get the parent's privileges",
+    );
+    differs(
+        "constraint_valid",
+        "true",
+        "constraints on old partitions are made NOT VALID",
+    );
+    let ignore_default = if major == PartmanMajor::V4 {
+        "false"
+    } else {
+        "true"
+    };
+    differs(
+        "ignore_default_data",
+        ignore_default,
+        "whether maintenance looks at data in the default partition",
+    );
+    differs(
+        "retention_keep_publication",
+        "false",
+        "expired partitions stay in their publications",
+    );
+    differs(
+        "date_trunc_interval",
+        "null",
+        "partition boundaries are aligned with this interval",
+    );
+    differs(
+        "time_encoder",
+        "null",
+        "a function that encodes time into the control column",
+    );
+    differs(
+        "time_decoder",
+        "null",
+        "a function that decodes time from the control column",
+    );
+    differs(
+        "maintenance_order",
+        "null",
+        "the order of this table in run_maintenance()",
+    );
+    differs(
+        "publications",
+        "null",
+        "new partitions are added to these publications",
+    );
     differs("inherit_fk", "true", "foreign keys on new partitions");
-    differs("drop_cascade_fk", "false", "expired partitions are dropped with CASCADE");
-    differs("subscription_refresh", "null", "a subscription refreshed after maintenance");
+    differs(
+        "drop_cascade_fk",
+        "false",
+        "expired partitions are dropped with CASCADE",
+    );
+    differs(
+        "subscription_refresh",
+        "null",
+        "a subscription refreshed after maintenance",
+    );
     differs("upsert", "\"\"", "trigger-based upsert");
-    differs("undo_in_progress", "false", "an undo_partition of this table was started and has not finished");
+    differs(
+        "undo_in_progress",
+        "false",
+        "an undo_partition of this table was started and has not finished",
+    );
     if live.sub_partitioned {
         out.push("sub-partitioned (part_config_sub): each partition is partitioned again; the policy describes the top level only".into());
     }
     let defaults = default_datetime_strings(major, interval);
-    if let Some(datetime) = live.text("datetime_string").filter(|d| !defaults.contains(d)) {
-        let choices = defaults.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(" or ");
+    if let Some(datetime) = live
+        .text("datetime_string")
+        .filter(|d| !defaults.contains(d))
+    {
+        let choices = defaults
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(" or ");
         out.push(format!("datetime_string = \"{datetime}\": the suffix of partition names (create_parent would choose {choices})"));
     }
     if let Some(template) = live.text("template_table") {
@@ -278,14 +392,30 @@ fn not_expressed(live: &LiveTable, config: &Config, table: &QualifiedName, inter
 
 /// The partition name suffixes create_parent picks for this interval.
 fn default_datetime_strings(major: PartmanMajor, interval: &Interval) -> Vec<&'static str> {
-    let day = Interval { months: 0, days: 1, micros: 0 };
+    let day = Interval {
+        months: 0,
+        days: 1,
+        micros: 0,
+    };
     match major {
         PartmanMajor::V5 if *interval < day => vec!["YYYYMMDD_HH24MISS"],
         PartmanMajor::V5 => vec!["YYYYMMDD"],
         PartmanMajor::V4 => {
-            let minute = Interval { months: 0, days: 0, micros: 60_000_000 };
-            let month = Interval { months: 1, days: 0, micros: 0 };
-            let year = Interval { months: 12, days: 0, micros: 0 };
+            let minute = Interval {
+                months: 0,
+                days: 0,
+                micros: 60_000_000,
+            };
+            let month = Interval {
+                months: 1,
+                days: 0,
+                micros: 0,
+            };
+            let year = Interval {
+                months: 12,
+                days: 0,
+                micros: 0,
+            };
             let mut names = if *interval >= year {
                 vec!["YYYY"]
             } else if *interval >= month {
@@ -313,9 +443,18 @@ impl Draft {
             config.partman_schema
         );
         for (kind, heading) in [
-            (NoteKind::NotExpressed, "Settings of this table that a policy cannot express (apply leaves them as they are):"),
-            (NoteKind::WillChange, "Settings that retentionc will change on the next apply (plan shows them):"),
-            (NoteKind::Rewritten, "Values written in the policy format's own spelling (the same settings):"),
+            (
+                NoteKind::NotExpressed,
+                "Settings of this table that a policy cannot express (apply leaves them as they are):",
+            ),
+            (
+                NoteKind::WillChange,
+                "Settings that retentionc will change on the next apply (plan shows them):",
+            ),
+            (
+                NoteKind::Rewritten,
+                "Values written in the policy format's own spelling (the same settings):",
+            ),
         ] {
             let notes: Vec<&Note> = self.notes.iter().filter(|n| n.kind == kind).collect();
             if !notes.is_empty() {
@@ -360,7 +499,11 @@ impl Draft {
 /// An identifier as a YAML scalar: quoted when YAML would read it as something else.
 fn yaml_plain(name: &str) -> String {
     const RESERVED: [&str; 9] = ["null", "true", "false", "yes", "no", "on", "off", "y", "n"];
-    if RESERVED.contains(&name) { format!("\"{name}\"") } else { name.to_string() }
+    if RESERVED.contains(&name) {
+        format!("\"{name}\"")
+    } else {
+        name.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -374,7 +517,12 @@ mod tests {
     use crate::model::Expired;
 
     fn config(major: u8) -> Config {
-        parse_config(Path::new("retentionc.yaml"), &format!("partman_version: {major}\n"), PathBuf::from(".")).unwrap()
+        parse_config(
+            Path::new("retentionc.yaml"),
+            &format!("partman_version: {major}\n"),
+            PathBuf::from("."),
+        )
+        .unwrap()
     }
 
     /// A part_config row as pg_partman 5.2.4 leaves it after create_parent of a daily set.
@@ -406,7 +554,12 @@ mod tests {
     }
 
     fn imported(live: &LiveTable, major: u8) -> ImportedPolicy {
-        match import_table(live, &config(major), "5.2.4", Path::new("policies/public.events.yaml")) {
+        match import_table(
+            live,
+            &config(major),
+            "5.2.4",
+            Path::new("policies/public.events.yaml"),
+        ) {
             Outcome::Imported(p) => *p,
             Outcome::Skipped(s) => panic!("skipped: {}", s.reason),
         }
@@ -420,7 +573,11 @@ mod tests {
     }
 
     fn will_change(p: &ImportedPolicy) -> Vec<&str> {
-        p.notes.iter().filter(|n| n.kind == NoteKind::WillChange).map(|n| n.text.as_str()).collect()
+        p.notes
+            .iter()
+            .filter(|n| n.kind == NoteKind::WillChange)
+            .map(|n| n.text.as_str())
+            .collect()
     }
 
     #[test]
@@ -436,42 +593,82 @@ mod tests {
         assert!(partitioning.default_partition);
         assert!(p.text.contains("table: public.events\npartitioning:\n  column: created_at\n  interval: 1 day\n  premake: 4\nretention:\n  keep: 30 days\n  expired: drop\n"), "{}", p.text);
         assert_eq!(will_change(&p).len(), 2, "{:?}", p.notes);
-        assert!(p.text.contains("#   - infinite_time_partitions: false -> true"), "{}", p.text);
-        assert!(p.text.contains("#   - retention_keep_index: true -> false"), "{}", p.text);
+        assert!(
+            p.text
+                .contains("#   - infinite_time_partitions: false -> true"),
+            "{}",
+            p.text
+        );
+        assert!(
+            p.text.contains("#   - retention_keep_index: true -> false"),
+            "{}",
+            p.text
+        );
     }
 
     #[test]
     fn detach_and_archive_keep_their_indexes_setting() {
-        let p = imported(&v5_daily(json!({"retention": "7 days", "infinite_time_partitions": true})), 5);
-        assert_eq!(p.policy.retention.as_ref().unwrap().expired, Expired::Detach);
+        let p = imported(
+            &v5_daily(json!({"retention": "7 days", "infinite_time_partitions": true})),
+            5,
+        );
+        assert_eq!(
+            p.policy.retention.as_ref().unwrap().expired,
+            Expired::Detach
+        );
         assert!(p.policy.retention.as_ref().unwrap().keep_index);
         assert!(p.notes.is_empty(), "{:?}", p.notes);
         assert!(!p.text.contains("#   -"), "{}", p.text);
 
-        let live = v5_daily(json!({"retention": "7 days", "retention_schema": "archive", "retention_keep_index": false, "infinite_time_partitions": true}));
+        let live = v5_daily(
+            json!({"retention": "7 days", "retention_schema": "archive", "retention_keep_index": false, "infinite_time_partitions": true}),
+        );
         let p = imported(&live, 5);
         let retention = p.policy.retention.as_ref().unwrap();
-        assert_eq!(retention.expired, Expired::Archive { schema: Ident::parse("archive").unwrap() });
+        assert_eq!(
+            retention.expired,
+            Expired::Archive {
+                schema: Ident::parse("archive").unwrap()
+            }
+        );
         assert!(!retention.keep_index);
         assert!(p.notes.is_empty(), "{:?}", p.notes);
     }
 
     #[test]
     fn intervals_are_written_in_canonical_text() {
-        let live = v5_daily(json!({"partition_interval": "00:00:01", "retention": "15", "datetime_string": "YYYYMMDD_HH24MISS", "retention_keep_table": false, "retention_keep_index": false}));
+        let live = v5_daily(
+            json!({"partition_interval": "00:00:01", "retention": "15", "datetime_string": "YYYYMMDD_HH24MISS", "retention_keep_table": false, "retention_keep_index": false}),
+        );
         let p = imported(&live, 5);
         assert!(p.text.contains("  interval: 1 second\n"), "{}", p.text);
         assert!(p.text.contains("  keep: 15 seconds\n"), "{}", p.text);
         assert!(will_change(&p).contains(&"retention: 15 -> 15 seconds (a bare number, which pg_partman reads as seconds: the same interval, written with its unit)"), "{:?}", p.notes);
-        let p = imported(&v5_daily(json!({"retention": "8 weeks", "datetime_string": "YYYYMMDD"})), 5);
-        assert!(p.notes.contains(&Note { kind: NoteKind::Rewritten, text: "retention \"8 weeks\" is written as \"56 days\", the same interval".into() }), "{:?}", p.notes);
-        let p = imported(&v5_daily(json!({"partition_interval": "1 mon", "retention": "1 year", "datetime_string": "YYYYMMDD"})), 5);
+        let p = imported(
+            &v5_daily(json!({"retention": "8 weeks", "datetime_string": "YYYYMMDD"})),
+            5,
+        );
+        assert!(
+            p.notes.contains(&Note {
+                kind: NoteKind::Rewritten,
+                text: "retention \"8 weeks\" is written as \"56 days\", the same interval".into()
+            }),
+            "{:?}",
+            p.notes
+        );
+        let p = imported(
+            &v5_daily(
+                json!({"partition_interval": "1 mon", "retention": "1 year", "datetime_string": "YYYYMMDD"}),
+            ),
+            5,
+        );
         assert!(p.text.contains("  interval: 1 month\n"), "{}", p.text);
     }
 
     #[test]
     fn epoch_tables_and_v5_without_default_partition() {
-        let mut live = v5_daily(json!({"control": "ts", "epoch": "seconds", "retention": "2 days"}));
+        let mut live =
+            v5_daily(json!({"control": "ts", "epoch": "seconds", "retention": "2 days"}));
         live.control_type = Some("bigint".into());
         live.has_default_partition = false;
         let p = imported(&live, 5);
@@ -482,12 +679,20 @@ mod tests {
 
     #[test]
     fn v4_without_default_partition_is_noted_not_written() {
-        let mut live = v5_daily(json!({"partition_type": "native", "retention": "2 days", "datetime_string": "YYYY_MM_DD", "ignore_default_data": false}));
+        let mut live = v5_daily(
+            json!({"partition_type": "native", "retention": "2 days", "datetime_string": "YYYY_MM_DD", "ignore_default_data": false}),
+        );
         live.config.remove("time_encoder");
         live.has_default_partition = false;
         let p = imported(&live, 4);
         assert!(p.policy.partitioning.as_ref().unwrap().default_partition);
-        assert!(p.notes.iter().any(|n| n.kind == NoteKind::NotExpressed && n.text.contains("no default partition")), "{:?}", p.notes);
+        assert!(
+            p.notes.iter().any(
+                |n| n.kind == NoteKind::NotExpressed && n.text.contains("no default partition")
+            ),
+            "{:?}",
+            p.notes
+        );
     }
 
     #[test]
@@ -498,26 +703,65 @@ mod tests {
             "ignore_default_data": false
         }));
         let p = imported(&live, 5);
-        let listed: Vec<&str> = p.notes.iter().filter(|n| n.kind == NoteKind::NotExpressed).map(|n| n.text.as_str()).collect();
-        for column in ["constraint_cols = [\"region\"]", "automatic_maintenance = \"off\"", "datetime_string = \"YYYY_MM_DD\"", "jobmon = false", "template_table = \"public.my_template\"", "ignore_default_data = false"] {
-            assert!(listed.iter().any(|n| n.starts_with(column)), "{column} missing from {listed:?}");
-            assert!(p.text.contains(&format!("#   - {column}")), "{column} missing from\n{}", p.text);
+        let listed: Vec<&str> = p
+            .notes
+            .iter()
+            .filter(|n| n.kind == NoteKind::NotExpressed)
+            .map(|n| n.text.as_str())
+            .collect();
+        for column in [
+            "constraint_cols = [\"region\"]",
+            "automatic_maintenance = \"off\"",
+            "datetime_string = \"YYYY_MM_DD\"",
+            "jobmon = false",
+            "template_table = \"public.my_template\"",
+            "ignore_default_data = false",
+        ] {
+            assert!(
+                listed.iter().any(|n| n.starts_with(column)),
+                "{column} missing from {listed:?}"
+            );
+            assert!(
+                p.text.contains(&format!("#   - {column}")),
+                "{column} missing from\n{}",
+                p.text
+            );
         }
         assert_eq!(listed.len(), 6, "{listed:?}");
     }
 
     #[test]
     fn tables_the_format_cannot_describe_are_skipped_with_a_reason() {
-        let mut id_based = v5_daily(json!({"control": "id", "partition_interval": "10", "retention": "100"}));
+        let mut id_based =
+            v5_daily(json!({"control": "id", "partition_interval": "10", "retention": "100"}));
         id_based.control_type = Some("bigint".into());
-        assert!(skipped(&id_based).contains("partitioned by id"), "{}", skipped(&id_based));
+        assert!(
+            skipped(&id_based).contains("partitioned by id"),
+            "{}",
+            skipped(&id_based)
+        );
         assert!(skipped(&v5_daily(json!({}))).contains("retention is NULL"));
-        assert!(skipped(&v5_daily(json!({"retention": "1 hour"}))).contains("shorter than one partition"));
-        assert!(skipped(&v5_daily(json!({"partition_type": "list", "retention": "2 days"}))).contains("list"));
-        assert!(skipped(&v5_daily(json!({"parent_table": "public.\"Events\"", "retention": "2 days"}))).contains("name"));
+        assert!(
+            skipped(&v5_daily(json!({"retention": "1 hour"})))
+                .contains("shorter than one partition")
+        );
+        assert!(
+            skipped(&v5_daily(
+                json!({"partition_type": "list", "retention": "2 days"})
+            ))
+            .contains("list")
+        );
+        assert!(
+            skipped(&v5_daily(
+                json!({"parent_table": "public.\"Events\"", "retention": "2 days"})
+            ))
+            .contains("name")
+        );
         let mut sub_partition = v5_daily(json!({"retention": "2 days"}));
         sub_partition.partition_of = Some("public.events_top".into());
-        assert!(skipped(&sub_partition).starts_with("it is a partition of public.events_top, which pg_partman sub-partitions"));
+        assert!(skipped(&sub_partition).starts_with(
+            "it is a partition of public.events_top, which pg_partman sub-partitions"
+        ));
         let mut trigger_based = v5_daily(json!({"retention": "2 days"}));
         trigger_based.strategy = None;
         assert!(skipped(&trigger_based).contains("not a natively range-partitioned"));
@@ -528,6 +772,9 @@ mod tests {
         let mut live = v5_daily(json!({"control": "on", "retention": "2 days"}));
         live.control_type = Some("date".into());
         let p = imported(&live, 5);
-        assert_eq!(p.policy.partitioning.as_ref().unwrap().column.as_str(), "on");
+        assert_eq!(
+            p.policy.partitioning.as_ref().unwrap().column.as_str(),
+            "on"
+        );
     }
 }

@@ -23,7 +23,11 @@ pub fn parse_pg_interval(text: &str) -> Result<Interval, String> {
         return parse_interval(trimmed).map_err(|e| e.0);
     }
     if let Some(seconds) = bare_seconds(trimmed) {
-        return Ok(Interval { months: 0, days: 0, micros: seconds });
+        return Ok(Interval {
+            months: 0,
+            days: 0,
+            micros: seconds,
+        });
     }
     // postgres_verbose style: `@ 1 day 2 hours`.
     let body = trimmed.strip_prefix('@').unwrap_or(trimmed);
@@ -31,21 +35,29 @@ pub fn parse_pg_interval(text: &str) -> Result<Interval, String> {
     let mut tokens = split_tokens(body).into_iter().peekable();
     while let Some(token) = tokens.next() {
         if token.contains(':') {
-            interval.micros = add(interval.micros, parse_clock(&token).ok_or_else(|| bad(text))?).ok_or_else(|| bad(text))?;
+            interval.micros = add(
+                interval.micros,
+                parse_clock(&token).ok_or_else(|| bad(text))?,
+            )
+            .ok_or_else(|| bad(text))?;
             continue;
         }
         let count: i64 = token.parse().map_err(|_| bad(text))?;
         if count < 0 {
             return Err(format!("\"{text}\" is negative"));
         }
-        let unit = tokens.next().ok_or_else(|| format!("\"{text}\": the number {count} has no unit"))?;
+        let unit = tokens
+            .next()
+            .ok_or_else(|| format!("\"{text}\": the number {count} has no unit"))?;
         add_unit(&mut interval, count, &unit.to_ascii_lowercase()).ok_or_else(|| bad(text))?;
     }
     Ok(interval)
 }
 
 fn bad(text: &str) -> String {
-    format!("\"{text}\" is not an interval retentionc can read (expected text such as \"1 day\", \"01:00:00\" or \"1 mon\")")
+    format!(
+        "\"{text}\" is not an interval retentionc can read (expected text such as \"1 day\", \"01:00:00\" or \"1 mon\")"
+    )
 }
 
 fn add(a: i64, b: i64) -> Option<i64> {
@@ -70,7 +82,9 @@ fn split_tokens(text: &str) -> Vec<String> {
             tokens.push(word.to_string());
             continue;
         }
-        let digits_end = word.find(|c: char| !(c.is_ascii_digit() || c == '-' || c == '+')).unwrap_or(word.len());
+        let digits_end = word
+            .find(|c: char| !(c.is_ascii_digit() || c == '-' || c == '+'))
+            .unwrap_or(word.len());
         if digits_end > 0 && digits_end < word.len() {
             tokens.push(word[..digits_end].to_string());
             tokens.push(word[digits_end..].to_string());
@@ -96,28 +110,52 @@ fn parse_clock(text: &str) -> Option<i64> {
     let minutes: i64 = minutes.parse().ok()?;
     let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, ""));
     let whole: i64 = whole.parse().ok()?;
-    if !(0..60).contains(&minutes) || !(0..60).contains(&whole) || fraction.len() > 6 || !fraction.chars().all(|c| c.is_ascii_digit()) {
+    if !(0..60).contains(&minutes)
+        || !(0..60).contains(&whole)
+        || fraction.len() > 6
+        || !fraction.chars().all(|c| c.is_ascii_digit())
+    {
         return None;
     }
-    let micros = if fraction.is_empty() { 0 } else { format!("{fraction:0<6}").parse::<i64>().ok()? };
-    hours.checked_mul(MICROS_PER_HOUR)?.checked_add(minutes * MICROS_PER_MINUTE + whole * MICROS_PER_SECOND + micros)
+    let micros = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<6}").parse::<i64>().ok()?
+    };
+    hours
+        .checked_mul(MICROS_PER_HOUR)?
+        .checked_add(minutes * MICROS_PER_MINUTE + whole * MICROS_PER_SECOND + micros)
 }
 
 /// PostgreSQL's unit names and abbreviations (see its datetktbl/deltatktbl).
 fn add_unit(interval: &mut Interval, count: i64, unit: &str) -> Option<()> {
     let micros = |per: i64| count.checked_mul(per);
     match unit {
-        "microsecond" | "microseconds" | "us" | "usec" | "usecs" | "useconds" => interval.micros = add(interval.micros, count)?,
-        "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" | "mseconds" => interval.micros = add(interval.micros, micros(1000)?)?,
-        "second" | "seconds" | "s" | "sec" | "secs" => interval.micros = add(interval.micros, micros(MICROS_PER_SECOND)?)?,
-        "minute" | "minutes" | "m" | "min" | "mins" => interval.micros = add(interval.micros, micros(MICROS_PER_MINUTE)?)?,
-        "hour" | "hours" | "h" | "hr" | "hrs" => interval.micros = add(interval.micros, micros(MICROS_PER_HOUR)?)?,
+        "microsecond" | "microseconds" | "us" | "usec" | "usecs" | "useconds" => {
+            interval.micros = add(interval.micros, count)?
+        }
+        "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" | "mseconds" => {
+            interval.micros = add(interval.micros, micros(1000)?)?
+        }
+        "second" | "seconds" | "s" | "sec" | "secs" => {
+            interval.micros = add(interval.micros, micros(MICROS_PER_SECOND)?)?
+        }
+        "minute" | "minutes" | "m" | "min" | "mins" => {
+            interval.micros = add(interval.micros, micros(MICROS_PER_MINUTE)?)?
+        }
+        "hour" | "hours" | "h" | "hr" | "hrs" => {
+            interval.micros = add(interval.micros, micros(MICROS_PER_HOUR)?)?
+        }
         "day" | "days" | "d" => interval.days = add(interval.days, count)?,
         "week" | "weeks" | "w" => interval.days = add(interval.days, count.checked_mul(7)?)?,
         "mon" | "mons" | "month" | "months" => interval.months = add(interval.months, count)?,
-        "year" | "years" | "y" | "yr" | "yrs" => interval.months = add(interval.months, count.checked_mul(12)?)?,
+        "year" | "years" | "y" | "yr" | "yrs" => {
+            interval.months = add(interval.months, count.checked_mul(12)?)?
+        }
         "decade" | "decades" => interval.months = add(interval.months, count.checked_mul(120)?)?,
-        "century" | "centuries" => interval.months = add(interval.months, count.checked_mul(1200)?)?,
+        "century" | "centuries" => {
+            interval.months = add(interval.months, count.checked_mul(1200)?)?
+        }
         _ => return None,
     }
     Some(())
@@ -128,7 +166,9 @@ mod tests {
     use super::*;
 
     fn canonical(text: &str) -> String {
-        parse_pg_interval(text).unwrap_or_else(|e| panic!("{text}: {e}")).to_string()
+        parse_pg_interval(text)
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .to_string()
     }
 
     #[test]
@@ -165,7 +205,15 @@ mod tests {
 
     #[test]
     fn garbage_and_negative_intervals_are_refused() {
-        for text in ["", "soon", "1 fortnight", "-1 day", "1 day ago", "-01:00:00", "10:99:00"] {
+        for text in [
+            "",
+            "soon",
+            "1 fortnight",
+            "-1 day",
+            "1 day ago",
+            "-01:00:00",
+            "10:99:00",
+        ] {
             assert!(parse_pg_interval(text).is_err(), "{text} was accepted");
         }
     }

@@ -10,7 +10,11 @@ use crate::model::{Epoch, Policy, Pos, Project};
 use crate::policy::error::PolicyError;
 use crate::policy::interval::parse_interval;
 
-pub const TIME_TYPES: [&str; 3] = ["timestamp with time zone", "timestamp without time zone", "date"];
+pub const TIME_TYPES: [&str; 3] = [
+    "timestamp with time zone",
+    "timestamp without time zone",
+    "date",
+];
 pub const INTEGER_TYPES: [&str; 3] = ["smallint", "integer", "bigint"];
 
 pub fn error_at(policy: &Policy, key: &str, message: impl Into<String>) -> PolicyError {
@@ -49,11 +53,19 @@ pub fn check(project: &Project, live: &Live) -> Vec<PolicyError> {
             ));
         }
         let Some(info) = live.tables.get(&table) else {
-            errors.push(error_at(policy, "table", format!("table {table} does not exist in the database")));
+            errors.push(error_at(
+                policy,
+                "table",
+                format!("table {table} does not exist in the database"),
+            ));
             continue;
         };
         if !matches!(info.relkind.as_str(), "r" | "p") {
-            errors.push(error_at(policy, "table", format!("{table} is not a table (pg_class.relkind {})", info.relkind)));
+            errors.push(error_at(
+                policy,
+                "table",
+                format!("{table} is not a table (pg_class.relkind {})", info.relkind),
+            ));
             continue;
         }
         if policy.partitioning.is_some() {
@@ -61,9 +73,19 @@ pub fn check(project: &Project, live: &Live) -> Vec<PolicyError> {
         }
         for (index, rule) in policy.deletes.iter().enumerate() {
             let Some(_) = rule.older_than else { continue };
-            let Some(column) = rule.column.as_ref().or(policy.partitioning.as_ref().map(|p| &p.column)) else { continue };
+            let Some(column) = rule
+                .column
+                .as_ref()
+                .or(policy.partitioning.as_ref().map(|p| &p.column))
+            else {
+                continue;
+            };
             let own = format!("deletes[{index}].column");
-            let key = if policy.source.key_positions.contains_key(&own) { own } else { format!("deletes[{index}].older_than") };
+            let key = if policy.source.key_positions.contains_key(&own) {
+                own
+            } else {
+                format!("deletes[{index}].older_than")
+            };
             match info.column(column.as_str()) {
                 None => errors.push(error_at(
                     policy,
@@ -86,12 +108,18 @@ pub fn check(project: &Project, live: &Live) -> Vec<PolicyError> {
 }
 
 fn column_list(info: &TableInfo) -> String {
-    info.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+    info.columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn check_partman(project: &Project, live: &Live, errors: &mut Vec<PolicyError>) {
     let config = &project.config;
-    let Some(first) = project.policies.iter().find(|p| p.partitioning.is_some()) else { return };
+    let Some(first) = project.policies.iter().find(|p| p.partitioning.is_some()) else {
+        return;
+    };
     let wanted_major = config.partman_version.number();
     match &live.partman {
         None => errors.push(error_at(
@@ -129,7 +157,12 @@ fn check_partman(project: &Project, live: &Live, errors: &mut Vec<PolicyError>) 
     }
 }
 
-fn check_partitioning(policy: &Policy, info: &TableInfo, live: &Live, errors: &mut Vec<PolicyError>) {
+fn check_partitioning(
+    policy: &Policy,
+    info: &TableInfo,
+    live: &Live,
+    errors: &mut Vec<PolicyError>,
+) {
     let p = policy.partitioning.as_ref().expect("checked by the caller");
     let table = policy.table.to_string();
     let column = p.column.as_str();
@@ -169,7 +202,10 @@ fn check_partitioning(policy: &Policy, info: &TableInfo, live: &Live, errors: &m
             errors.push(error_at(
                 policy,
                 "partitioning.column",
-                format!("column {column} does not exist in {table}; its columns are: {}", column_list(info)),
+                format!(
+                    "column {column} does not exist in {table}; its columns are: {}",
+                    column_list(info)
+                ),
             ));
             return;
         }
@@ -180,13 +216,23 @@ fn check_partitioning(policy: &Policy, info: &TableInfo, live: &Live, errors: &m
             };
             if !ok {
                 let expected = match p.epoch {
-                    Epoch::None => "timestamptz, timestamp or date (an integer column needs \"epoch\")".to_string(),
-                    e => format!("an integer column holding Unix time in {} (epoch: {})", e.as_str(), e.as_str()),
+                    Epoch::None => {
+                        "timestamptz, timestamp or date (an integer column needs \"epoch\")"
+                            .to_string()
+                    }
+                    e => format!(
+                        "an integer column holding Unix time in {} (epoch: {})",
+                        e.as_str(),
+                        e.as_str()
+                    ),
                 };
                 errors.push(error_at(
                     policy,
                     "partitioning.column",
-                    format!("column {column} of {table} is {}; expected {expected}", c.type_name),
+                    format!(
+                        "column {column} of {table} is {}; expected {expected}",
+                        c.type_name
+                    ),
                 ));
             }
         }
@@ -213,9 +259,13 @@ fn check_partitioning(policy: &Policy, info: &TableInfo, live: &Live, errors: &m
                 format!("{table} is registered with pg_partman on column {}, not {column}; retentionc cannot change an existing partition set", row.control),
             ));
         }
-        let live_interval = row.partition_interval_parsed.or_else(|| parse_interval(&row.partition_interval).ok());
+        let live_interval = row
+            .partition_interval_parsed
+            .or_else(|| parse_interval(&row.partition_interval).ok());
         if live_interval.map(|i| i.comparable()) != Some(p.interval.comparable()) {
-            let shown = live_interval.map(|i| i.to_string()).unwrap_or_else(|| row.partition_interval.clone());
+            let shown = live_interval
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| row.partition_interval.clone());
             errors.push(error_at(
                 policy,
                 "partitioning.interval",

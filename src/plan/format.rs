@@ -19,7 +19,11 @@ struct Paint {
 
 impl Paint {
     fn wrap(&self, code: &str, text: &str) -> String {
-        if self.on { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+        if self.on {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
     fn green(&self, t: &str) -> String {
         self.wrap("32", t)
@@ -44,7 +48,10 @@ impl Paint {
 /// `+` creates, `~` changes, `-` removes.
 fn symbol(kind: ChangeKind) -> char {
     match kind {
-        ChangeKind::Bootstrap | ChangeKind::Register | ChangeKind::CreateProcedure | ChangeKind::AddSchedule => '+',
+        ChangeKind::Bootstrap
+        | ChangeKind::Register
+        | ChangeKind::CreateProcedure
+        | ChangeKind::AddSchedule => '+',
         ChangeKind::RetentionSettings
         | ChangeKind::Drift
         | ChangeKind::ReplaceProcedure
@@ -105,9 +112,15 @@ pub fn impact_sentence(impact: &Impact) -> String {
             s.push_str(&format!(" ({from} to {to})"));
         }
         if impact.partitions > 0 {
-            s.push_str(&format!(", about {} rows (from statistics", thousands(impact.estimated_rows)));
+            s.push_str(&format!(
+                ", about {} rows (from statistics",
+                thousands(impact.estimated_rows)
+            ));
             if impact.partitions_without_statistics > 0 {
-                s.push_str(&format!("; {} never analysed", impact.partitions_without_statistics));
+                s.push_str(&format!(
+                    "; {} never analysed",
+                    impact.partitions_without_statistics
+                ));
             }
             s.push(')');
         }
@@ -115,8 +128,15 @@ pub fn impact_sentence(impact: &Impact) -> String {
     }
     for rule in &impact.rules {
         parts.push(match rule.estimated_rows {
-            Some(rows) => format!("delete rule {} matches about {} rows now (planner estimate)", rule.rule, thousands(rows)),
-            None => format!("delete rule {} would delete the rows it matches (no estimate)", rule.rule),
+            Some(rows) => format!(
+                "delete rule {} matches about {} rows now (planner estimate)",
+                rule.rule,
+                thousands(rows)
+            ),
+            None => format!(
+                "delete rule {} would delete the rows it matches (no estimate)",
+                rule.rule
+            ),
         });
     }
     parts.join("; ")
@@ -139,13 +159,20 @@ fn counts(plan: &Plan) -> String {
 fn statement_refs(change: &Change) -> String {
     let mut by_file: Vec<(String, Vec<&str>)> = Vec::new();
     for s in &change.statements {
-        let file = s.file.clone().unwrap_or_else(|| "(removal, not in generated/)".to_string());
+        let file = s
+            .file
+            .clone()
+            .unwrap_or_else(|| "(removal, not in generated/)".to_string());
         match by_file.iter_mut().find(|(f, _)| *f == file) {
             Some((_, keys)) => keys.push(&s.key),
             None => by_file.push((file, vec![&s.key])),
         }
     }
-    by_file.iter().map(|(f, keys)| format!("{f} [{}]", keys.join(", "))).collect::<Vec<_>>().join("; ")
+    by_file
+        .iter()
+        .map(|(f, keys)| format!("{f} [{}]", keys.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The terminal view.
@@ -154,7 +181,11 @@ pub fn write_text(plan: &Plan, out: &mut impl Write, color: bool) -> io::Result<
     if !plan.has_changes() {
         writeln!(out, "No changes: the database matches the policies.")?;
     } else {
-        writeln!(out, "{}", p.bold(&format!("retentionc plan: {}", counts(plan))))?;
+        writeln!(
+            out,
+            "{}",
+            p.bold(&format!("retentionc plan: {}", counts(plan)))
+        )?;
         writeln!(out)?;
         for change in &plan.changes {
             let sym = symbol(change.kind).to_string();
@@ -163,17 +194,44 @@ pub fn write_text(plan: &Plan, out: &mut impl Write, color: bool) -> io::Result<
                 '~' => p.yellow(&sym),
                 _ => p.red(&sym),
             };
-            let tag = if change.destructive { format!(" {}", p.bold_red("[destructive]")) } else { String::new() };
-            let drift = if change.drift { format!(" {}", p.yellow("[drift]")) } else { String::new() };
-            writeln!(out, "{sym} {}: {}{tag}{drift}", change.table, change.summary)?;
+            let tag = if change.destructive {
+                format!(" {}", p.bold_red("[destructive]"))
+            } else {
+                String::new()
+            };
+            let drift = if change.drift {
+                format!(" {}", p.yellow("[drift]"))
+            } else {
+                String::new()
+            };
+            writeln!(
+                out,
+                "{sym} {}: {}{tag}{drift}",
+                change.table, change.summary
+            )?;
             for s in &change.settings {
                 let old = s.old.as_deref().unwrap_or("(unset)");
-                let note = if s.drift { p.dim(" (changed by hand; apply restores it)") } else { String::new() };
-                writeln!(out, "    {}: {} -> {}{note}", s.column, p.red(old), p.green(&s.new))?;
+                let note = if s.drift {
+                    p.dim(" (changed by hand; apply restores it)")
+                } else {
+                    String::new()
+                };
+                writeln!(
+                    out,
+                    "    {}: {} -> {}{note}",
+                    s.column,
+                    p.red(old),
+                    p.green(&s.new)
+                )?;
             }
             if let Some(impact) = &change.impact {
                 if change.destructive {
-                    writeln!(out, "    {} {}", p.bold_red("!"), p.red(&impact_sentence(impact)))?;
+                    writeln!(
+                        out,
+                        "    {} {}",
+                        p.bold_red("!"),
+                        p.red(&impact_sentence(impact))
+                    )?;
                 } else {
                     writeln!(out, "    {}", p.dim(&impact_sentence(impact)))?;
                 }
@@ -190,15 +248,27 @@ pub fn write_text(plan: &Plan, out: &mut impl Write, color: bool) -> io::Result<
                     writeln!(out, "    {shown}")?;
                 }
             }
-            writeln!(out, "    {}", p.dim(&format!("runs {}", statement_refs(change))))?;
+            writeln!(
+                out,
+                "    {}",
+                p.dim(&format!("runs {}", statement_refs(change)))
+            )?;
         }
         writeln!(out)?;
         let statements: usize = plan.changes.iter().map(|c| c.statements.len()).sum();
-        writeln!(out, "{} statement{} to apply; run `retentionc apply` to make these changes.", statements, if statements == 1 { "" } else { "s" })?;
+        writeln!(
+            out,
+            "{} statement{} to apply; run `retentionc apply` to make these changes.",
+            statements,
+            if statements == 1 { "" } else { "s" }
+        )?;
     }
     if !plan.unmanaged_tables.is_empty() {
         writeln!(out)?;
-        writeln!(out, "Unmanaged (registered with pg_partman, no policy; left alone):")?;
+        writeln!(
+            out,
+            "Unmanaged (registered with pg_partman, no policy; left alone):"
+        )?;
         for table in &plan.unmanaged_tables {
             writeln!(out, "  {table}")?;
         }
@@ -212,14 +282,30 @@ fn cell(text: &str) -> String {
 
 fn markdown_change(out: &mut impl Write, change: &Change) -> io::Result<()> {
     let warn = if change.destructive { "⚠️ " } else { "" };
-    writeln!(out, "**{warn}`{}`** ({}): {}", change.table, kind_name(change.kind), change.summary)?;
+    writeln!(
+        out,
+        "**{warn}`{}`** ({}): {}",
+        change.table,
+        kind_name(change.kind),
+        change.summary
+    )?;
     writeln!(out)?;
     if !change.settings.is_empty() {
         writeln!(out, "| setting | live | after apply |")?;
         writeln!(out, "|---|---|---|")?;
         for s in &change.settings {
-            let drift = if s.drift { " (drift: changed by hand)" } else { "" };
-            writeln!(out, "| `{}` | `{}`{drift} | `{}` |", s.column, cell(s.old.as_deref().unwrap_or("(unset)")), cell(&s.new))?;
+            let drift = if s.drift {
+                " (drift: changed by hand)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "| `{}` | `{}`{drift} | `{}` |",
+                s.column,
+                cell(s.old.as_deref().unwrap_or("(unset)")),
+                cell(&s.new)
+            )?;
         }
         writeln!(out)?;
     }
@@ -233,10 +319,18 @@ fn markdown_change(out: &mut impl Write, change: &Change) -> io::Result<()> {
         writeln!(out)?;
     }
     if let Some(diff) = &change.body_diff {
-        writeln!(out, "<details><summary>Procedure body diff</summary>\n\n```diff\n{}```\n\n</details>\n", diff)?;
+        writeln!(
+            out,
+            "<details><summary>Procedure body diff</summary>\n\n```diff\n{}```\n\n</details>\n",
+            diff
+        )?;
     }
     if !change.statements.is_empty() {
-        writeln!(out, "<details><summary>SQL: {}</summary>\n", cell(&statement_refs(change)))?;
+        writeln!(
+            out,
+            "<details><summary>SQL: {}</summary>\n",
+            cell(&statement_refs(change))
+        )?;
         writeln!(out, "```sql")?;
         for s in &change.statements {
             write!(out, "{}", s.sql)?;
@@ -254,15 +348,33 @@ fn markdown_change(out: &mut impl Write, change: &Change) -> io::Result<()> {
 pub fn write_markdown(plan: &Plan, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "{MARKDOWN_MARKER}")?;
     if !plan.has_changes() {
-        writeln!(out, "### retentionc plan: no changes\n\nThe database matches the policies.")?;
+        writeln!(
+            out,
+            "### retentionc plan: no changes\n\nThe database matches the policies."
+        )?;
     } else {
         writeln!(out, "### retentionc plan: {}\n", counts(plan))?;
         writeln!(out, "| | table | change | summary |")?;
         writeln!(out, "|---|---|---|---|")?;
-        let ordered: Vec<&Change> = plan.changes.iter().filter(|c| c.destructive).chain(plan.changes.iter().filter(|c| !c.destructive)).collect();
+        let ordered: Vec<&Change> = plan
+            .changes
+            .iter()
+            .filter(|c| c.destructive)
+            .chain(plan.changes.iter().filter(|c| !c.destructive))
+            .collect();
         for c in &ordered {
-            let mark = if c.destructive { "⚠️".to_string() } else { symbol(c.kind).to_string() };
-            writeln!(out, "| {mark} | `{}` | {} | {} |", c.table, kind_name(c.kind), cell(&c.summary))?;
+            let mark = if c.destructive {
+                "⚠️".to_string()
+            } else {
+                symbol(c.kind).to_string()
+            };
+            writeln!(
+                out,
+                "| {mark} | `{}` | {} | {} |",
+                c.table,
+                kind_name(c.kind),
+                cell(&c.summary)
+            )?;
         }
         writeln!(out)?;
         let destructive: Vec<&&Change> = ordered.iter().filter(|c| c.destructive).collect();
@@ -281,13 +393,20 @@ pub fn write_markdown(plan: &Plan, out: &mut impl Write) -> io::Result<()> {
         }
     }
     if !plan.unmanaged_tables.is_empty() {
-        writeln!(out, "\n#### Unmanaged tables\n\nRegistered with pg_partman, named by no policy; left alone:\n")?;
+        writeln!(
+            out,
+            "\n#### Unmanaged tables\n\nRegistered with pg_partman, named by no policy; left alone:\n"
+        )?;
         for t in &plan.unmanaged_tables {
             writeln!(out, "- `{t}`")?;
         }
     }
     if let Some(at) = &plan.planned_at {
-        writeln!(out, "\n<sub>Planned at {at}; live fingerprint `{}`.</sub>", &plan.live_fingerprint[..plan.live_fingerprint.len().min(12)])?;
+        writeln!(
+            out,
+            "\n<sub>Planned at {at}; live fingerprint `{}`.</sub>",
+            &plan.live_fingerprint[..plan.live_fingerprint.len().min(12)]
+        )?;
     }
     Ok(())
 }

@@ -13,7 +13,9 @@ use crate::plan::{ExpiredPartition, Impact};
 pub fn cutoff(now: DateTime<Utc>, keep: &Interval) -> DateTime<Utc> {
     let mut t = now;
     if keep.months > 0 {
-        t = t.checked_sub_months(Months::new(keep.months as u32)).unwrap_or(t);
+        t = t
+            .checked_sub_months(Months::new(keep.months as u32))
+            .unwrap_or(t);
     }
     if keep.days > 0 {
         t = t.checked_sub_days(Days::new(keep.days as u64)).unwrap_or(t);
@@ -50,7 +52,9 @@ pub fn bound_time(value: &str, epoch: Epoch) -> Option<DateTime<Utc>> {
     if let Ok(t) = NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S%.f") {
         return Some(t.and_utc());
     }
-    NaiveDate::parse_from_str(value, "%Y-%m-%d").ok().map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .ok()
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
 }
 
 pub fn time_text(t: DateTime<Utc>) -> String {
@@ -59,7 +63,13 @@ pub fn time_text(t: DateTime<Utc>) -> String {
 
 /// The children whose upper bound is before `now - keep`: what pg_partman's next
 /// maintenance would expire with retention `keep`.
-pub fn expired_partitions(children: &[ChildPartition], epoch: Epoch, now: DateTime<Utc>, keep: &Interval, expired: &str) -> Impact {
+pub fn expired_partitions(
+    children: &[ChildPartition],
+    epoch: Epoch,
+    now: DateTime<Utc>,
+    keep: &Interval,
+    expired: &str,
+) -> Impact {
     let cut = cutoff(now, keep);
     let mut chosen: Vec<(DateTime<Utc>, DateTime<Utc>, &ChildPartition)> = children
         .iter()
@@ -70,7 +80,8 @@ pub fn expired_partitions(children: &[ChildPartition], epoch: Epoch, now: DateTi
         })
         .collect();
     chosen.sort_by_key(|(from, _, _)| *from);
-    let estimate = |c: &ChildPartition| (c.estimated_rows >= 0.0).then(|| c.estimated_rows.round() as u64);
+    let estimate =
+        |c: &ChildPartition| (c.estimated_rows >= 0.0).then(|| c.estimated_rows.round() as u64);
     Impact {
         partitions: chosen.len() as u64,
         from: chosen.first().map(|(from, _, _)| time_text(*from)),
@@ -86,7 +97,10 @@ pub fn expired_partitions(children: &[ChildPartition], epoch: Epoch, now: DateTi
                 estimated_rows: estimate(c),
             })
             .collect(),
-        partitions_without_statistics: chosen.iter().filter(|(_, _, c)| estimate(c).is_none()).count() as u64,
+        partitions_without_statistics: chosen
+            .iter()
+            .filter(|(_, _, c)| estimate(c).is_none())
+            .count() as u64,
         rules: Vec::new(),
     }
 }
@@ -96,53 +110,134 @@ mod tests {
     use super::*;
 
     fn child(name: &str, bound: &str, rows: f64) -> ChildPartition {
-        ChildPartition { name: name.into(), bound: bound.into(), estimated_rows: rows }
+        ChildPartition {
+            name: name.into(),
+            bound: bound.into(),
+            estimated_rows: rows,
+        }
     }
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
     fn bounds_of_every_kind_are_read() {
         assert_eq!(
-            range_bounds("FOR VALUES FROM ('2026-11-25 10:00:00+00') TO ('2026-11-25 11:00:00+00')"),
-            Some(("2026-11-25 10:00:00+00".into(), "2026-11-25 11:00:00+00".into()))
+            range_bounds(
+                "FOR VALUES FROM ('2026-11-25 10:00:00+00') TO ('2026-11-25 11:00:00+00')"
+            ),
+            Some((
+                "2026-11-25 10:00:00+00".into(),
+                "2026-11-25 11:00:00+00".into()
+            ))
         );
         assert_eq!(range_bounds("DEFAULT"), None);
-        assert_eq!(bound_time("2026-11-25 10:00:00+00", Epoch::None), Some(at("2026-11-25T10:00:00Z")));
-        assert_eq!(bound_time("2026-11-25 10:00:00+01:30", Epoch::None), Some(at("2026-11-25T08:30:00Z")));
-        assert_eq!(bound_time("2026-11-25 10:00:00.5", Epoch::None), Some(at("2026-11-25T10:00:00.5Z")));
-        assert_eq!(bound_time("2026-11-25", Epoch::None), Some(at("2026-11-25T00:00:00Z")));
-        assert_eq!(bound_time("1764064800", Epoch::Seconds), Some(at("2025-11-25T10:00:00Z")));
-        assert_eq!(bound_time("1764064800000", Epoch::Milliseconds), Some(at("2025-11-25T10:00:00Z")));
+        assert_eq!(
+            bound_time("2026-11-25 10:00:00+00", Epoch::None),
+            Some(at("2026-11-25T10:00:00Z"))
+        );
+        assert_eq!(
+            bound_time("2026-11-25 10:00:00+01:30", Epoch::None),
+            Some(at("2026-11-25T08:30:00Z"))
+        );
+        assert_eq!(
+            bound_time("2026-11-25 10:00:00.5", Epoch::None),
+            Some(at("2026-11-25T10:00:00.5Z"))
+        );
+        assert_eq!(
+            bound_time("2026-11-25", Epoch::None),
+            Some(at("2026-11-25T00:00:00Z"))
+        );
+        assert_eq!(
+            bound_time("1764064800", Epoch::Seconds),
+            Some(at("2025-11-25T10:00:00Z"))
+        );
+        assert_eq!(
+            bound_time("1764064800000", Epoch::Milliseconds),
+            Some(at("2025-11-25T10:00:00Z"))
+        );
         assert_eq!(bound_time("MINVALUE", Epoch::None), None);
     }
 
     #[test]
     fn cutoff_subtracts_months_then_days_then_time() {
         let now = at("2026-03-31T12:00:00Z");
-        assert_eq!(cutoff(now, &Interval { months: 1, days: 0, micros: 0 }), at("2026-02-28T12:00:00Z"));
-        assert_eq!(cutoff(now, &Interval { months: 0, days: 1, micros: 3_600_000_000 }), at("2026-03-30T11:00:00Z"));
+        assert_eq!(
+            cutoff(
+                now,
+                &Interval {
+                    months: 1,
+                    days: 0,
+                    micros: 0
+                }
+            ),
+            at("2026-02-28T12:00:00Z")
+        );
+        assert_eq!(
+            cutoff(
+                now,
+                &Interval {
+                    months: 0,
+                    days: 1,
+                    micros: 3_600_000_000
+                }
+            ),
+            at("2026-03-30T11:00:00Z")
+        );
     }
 
     #[test]
     fn only_partitions_wholly_older_than_the_cutoff_expire() {
         let children = vec![
-            child("public.t_p20261120", "FOR VALUES FROM ('2026-11-20 00:00:00+00') TO ('2026-11-21 00:00:00+00')", 100.0),
-            child("public.t_p20261121", "FOR VALUES FROM ('2026-11-21 00:00:00+00') TO ('2026-11-22 00:00:00+00')", -1.0),
-            child("public.t_p20261122", "FOR VALUES FROM ('2026-11-22 00:00:00+00') TO ('2026-11-23 00:00:00+00')", 50.0),
+            child(
+                "public.t_p20261120",
+                "FOR VALUES FROM ('2026-11-20 00:00:00+00') TO ('2026-11-21 00:00:00+00')",
+                100.0,
+            ),
+            child(
+                "public.t_p20261121",
+                "FOR VALUES FROM ('2026-11-21 00:00:00+00') TO ('2026-11-22 00:00:00+00')",
+                -1.0,
+            ),
+            child(
+                "public.t_p20261122",
+                "FOR VALUES FROM ('2026-11-22 00:00:00+00') TO ('2026-11-23 00:00:00+00')",
+                50.0,
+            ),
             child("public.t_default", "DEFAULT", 7.0),
         ];
         let now = at("2026-11-25T12:00:00Z");
         // keep 3 days 11 hours: cutoff 2026-11-22 01:00, so the 22nd (upper bound 23rd) stays.
-        let impact = expired_partitions(&children, Epoch::None, now, &Interval { months: 0, days: 3, micros: 11 * 3_600_000_000 }, "drop");
+        let impact = expired_partitions(
+            &children,
+            Epoch::None,
+            now,
+            &Interval {
+                months: 0,
+                days: 3,
+                micros: 11 * 3_600_000_000,
+            },
+            "drop",
+        );
         assert_eq!(impact.partitions, 2);
         assert_eq!(impact.from.as_deref(), Some("2026-11-20 00:00:00 UTC"));
         assert_eq!(impact.to.as_deref(), Some("2026-11-22 00:00:00 UTC"));
         assert_eq!(impact.estimated_rows, 100);
         assert_eq!(impact.partitions_without_statistics, 1);
-        let none = expired_partitions(&children, Epoch::None, now, &Interval { months: 0, days: 30, micros: 0 }, "drop");
+        let none = expired_partitions(
+            &children,
+            Epoch::None,
+            now,
+            &Interval {
+                months: 0,
+                days: 30,
+                micros: 0,
+            },
+            "drop",
+        );
         assert_eq!(none.partitions, 0);
         assert_eq!(none.from, None);
     }

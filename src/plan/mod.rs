@@ -181,7 +181,11 @@ pub async fn make_plan_detailed(client: &Client, project: &Project) -> Result<Pl
     let ended = counting.batch_execute(end).await;
     let (plan, live) = result?;
     ended.context("ending the read-only transaction")?;
-    Ok(Planned { plan, live, statements_sent: counting.sent() })
+    Ok(Planned {
+        plan,
+        live,
+        statements_sent: counting.sent(),
+    })
 }
 
 /// Plans inside a transaction the caller holds (apply uses this under its lock, then
@@ -193,7 +197,11 @@ pub async fn make_plan_in<C: GenericClient + Sync>(client: &C, project: &Project
 /// The live state as plan reads it, and its fingerprint.
 pub async fn read_live<C: GenericClient + Sync>(client: &C, project: &Project) -> Result<Live> {
     let counting = Counting::new(client);
-    let tables: Vec<String> = project.policies.iter().map(|p| p.table.to_string()).collect();
+    let tables: Vec<String> = project
+        .policies
+        .iter()
+        .map(|p| p.table.to_string())
+        .collect();
     let mut live = catalog::read_live(&counting, &project.config, &tables).await?;
     live.statements_sent = counting.sent();
     Ok(live)
@@ -204,8 +212,15 @@ pub fn fingerprint(live: &Live, project: &Project) -> String {
     crate::state::fingerprint(live, &crate::state::live(live, project))
 }
 
-async fn plan_in<C: GenericClient + Sync>(client: &Counting<'_, C>, project: &Project) -> Result<(Plan, Live)> {
-    let tables: Vec<String> = project.policies.iter().map(|p| p.table.to_string()).collect();
+async fn plan_in<C: GenericClient + Sync>(
+    client: &Counting<'_, C>,
+    project: &Project,
+) -> Result<(Plan, Live)> {
+    let tables: Vec<String> = project
+        .policies
+        .iter()
+        .map(|p| p.table.to_string())
+        .collect();
     let mut live = catalog::read_live(client, &project.config, &tables).await?;
     // Checks first: an EXPLAIN over a missing table or column would only fail less clearly.
     let errors = checks::check(project, &live);
@@ -220,16 +235,37 @@ async fn plan_in<C: GenericClient + Sync>(client: &Counting<'_, C>, project: &Pr
 
 /// One `EXPLAIN (FORMAT JSON)` per new or changed delete rule: the planner's estimate of
 /// the rows it matches now. A `where` that does not plan is an error at its key.
-async fn estimate_rules<C: GenericClient + Sync>(client: &Counting<'_, C>, project: &Project, live: &Live) -> Result<RuleEstimates> {
+async fn estimate_rules<C: GenericClient + Sync>(
+    client: &Counting<'_, C>,
+    project: &Project,
+    live: &Live,
+) -> Result<RuleEstimates> {
     let mut estimates = RuleEstimates::new();
     for (table, rule_name) in diff::rules_to_estimate(project, live) {
-        let policy = project.policy(&table).expect("a planned table has a policy");
-        let (index, rule) = policy.deletes.iter().enumerate().find(|(_, r)| r.name.as_str() == rule_name).expect("rule exists");
-        let column = rule.column.as_ref().or(policy.partitioning.as_ref().map(|p| &p.column));
-        let mut sql = format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE ({})", policy.table.quoted(), rule.where_sql);
+        let policy = project
+            .policy(&table)
+            .expect("a planned table has a policy");
+        let (index, rule) = policy
+            .deletes
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.name.as_str() == rule_name)
+            .expect("rule exists");
+        let column = rule
+            .column
+            .as_ref()
+            .or(policy.partitioning.as_ref().map(|p| &p.column));
+        let mut sql = format!(
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE ({})",
+            policy.table.quoted(),
+            rule.where_sql
+        );
         let older_than = rule.older_than.map(|i| i.to_string());
         if let (Some(_), Some(column)) = (&older_than, column) {
-            sql.push_str(&format!(" AND {} < now() - $1::text::interval", quote_ident(column.as_str())));
+            sql.push_str(&format!(
+                " AND {} < now() - $1::text::interval",
+                quote_ident(column.as_str())
+            ));
         }
         client.batch_execute("SAVEPOINT retentionc_explain").await?;
         let result = match (&older_than, column) {
@@ -238,16 +274,30 @@ async fn estimate_rules<C: GenericClient + Sync>(client: &Counting<'_, C>, proje
         };
         match result {
             Ok(rows) => {
-                client.batch_execute("RELEASE SAVEPOINT retentionc_explain").await?;
+                client
+                    .batch_execute("RELEASE SAVEPOINT retentionc_explain")
+                    .await?;
                 let json: serde_json::Value = rows[0].get(0);
-                let rows = json[0]["Plan"]["Plan Rows"].as_f64().map(|r| r.round() as u64);
+                let rows = json[0]["Plan"]["Plan Rows"]
+                    .as_f64()
+                    .map(|r| r.round() as u64);
                 estimates.insert((table.clone(), rule_name.clone()), rows);
             }
             Err(e) => {
-                client.batch_execute("ROLLBACK TO SAVEPOINT retentionc_explain").await?;
-                let message = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+                client
+                    .batch_execute("ROLLBACK TO SAVEPOINT retentionc_explain")
+                    .await?;
+                let message = e
+                    .as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| e.to_string());
                 let key = format!("deletes[{index}].where");
-                return Err(PolicyErrors(vec![checks::error_at(policy, &key, format!("the condition does not run against {table}: {message}"))]).into());
+                return Err(PolicyErrors(vec![checks::error_at(
+                    policy,
+                    &key,
+                    format!("the condition does not run against {table}: {message}"),
+                )])
+                .into());
             }
         }
     }
@@ -265,7 +315,8 @@ pub async fn command(config_path: &Path, args: &PlanArgs) -> Result<ExitCode> {
     };
     if let Some(path) = &args.out {
         let json = serde_json::to_string_pretty(&plan)? + "\n";
-        std::fs::write(path, json).with_context(|| format!("cannot write the plan to {}", path.display()))?;
+        std::fs::write(path, json)
+            .with_context(|| format!("cannot write the plan to {}", path.display()))?;
     }
     let mut stdout = std::io::stdout().lock();
     match args.format.unwrap_or(PlanFormat::Text) {
@@ -275,7 +326,11 @@ pub async fn command(config_path: &Path, args: &PlanArgs) -> Result<ExitCode> {
     }
     use std::io::Write as _;
     stdout.flush()?;
-    Ok(if args.detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if args.detailed_exitcode && plan.has_changes() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The plan's statements are what `compile` writes; when generated/ holds something else,
@@ -302,7 +357,11 @@ fn with_source_lines(error: anyhow::Error, project: &Project) -> anyhow::Error {
         Ok(mut errors) => {
             for e in &mut errors.0 {
                 let text = std::fs::read_to_string(project.config.root.join(&e.file)).ok();
-                e.line_text = text.and_then(|t| t.lines().nth(e.pos.line.saturating_sub(1) as usize).map(|l| l.trim_end().to_string()));
+                e.line_text = text.and_then(|t| {
+                    t.lines()
+                        .nth(e.pos.line.saturating_sub(1) as usize)
+                        .map(|l| l.trim_end().to_string())
+                });
             }
             errors.into()
         }

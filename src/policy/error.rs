@@ -18,7 +18,13 @@ pub struct PolicyError {
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file.display(), self.pos.line, self.pos.column)?;
+        write!(
+            f,
+            "{}:{}:{}: ",
+            self.file.display(),
+            self.pos.line,
+            self.pos.column
+        )?;
         if !self.key.is_empty() {
             write!(f, "{}: ", self.key)?;
         }
@@ -43,7 +49,11 @@ impl fmt::Display for PolicyErrors {
             writeln!(f, "error: {error}")?;
         }
         let n = self.0.len();
-        write!(f, "{n} error{} found; nothing was changed", if n == 1 { "" } else { "s" })
+        write!(
+            f,
+            "{n} error{} found; nothing was changed",
+            if n == 1 { "" } else { "s" }
+        )
     }
 }
 

@@ -36,7 +36,11 @@ impl Ident {
                 ""
             };
             // A name holding double quotes reads better inside single ones.
-            let shown = if text.contains('"') { format!("'{text}'") } else { format!("\"{text}\"") };
+            let shown = if text.contains('"') {
+                format!("'{text}'")
+            } else {
+                format!("\"{text}\"")
+            };
             return Err(format!(
                 "{shown} is not a plain PostgreSQL name: expected lower case letters, digits and _, starting with a letter or _{hint}"
             ));
@@ -75,14 +79,23 @@ impl QualifiedName {
             ));
         };
         if name.contains('.') {
-            return Err(format!("\"{text}\" has more than one dot; expected schema.table"));
+            return Err(format!(
+                "\"{text}\" has more than one dot; expected schema.table"
+            ));
         }
-        Ok(QualifiedName { schema: Ident::parse(schema)?, name: Ident::parse(name)? })
+        Ok(QualifiedName {
+            schema: Ident::parse(schema)?,
+            name: Ident::parse(name)?,
+        })
     }
 
     /// `"schema"."table"`, for SQL.
     pub fn quoted(&self) -> String {
-        format!("{}.{}", quote_ident(self.schema.as_str()), quote_ident(self.name.as_str()))
+        format!(
+            "{}.{}",
+            quote_ident(self.schema.as_str()),
+            quote_ident(self.name.as_str())
+        )
     }
 }
 
@@ -128,7 +141,11 @@ mod tests {
         assert!(Ident::parse("1abc").is_err());
         assert!(Ident::parse("a-b").is_err());
         assert!(Ident::parse("\"x\"").unwrap_err().contains("quoted"));
-        assert!(Ident::parse(&"a".repeat(64)).unwrap_err().contains("64 bytes"));
+        assert!(
+            Ident::parse(&"a".repeat(64))
+                .unwrap_err()
+                .contains("64 bytes")
+        );
         assert!(Ident::parse(&"a".repeat(63)).is_ok());
     }
 
@@ -137,7 +154,11 @@ mod tests {
         let q = QualifiedName::parse("public.events").unwrap();
         assert_eq!(q.to_string(), "public.events");
         assert_eq!(q.quoted(), "\"public\".\"events\"");
-        assert!(QualifiedName::parse("events").unwrap_err().contains("no schema"));
+        assert!(
+            QualifiedName::parse("events")
+                .unwrap_err()
+                .contains("no schema")
+        );
         assert!(QualifiedName::parse("a.b.c").is_err());
     }
 

@@ -133,7 +133,10 @@ fn parse_unit_pairs(text: &str) -> Result<Interval, IntervalError> {
     let mut interval = Interval::default();
     for pair in words.chunks(2) {
         let count: i64 = pair[0].parse().map_err(|_| {
-            IntervalError(format!("\"{}\" in \"{text}\" is not a whole number", pair[0]))
+            IntervalError(format!(
+                "\"{}\" in \"{text}\" is not a whole number",
+                pair[0]
+            ))
         })?;
         if count < 0 {
             return Err(IntervalError(format!("\"{text}\" is negative")));
@@ -221,8 +224,12 @@ fn parse_iso8601(text: &str) -> Result<Interval, IntervalError> {
     if let Some(time) = time_part {
         for (number, designator) in designators(time).ok_or_else(bad)? {
             match designator {
-                'H' => interval.micros += number.parse::<i64>().map_err(|_| bad())? * MICROS_PER_HOUR,
-                'M' => interval.micros += number.parse::<i64>().map_err(|_| bad())? * MICROS_PER_MINUTE,
+                'H' => {
+                    interval.micros += number.parse::<i64>().map_err(|_| bad())? * MICROS_PER_HOUR
+                }
+                'M' => {
+                    interval.micros += number.parse::<i64>().map_err(|_| bad())? * MICROS_PER_MINUTE
+                }
                 'S' => {
                     let seconds: f64 = number.parse().map_err(|_| bad())?;
                     interval.micros += (seconds * MICROS_PER_SECOND as f64).round() as i64;
@@ -266,15 +273,47 @@ mod tests {
         assert_eq!(iv("24 hours").comparable(), iv("1 day").comparable());
         assert_eq!(iv("P1D"), iv("1 day"));
         assert_eq!(iv("1 month").comparable(), iv("30 days").comparable());
-        assert_ne!(iv("1 month"), iv("30 days"), "parts stay apart, like PostgreSQL's");
+        assert_ne!(
+            iv("1 month"),
+            iv("30 days"),
+            "parts stay apart, like PostgreSQL's"
+        );
     }
 
     #[test]
     fn unit_pairs_combine() {
-        assert_eq!(iv("1 day 12 hours"), Interval { months: 0, days: 1, micros: 12 * MICROS_PER_HOUR });
-        assert_eq!(iv("3 months"), Interval { months: 3, days: 0, micros: 0 });
-        assert_eq!(iv("2 weeks"), Interval { months: 0, days: 14, micros: 0 });
-        assert_eq!(iv("1 Second"), Interval { months: 0, days: 0, micros: MICROS_PER_SECOND });
+        assert_eq!(
+            iv("1 day 12 hours"),
+            Interval {
+                months: 0,
+                days: 1,
+                micros: 12 * MICROS_PER_HOUR
+            }
+        );
+        assert_eq!(
+            iv("3 months"),
+            Interval {
+                months: 3,
+                days: 0,
+                micros: 0
+            }
+        );
+        assert_eq!(
+            iv("2 weeks"),
+            Interval {
+                months: 0,
+                days: 14,
+                micros: 0
+            }
+        );
+        assert_eq!(
+            iv("1 Second"),
+            Interval {
+                months: 0,
+                days: 0,
+                micros: MICROS_PER_SECOND
+            }
+        );
     }
 
     #[test]
@@ -287,7 +326,15 @@ mod tests {
 
     #[test]
     fn canonical_text_round_trips() {
-        for text in ["15 seconds", "1 day", "1 day 12 hours", "1 year 2 months", "90 days", "1 second", "500 milliseconds"] {
+        for text in [
+            "15 seconds",
+            "1 day",
+            "1 day 12 hours",
+            "1 year 2 months",
+            "90 days",
+            "1 second",
+            "500 milliseconds",
+        ] {
             let value = iv(text);
             assert_eq!(value.to_string(), text);
             assert_eq!(iv(&value.to_string()), value);

@@ -42,7 +42,9 @@ pub fn policy_files(config: &Config) -> Result<Vec<PathBuf>, PolicyErrors> {
     })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
         .collect();
     files.sort();
     Ok(files)
@@ -69,11 +71,19 @@ pub fn load_policies(config: &Config) -> Result<Vec<Policy>, PolicyErrors> {
         }
     }
     check_across_policies(&config.root, &policies, &mut errors);
-    if errors.is_empty() { Ok(policies) } else { Err(PolicyErrors(errors)) }
+    if errors.is_empty() {
+        Ok(policies)
+    } else {
+        Err(PolicyErrors(errors))
+    }
 }
 
 /// Parses one file's text (any number of YAML documents).
-pub fn parse_policy_text(file: &Path, text: &str, config: &Config) -> (Vec<Policy>, Vec<PolicyError>) {
+pub fn parse_policy_text(
+    file: &Path,
+    text: &str,
+    config: &Config,
+) -> (Vec<Policy>, Vec<PolicyError>) {
     let mut reader = Reader::new(file, text);
     let docs = match parse_documents(text) {
         Ok(docs) => docs,
@@ -87,7 +97,9 @@ pub fn parse_policy_text(file: &Path, text: &str, config: &Config) -> (Vec<Polic
     }
     let mut policies = Vec::new();
     for (index, node) in docs.iter().enumerate() {
-        if let Some(policy) = parse::parse_policy(&mut reader, node, index + 1, config.partman_version) {
+        if let Some(policy) =
+            parse::parse_policy(&mut reader, node, index + 1, config.partman_version)
+        {
             policies.push(policy);
         }
     }
@@ -104,10 +116,15 @@ fn check_across_policies(root: &Path, policies: &[Policy], errors: &mut Vec<Poli
     for policy in policies {
         let table = policy.table.to_string();
         if let Some(first) = tables.get(&table) {
-            errors.push(cross_error(root, policy, "table", format!(
-                "table {table} already has a policy at {}; each table has exactly one policy",
-                first.source.locate("table")
-            )));
+            errors.push(cross_error(
+                root,
+                policy,
+                "table",
+                format!(
+                    "table {table} already has a policy at {}; each table has exactly one policy",
+                    first.source.locate("table")
+                ),
+            ));
             continue;
         }
         tables.insert(table, policy);
@@ -126,16 +143,34 @@ fn check_across_policies(root: &Path, policies: &[Policy], errors: &mut Vec<Poli
 }
 
 fn cross_error(root: &Path, policy: &Policy, key: &str, message: String) -> PolicyError {
-    let pos = policy.source.key_positions.get(key).copied().unwrap_or(Pos { line: 1, column: 1 });
+    let pos = policy
+        .source
+        .key_positions
+        .get(key)
+        .copied()
+        .unwrap_or(Pos { line: 1, column: 1 });
     // source.file is shown relative to the project root, not to the working directory.
     let line_text = std::fs::read_to_string(root.join(&policy.source.file))
         .ok()
-        .and_then(|t| t.lines().nth(pos.line.saturating_sub(1) as usize).map(str::to_string));
-    PolicyError { file: policy.source.file.clone(), pos, key: key.to_string(), message, line_text }
+        .and_then(|t| {
+            t.lines()
+                .nth(pos.line.saturating_sub(1) as usize)
+                .map(str::to_string)
+        });
+    PolicyError {
+        file: policy.source.file.clone(),
+        pos,
+        key: key.to_string(),
+        message,
+        line_text,
+    }
 }
 
 /// A path relative to the project root when it lies inside it, as users refer to it.
 pub fn display_path(root: &Path, path: &Path) -> PathBuf {
     let relative = path.strip_prefix(root).unwrap_or(path);
-    relative.strip_prefix("./").unwrap_or(relative).to_path_buf()
+    relative
+        .strip_prefix("./")
+        .unwrap_or(relative)
+        .to_path_buf()
 }

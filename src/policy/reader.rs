@@ -29,7 +29,10 @@ pub struct Fields<'n> {
 
 impl<'n> Fields<'n> {
     pub fn get(&self, name: &str) -> Option<&'n Node> {
-        self.entries.iter().find(|(k, _)| k.name == name).map(|(_, v)| *v)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == name)
+            .map(|(_, v)| *v)
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -53,12 +56,21 @@ impl<'n> Fields<'n> {
 }
 
 pub fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
 }
 
 impl<'a> Reader<'a> {
     pub fn new(file: &Path, text: &'a str) -> Reader<'a> {
-        Reader { file: file.to_path_buf(), text, errors: Vec::new(), positions: BTreeMap::new() }
+        Reader {
+            file: file.to_path_buf(),
+            text,
+            errors: Vec::new(),
+            positions: BTreeMap::new(),
+        }
     }
 
     pub fn file(&self) -> &Path {
@@ -81,10 +93,26 @@ impl<'a> Reader<'a> {
     }
 
     /// The node as a mapping with only `allowed` keys; reports others with a suggestion.
-    pub fn mapping<'n>(&mut self, node: &'n Node, path: &str, allowed: &[&str]) -> Option<Fields<'n>> {
+    pub fn mapping<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        allowed: &[&str],
+    ) -> Option<Fields<'n>> {
         let Value::Map(entries) = &node.value else {
-            let what = if path.is_empty() { "a policy" } else { "a mapping" };
-            self.error(node.pos, path, format!("expected {what} (key: value lines), found {}", node.value.kind()));
+            let what = if path.is_empty() {
+                "a policy"
+            } else {
+                "a mapping"
+            };
+            self.error(
+                node.pos,
+                path,
+                format!(
+                    "expected {what} (key: value lines), found {}",
+                    node.value.kind()
+                ),
+            );
             return None;
         };
         let mut kept = Vec::new();
@@ -102,21 +130,42 @@ impl<'a> Reader<'a> {
                     }
                     None => format!("; expected one of: {}", allowed.join(", ")),
                 };
-                self.error(key.pos, &key_path, format!("unknown key \"{}\"{hint}", key.name));
+                self.error(
+                    key.pos,
+                    &key_path,
+                    format!("unknown key \"{}\"{hint}", key.name),
+                );
             }
         }
-        Some(Fields { path: path.to_string(), entries: kept, pos: node.pos, suggested })
+        Some(Fields {
+            path: path.to_string(),
+            entries: kept,
+            pos: node.pos,
+            suggested,
+        })
     }
 
     pub fn require<'n>(&mut self, fields: &Fields<'n>, name: &str, what: &str) -> Option<&'n Node> {
         let node = fields.get(name);
         if node.is_none() && !fields.was_misspelt(name) {
             let path = fields.path_of(name);
-            let owner = if fields.path.is_empty() { "the policy".to_string() } else { format!("\"{}\"", fields.path) };
+            let owner = if fields.path.is_empty() {
+                "the policy".to_string()
+            } else {
+                format!("\"{}\"", fields.path)
+            };
             // Point at the mapping's own key (`retention:`), where the missing key belongs;
             // list items and the top level have none, so their first line is shown.
-            let pos = self.positions.get(&fields.path).copied().unwrap_or(fields.pos);
-            self.error(pos, &path, format!("missing required key \"{name}\" in {owner} ({what})"));
+            let pos = self
+                .positions
+                .get(&fields.path)
+                .copied()
+                .unwrap_or(fields.pos);
+            self.error(
+                pos,
+                &path,
+                format!("missing required key \"{name}\" in {owner} ({what})"),
+            );
         }
         node
     }
@@ -125,7 +174,11 @@ impl<'a> Reader<'a> {
         match &node.value {
             Value::Str(s) => Some(s.clone()),
             other => {
-                self.error(node.pos, path, format!("expected {what}, found {} ({other})", other.kind()));
+                self.error(
+                    node.pos,
+                    path,
+                    format!("expected {what}, found {} ({other})", other.kind()),
+                );
                 None
             }
         }
@@ -135,22 +188,48 @@ impl<'a> Reader<'a> {
         match &node.value {
             Value::Bool(b) => Some(*b),
             other => {
-                self.error(node.pos, path, format!("expected true or false, found {} ({other})", other.kind()));
+                self.error(
+                    node.pos,
+                    path,
+                    format!("expected true or false, found {} ({other})", other.kind()),
+                );
                 None
             }
         }
     }
 
     /// A whole number within `range`.
-    pub fn integer(&mut self, node: &Node, path: &str, range: std::ops::RangeInclusive<i64>) -> Option<i64> {
+    pub fn integer(
+        &mut self,
+        node: &Node,
+        path: &str,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Option<i64> {
         match &node.value {
             Value::Int(i) if range.contains(i) => Some(*i),
             Value::Int(i) => {
-                self.error(node.pos, path, format!("expected a whole number from {} to {}, found {i}", range.start(), range.end()));
+                self.error(
+                    node.pos,
+                    path,
+                    format!(
+                        "expected a whole number from {} to {}, found {i}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
                 None
             }
             other => {
-                self.error(node.pos, path, format!("expected a whole number from {} to {}, found {} ({other})", range.start(), range.end(), other.kind()));
+                self.error(
+                    node.pos,
+                    path,
+                    format!(
+                        "expected a whole number from {} to {}, found {} ({other})",
+                        range.start(),
+                        range.end(),
+                        other.kind()
+                    ),
+                );
                 None
             }
         }
@@ -162,8 +241,17 @@ impl<'a> Reader<'a> {
         if names.contains(&text.as_str()) {
             return Some(text);
         }
-        let hint = suggest::nearest(&text, names).map(|n| format!(" (did you mean \"{n}\"?)")).unwrap_or_default();
-        self.error(node.pos, path, format!("expected one of {}, found \"{text}\"{hint}", names.join(", ")));
+        let hint = suggest::nearest(&text, names)
+            .map(|n| format!(" (did you mean \"{n}\"?)"))
+            .unwrap_or_default();
+        self.error(
+            node.pos,
+            path,
+            format!(
+                "expected one of {}, found \"{text}\"{hint}",
+                names.join(", ")
+            ),
+        );
         None
     }
 

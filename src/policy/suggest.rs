@@ -39,6 +39,9 @@ mod tests {
         assert_eq!(nearest("retension", &keys), Some("retention"));
         assert_eq!(nearest("tabel", &keys), Some("table"));
         assert_eq!(nearest("colour", &keys), None);
-        assert_eq!(nearest("dorp", &["drop", "detach", "archive"]), Some("drop"));
+        assert_eq!(
+            nearest("dorp", &["drop", "detach", "archive"]),
+            Some("drop")
+        );
     }
 }

@@ -43,8 +43,15 @@ pub fn check_where(text: &str) -> Result<String, String> {
     let mut parser = Parser::new(&dialect).with_tokens(tokens);
     let expr = match parser.parse_expr() {
         Ok(expr) => expr,
-        Err(_) if statement.is_some() => return Err(statement_error(statement.unwrap_or_default())),
-        Err(e) => return Err(format!("not one SQL expression: {}", strip_parser_prefix(&e.to_string()))),
+        Err(_) if statement.is_some() => {
+            return Err(statement_error(statement.unwrap_or_default()));
+        }
+        Err(e) => {
+            return Err(format!(
+                "not one SQL expression: {}",
+                strip_parser_prefix(&e.to_string())
+            ));
+        }
     };
     let next = parser.peek_token();
     if next.token != Token::EOF {
@@ -67,7 +74,9 @@ fn leading_statement_keyword(tokens: &[Token]) -> Option<String> {
         "GRANT", "REVOKE", "WITH", "CALL", "DO", "COPY", "SET", "VALUES",
     ];
     let first = tokens.iter().find(|t| !matches!(t, Token::Whitespace(_)))?;
-    let Token::Word(word) = first else { return None };
+    let Token::Word(word) = first else {
+        return None;
+    };
     if word.quote_style.is_some() {
         return None;
     }
@@ -93,11 +102,31 @@ mod tests {
 
     #[test]
     fn statements_semicolons_and_comments_are_refused() {
-        assert!(check_where("a = 1; DROP TABLE t").unwrap_err().contains("semicolon"));
-        assert!(check_where("a = 1 -- and more").unwrap_err().contains("comments"));
-        assert!(check_where("a = 1 /* x */").unwrap_err().contains("comments"));
-        assert!(check_where("DELETE FROM t").unwrap_err().contains("DELETE statement"));
-        assert!(check_where("select 1").unwrap_err().contains("SELECT statement"));
+        assert!(
+            check_where("a = 1; DROP TABLE t")
+                .unwrap_err()
+                .contains("semicolon")
+        );
+        assert!(
+            check_where("a = 1 -- and more")
+                .unwrap_err()
+                .contains("comments")
+        );
+        assert!(
+            check_where("a = 1 /* x */")
+                .unwrap_err()
+                .contains("comments")
+        );
+        assert!(
+            check_where("DELETE FROM t")
+                .unwrap_err()
+                .contains("DELETE statement")
+        );
+        assert!(
+            check_where("select 1")
+                .unwrap_err()
+                .contains("SELECT statement")
+        );
         assert!(check_where("deleted_at IS NOT NULL").is_ok());
         assert!(check_where("\"select\" = 1").is_ok());
         assert!(check_where("copy = true").is_ok());

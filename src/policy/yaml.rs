@@ -83,16 +83,28 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
     // A repeated key is a mistake in a reviewed policy, never an override.
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
     options.with_snippet = false;
-    let docs: Vec<Option<Node>> =
-        serde_saphyr::from_str_multiple_with_options::<Option<Node>, Vec<Option<Node>>>(text, options)
-            .map_err(|err| {
-                let pos = err
-                    .location()
-                    .map(|l| Pos { line: l.line(), column: l.column() })
-                    .unwrap_or_default();
-                SyntaxError { pos, message: first_line(&err.to_string()) }
-            })?;
-    Ok(docs.into_iter().flatten().filter(|n| n.value != Value::Null).collect())
+    let docs: Vec<Option<Node>> = serde_saphyr::from_str_multiple_with_options::<
+        Option<Node>,
+        Vec<Option<Node>>,
+    >(text, options)
+    .map_err(|err| {
+        let pos = err
+            .location()
+            .map(|l| Pos {
+                line: l.line(),
+                column: l.column(),
+            })
+            .unwrap_or_default();
+        SyntaxError {
+            pos,
+            message: first_line(&err.to_string()),
+        }
+    })?;
+    Ok(docs
+        .into_iter()
+        .flatten()
+        .filter(|n| n.value != Value::Null)
+        .collect())
 }
 
 fn first_line(message: &str) -> String {
@@ -104,8 +116,13 @@ fn first_line(message: &str) -> String {
     };
     // Say it in the user's terms, not the library's (which suggests changing its options).
     if let Some(rest) = line.strip_prefix("duplicate mapping key: ") {
-        let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
-        return format!("the key \"{key}\" appears twice in one mapping; each key may appear only once");
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        return format!(
+            "the key \"{key}\" appears twice in one mapping; each key may appear only once"
+        );
     }
     line.to_string()
 }
@@ -114,7 +131,10 @@ impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let spanned = Spanned::<Value>::deserialize(deserializer)?;
         Ok(Node {
-            pos: Pos { line: spanned.referenced.line(), column: spanned.referenced.column() },
+            pos: Pos {
+                line: spanned.referenced.line(),
+                column: spanned.referenced.column(),
+            },
             value: spanned.value,
         })
     }
@@ -124,7 +144,10 @@ impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let spanned = Spanned::<KeyText>::deserialize(deserializer)?;
         Ok(Key {
-            pos: Pos { line: spanned.referenced.line(), column: spanned.referenced.column() },
+            pos: Pos {
+                line: spanned.referenced.line(),
+                column: spanned.referenced.column(),
+            },
             name: spanned.value.0,
         })
     }
@@ -188,7 +211,9 @@ impl<'de> Deserialize<'de> for Value {
                 Ok(Value::Int(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-                Ok(i64::try_from(v).map(Value::Int).unwrap_or(Value::Float(v as f64)))
+                Ok(i64::try_from(v)
+                    .map(Value::Int)
+                    .unwrap_or(Value::Float(v as f64)))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
                 Ok(Value::Float(v))

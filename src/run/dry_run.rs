@@ -19,7 +19,12 @@ use crate::db;
 use crate::model::{Config, DeleteRule, Policy};
 use crate::policy::ident::{quote_ident, quote_literal};
 
-pub async fn dry_run(config: &Config, policies: &[&Policy], db_args: &DbArgs, out: &mut impl Write) -> Result<ExitCode> {
+pub async fn dry_run(
+    config: &Config,
+    policies: &[&Policy],
+    db_args: &DbArgs,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
     let client = db::connect(db_args, super::APPLICATION_NAME).await?;
     client.batch_execute("BEGIN TRANSACTION READ ONLY").await?;
     // A table that cannot be read (missing, not registered) is reported and the rest go
@@ -28,36 +33,69 @@ pub async fn dry_run(config: &Config, policies: &[&Policy], db_args: &DbArgs, ou
     for policy in policies {
         client.batch_execute("SAVEPOINT retentionc_table").await?;
         match describe_table(&client, config, policy, out).await {
-            Ok(()) => client.batch_execute("RELEASE SAVEPOINT retentionc_table").await?,
+            Ok(()) => {
+                client
+                    .batch_execute("RELEASE SAVEPOINT retentionc_table")
+                    .await?
+            }
             Err(e) => {
                 failed += 1;
-                writeln!(out, "{}: cannot tell what run would do: {e:#}", policy.table)?;
-                client.batch_execute("ROLLBACK TO SAVEPOINT retentionc_table").await?;
+                writeln!(
+                    out,
+                    "{}: cannot tell what run would do: {e:#}",
+                    policy.table
+                )?;
+                client
+                    .batch_execute("ROLLBACK TO SAVEPOINT retentionc_table")
+                    .await?;
             }
         }
     }
     let _ = client.batch_execute("ROLLBACK").await;
     writeln!(out, "dry run: nothing was changed")?;
-    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-async fn describe_table(client: &tokio_postgres::Client, config: &Config, policy: &Policy, out: &mut impl Write) -> Result<()> {
+async fn describe_table(
+    client: &tokio_postgres::Client,
+    config: &Config,
+    policy: &Policy,
+    out: &mut impl Write,
+) -> Result<()> {
     let table = policy.table.to_string();
     if policy.partitioning.is_some() {
         match partitions::part_config(client, &config.partman_schema, &table).await? {
-            None => writeln!(out, "{table}: not registered with pg_partman (apply the policy first): maintenance would fail")?,
+            None => writeln!(
+                out,
+                "{table}: not registered with pg_partman (apply the policy first): maintenance would fail"
+            )?,
             Some(part_config) => {
-                let children = partitions::children(client, &config.partman_schema, &table, &part_config).await?;
+                let children =
+                    partitions::children(client, &config.partman_schema, &table, &part_config)
+                        .await?;
                 let expired: Vec<&Child> = children.iter().filter(|c| c.expired).collect();
-                let ahead = children.iter().filter(|c| c.ahead && c.start > chrono::Utc::now()).count();
+                let ahead = children
+                    .iter()
+                    .filter(|c| c.ahead && c.start > chrono::Utc::now())
+                    .count();
                 match &part_config.retention {
-                    None => writeln!(out, "{table}: no retention in part_config: maintenance would remove nothing")?,
+                    None => writeln!(
+                        out,
+                        "{table}: no retention in part_config: maintenance would remove nothing"
+                    )?,
                     Some(retention) => {
                         let action = part_config.expired_action();
                         let verb = match action {
                             "drop" => "drop".to_string(),
                             "detach" => "detach".to_string(),
-                            _ => format!("move to schema {}", part_config.retention_schema.as_deref().unwrap_or("?")),
+                            _ => format!(
+                                "move to schema {}",
+                                part_config.retention_schema.as_deref().unwrap_or("?")
+                            ),
                         };
                         writeln!(
                             out,
@@ -69,15 +107,25 @@ async fn describe_table(client: &tokio_postgres::Client, config: &Config, policy
                         // A long list shows its ends: the bounds say which ones they are.
                         const ENDS: usize = 5;
                         let shown: Vec<&&Child> = if expired.len() > 2 * ENDS + 2 {
-                            expired[..ENDS].iter().chain(expired[expired.len() - ENDS..].iter()).collect()
+                            expired[..ENDS]
+                                .iter()
+                                .chain(expired[expired.len() - ENDS..].iter())
+                                .collect()
                         } else {
                             expired.iter().collect()
                         };
-                        let unknown = expired.iter().filter(|c| c.estimated_rows.is_none()).count();
+                        let unknown = expired
+                            .iter()
+                            .filter(|c| c.estimated_rows.is_none())
+                            .count();
                         let estimated: f64 = expired.iter().filter_map(|c| c.estimated_rows).sum();
                         for (i, child) in shown.iter().enumerate() {
                             if i == ENDS && shown.len() < expired.len() {
-                                writeln!(out, "{table}:   ... {} more", expired.len() - shown.len())?;
+                                writeln!(
+                                    out,
+                                    "{table}:   ... {} more",
+                                    expired.len() - shown.len()
+                                )?;
                             }
                             writeln!(
                                 out,
@@ -97,7 +145,11 @@ async fn describe_table(client: &tokio_postgres::Client, config: &Config, policy
                                 out,
                                 "{table}:   ~{} rows in all{}",
                                 group(estimated as i64),
-                                if unknown > 0 { format!(" ({unknown} partitions never analyzed, not counted)") } else { String::new() }
+                                if unknown > 0 {
+                                    format!(" ({unknown} partitions never analyzed, not counted)")
+                                } else {
+                                    String::new()
+                                }
                             )?;
                         }
                     }
@@ -114,14 +166,22 @@ async fn describe_table(client: &tokio_postgres::Client, config: &Config, policy
     }
     for rule in &policy.deletes {
         let estimate = estimate_rule(client, policy, rule).await?;
-        writeln!(out, "{table}: delete {} would delete ~{} rows (planner estimate)", rule.name, group(estimate))?;
+        writeln!(
+            out,
+            "{table}: delete {} would delete ~{} rows (planner estimate)",
+            rule.name,
+            group(estimate)
+        )?;
     }
     Ok(())
 }
 
 /// The condition a rule's DELETEs use, over the whole table.
 pub fn rule_condition(policy: &Policy, rule: &DeleteRule) -> String {
-    let column = rule.column.as_ref().or(policy.partitioning.as_ref().map(|p| &p.column));
+    let column = rule
+        .column
+        .as_ref()
+        .or(policy.partitioning.as_ref().map(|p| &p.column));
     match (&rule.older_than, column) {
         (Some(older_than), Some(column)) => format!(
             "{} < now() - {}::interval AND ({})",
@@ -133,9 +193,20 @@ pub fn rule_condition(policy: &Policy, rule: &DeleteRule) -> String {
     }
 }
 
-async fn estimate_rule(client: &tokio_postgres::Client, policy: &Policy, rule: &DeleteRule) -> Result<i64> {
-    let sql = format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}", policy.table.quoted(), rule_condition(policy, rule));
-    let row = client.query_one(&sql, &[]).await.with_context(|| format!("estimating delete rule {} of {}", rule.name, policy.table))?;
+async fn estimate_rule(
+    client: &tokio_postgres::Client,
+    policy: &Policy,
+    rule: &DeleteRule,
+) -> Result<i64> {
+    let sql = format!(
+        "EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}",
+        policy.table.quoted(),
+        rule_condition(policy, rule)
+    );
+    let row = client
+        .query_one(&sql, &[])
+        .await
+        .with_context(|| format!("estimating delete rule {} of {}", rule.name, policy.table))?;
     let plan: serde_json::Value = row.get(0);
     Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64)
 }

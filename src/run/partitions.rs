@@ -54,13 +54,20 @@ impl Child {
     }
 }
 
-pub async fn part_config(client: &Client, partman: &Ident, table: &str) -> Result<Option<PartConfig>> {
+pub async fn part_config(
+    client: &Client,
+    partman: &Ident,
+    table: &str,
+) -> Result<Option<PartConfig>> {
     let sql = format!(
         "SELECT partition_interval, retention, coalesce(retention_keep_table, true), retention_schema, premake, epoch \
          FROM {}.part_config WHERE parent_table = $1",
         quote_ident(partman.as_str())
     );
-    let row = client.query_opt(&sql, &[&table]).await.with_context(|| format!("reading {partman}.part_config"))?;
+    let row = client
+        .query_opt(&sql, &[&table])
+        .await
+        .with_context(|| format!("reading {partman}.part_config"))?;
     Ok(row.map(|r| PartConfig {
         partition_interval: r.get(0),
         retention: r.get(1),
@@ -72,7 +79,12 @@ pub async fn part_config(client: &Client, partman: &Ident, table: &str) -> Resul
 }
 
 /// The children of `table` (not the default partition), oldest first.
-pub async fn children(client: &Client, partman: &Ident, table: &str, config: &PartConfig) -> Result<Vec<Child>> {
+pub async fn children(
+    client: &Client,
+    partman: &Ident,
+    table: &str,
+    config: &PartConfig,
+) -> Result<Vec<Child>> {
     let partman = quote_ident(partman.as_str());
     let sql = format!(
         "SELECT p.partition_schemaname, p.partition_tablename, i.child_start_time, i.child_end_time, \
@@ -86,7 +98,10 @@ pub async fn children(client: &Client, partman: &Ident, table: &str, config: &Pa
           ORDER BY i.child_start_time"
     );
     let rows = client
-        .query(&sql, &[&table, &config.partition_interval, &config.retention])
+        .query(
+            &sql,
+            &[&table, &config.partition_interval, &config.retention],
+        )
         .await
         .with_context(|| format!("listing the partitions of {table}"))?;
     let mut children: Vec<Child> = rows

@@ -24,7 +24,10 @@ pub enum PruneNotice {
 pub fn parse_notice(message: &str) -> Option<PruneNotice> {
     if let Some(rest) = message.strip_prefix("retentionc progress: rule=") {
         let (rule, deleted) = rest.split_once(" deleted=")?;
-        return Some(PruneNotice::Progress { rule: rule.to_string(), deleted: deleted.trim().parse().ok()? });
+        return Some(PruneNotice::Progress {
+            rule: rule.to_string(),
+            deleted: deleted.trim().parse().ok()?,
+        });
     }
     let rest = message.strip_prefix("retentionc: ")?;
     let json = &rest[rest.find(" deleted ")? + " deleted ".len()..];
@@ -74,11 +77,19 @@ impl ProgressDisplay {
         self.deleted.insert(rule.to_string(), deleted);
         let elapsed = self.rule_started.elapsed().as_secs_f64().max(0.001);
         let rate = deleted as f64 / elapsed;
-        let message = format!("{}: delete {rule}: {} rows ({}/s)", self.table, group(deleted), group(rate as i64));
+        let message = format!(
+            "{}: delete {rule}: {} rows ({}/s)",
+            self.table,
+            group(deleted),
+            group(rate as i64)
+        );
         if self.terminal {
             let bar = self.bar.get_or_insert_with(|| {
                 let bar = ProgressBar::new_spinner();
-                bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("a valid template"));
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                        .expect("a valid template"),
+                );
                 bar.enable_steady_tick(Duration::from_millis(120));
                 bar
             });
@@ -125,12 +136,20 @@ mod tests {
     fn the_procedures_notices_are_understood() {
         assert_eq!(
             parse_notice("retentionc progress: rule=debug_rows deleted=15000"),
-            Some(PruneNotice::Progress { rule: "debug_rows".into(), deleted: 15000 })
+            Some(PruneNotice::Progress {
+                rule: "debug_rows".into(),
+                deleted: 15000
+            })
         );
-        let summary = parse_notice(r#"retentionc: public.app_logs deleted {"debug_rows": 12, "health_checks": 0}"#);
+        let summary = parse_notice(
+            r#"retentionc: public.app_logs deleted {"debug_rows": 12, "health_checks": 0}"#,
+        );
         assert_eq!(
             summary,
-            Some(PruneNotice::Summary(BTreeMap::from([("debug_rows".into(), 12), ("health_checks".into(), 0)])))
+            Some(PruneNotice::Summary(BTreeMap::from([
+                ("debug_rows".into(), 12),
+                ("health_checks".into(), 0)
+            ])))
         );
         assert_eq!(parse_notice("Partman maintenance already running."), None);
     }

@@ -15,10 +15,19 @@ pub enum Outcome {
 
 #[derive(Debug, Clone)]
 pub enum Maintenance {
-    Done { created: Vec<String>, dropped: Vec<String>, detached: Vec<String>, moved: Vec<String> },
+    Done {
+        created: Vec<String>,
+        dropped: Vec<String>,
+        detached: Vec<String>,
+        moved: Vec<String>,
+    },
     /// pg_partman's maintenance lock was held by another session on every attempt.
-    Skipped { attempts: u32 },
-    Failed { error: String },
+    Skipped {
+        attempts: u32,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -45,7 +54,11 @@ impl TableReport {
             Some(Maintenance::Skipped { .. }) => Outcome::Skipped,
             _ => Outcome::Ok,
         };
-        let deletes = if self.deletes.iter().any(|r| r.error.is_some()) { Outcome::Failed } else { Outcome::Ok };
+        let deletes = if self.deletes.iter().any(|r| r.error.is_some()) {
+            Outcome::Failed
+        } else {
+            Outcome::Ok
+        };
         maintenance.max(deletes)
     }
 }
@@ -55,7 +68,12 @@ pub fn write_report(report: &TableReport, out: &mut impl Write) -> std::io::Resu
     let t = &report.table;
     match &report.maintenance {
         None => {}
-        Some(Maintenance::Done { created, dropped, detached, moved }) => {
+        Some(Maintenance::Done {
+            created,
+            dropped,
+            detached,
+            moved,
+        }) => {
             writeln!(
                 out,
                 "{t}: maintenance: {} created, {} dropped, {} detached, {} moved",
@@ -64,21 +82,33 @@ pub fn write_report(report: &TableReport, out: &mut impl Write) -> std::io::Resu
                 detached.len(),
                 moved.len()
             )?;
-            for (what, names) in [("dropped", dropped), ("detached", detached), ("moved", moved)] {
+            for (what, names) in [
+                ("dropped", dropped),
+                ("detached", detached),
+                ("moved", moved),
+            ] {
                 if !names.is_empty() {
                     writeln!(out, "{t}:   {what}: {}", abbreviate(names))?;
                 }
             }
         }
         Some(Maintenance::Skipped { attempts }) => {
-            writeln!(out, "{t}: maintenance: SKIPPED: another pg_partman maintenance is running ({attempts} attempts)")?;
+            writeln!(
+                out,
+                "{t}: maintenance: SKIPPED: another pg_partman maintenance is running ({attempts} attempts)"
+            )?;
         }
         Some(Maintenance::Failed { error }) => writeln!(out, "{t}: maintenance: FAILED: {error}")?,
     }
     for rule in &report.deletes {
         match &rule.error {
             None => writeln!(out, "{t}: delete {}: {} rows", rule.rule, group(rule.rows))?,
-            Some(error) => writeln!(out, "{t}: delete {}: FAILED after {} rows: {error}", rule.rule, group(rule.rows))?,
+            Some(error) => writeln!(
+                out,
+                "{t}: delete {}: FAILED after {} rows: {error}",
+                rule.rule,
+                group(rule.rows)
+            )?,
         }
     }
     let outcome = match report.outcome() {
@@ -86,7 +116,11 @@ pub fn write_report(report: &TableReport, out: &mut impl Write) -> std::io::Resu
         Outcome::Skipped => "skipped",
         Outcome::Failed => "FAILED",
     };
-    writeln!(out, "{t}: {outcome} in {:.2} s", report.elapsed.as_secs_f64())
+    writeln!(
+        out,
+        "{t}: {outcome} in {:.2} s",
+        report.elapsed.as_secs_f64()
+    )
 }
 
 fn abbreviate(names: &[String]) -> String {
@@ -94,7 +128,12 @@ fn abbreviate(names: &[String]) -> String {
     if names.len() <= SHOWN {
         names.join(", ")
     } else {
-        format!("{}, ... {} more, {}", names[..SHOWN - 1].join(", "), names.len() - SHOWN, names[names.len() - 1])
+        format!(
+            "{}, ... {} more, {}",
+            names[..SHOWN - 1].join(", "),
+            names.len() - SHOWN,
+            names[names.len() - 1]
+        )
     }
 }
 
@@ -103,7 +142,12 @@ mod tests {
     use super::*;
 
     fn report(maintenance: Option<Maintenance>, deletes: Vec<RuleReport>) -> TableReport {
-        TableReport { table: "public.t".into(), maintenance, deletes, elapsed: Duration::from_millis(1500) }
+        TableReport {
+            table: "public.t".into(),
+            maintenance,
+            deletes,
+            elapsed: Duration::from_millis(1500),
+        }
     }
 
     #[test]
@@ -113,27 +157,49 @@ mod tests {
         let mut out = Vec::new();
         write_report(&r, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("SKIPPED: another pg_partman maintenance is running"), "{text}");
+        assert!(
+            text.contains("SKIPPED: another pg_partman maintenance is running"),
+            "{text}"
+        );
         assert!(text.contains("public.t: skipped in 1.50 s"), "{text}");
     }
 
     #[test]
     fn a_failed_rule_fails_the_table() {
-        let done = Maintenance::Done { created: vec!["public.t_p1".into()], dropped: vec![], detached: vec![], moved: vec![] };
+        let done = Maintenance::Done {
+            created: vec!["public.t_p1".into()],
+            dropped: vec![],
+            detached: vec![],
+            moved: vec![],
+        };
         let r = report(
             Some(done),
             vec![
-                RuleReport { rule: "a".into(), rows: 12000, error: None },
-                RuleReport { rule: "b".into(), rows: 5, error: Some("boom".into()) },
+                RuleReport {
+                    rule: "a".into(),
+                    rows: 12000,
+                    error: None,
+                },
+                RuleReport {
+                    rule: "b".into(),
+                    rows: 5,
+                    error: Some("boom".into()),
+                },
             ],
         );
         assert_eq!(r.outcome(), Outcome::Failed);
         let mut out = Vec::new();
         write_report(&r, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("public.t: maintenance: 1 created, 0 dropped, 0 detached, 0 moved"), "{text}");
+        assert!(
+            text.contains("public.t: maintenance: 1 created, 0 dropped, 0 detached, 0 moved"),
+            "{text}"
+        );
         assert!(text.contains("public.t: delete a: 12,000 rows"), "{text}");
-        assert!(text.contains("public.t: delete b: FAILED after 5 rows: boom"), "{text}");
+        assert!(
+            text.contains("public.t: delete b: FAILED after 5 rows: boom"),
+            "{text}"
+        );
     }
 
     #[test]

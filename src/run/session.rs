@@ -40,8 +40,11 @@ impl Session {
         let client = match tls.mode {
             SslMode::Disable => {
                 config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-                let (client, connection) =
-                    config.connect(NoTls).await.map_err(|e| scrub(e, &config)).with_context(|| format!("cannot connect to {target}"))?;
+                let (client, connection) = config
+                    .connect(NoTls)
+                    .await
+                    .map_err(|e| scrub(e, &config))
+                    .with_context(|| format!("cannot connect to {target}"))?;
                 forward_notices(connection, tx);
                 client
             }
@@ -51,15 +54,26 @@ impl Session {
                 } else {
                     tokio_postgres::config::SslMode::Require
                 });
-                let connector = MakeRustlsConnect::new(db::tls_client_config(mode, tls.root_cert.as_deref())?);
-                let (client, connection) =
-                    config.connect(connector).await.map_err(|e| scrub(e, &config)).with_context(|| format!("cannot connect to {target}"))?;
+                let connector =
+                    MakeRustlsConnect::new(db::tls_client_config(mode, tls.root_cert.as_deref())?);
+                let (client, connection) = config
+                    .connect(connector)
+                    .await
+                    .map_err(|e| scrub(e, &config))
+                    .with_context(|| format!("cannot connect to {target}"))?;
                 forward_notices(connection, tx);
                 client
             }
         };
-        let canceller = Canceller { token: client.cancel_token(), tls };
-        Ok(Session { client, notices, canceller })
+        let canceller = Canceller {
+            token: client.cancel_token(),
+            tls,
+        };
+        Ok(Session {
+            client,
+            notices,
+            canceller,
+        })
     }
 
     /// Notices received so far, without waiting.
@@ -100,7 +114,10 @@ fn scrub(e: tokio_postgres::Error, config: &Config) -> anyhow::Error {
         }
         source = cause.source();
     }
-    match config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()) {
+    match config
+        .get_password()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+    {
         Some(p) if !p.is_empty() && text.contains(&p) => anyhow!("{}", text.replace(&p, "***")),
         _ => anyhow!("{text}"),
     }

@@ -12,33 +12,73 @@ pub fn period(schedule: &str) -> (Interval, Option<String>) {
     match exact_period(schedule.trim()) {
         Some(period) => (period, None),
         None => (
-            Interval { months: 0, days: 1, micros: 0 },
-            Some(format!("schedule \"{schedule}\" is not a simple cron form; assuming it runs at least once a day")),
+            Interval {
+                months: 0,
+                days: 1,
+                micros: 0,
+            },
+            Some(format!(
+                "schedule \"{schedule}\" is not a simple cron form; assuming it runs at least once a day"
+            )),
         ),
     }
 }
 
 /// Whole days as days (so `1 day` reads as a day), the rest as time.
 fn minutes(n: i64) -> Interval {
-    Interval { months: 0, days: n / DAY_MINUTES, micros: (n % DAY_MINUTES) * MINUTE_MICROS }
+    Interval {
+        months: 0,
+        days: n / DAY_MINUTES,
+        micros: (n % DAY_MINUTES) * MINUTE_MICROS,
+    }
 }
 
 fn exact_period(schedule: &str) -> Option<Interval> {
     match schedule {
         "@hourly" => return Some(minutes(60)),
-        "@daily" | "@midnight" => return Some(Interval { months: 0, days: 1, micros: 0 }),
-        "@weekly" => return Some(Interval { months: 0, days: 7, micros: 0 }),
-        "@monthly" => return Some(Interval { months: 1, days: 0, micros: 0 }),
-        "@yearly" | "@annually" => return Some(Interval { months: 12, days: 0, micros: 0 }),
+        "@daily" | "@midnight" => {
+            return Some(Interval {
+                months: 0,
+                days: 1,
+                micros: 0,
+            });
+        }
+        "@weekly" => {
+            return Some(Interval {
+                months: 0,
+                days: 7,
+                micros: 0,
+            });
+        }
+        "@monthly" => {
+            return Some(Interval {
+                months: 1,
+                days: 0,
+                micros: 0,
+            });
+        }
+        "@yearly" | "@annually" => {
+            return Some(Interval {
+                months: 12,
+                days: 0,
+                micros: 0,
+            });
+        }
         _ => {}
     }
     // pg_cron 1.5+: "N seconds".
     let words: Vec<&str> = schedule.split_whitespace().collect();
     if words.len() == 2 && matches!(words[1], "second" | "seconds") {
         let n: i64 = words[0].parse().ok().filter(|n| (1..=59).contains(n))?;
-        return Some(Interval { months: 0, days: 0, micros: n * 1_000_000 });
+        return Some(Interval {
+            months: 0,
+            days: 0,
+            micros: n * 1_000_000,
+        });
     }
-    let [minute, hour, day_of_month, month, day_of_week] = words[..] else { return None };
+    let [minute, hour, day_of_month, month, day_of_week] = words[..] else {
+        return None;
+    };
     if day_of_month != "*" || month != "*" {
         return None;
     }
@@ -47,7 +87,10 @@ fn exact_period(schedule: &str) -> Option<Interval> {
     let (days, span) = if day_of_week == "*" {
         (vec![0], DAY_MINUTES)
     } else {
-        let mut days: Vec<i64> = field(day_of_week, 0, 7)?.into_iter().map(|d| d % 7).collect();
+        let mut days: Vec<i64> = field(day_of_week, 0, 7)?
+            .into_iter()
+            .map(|d| d % 7)
+            .collect();
         days.sort();
         days.dedup();
         (days, WEEK_MINUTES)
@@ -62,7 +105,12 @@ fn exact_period(schedule: &str) -> Option<Interval> {
     }
     times.sort();
     let wrap = times.first()? + span - times.last()?;
-    let gap = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0).max(wrap);
+    let gap = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(0)
+        .max(wrap);
     Some(minutes(gap))
 }
 
@@ -89,7 +137,11 @@ fn field(text: &str, min: i64, max: i64) -> Option<Vec<i64>> {
     }
     values.sort();
     values.dedup();
-    if values.is_empty() { None } else { Some(values) }
+    if values.is_empty() {
+        None
+    } else {
+        Some(values)
+    }
 }
 
 #[cfg(test)]

@@ -26,10 +26,17 @@ impl TestProject {
     pub fn new(partman: Partman, lock_timeout: &'static str) -> TestProject {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
-        let project = TestProject { dir, partman, lock_timeout };
+        let project = TestProject {
+            dir,
+            partman,
+            lock_timeout,
+        };
         std::fs::write(
             project.config_path(),
-            format!("partman_version: {}\nlock_timeout: {lock_timeout}\n", partman.major()),
+            format!(
+                "partman_version: {}\nlock_timeout: {lock_timeout}\n",
+                partman.major()
+            ),
         )
         .unwrap();
         project
@@ -41,17 +48,37 @@ impl TestProject {
 
     /// Writes policies/<name>.yaml and compiles the project (generated/ as reviewed).
     pub fn write_policy(&self, name: &str, yaml: &str) {
-        std::fs::write(self.dir.path().join("policies").join(format!("{name}.yaml")), yaml).unwrap();
+        std::fs::write(
+            self.dir
+                .path()
+                .join("policies")
+                .join(format!("{name}.yaml")),
+            yaml,
+        )
+        .unwrap();
         self.compile();
     }
 
     /// Writes policies/<name>.yaml and leaves generated/ as it was (stale).
     pub fn write_policy_uncompiled(&self, name: &str, yaml: &str) {
-        std::fs::write(self.dir.path().join("policies").join(format!("{name}.yaml")), yaml).unwrap();
+        std::fs::write(
+            self.dir
+                .path()
+                .join("policies")
+                .join(format!("{name}.yaml")),
+            yaml,
+        )
+        .unwrap();
     }
 
     pub fn remove_policy(&self, name: &str) {
-        std::fs::remove_file(self.dir.path().join("policies").join(format!("{name}.yaml"))).unwrap();
+        std::fs::remove_file(
+            self.dir
+                .path()
+                .join("policies")
+                .join(format!("{name}.yaml")),
+        )
+        .unwrap();
         self.compile();
     }
 
@@ -72,7 +99,9 @@ impl TestProject {
     pub fn command(&self, db: &TestDb, args: &[&str]) -> Command {
         let mut cmd = Command::new(retentionc_bin());
         cmd.arg("--config").arg(self.config_path()).args(args);
-        cmd.env("DATABASE_URL", &db.url).env("NO_COLOR", "1").stdin(Stdio::null());
+        cmd.env("DATABASE_URL", &db.url)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
         cmd
     }
 }
@@ -87,17 +116,28 @@ pub fn text(output: &Output) -> String {
 }
 
 pub fn db_args(db: &TestDb) -> DbArgs {
-    DbArgs { database_url: Some(db.url.clone()) }
+    DbArgs {
+        database_url: Some(db.url.clone()),
+    }
 }
 
 fn planned(file: &str, statements: &[retentionc::render::Statement]) -> Vec<PlannedStatement> {
     statements
         .iter()
-        .map(|s| PlannedStatement { key: s.key.clone(), file: Some(file.to_string()), sql: s.sql.clone() })
+        .map(|s| PlannedStatement {
+            key: s.key.clone(),
+            file: Some(file.to_string()),
+            sql: s.sql.clone(),
+        })
         .collect()
 }
 
-pub fn change(table: &str, kind: ChangeKind, summary: &str, statements: Vec<PlannedStatement>) -> Change {
+pub fn change(
+    table: &str,
+    kind: ChangeKind,
+    summary: &str,
+    statements: Vec<PlannedStatement>,
+) -> Change {
     Change {
         table: table.to_string(),
         kind,
@@ -115,7 +155,11 @@ pub fn plan_of(project: &Project, changes: Vec<Change>) -> Plan {
     Plan {
         format_version: 1,
         live_fingerprint: String::new(),
-        policy_hashes: project.policies.iter().map(|p| (p.table.to_string(), p.hash())).collect(),
+        policy_hashes: project
+            .policies
+            .iter()
+            .map(|p| (p.table.to_string(), p.hash()))
+            .collect(),
         changes,
         planned_at: None,
         unmanaged_tables: Vec::new(),
@@ -128,21 +172,50 @@ pub fn full_plan(project: &Project) -> Plan {
     let mut changes = Vec::new();
     for file in &files {
         if file.file_name == BOOTSTRAP_FILE {
-            changes.push(change("retentionc", ChangeKind::Bootstrap, "retentionc's schema", planned(&file.file_name, &file.statements)));
+            changes.push(change(
+                "retentionc",
+                ChangeKind::Bootstrap,
+                "retentionc's schema",
+                planned(&file.file_name, &file.statements),
+            ));
         } else {
             let table = file.file_name.trim_end_matches(".sql");
-            changes.push(change(table, ChangeKind::Register, "register", planned(&file.file_name, &file.statements)));
+            changes.push(change(
+                table,
+                ChangeKind::Register,
+                "register",
+                planned(&file.file_name, &file.statements),
+            ));
         }
     }
     plan_of(project, changes)
 }
 
 /// The statements with these keys from the compiled file of `table`, as one change.
-pub fn statements_of(project: &Project, table: &str, keys: &[&str], kind: ChangeKind, summary: &str) -> Change {
+pub fn statements_of(
+    project: &Project,
+    table: &str,
+    keys: &[&str],
+    kind: ChangeKind,
+    summary: &str,
+) -> Change {
     let files = compile_project(&project.config, &project.policies);
-    let file = files.iter().find(|f| f.file_name == format!("{table}.sql")).expect("compiled file");
-    let chosen: Vec<_> = file.statements.iter().filter(|s| keys.contains(&s.key.as_str())).cloned().collect();
-    assert_eq!(chosen.len(), keys.len(), "keys {keys:?} in {}", file.file_name);
+    let file = files
+        .iter()
+        .find(|f| f.file_name == format!("{table}.sql"))
+        .expect("compiled file");
+    let chosen: Vec<_> = file
+        .statements
+        .iter()
+        .filter(|s| keys.contains(&s.key.as_str()))
+        .cloned()
+        .collect();
+    assert_eq!(
+        chosen.len(),
+        keys.len(),
+        "keys {keys:?} in {}",
+        file.file_name
+    );
     change(table, kind, summary, planned(&file.file_name, &chosen))
 }
 
@@ -182,12 +255,24 @@ impl Writer {
         let sql = format!("INSERT INTO {table} (level, payload) VALUES ($1, $2)");
         let flag = Arc::clone(&stop);
         let handle = tokio::spawn(async move {
-            let mut report = WriterReport { attempted: 0, succeeded: 0, errors: Vec::new(), max_latency: Duration::ZERO };
+            let mut report = WriterReport {
+                attempted: 0,
+                succeeded: 0,
+                errors: Vec::new(),
+                max_latency: Duration::ZERO,
+            };
             while !flag.load(Ordering::Relaxed) {
                 report.attempted += 1;
-                let level = if report.attempted.is_multiple_of(4) { "debug" } else { "info" };
+                let level = if report.attempted.is_multiple_of(4) {
+                    "debug"
+                } else {
+                    "info"
+                };
                 let started = Instant::now();
-                match client.execute(&sql, &[&level, &format!("row {}", report.attempted)]).await {
+                match client
+                    .execute(&sql, &[&level, &format!("row {}", report.attempted)])
+                    .await
+                {
                     Ok(_) => report.succeeded += 1,
                     Err(e) => report.errors.push(format!("{e:?}")),
                 }
@@ -208,7 +293,10 @@ impl Writer {
         assert!(report.errors.is_empty(), "inserts failed: {report:?}");
         assert_eq!(report.attempted, report.succeeded, "{report:?}");
         assert!(report.succeeded > 0, "{report:?}");
-        let rows: u64 = db.scalar(&format!("SELECT count(*) FROM {table}")).parse().unwrap();
+        let rows: u64 = db
+            .scalar(&format!("SELECT count(*) FROM {table}"))
+            .parse()
+            .unwrap();
         assert_eq!(rows, report.succeeded, "rows lost: {report:?}");
         report
     }

@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use retentionc::catalog::{BootstrapObjects, ChildPartition, Column, CronJob, Extension, LastApply, Live, PartConfigRow, Routine, TableInfo};
+use retentionc::catalog::{
+    BootstrapObjects, ChildPartition, Column, CronJob, Extension, LastApply, Live, PartConfigRow,
+    Routine, TableInfo,
+};
 use retentionc::model::{Project, Retention};
 use retentionc::plan::{ChangeKind, Plan, RuleEstimates, diff};
 use retentionc::render::{Renderer, SettingValue, part_config_settings, schedule_command};
@@ -47,7 +50,8 @@ deletes:
 
 pub fn project_with(config_text: &str, policies: &[&str]) -> Project {
     let root = PathBuf::from(".");
-    let config = retentionc::config::parse_config(Path::new("retentionc.yaml"), config_text, root).unwrap();
+    let config =
+        retentionc::config::parse_config(Path::new("retentionc.yaml"), config_text, root).unwrap();
     let mut all = Vec::new();
     for (i, text) in policies.iter().enumerate() {
         let file = PathBuf::from(format!("policies/p{i}.yaml"));
@@ -55,7 +59,10 @@ pub fn project_with(config_text: &str, policies: &[&str]) -> Project {
         assert!(errors.is_empty(), "{errors:?}");
         all.extend(found);
     }
-    Project { config, policies: all }
+    Project {
+        config,
+        policies: all,
+    }
 }
 
 pub fn project(policies: &[&str]) -> Project {
@@ -63,7 +70,9 @@ pub fn project(policies: &[&str]) -> Project {
 }
 
 pub fn now() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z").unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 pub fn setting<'a>(settings: &'a [retentionc::render::Setting], column: &str) -> &'a SettingValue {
@@ -83,21 +92,56 @@ pub fn applied_live(project: &Project) -> Live {
     let renderer = Renderer::new();
     let config = &project.config;
     let bootstrap = renderer.bootstrap(config);
-    let maintain = state::dollar_quoted_body(&bootstrap.statement("bootstrap.maintain").unwrap().sql).unwrap();
+    let maintain =
+        state::dollar_quoted_body(&bootstrap.statement("bootstrap.maintain").unwrap().sql).unwrap();
     let mut live = Live {
         now: now(),
-        partman: Some(Extension { version: "5.2.4".into(), schema: "partman".into() }),
-        cron: Some(Extension { version: "1.4-1".into(), schema: "cron".into() }),
-        bootstrap: BootstrapObjects { schema: true, apply_history: true, run_log: true, run_log_index: true },
-        routines: vec![Routine { name: "maintain".into(), kind: "f".into(), arguments: "p_parent_table text".into(), body: maintain }],
+        partman: Some(Extension {
+            version: "5.2.4".into(),
+            schema: "partman".into(),
+        }),
+        cron: Some(Extension {
+            version: "1.4-1".into(),
+            schema: "cron".into(),
+        }),
+        bootstrap: BootstrapObjects {
+            schema: true,
+            apply_history: true,
+            run_log: true,
+            run_log_index: true,
+        },
+        routines: vec![Routine {
+            name: "maintain".into(),
+            kind: "f".into(),
+            arguments: "p_parent_table text".into(),
+            body: maintain,
+        }],
         ..Live::default()
     };
     for policy in &project.policies {
         let table = policy.table.to_string();
-        let mut columns = vec![Column { name: "id".into(), type_name: "bigint".into() }, Column { name: "level".into(), type_name: "text".into() }];
-        let mut info = TableInfo { relkind: "r".into(), partition_strategy: None, partition_key: vec![], key_count: 0, columns: vec![] };
+        let mut columns = vec![
+            Column {
+                name: "id".into(),
+                type_name: "bigint".into(),
+            },
+            Column {
+                name: "level".into(),
+                type_name: "text".into(),
+            },
+        ];
+        let mut info = TableInfo {
+            relkind: "r".into(),
+            partition_strategy: None,
+            partition_key: vec![],
+            key_count: 0,
+            columns: vec![],
+        };
         if let Some(p) = &policy.partitioning {
-            columns.push(Column { name: p.column.to_string(), type_name: "timestamp with time zone".into() });
+            columns.push(Column {
+                name: p.column.to_string(),
+                type_name: "timestamp with time zone".into(),
+            });
             info.relkind = "p".into();
             info.partition_strategy = Some("r".into());
             info.partition_key = vec![p.column.to_string()];
@@ -113,8 +157,16 @@ pub fn applied_live(project: &Project) -> Live {
                 retention_parsed: policy.retention.as_ref().map(|r: &Retention| r.keep),
                 retention,
                 retention_schema: text(setting(&settings, "retention_schema")),
-                retention_keep_table: policy.retention.as_ref().map(|r| r.expired.name() != "drop").unwrap_or(true),
-                retention_keep_index: policy.retention.as_ref().map(|r| r.keep_index).unwrap_or(true),
+                retention_keep_table: policy
+                    .retention
+                    .as_ref()
+                    .map(|r| r.expired.name() != "drop")
+                    .unwrap_or(true),
+                retention_keep_index: policy
+                    .retention
+                    .as_ref()
+                    .map(|r| r.keep_index)
+                    .unwrap_or(true),
                 infinite_time_partitions: true,
                 epoch: "none".into(),
             });
@@ -123,16 +175,29 @@ pub fn applied_live(project: &Project) -> Live {
             if let Some(c) = &rule.column
                 && !columns.iter().any(|x| x.name == c.as_str())
             {
-                columns.push(Column { name: c.to_string(), type_name: "timestamp with time zone".into() });
+                columns.push(Column {
+                    name: c.to_string(),
+                    type_name: "timestamp with time zone".into(),
+                });
             }
         }
         info.columns = columns;
         live.tables.insert(table.clone(), info);
         if let Some(name) = policy.prune_procedure() {
-            live.routines.push(Routine { name: name.to_string(), kind: "p".into(), arguments: "p_run_maintenance boolean".into(), body: renderer.prune_body(config, policy) });
+            live.routines.push(Routine {
+                name: name.to_string(),
+                kind: "p".into(),
+                arguments: "p_run_maintenance boolean".into(),
+                body: renderer.prune_body(config, policy),
+            });
         }
         if let Some(s) = &policy.schedule {
-            live.jobs.push(CronJob { name: policy.job_name(), schedule: s.clone(), command: schedule_command(config, policy), database: "db".into() });
+            live.jobs.push(CronJob {
+                name: policy.job_name(),
+                schedule: s.clone(),
+                command: schedule_command(config, policy),
+                database: "db".into(),
+            });
         }
     }
     live
@@ -153,11 +218,17 @@ pub fn plan(project: &Project, live: &Live) -> Plan {
 }
 
 pub fn errors(project: &Project, live: &Live) -> String {
-    diff(project, live, &RuleEstimates::new()).map(|_| ()).expect_err("plan-time error").to_string()
+    diff(project, live, &RuleEstimates::new())
+        .map(|_| ())
+        .expect_err("plan-time error")
+        .to_string()
 }
 
 pub fn kinds(plan: &Plan) -> Vec<(String, ChangeKind)> {
-    plan.changes.iter().map(|c| (c.table.clone(), c.kind)).collect()
+    plan.changes
+        .iter()
+        .map(|c| (c.table.clone(), c.kind))
+        .collect()
 }
 
 /// Hourly children of public.app_logs from `hours_ago` hours ago to now, 100 rows each.
@@ -174,7 +245,11 @@ pub fn hourly_children(hours_ago: i64) -> Vec<ChildPartition> {
             }
         })
         .collect();
-    children.push(ChildPartition { name: "public.app_logs_default".into(), bound: "DEFAULT".into(), estimated_rows: 5.0 });
+    children.push(ChildPartition {
+        name: "public.app_logs_default".into(),
+        bound: "DEFAULT".into(),
+        estimated_rows: 5.0,
+    });
     children
 }
 
@@ -183,8 +258,11 @@ pub fn with_last_apply(live: &mut Live, project: &Project) {
     live.last_apply = Some(LastApply {
         id: 7,
         applied_at: now(),
-        policy_hashes: project.policies.iter().map(|p| (p.table.to_string(), p.hash())).collect(),
+        policy_hashes: project
+            .policies
+            .iter()
+            .map(|p| (p.table.to_string(), p.hash()))
+            .collect(),
         applied_state: state::applied_state_json(&desired),
     });
 }
-

@@ -33,7 +33,10 @@ impl Project {
         for (name, yaml) in policies {
             std::fs::write(dir.path().join("policies").join(name), yaml).unwrap();
         }
-        let project = Project { dir, url: db.url.clone() };
+        let project = Project {
+            dir,
+            url: db.url.clone(),
+        };
         let out = project.retentionc(&["compile"]);
         assert!(out.status.success(), "compile failed:\n{}", text(&out));
         db.psql_file(project.generated("_retentionc.sql"));
@@ -69,7 +72,10 @@ impl Project {
             cmd.args(["--database-url", &self.url]);
         }
         for (key, _) in std::env::vars_os() {
-            if key.to_str().is_some_and(|k| k.starts_with("PG") || k == "DATABASE_URL") {
+            if key
+                .to_str()
+                .is_some_and(|k| k.starts_with("PG") || k == "DATABASE_URL")
+            {
                 cmd.env_remove(key);
             }
         }
@@ -97,7 +103,11 @@ pub fn stdout(out: &Output) -> String {
 
 /// Number of children of `table` in pg_inherits.
 pub fn child_count(db: &TestDb, table: &str) -> i64 {
-    db.scalar(&format!("SELECT count(*) FROM pg_inherits WHERE inhparent = '{table}'::regclass")).parse().unwrap()
+    db.scalar(&format!(
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = '{table}'::regclass"
+    ))
+    .parse()
+    .unwrap()
 }
 
 /// Rows inserted in the background until stopped: `INSERT_SQL` every few milliseconds.
@@ -146,5 +156,7 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
 
 /// `YYYY-MM-DD HH:MM:SS+00` of the database's now() shifted by `seconds`.
 pub fn db_time(db: &TestDb, seconds: i64) -> String {
-    db.scalar(&format!("SELECT to_char(now() + make_interval(secs => {seconds}), 'YYYY-MM-DD HH24:MI:SS')"))
+    db.scalar(&format!(
+        "SELECT to_char(now() + make_interval(secs => {seconds}), 'YYYY-MM-DD HH24:MI:SS')"
+    ))
 }
