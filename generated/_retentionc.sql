@@ -116,3 +116,91 @@ BEGIN
     RETURN v_result;
 END
 $retentionc$;
+
+-- 6. one delete rule in batches committed one by one (used by every prune procedure) [bootstrap.delete_in_batches]
+CREATE OR REPLACE PROCEDURE "retention"."delete_in_batches"(
+    p_table        regclass,
+    p_rule         text,
+    p_condition    text,
+    p_time_column  text,
+    p_cutoff       timestamptz,
+    p_batch_size   integer,
+    INOUT p_deleted bigint DEFAULT 0
+)
+LANGUAGE plpgsql
+AS $retentionc$
+-- One delete rule of one table, in batches committed one by one; the prune procedures
+-- call it once per rule. p_condition is the rule's `where`, checked at compile time to be
+-- exactly one SQL expression; with p_time_column, only rows older than p_cutoff go.
+-- A batch is a range of heap pages of one partition (a TID range scan): no batch rescans
+-- what an earlier one visited, and ctid is only ever compared within one partition.
+-- Every DELETE repeats the condition, so only matching rows are removed, even rows
+-- changed by others meanwhile. lock_timeout is the caller's, kept across COMMITs.
+DECLARE
+    v_lock_timeout    constant text := current_setting('lock_timeout');
+    v_progress        constant boolean := coalesce(current_setting('retentionc.progress', true), '') = 'on';
+    v_time_filter     constant text := CASE WHEN p_time_column IS NULL THEN ''
+                                            ELSE format(' AND %I < $3', p_time_column) END;
+    v_part            text;
+    v_found           boolean;
+    v_pages           bigint;
+    v_rows_per_page   numeric;
+    v_step            bigint;
+    v_block           bigint;
+    v_rows            bigint;
+BEGIN
+    p_deleted := 0;
+    -- The leaf partitions, or the table itself when it is not partitioned (then
+    -- pg_partition_tree lists nothing).
+    FOR v_part IN
+        SELECT format('%I.%I', n.nspname, c.relname)
+          FROM pg_class c
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid IN (SELECT t.relid FROM pg_partition_tree(p_table) t WHERE t.isleaf)
+            OR (c.oid = p_table AND c.relkind = 'r')
+         ORDER BY c.relname
+    LOOP
+        BEGIN
+            IF p_time_column IS NULL THEN
+                v_found := true;
+            ELSE
+                -- Skip partitions with nothing old enough (cheap with an index on the column).
+                EXECUTE format('SELECT EXISTS (SELECT 1 FROM ONLY %s WHERE %I < $1)', v_part, p_time_column)
+                   INTO v_found USING p_cutoff;
+            END IF;
+            SELECT pg_relation_size(c.oid) / current_setting('block_size')::bigint,
+                   CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples / c.relpages ELSE 100 END
+              INTO v_pages, v_rows_per_page
+              FROM pg_class c WHERE c.oid = v_part::regclass;
+        EXCEPTION WHEN undefined_table THEN
+            v_found := false;  -- dropped by maintenance meanwhile
+        END;
+        CONTINUE WHEN NOT v_found;
+        v_step := greatest(1, ceil(p_batch_size / v_rows_per_page))::bigint;
+        v_block := 0;
+        WHILE v_block < v_pages LOOP
+            BEGIN
+                EXECUTE 'DELETE FROM ONLY ' || v_part || ' WHERE ctid >= $1 AND ctid < $2'
+                     || v_time_filter || ' AND (' || p_condition || ')'
+                  USING format('(%s,0)', v_block)::tid, format('(%s,0)', v_block + v_step)::tid, p_cutoff;
+                GET DIAGNOSTICS v_rows = ROW_COUNT;
+            EXCEPTION WHEN undefined_table THEN
+                v_rows := 0;
+                v_pages := 0;  -- dropped by maintenance meanwhile
+            END;
+            COMMIT;
+            -- COMMIT resets per-transaction settings: set them again.
+            PERFORM set_config('lock_timeout', v_lock_timeout, true);
+            PERFORM set_config('TimeZone', 'UTC', true);
+            p_deleted := p_deleted + v_rows;
+            v_block := v_block + v_step;
+            -- Aim the next range at p_batch_size deleted rows: wider over sparse pages, narrower over dense ones.
+            v_step := CASE WHEN v_rows = 0 THEN v_step * 4
+                           ELSE greatest(1, least(v_step * 4, v_step * p_batch_size / v_rows)) END;
+            IF v_progress THEN
+                RAISE NOTICE 'retentionc progress: rule=% deleted=%', p_rule, p_deleted;
+            END IF;
+        END LOOP;
+    END LOOP;
+END
+$retentionc$;

@@ -35,25 +35,15 @@ WHERE parent_table = 'public.app_logs';
 CREATE OR REPLACE PROCEDURE "retention"."prune_app_logs"(p_run_maintenance boolean DEFAULT false)
 LANGUAGE plpgsql
 AS $retentionc$
--- Delete rules of public.app_logs, in batches committed one by one.
--- A batch is a range of heap pages of one partition (a TID range scan), so no batch
--- rescans what an earlier one visited, and ctid is only ever used within one partition.
--- Every DELETE repeats the rule's condition: only matching rows are removed, even rows
--- changed by others meanwhile. Cutoffs are fixed once per call.
+-- Delete rules of public.app_logs: each rule runs through retention.delete_in_batches
+-- (in _retentionc.sql), which deletes in batches and commits between them.
+-- Cutoffs are fixed once per call, so a long run never chases a moving window.
 DECLARE
-    v_parent          constant regclass := 'public.app_logs'::regclass;
-    v_progress        constant boolean := coalesce(current_setting('retentionc.progress', true), '') = 'on';
-    v_started         timestamptz;
-    v_part            text;
-    v_found           boolean;
-    v_pages           bigint;
-    v_rows_per_page   numeric;
-    v_step            bigint;
-    v_block           bigint;
-    v_rows            bigint;
-    v_total           bigint;
-    v_summary         jsonb := '{}';
-    v_maintenance_error text;
+    v_parent              constant regclass := 'public.app_logs'::regclass;
+    v_started             timestamptz;
+    v_deleted             bigint;
+    v_summary             jsonb := '{}';
+    v_maintenance_error   text;
     v_cutoff_1 timestamptz;
     v_cutoff_2 timestamptz;
 BEGIN
@@ -70,7 +60,6 @@ BEGIN
         END;
         COMMIT;
     END IF;
-    -- COMMIT resets per-transaction settings, so they are set again after each one.
     PERFORM set_config('lock_timeout', '5000ms', true);
     PERFORM set_config('TimeZone', 'UTC', true);
     v_cutoff_1 := now() - '1 hour'::interval;
@@ -78,115 +67,41 @@ BEGIN
 
     -- Rule debug_rows: level = 'debug', and logged_at older than 1 hour; 5000 rows a batch.
     v_started := clock_timestamp();
-    v_total := 0;
-    -- The leaf partitions, or the table itself when it is not partitioned (then
-    -- pg_partition_tree lists nothing).
-    FOR v_part IN
-        SELECT format('%I.%I', n.nspname, c.relname)
-          FROM pg_class c
-          JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.oid IN (SELECT t.relid FROM pg_partition_tree(v_parent) t WHERE t.isleaf)
-            OR (c.oid = v_parent AND c.relkind = 'r')
-         ORDER BY c.relname
-    LOOP
-        BEGIN
-            EXECUTE 'SELECT EXISTS (SELECT 1 FROM ONLY ' || v_part || ' WHERE ' || '"logged_at"' || ' < $1)'
-               INTO v_found USING v_cutoff_1;
-            SELECT pg_relation_size(c.oid) / current_setting('block_size')::bigint,
-                   CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples / c.relpages ELSE 100 END
-              INTO v_pages, v_rows_per_page
-              FROM pg_class c WHERE c.oid = v_part::regclass;
-        EXCEPTION WHEN undefined_table THEN
-            v_found := false;  -- dropped by maintenance meanwhile
-        END;
-        CONTINUE WHEN NOT v_found;
-        v_step := greatest(1, ceil(5000 / v_rows_per_page))::bigint;
-        v_block := 0;
-        WHILE v_block < v_pages LOOP
-            BEGIN
-                EXECUTE 'DELETE FROM ONLY ' || v_part || ' WHERE ctid >= $1 AND ctid < $2'
-                     || ' AND ' || '"logged_at"' || ' < $3'
-                     || ' AND (' || 'level = ''debug''' || ')'
-                  USING format('(%s,0)', v_block)::tid, format('(%s,0)', v_block + v_step)::tid, v_cutoff_1;
-                GET DIAGNOSTICS v_rows = ROW_COUNT;
-            EXCEPTION WHEN undefined_table THEN
-                v_rows := 0;
-                v_pages := 0;  -- dropped by maintenance meanwhile
-            END;
-            COMMIT;
-            PERFORM set_config('lock_timeout', '5000ms', true);
-            PERFORM set_config('TimeZone', 'UTC', true);
-            v_total := v_total + v_rows;
-            v_block := v_block + v_step;
-            -- Aim the next range at batch_size deleted rows: wider over sparse pages, narrower over dense ones.
-            v_step := CASE WHEN v_rows = 0 THEN v_step * 4
-                           ELSE greatest(1, least(v_step * 4, v_step * 5000 / v_rows)) END;
-            IF v_progress THEN
-                RAISE NOTICE 'retentionc progress: rule=% deleted=%', 'debug_rows', v_total;
-            END IF;
-        END LOOP;
-    END LOOP;
+    v_deleted := 0;
+    CALL "retention"."delete_in_batches"(
+        p_table := v_parent,
+        p_rule := 'debug_rows',
+        p_condition := 'level = ''debug''',
+        p_time_column := 'logged_at',
+        p_cutoff := v_cutoff_1,
+        p_batch_size := 5000,
+        p_deleted := v_deleted);
     INSERT INTO "retention"."run_log" (started_at, table_name, step, outcome, rows_deleted, detail)
-    VALUES (v_started, 'public.app_logs', 'delete:debug_rows', 'ok', v_total,
+    VALUES (v_started, 'public.app_logs', 'delete:debug_rows', 'ok', v_deleted,
             jsonb_build_object('batch_size', 5000, 'cutoff', v_cutoff_1));
     COMMIT;
-    v_summary := v_summary || jsonb_build_object('debug_rows', v_total);
+    PERFORM set_config('lock_timeout', '5000ms', true);
+    PERFORM set_config('TimeZone', 'UTC', true);
+    v_summary := v_summary || jsonb_build_object('debug_rows', v_deleted);
 
     -- Rule health_checks: path = '/healthz' AND status = 200, and logged_at older than 1 day; 5000 rows a batch.
     v_started := clock_timestamp();
-    v_total := 0;
-    -- The leaf partitions, or the table itself when it is not partitioned (then
-    -- pg_partition_tree lists nothing).
-    FOR v_part IN
-        SELECT format('%I.%I', n.nspname, c.relname)
-          FROM pg_class c
-          JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.oid IN (SELECT t.relid FROM pg_partition_tree(v_parent) t WHERE t.isleaf)
-            OR (c.oid = v_parent AND c.relkind = 'r')
-         ORDER BY c.relname
-    LOOP
-        BEGIN
-            EXECUTE 'SELECT EXISTS (SELECT 1 FROM ONLY ' || v_part || ' WHERE ' || '"logged_at"' || ' < $1)'
-               INTO v_found USING v_cutoff_2;
-            SELECT pg_relation_size(c.oid) / current_setting('block_size')::bigint,
-                   CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples / c.relpages ELSE 100 END
-              INTO v_pages, v_rows_per_page
-              FROM pg_class c WHERE c.oid = v_part::regclass;
-        EXCEPTION WHEN undefined_table THEN
-            v_found := false;  -- dropped by maintenance meanwhile
-        END;
-        CONTINUE WHEN NOT v_found;
-        v_step := greatest(1, ceil(5000 / v_rows_per_page))::bigint;
-        v_block := 0;
-        WHILE v_block < v_pages LOOP
-            BEGIN
-                EXECUTE 'DELETE FROM ONLY ' || v_part || ' WHERE ctid >= $1 AND ctid < $2'
-                     || ' AND ' || '"logged_at"' || ' < $3'
-                     || ' AND (' || 'path = ''/healthz'' AND status = 200' || ')'
-                  USING format('(%s,0)', v_block)::tid, format('(%s,0)', v_block + v_step)::tid, v_cutoff_2;
-                GET DIAGNOSTICS v_rows = ROW_COUNT;
-            EXCEPTION WHEN undefined_table THEN
-                v_rows := 0;
-                v_pages := 0;  -- dropped by maintenance meanwhile
-            END;
-            COMMIT;
-            PERFORM set_config('lock_timeout', '5000ms', true);
-            PERFORM set_config('TimeZone', 'UTC', true);
-            v_total := v_total + v_rows;
-            v_block := v_block + v_step;
-            -- Aim the next range at batch_size deleted rows: wider over sparse pages, narrower over dense ones.
-            v_step := CASE WHEN v_rows = 0 THEN v_step * 4
-                           ELSE greatest(1, least(v_step * 4, v_step * 5000 / v_rows)) END;
-            IF v_progress THEN
-                RAISE NOTICE 'retentionc progress: rule=% deleted=%', 'health_checks', v_total;
-            END IF;
-        END LOOP;
-    END LOOP;
+    v_deleted := 0;
+    CALL "retention"."delete_in_batches"(
+        p_table := v_parent,
+        p_rule := 'health_checks',
+        p_condition := 'path = ''/healthz'' AND status = 200',
+        p_time_column := 'logged_at',
+        p_cutoff := v_cutoff_2,
+        p_batch_size := 5000,
+        p_deleted := v_deleted);
     INSERT INTO "retention"."run_log" (started_at, table_name, step, outcome, rows_deleted, detail)
-    VALUES (v_started, 'public.app_logs', 'delete:health_checks', 'ok', v_total,
+    VALUES (v_started, 'public.app_logs', 'delete:health_checks', 'ok', v_deleted,
             jsonb_build_object('batch_size', 5000, 'cutoff', v_cutoff_2));
     COMMIT;
-    v_summary := v_summary || jsonb_build_object('health_checks', v_total);
+    PERFORM set_config('lock_timeout', '5000ms', true);
+    PERFORM set_config('TimeZone', 'UTC', true);
+    v_summary := v_summary || jsonb_build_object('health_checks', v_deleted);
 
     RAISE NOTICE 'retentionc: % deleted %', 'public.app_logs', v_summary;
     IF v_maintenance_error IS NOT NULL THEN

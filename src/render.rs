@@ -173,6 +173,7 @@ impl Renderer {
             "bootstrap_run_log.sql.j2",
             "bootstrap_run_log_index.sql.j2",
             "bootstrap_maintain.sql.j2",
+            "bootstrap_delete_in_batches.sql.j2",
             "setup.sql.j2",
             "archive_schema.sql.j2",
             "retention.sql.j2",
@@ -235,6 +236,12 @@ impl Renderer {
                 "bootstrap.maintain",
                 "pg_partman maintenance of one table, reported from the catalog",
                 "bootstrap_maintain.sql.j2",
+                &ctx,
+            ),
+            self.statement(
+                "bootstrap.delete_in_batches",
+                "one delete rule in batches committed one by one (used by every prune procedure)",
+                "bootstrap_delete_in_batches.sql.j2",
                 &ctx,
             ),
         ];

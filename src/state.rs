@@ -31,6 +31,8 @@ pub struct Bootstrap {
     pub run_log_index: bool,
     /// prosrc of `<schema>.maintain(text)`.
     pub maintain_body: Option<String>,
+    /// prosrc of the `<schema>.delete_in_batches(...)` procedure.
+    pub delete_in_batches_body: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -77,6 +79,9 @@ pub fn desired(project: &Project, renderer: &Renderer) -> State {
     let maintain_body = bootstrap_file
         .statement("bootstrap.maintain")
         .and_then(|s| dollar_quoted_body(&s.sql));
+    let delete_in_batches_body = bootstrap_file
+        .statement("bootstrap.delete_in_batches")
+        .and_then(|s| dollar_quoted_body(&s.sql));
     let mut state = State {
         bootstrap: Bootstrap {
             schema: true,
@@ -84,6 +89,7 @@ pub fn desired(project: &Project, renderer: &Renderer) -> State {
             run_log: true,
             run_log_index: true,
             maintain_body,
+            delete_in_batches_body,
         },
         tables: BTreeMap::new(),
     };
@@ -143,6 +149,11 @@ pub fn live(live: &Live, project: &Project) -> State {
         .iter()
         .find(|r| r.name == "maintain" && r.kind == "f" && r.arguments == "p_parent_table text")
         .map(|r| r.body.clone());
+    let delete_in_batches_body = live
+        .routines
+        .iter()
+        .find(|r| r.name == "delete_in_batches" && r.kind == "p")
+        .map(|r| r.body.clone());
     let mut state = State {
         bootstrap: Bootstrap {
             schema: live.bootstrap.schema,
@@ -150,6 +161,7 @@ pub fn live(live: &Live, project: &Project) -> State {
             run_log: live.bootstrap.run_log,
             run_log_index: live.bootstrap.run_log_index,
             maintain_body,
+            delete_in_batches_body,
         },
         tables: BTreeMap::new(),
     };

@@ -159,7 +159,7 @@ fn assert_routines_are_verbatim_in_files(db: &TestDb, files: &[PathBuf]) {
         );
         count += 1;
     }
-    assert_eq!(count, 5, "maintain and four prune procedures");
+    assert_eq!(count, 6, "maintain, delete_in_batches and four prune procedures");
 }
 
 fn run_files(db: &TestDb, files: &[PathBuf]) {
@@ -272,6 +272,6 @@ fn without_pg_cron_only_the_schedule_statements_fail() {
     );
     assert_eq!(
         db.scalar("SELECT string_agg(proname, ' ' ORDER BY proname) FROM pg_proc WHERE pronamespace = 'retention'::regnamespace"),
-        "maintain prune_app_logs prune_changes prune_notes prune_user_sessions"
+        "delete_in_batches maintain prune_app_logs prune_changes prune_notes prune_user_sessions"
     );
 }

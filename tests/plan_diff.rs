@@ -367,12 +367,30 @@ fn a_different_maintain_function_is_a_bootstrap_change() {
         vec![("retention".into(), ChangeKind::Bootstrap)]
     );
     assert!(plan.changes[0].body_diff.is_some());
-    assert_eq!(plan.changes[0].statements.len(), 5);
+    assert!(plan.changes[0].summary.contains("replace function retention.maintain"), "{}", plan.changes[0].summary);
+    assert_eq!(plan.changes[0].statements.len(), 6);
     assert!(
         plan.changes[0]
             .statements
             .iter()
             .all(|s| s.file.as_deref() == Some("_retentionc.sql"))
+    );
+}
+
+#[test]
+fn a_missing_delete_in_batches_procedure_is_a_bootstrap_change() {
+    let p = project(&[LOGS]);
+    let mut live = applied_live(&p);
+    live.routines.retain(|r| r.name != "delete_in_batches");
+    let plan = plan(&p, &live);
+    assert_eq!(
+        kinds(&plan),
+        vec![("retention".into(), ChangeKind::Bootstrap)]
+    );
+    assert!(
+        plan.changes[0].summary.contains("create procedure retention.delete_in_batches"),
+        "{}",
+        plan.changes[0].summary
     );
 }
 

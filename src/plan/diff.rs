@@ -221,26 +221,35 @@ fn bootstrap_change(
     if !have.run_log_index {
         missing.push("index run_log_table_started".to_string());
     }
-    let maintain = match (&have.maintain_body, &want.maintain_body) {
-        (None, _) => {
-            missing.push(format!("function {schema}.maintain"));
-            None
+    // The bootstrap routines: missing ones are created, changed ones replaced (with a diff).
+    let routines = [
+        ("function", "maintain", &have.maintain_body, &want.maintain_body),
+        ("procedure", "delete_in_batches", &have.delete_in_batches_body, &want.delete_in_batches_body),
+    ];
+    let mut replaced = Vec::new();
+    let mut body_diffs = Vec::new();
+    for (kind, name, have_body, want_body) in routines {
+        match (have_body, want_body) {
+            (None, _) => missing.push(format!("{kind} {schema}.{name}")),
+            (Some(h), Some(w)) if h != w => {
+                replaced.push(format!("{kind} {schema}.{name}"));
+                body_diffs.push(unified_diff(h, w));
+            }
+            _ => {}
         }
-        (Some(h), Some(w)) if h != w => Some(unified_diff(h, w)),
-        _ => None,
-    };
-    if missing.is_empty() && maintain.is_none() {
+    }
+    if missing.is_empty() && replaced.is_empty() {
         return None;
     }
     let mut summary = String::from("retentionc's schema and tables: ");
     if !missing.is_empty() {
         summary.push_str(&format!("create {}", missing.join(", ")));
     }
-    if maintain.is_some() {
+    if !replaced.is_empty() {
         if !missing.is_empty() {
             summary.push_str("; ");
         }
-        summary.push_str(&format!("replace function {schema}.maintain"));
+        summary.push_str(&format!("replace {}", replaced.join(", ")));
     }
     let file = renderer.bootstrap(&project.config);
     let all: Vec<PlannedStatement> = file
@@ -249,7 +258,7 @@ fn bootstrap_change(
         .map(|s| planned(Some(BOOTSTRAP_FILE), s))
         .collect();
     let mut c = change(schema, ChangeKind::Bootstrap, summary, all);
-    c.body_diff = maintain;
+    c.body_diff = (!body_diffs.is_empty()).then(|| body_diffs.join(""));
     Some(c)
 }
 

@@ -92,8 +92,11 @@ pub fn applied_live(project: &Project) -> Live {
     let renderer = Renderer::new();
     let config = &project.config;
     let bootstrap = renderer.bootstrap(config);
-    let maintain =
-        state::dollar_quoted_body(&bootstrap.statement("bootstrap.maintain").unwrap().sql).unwrap();
+    let body_of = |key: &str| {
+        state::dollar_quoted_body(&bootstrap.statement(key).unwrap().sql).unwrap()
+    };
+    let maintain = body_of("bootstrap.maintain");
+    let delete_in_batches = body_of("bootstrap.delete_in_batches");
     let mut live = Live {
         now: now(),
         partman: Some(Extension {
@@ -110,12 +113,20 @@ pub fn applied_live(project: &Project) -> Live {
             run_log: true,
             run_log_index: true,
         },
-        routines: vec![Routine {
-            name: "maintain".into(),
-            kind: "f".into(),
-            arguments: "p_parent_table text".into(),
-            body: maintain,
-        }],
+        routines: vec![
+            Routine {
+                name: "maintain".into(),
+                kind: "f".into(),
+                arguments: "p_parent_table text".into(),
+                body: maintain,
+            },
+            Routine {
+                name: "delete_in_batches".into(),
+                kind: "p".into(),
+                arguments: "p_table regclass, p_rule text, p_condition text, p_time_column text, p_cutoff timestamp with time zone, p_batch_size integer, INOUT p_deleted bigint".into(),
+                body: delete_in_batches,
+            },
+        ],
         ..Live::default()
     };
     for policy in &project.policies {
