@@ -159,7 +159,10 @@ fn assert_routines_are_verbatim_in_files(db: &TestDb, files: &[PathBuf]) {
         );
         count += 1;
     }
-    assert_eq!(count, 6, "maintain, delete_in_batches and four prune procedures");
+    assert_eq!(
+        count, 6,
+        "maintain, delete_in_batches and four prune procedures"
+    );
 }
 
 fn run_files(db: &TestDb, files: &[PathBuf]) {

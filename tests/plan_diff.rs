@@ -367,7 +367,13 @@ fn a_different_maintain_function_is_a_bootstrap_change() {
         vec![("retention".into(), ChangeKind::Bootstrap)]
     );
     assert!(plan.changes[0].body_diff.is_some());
-    assert!(plan.changes[0].summary.contains("replace function retention.maintain"), "{}", plan.changes[0].summary);
+    assert!(
+        plan.changes[0]
+            .summary
+            .contains("replace function retention.maintain"),
+        "{}",
+        plan.changes[0].summary
+    );
     assert_eq!(plan.changes[0].statements.len(), 6);
     assert!(
         plan.changes[0]
@@ -388,7 +394,9 @@ fn a_missing_delete_in_batches_procedure_is_a_bootstrap_change() {
         vec![("retention".into(), ChangeKind::Bootstrap)]
     );
     assert!(
-        plan.changes[0].summary.contains("create procedure retention.delete_in_batches"),
+        plan.changes[0]
+            .summary
+            .contains("create procedure retention.delete_in_batches"),
         "{}",
         plan.changes[0].summary
     );

@@ -426,3 +426,48 @@ async fn prune_while_rows_are_inserted_concurrently_loses_no_insert_and_no_other
         );
     }
 }
+
+/// The scheduled call (`p_run_maintenance => true`): when pg_partman's maintenance fails,
+/// the delete rules still run, the failure is in the run log, and the call itself fails so
+/// that pg_cron reports it.
+#[test]
+fn a_failed_maintenance_still_runs_the_delete_rules_and_fails_the_call() {
+    for partman in Partman::BOTH {
+        let db = prepared_database(partman);
+        fill_readings(&db);
+        record_expectations(&db, "readings", READINGS_MATCH);
+        // Make maintain() fail at its very end, deterministically: its success row is refused.
+        db.psql(&[
+            "-q",
+            "-c",
+            "
+            CREATE FUNCTION public.refuse_maintenance() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.step = 'maintenance' AND NEW.outcome = 'ok' THEN
+                    RAISE EXCEPTION 'maintenance refused by the test';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_maintenance BEFORE INSERT ON retention.run_log
+                FOR EACH ROW EXECUTE FUNCTION public.refuse_maintenance();",
+        ]);
+
+        let output = db.psql_output(&[
+            "-q",
+            "-c",
+            "CALL retention.prune_readings(p_run_maintenance => true)",
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{partman}: the call should fail");
+        assert!(
+            stderr.contains("maintenance of public.readings failed (delete rules ran): maintenance refused by the test"),
+            "{partman}: {stderr}"
+        );
+        assert_exactly_the_matching_rows_are_gone(&db, "readings", &partman.to_string());
+        assert_eq!(
+            db.scalar("SELECT outcome || ': ' || (detail->>'error') FROM retention.run_log WHERE table_name = 'public.readings' AND step = 'maintenance'"),
+            "failed: maintenance refused by the test",
+            "{partman}: the failure is not in the run log"
+        );
+    }
+}

@@ -186,6 +186,11 @@ async fn plan_outside_transaction(client: &Client, project: &Project) -> Result<
 
 pub(crate) fn write_plan(out: &mut dyn Write, plan: &Plan) -> Result<()> {
     let mut out = out;
-    crate::plan::format::write_text(plan, &mut out, crate::plan::format::color_wanted())?;
+    crate::plan::format::write_text_with(
+        plan,
+        &mut out,
+        crate::plan::format::color_wanted(),
+        false,
+    )?;
     Ok(())
 }

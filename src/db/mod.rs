@@ -22,8 +22,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::cli::DbArgs;
 
 mod tls;
-pub use tls::tls_client_config;
 use tls::mode_name;
+pub use tls::tls_client_config;
 
 /// libpq's `sslmode` values (`allow` is read as `prefer`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -188,4 +188,3 @@ impl ServerCertVerifier for IgnoreHostName {
         self.inner.supported_verify_schemes()
     }
 }
-

@@ -223,8 +223,18 @@ fn bootstrap_change(
     }
     // The bootstrap routines: missing ones are created, changed ones replaced (with a diff).
     let routines = [
-        ("function", "maintain", &have.maintain_body, &want.maintain_body),
-        ("procedure", "delete_in_batches", &have.delete_in_batches_body, &want.delete_in_batches_body),
+        (
+            "function",
+            "maintain",
+            &have.maintain_body,
+            &want.maintain_body,
+        ),
+        (
+            "procedure",
+            "delete_in_batches",
+            &have.delete_in_batches_body,
+            &want.delete_in_batches_body,
+        ),
     ];
     let mut replaced = Vec::new();
     let mut body_diffs = Vec::new();

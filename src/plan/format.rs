@@ -177,6 +177,17 @@ fn statement_refs(change: &Change) -> String {
 
 /// The terminal view.
 pub fn write_text(plan: &Plan, out: &mut impl Write, color: bool) -> io::Result<()> {
+    write_text_with(plan, out, color, true)
+}
+
+/// The text plan; `suggest_apply` ends it with the hint to run apply (not when apply
+/// itself shows the plan it is about to execute).
+pub fn write_text_with(
+    plan: &Plan,
+    out: &mut impl Write,
+    color: bool,
+    suggest_apply: bool,
+) -> io::Result<()> {
     let p = Paint { on: color };
     if !plan.has_changes() {
         writeln!(out, "No changes: the database matches the policies.")?;
@@ -256,9 +267,14 @@ pub fn write_text(plan: &Plan, out: &mut impl Write, color: bool) -> io::Result<
         }
         writeln!(out)?;
         let statements: usize = plan.changes.iter().map(|c| c.statements.len()).sum();
+        let hint = if suggest_apply {
+            "; run `retentionc apply` to make these changes"
+        } else {
+            ""
+        };
         writeln!(
             out,
-            "{} statement{} to apply; run `retentionc apply` to make these changes.",
+            "{} statement{} to apply{hint}.",
             statements,
             if statements == 1 { "" } else { "s" }
         )?;

@@ -92,9 +92,8 @@ pub fn applied_live(project: &Project) -> Live {
     let renderer = Renderer::new();
     let config = &project.config;
     let bootstrap = renderer.bootstrap(config);
-    let body_of = |key: &str| {
-        state::dollar_quoted_body(&bootstrap.statement(key).unwrap().sql).unwrap()
-    };
+    let body_of =
+        |key: &str| state::dollar_quoted_body(&bootstrap.statement(key).unwrap().sql).unwrap();
     let maintain = body_of("bootstrap.maintain");
     let delete_in_batches = body_of("bootstrap.delete_in_batches");
     let mut live = Live {
