@@ -142,6 +142,24 @@ pub fn schedule_command(config: &Config, policy: &Policy) -> String {
     }
 }
 
+/// The statement `run` sends for pg_partman maintenance of one table (`$1`: `schema.table`).
+pub fn maintain_call(config: &Config) -> String {
+    format!(
+        "SELECT {}.\"maintain\"($1::text)",
+        quote_ident(config.schema.as_str())
+    )
+}
+
+/// The statement `run` sends for a table's delete rules: the prune procedure CALLed alone,
+/// so that it can commit between batches.
+pub fn prune_call(config: &Config, procedure: &str) -> String {
+    format!(
+        "CALL {}.{}()",
+        quote_ident(config.schema.as_str()),
+        quote_ident(procedure)
+    )
+}
+
 pub struct Renderer {
     env: Environment<'static>,
 }

@@ -392,10 +392,7 @@ impl Runner<'_> {
             "BEGIN; SET LOCAL lock_timeout = {}",
             quote_literal(&self.lock_timeout())
         );
-        let call = format!(
-            "SELECT {}.\"maintain\"($1::text)",
-            quote_ident(self.config.schema.as_str())
-        );
+        let call = crate::render::maintain_call(&self.config);
         let work = async {
             client.batch_execute(&begin).await?;
             let row = client.query_one(&call, &[&table]).await?;
@@ -420,11 +417,7 @@ impl Runner<'_> {
             .await
             .ok()
             .map(|r| r.get(0));
-        let call = format!(
-            "CALL {}.{}()",
-            quote_ident(self.config.schema.as_str()),
-            quote_ident(procedure)
-        );
+        let call = crate::render::prune_call(&self.config, procedure);
         let mut totals: BTreeMap<String, i64> = BTreeMap::new();
         let mut attempt = 1;
         let failure = loop {
