@@ -76,25 +76,25 @@ pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, Po
         );
     }
     if let Some(fields) = reader.mapping(node, "", &CONFIG_KEYS) {
-        if let Some(n) = fields.get("policies") {
-            if let Some(s) = reader.string(n, "policies", "a folder path") {
-                config.policies_dir = PathBuf::from(s)
-            }
+        if let Some(n) = fields.get("policies")
+            && let Some(s) = reader.string(n, "policies", "a folder path")
+        {
+            config.policies_dir = PathBuf::from(s)
         }
-        if let Some(n) = fields.get("generated") {
-            if let Some(s) = reader.string(n, "generated", "a folder path") {
-                config.generated_dir = PathBuf::from(s)
-            }
+        if let Some(n) = fields.get("generated")
+            && let Some(s) = reader.string(n, "generated", "a folder path")
+        {
+            config.generated_dir = PathBuf::from(s)
         }
-        if let Some(n) = fields.get("partman_schema") {
-            if let Some(v) = reader.parsed(n, "partman_schema", "a schema name", Ident::parse) {
-                config.partman_schema = v
-            }
+        if let Some(n) = fields.get("partman_schema")
+            && let Some(v) = reader.parsed(n, "partman_schema", "a schema name", Ident::parse)
+        {
+            config.partman_schema = v
         }
-        if let Some(n) = fields.get("schema") {
-            if let Some(v) = reader.parsed(n, "schema", "a schema name", Ident::parse) {
-                config.schema = v
-            }
+        if let Some(n) = fields.get("schema")
+            && let Some(v) = reader.parsed(n, "schema", "a schema name", Ident::parse)
+        {
+            config.schema = v
         }
         if let Some(n) = fields.get("partman_version") {
             let major = match &n.value {
@@ -115,15 +115,15 @@ pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, Po
                 config.partman_version = m
             }
         }
-        if let Some(n) = fields.get("lock_timeout") {
-            if let Some(ms) = reader.parsed(
+        if let Some(n) = fields.get("lock_timeout")
+            && let Some(ms) = reader.parsed(
                 n,
                 "lock_timeout",
                 "a duration such as \"5s\"",
                 parse_lock_timeout,
-            ) {
-                config.lock_timeout_ms = ms
-            }
+            )
+        {
+            config.lock_timeout_ms = ms
         }
     }
     if reader.errors.is_empty() {

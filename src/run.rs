@@ -392,7 +392,7 @@ impl Runner<'_> {
             "BEGIN; SET LOCAL lock_timeout = {}",
             quote_literal(&self.lock_timeout())
         );
-        let call = crate::render::maintain_call(&self.config);
+        let call = crate::render::maintain_call(self.config);
         let work = async {
             client.batch_execute(&begin).await?;
             let row = client.query_one(&call, &[&table]).await?;
@@ -417,7 +417,7 @@ impl Runner<'_> {
             .await
             .ok()
             .map(|r| r.get(0));
-        let call = crate::render::prune_call(&self.config, procedure);
+        let call = crate::render::prune_call(self.config, procedure);
         let mut totals: BTreeMap<String, i64> = BTreeMap::new();
         let mut attempt = 1;
         let failure = loop {

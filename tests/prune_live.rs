@@ -145,11 +145,11 @@ ANALYZE public.readings;
 "#)]);
     // The trap is set: at least five partitions (the default among them) hold rows at the
     // very same ctids, and both old and young partitions hold debug rows.
-    let layouts = db.scalar(&format!(
+    let layouts = db.scalar(
         "SELECT count(*) || ' ' || count(DISTINCT layout) FROM (
             SELECT tableoid, string_agg(ctid::text || ':' || n, ',' ORDER BY ctid) AS layout
-              FROM public.readings GROUP BY tableoid) p"
-    ));
+              FROM public.readings GROUP BY tableoid) p",
+    );
     let (partitions, distinct) = layouts.split_once(' ').unwrap();
     assert!(
         partitions.parse::<i64>().unwrap() >= 5,
@@ -232,9 +232,7 @@ fn prune_deletes_exactly_the_matching_rows_of_partitions_whose_ctids_coincide() 
         fill_readings(&db);
         record_expectations(&db, "readings", READINGS_MATCH);
         let old_debug = db.scalar("SELECT count(*) FROM public.readings WHERE kind = 'debug' AND at < now() - interval '1 day'");
-        let every_fifth = db.scalar(&format!(
-            "SELECT count(*) FROM public.readings WHERE n % 5 = 0 AND NOT (kind = 'debug' AND at < now() - interval '1 day')"
-        ));
+        let every_fifth = db.scalar("SELECT count(*) FROM public.readings WHERE n % 5 = 0 AND NOT (kind = 'debug' AND at < now() - interval '1 day')");
         let young_debug = db.scalar("SELECT count(*) FROM public.readings WHERE kind = 'debug' AND at >= now() - interval '1 day' AND n % 5 <> 0");
 
         let call = Instant::now();
@@ -353,7 +351,7 @@ async fn insert_until(
             1 => ("debug", 1), // young debug row: inside the window, must stay
             _ => ("info", 2),
         };
-        match client.execute(&insert, &[&id, &kind, &(n as i32)]).await {
+        match client.execute(&insert, &[&id, &kind, &{ n }]).await {
             Ok(_) => {
                 done.push(Instant::now());
                 if n % 5 != 0 {

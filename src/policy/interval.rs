@@ -125,7 +125,7 @@ fn parse_unit_pairs(text: &str) -> Result<Interval, IntervalError> {
             "\"{text}\" has no unit; write for example \"{text} days\" (pg_partman would read a bare number as seconds)"
         )));
     }
-    if words.len() % 2 != 0 {
+    if !words.len().is_multiple_of(2) {
         return Err(IntervalError(format!(
             "\"{text}\" is not a list of \"N unit\" pairs such as \"1 day 12 hours\""
         )));

@@ -116,30 +116,29 @@ fn check_policy_shape(
     if !present_or_misspelt("retention") && !present_or_misspelt("deletes") {
         reader.error(fields.pos(), "", "a policy needs at least one of \"retention\" or \"deletes\"; without them it would do nothing");
     }
-    if let Some(node) = fields.get("retention") {
-        if !present_or_misspelt("partitioning") {
-            let pos = reader
-                .positions
-                .get("retention")
-                .copied()
-                .unwrap_or(node.pos);
-            reader.error(pos, "retention", "\"retention\" expires whole partitions and needs \"partitioning\", which this policy does not have; for a plain table use \"deletes\" with \"older_than\"");
-        }
+    if let Some(node) = fields.get("retention")
+        && !present_or_misspelt("partitioning")
+    {
+        let pos = reader
+            .positions
+            .get("retention")
+            .copied()
+            .unwrap_or(node.pos);
+        reader.error(pos, "retention", "\"retention\" expires whole partitions and needs \"partitioning\", which this policy does not have; for a plain table use \"deletes\" with \"older_than\"");
     }
     if let (Some(partitioning), Some(retention), Some(node)) =
         (partitioning, retention, fields.get("retention"))
+        && retention.keep < partitioning.interval
     {
-        if retention.keep < partitioning.interval {
-            let pos = reader
-                .positions
-                .get("retention.keep")
-                .copied()
-                .unwrap_or(node.pos);
-            reader.error(pos, "retention.keep", format!(
+        let pos = reader
+            .positions
+            .get("retention.keep")
+            .copied()
+            .unwrap_or(node.pos);
+        reader.error(pos, "retention.keep", format!(
                 "keep ({}) is shorter than one partition ({}); a partition could never be expired whole",
                 retention.keep, partitioning.interval
             ));
-        }
     }
 }
 

@@ -574,15 +574,14 @@ impl Drop for Cluster {
         let stopped = pg_ctl.status().map(|s| s.success()).unwrap_or(false);
         if !stopped {
             // Last resort, by the pid the server wrote itself (never by name).
-            if let Ok(pidfile) = fs::read_to_string(self.data_dir().join("postmaster.pid")) {
-                if let Some(pid) = pidfile
+            if let Ok(pidfile) = fs::read_to_string(self.data_dir().join("postmaster.pid"))
+                && let Some(pid) = pidfile
                     .lines()
                     .next()
                     .map(str::trim)
                     .filter(|p| !p.is_empty())
-                {
-                    let _ = Command::new("kill").args(["-KILL", pid]).status();
-                }
+            {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
             }
         }
         if let Some(dir) = self.dir.take() {
@@ -792,14 +791,14 @@ const INITDB_ARGS: [&str; 8] = [
 fn make_data_dir(root: &Path) {
     let data = root.join("data");
     let cache = initdb_cache_path();
-    if let Some(cache) = &cache {
-        if cache.join("PG_VERSION").is_file() {
-            let copied = Command::new("cp").arg("-a").arg(cache).arg(&data).status();
-            if copied.map(|s| s.success()).unwrap_or(false) {
-                return;
-            }
-            let _ = fs::remove_dir_all(&data);
+    if let Some(cache) = &cache
+        && cache.join("PG_VERSION").is_file()
+    {
+        let copied = Command::new("cp").arg("-a").arg(cache).arg(&data).status();
+        if copied.map(|s| s.success()).unwrap_or(false) {
+            return;
         }
+        let _ = fs::remove_dir_all(&data);
     }
     let mut initdb = server_command(&pg_bin("initdb"), root);
     initdb.arg("-D").arg(&data).args(INITDB_ARGS);
@@ -915,10 +914,10 @@ fn psql_command() -> Command {
 /// libpq/PostgreSQL variables from the caller's environment must not steer the tests.
 fn clear_pg_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
-        if let Some(k) = key.to_str() {
-            if k.starts_with("PG") {
-                cmd.env_remove(k);
-            }
+        if let Some(k) = key.to_str()
+            && k.starts_with("PG")
+        {
+            cmd.env_remove(k);
         }
     }
 }
