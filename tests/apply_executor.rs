@@ -42,6 +42,32 @@ async fn run_executor(
     .await
 }
 
+/// Writes the policy, then executes a plan of one change made of the given statements of
+/// its compiled file: what plan would produce for that edit.
+async fn apply_edit(
+    db: &TestDb,
+    project: &TestProject,
+    policy: &str,
+    change: (&[&str], ChangeKind, &str),
+    options: &ApplyOptions,
+) -> anyhow::Result<ApplyOutcome> {
+    project.write_policy("events", policy);
+    let loaded = project.load();
+    let (keys, kind, summary) = change;
+    let plan = plan_of(
+        &loaded,
+        vec![statements_of(&loaded, TABLE, keys, kind, summary)],
+    );
+    run_executor(db, project, plan, options).await
+}
+
+fn allowing_data_loss() -> ApplyOptions {
+    ApplyOptions {
+        allow_data_loss: true,
+        ..ApplyOptions::default()
+    }
+}
+
 fn quick_retries() -> ApplyOptions {
     ApplyOptions {
         max_attempts: 3,
@@ -136,44 +162,28 @@ async fn each_change_kind_applies_while_writers_insert() {
         let writer = Writer::start(&db, TABLE).await;
 
         // Retention setting changed.
-        project.write_policy("events", &policy_yaml(TABLE, "3 days", ""));
-        let loaded = project.load();
-        let plan = plan_of(
-            &loaded,
-            vec![statements_of(
-                &loaded,
-                TABLE,
+        apply_edit(
+            &db,
+            &project,
+            &policy_yaml(TABLE, "3 days", ""),
+            (
                 &["retention"],
                 ChangeKind::RetentionSettings,
                 "retention 2 days -> 3 days",
-            )],
-        );
-        run_executor(&db, &project, plan, &ApplyOptions::default())
-            .await
-            .unwrap();
+            ),
+            &ApplyOptions::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(part_config(&db, TABLE), "3 days | f | 4 | t", "{partman}");
 
         // Delete rule added: the prune procedure appears.
-        project.write_policy("events", &policy_yaml(TABLE, "3 days", "deletes:\n  - name: debug_rows\n    where: \"level = 'debug'\"\n    older_than: 1 hour\n"));
-        let loaded = project.load();
-        let plan = plan_of(
-            &loaded,
-            vec![statements_of(
-                &loaded,
-                TABLE,
-                &["prune"],
-                ChangeKind::CreateProcedure,
-                "delete rule debug_rows",
-            )],
-        );
-        run_executor(
+        apply_edit(
             &db,
             &project,
-            plan,
-            &ApplyOptions {
-                allow_data_loss: true,
-                ..ApplyOptions::default()
-            },
+            &policy_yaml(TABLE, "3 days", "deletes:\n  - name: debug_rows\n    where: \"level = 'debug'\"\n    older_than: 1 hour\n"),
+            (&["prune"], ChangeKind::CreateProcedure, "delete rule debug_rows"),
+            &allowing_data_loss(),
         )
         .await
         .unwrap();
@@ -184,21 +194,15 @@ async fn each_change_kind_applies_while_writers_insert() {
         );
 
         // Delete rule removed: the procedure goes.
-        project.write_policy("events", &policy_yaml(TABLE, "3 days", ""));
-        let loaded = project.load();
-        let plan = plan_of(
-            &loaded,
-            vec![statements_of(
-                &loaded,
-                TABLE,
-                &["prune"],
-                ChangeKind::DropProcedure,
-                "no delete rules",
-            )],
-        );
-        run_executor(&db, &project, plan, &ApplyOptions::default())
-            .await
-            .unwrap();
+        apply_edit(
+            &db,
+            &project,
+            &policy_yaml(TABLE, "3 days", ""),
+            (&["prune"], ChangeKind::DropProcedure, "no delete rules"),
+            &ApplyOptions::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             db.scalar("SELECT count(*) FROM pg_proc WHERE proname = 'prune_events'"),
             "0",
