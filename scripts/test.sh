@@ -29,11 +29,24 @@ done_in "build"
 failed=()
 
 section "3/4 Tests (cargo test --no-fail-fast${*:+ $*})"
-if cargo test --no-fail-fast "$@"; then
+# insta lists every snapshot a test reads; after a full run, a .snap file no test read is
+# stale (its test was renamed or removed) and fails the run, so snapshots cannot rot.
+snapshot_refs="$(mktemp)"
+trap 'rm -f "$snapshot_refs"' EXIT
+if INSTA_SNAPSHOT_REFERENCES_FILE="$snapshot_refs" cargo test --no-fail-fast "$@"; then
     done_in "tests"
 else
     failed+=("cargo test")
     done_in "tests (FAILED)"
+fi
+if [ "$#" -eq 0 ]; then
+    unreferenced="$(comm -13 <(xargs -r -n1 realpath < "$snapshot_refs" | sort -u) \
+                             <(find "$PWD/tests" "$PWD/src" -name '*.snap' | sort))"
+    if [ -n "$unreferenced" ]; then
+        echo "snapshots no test reads (remove them or restore their tests):"
+        echo "$unreferenced"
+        failed+=("unreferenced snapshots")
+    fi
 fi
 
 section "4/4 Policies (retentionc compile --check)"
