@@ -61,9 +61,11 @@ DECLARE
     v_result    jsonb;
 BEGIN
     PERFORM set_config('TimeZone', 'UTC', true);
-    -- pg_partman returns silently when another maintenance holds this lock. Taking it
-    -- first (advisory locks are re-entrant) lets a skipped run be reported as skipped.
-    IF NOT pg_try_advisory_xact_lock(hashtext('pg_partman run_maintenance')) THEN
+    -- pg_partman returns silently when another session holds its maintenance lock, and
+    -- drops nothing when one holds its drop_partition_time lock. Taking both first
+    -- (advisory locks are re-entrant) lets a skipped run be reported as skipped.
+    IF NOT (pg_try_advisory_xact_lock(hashtext('pg_partman run_maintenance'))
+            AND pg_try_advisory_xact_lock(hashtext('pg_partman drop_partition_time'))) THEN
         v_result := jsonb_build_object('table', p_parent_table, 'outcome', 'skipped',
                                        'reason', 'another pg_partman maintenance is running');
         INSERT INTO "retention"."run_log" (started_at, table_name, step, outcome, detail)

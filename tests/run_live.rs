@@ -362,11 +362,23 @@ async fn dry_run_changes_nothing_pg_partman_5() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_is_reported_skipped_while_another_holds_pg_partmans_lock() {
+    skipped_while_another_holds("pg_partman run_maintenance").await;
+}
+
+/// pg_partman's drop_partition_time returns having dropped nothing while another session
+/// holds its lock; maintain() must report that as skipped too, not as a run that expired
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_is_reported_skipped_while_another_holds_the_drop_lock() {
+    skipped_while_another_holds("pg_partman drop_partition_time").await;
+}
+
+async fn skipped_while_another_holds(lock: &str) {
     let db = Cluster::shared().database(Partman::V5);
     let project = short_lived_table(&db, "");
     let holder = db.client().await;
     holder
-        .batch_execute("SELECT pg_advisory_lock(hashtext('pg_partman run_maintenance'))")
+        .batch_execute(&format!("SELECT pg_advisory_lock(hashtext('{lock}'))"))
         .await
         .unwrap();
     let inserter = Inserter::start(
