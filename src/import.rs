@@ -28,12 +28,25 @@ use mapping::{ImportedPolicy, NoteKind, Outcome, import_table};
 
 pub async fn import(config_path: &Path, args: &ImportArgs) -> Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
-    run(config_path, args, &mut stdout).await?;
+    let skipped = run(config_path, args, &mut stdout).await?;
+    // Skipping a table the user did not name is part of the report; skipping one they
+    // named with --table means the command did not do what was asked.
+    if !args.tables.is_empty() && !skipped.is_empty() {
+        eprintln!(
+            "error: not imported, though named with --table: {} (reasons above)",
+            skipped.join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The whole command, writing its report to `out`.
-pub async fn run(config_path: &Path, args: &ImportArgs, out: &mut impl Write) -> Result<()> {
+/// The whole command, writing its report to `out`; returns the tables it skipped.
+pub async fn run(
+    config_path: &Path,
+    args: &ImportArgs,
+    out: &mut impl Write,
+) -> Result<Vec<String>> {
     let config = load_config(config_path)?;
     let wanted = wanted_tables(&args.tables)?;
     let client = db::connect(&args.db, "retentionc import").await?;
@@ -65,7 +78,13 @@ pub async fn run(config_path: &Path, args: &ImportArgs, out: &mut impl Write) ->
     let writes = decide_files(&outcomes, &config, &existing, args.force)?;
     write_files(&writes, &config)?;
     report(&outcomes, &writes, &config, out)?;
-    Ok(())
+    Ok(outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Skipped(s) => Some(s.table.clone()),
+            Outcome::Imported(_) => None,
+        })
+        .collect())
 }
 
 /// `--table` names, checked to be `schema.table`; None means every table.

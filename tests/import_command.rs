@@ -601,6 +601,19 @@ async fn wrong_table_names_and_a_mismatched_partman_version_are_errors() {
         "{}",
         text(&out.stderr)
     );
+    // A registered table that import cannot describe, named explicitly: reported, exit 1.
+    let out = project.retentionc(&["import", "--table", "public.by_id"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("skipped public.by_id: it is partitioned by id"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("not imported, though named with --table: public.by_id"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = project.retentionc(&["import", "--table", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
