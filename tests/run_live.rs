@@ -3,6 +3,7 @@
 //! tables; delete rules remove exactly the matching rows; --dry-run changes nothing;
 //! a held pg_partman lock or a locked table is reported, never passed off as success;
 //! SIGTERM stops a long prune with its committed batches kept.
+//! A lost connection fails the table, keeps the committed batches, and the next run finishes.
 
 mod common;
 mod run_support;
@@ -569,4 +570,72 @@ async fn sigterm_stops_a_long_prune_and_keeps_its_committed_batches() {
         .parse()
         .unwrap();
     assert!(rest <= left);
+}
+
+/// A connection lost in the middle of a prune (here: its backend terminated) fails that
+/// table, keeps the batches already committed, and the next run finishes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_keeps_committed_batches_and_the_next_run_finishes() {
+    let db = Cluster::shared().database(Partman::V5);
+    db.psql(&[
+        "-c",
+        "CREATE TABLE public.sessions (id bigserial PRIMARY KEY, last_seen_at timestamptz NOT NULL, revoked boolean NOT NULL)",
+        "-c",
+        "INSERT INTO public.sessions (last_seen_at, revoked) SELECT now() - interval '3 days', n % 2 = 0 FROM generate_series(1, 6000) n",
+        "-c",
+        "VACUUM ANALYZE public.sessions",
+    ]);
+    // Each matching row costs a millisecond: about 3 s for the whole prune.
+    let slow = "table: public.sessions\ndeletes:\n  - name: revoked\n    where: \"revoked AND pg_sleep(0.001)::text = ''\"\n    older_than: 1 day\n    column: last_seen_at\n    batch_size: 50\n";
+    let project = Project::install(&db, &[("sessions.yaml", slow)]);
+    let child = project
+        .command(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let revoked: i64 = db
+            .scalar("SELECT count(*) FROM public.sessions WHERE revoked")
+            .parse()
+            .unwrap();
+        if revoked < 2_900 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the prune never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        db.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'retentionc' AND state = 'active'"),
+        "1"
+    );
+    let out = blocking(move || child.wait_with_output().unwrap());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a lost connection is a failure:\n{}",
+        text(&out)
+    );
+    let left: i64 = db
+        .scalar("SELECT count(*) FROM public.sessions WHERE revoked")
+        .parse()
+        .unwrap();
+    assert!(left > 0 && left < 2_900, "{left} matching rows left");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM public.sessions WHERE NOT revoked"),
+        "3000",
+        "a row no rule matches went"
+    );
+
+    let out = blocking(move || project.retentionc(&["run"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM public.sessions WHERE revoked"),
+        "0"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM public.sessions WHERE NOT revoked"),
+        "3000"
+    );
 }
