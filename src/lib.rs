@@ -11,7 +11,6 @@
 pub mod apply;
 pub mod catalog;
 pub mod cli;
-pub mod commands;
 pub mod compile;
 pub mod config;
 pub mod db;

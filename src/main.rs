@@ -11,7 +11,7 @@ use clap::{CommandFactory, Parser};
 
 use retentionc::cli::{Cli, Command};
 use retentionc::policy::error::PolicyErrors;
-use retentionc::{commands, compile, policy};
+use retentionc::{apply, compile, import, init, plan, policy, run, schema, status};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -49,13 +49,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stdout.flush()?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Init { force } => commands::init(&cli.config, force),
-        Command::Schema => commands::schema(),
-        Command::Plan(args) => block_on(commands::plan(&cli.config, &args)),
-        Command::Apply(args) => block_on(commands::apply(&cli.config, &args)),
-        Command::Run(args) => block_on(commands::run(&cli.config, &args)),
-        Command::Status(args) => block_on(commands::status(&cli.config, &args)),
-        Command::Import(args) => block_on(commands::import(&cli.config, &args)),
+        Command::Init { force } => init::init(&cli.config, force, &mut stdout),
+        Command::Schema => {
+            schema::print(&mut stdout)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan(args) => block_on(plan::command(&cli.config, &args)),
+        Command::Apply(args) => block_on(apply::command(&cli.config, &args)),
+        Command::Run(args) => block_on(run::run(&cli.config, &args)),
+        Command::Status(args) => block_on(status::status(&cli.config, &args)),
+        Command::Import(args) => block_on(import::import(&cli.config, &args)),
     }
 }
 
