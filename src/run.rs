@@ -325,6 +325,32 @@ impl Runner<'_> {
         }
     }
 
+    /// After a failed attempt at a step: while it was a lock timeout and attempts remain,
+    /// waits and returns None (try again); otherwise the error to report.
+    async fn retry_or_give_up(
+        &self,
+        table: &str,
+        step: &str,
+        attempt: &mut u32,
+        error: &StepError,
+    ) -> Option<String> {
+        if error.is_lock_timeout() && *attempt < ATTEMPTS {
+            eprintln!(
+                "{table}: {step} blocked (lock_timeout {}); trying again ({attempt}/{ATTEMPTS})",
+                self.lock_timeout()
+            );
+            self.backoff(*attempt).await;
+            *attempt += 1;
+            return None;
+        }
+        let text = error.describe();
+        Some(if error.is_lock_timeout() {
+            format!("{table} stayed locked after {attempt} attempts: {text}")
+        } else {
+            text
+        })
+    }
+
     async fn backoff(&self, attempt: u32) {
         tokio::time::sleep(FIRST_BACKOFF * 2u32.pow(attempt - 1)).await;
     }
@@ -364,22 +390,15 @@ impl Runner<'_> {
                         moved: names("moved"),
                     };
                 }
-                Err(e) if e.is_lock_timeout() && attempt < ATTEMPTS => {
-                    eprintln!(
-                        "{table}: maintenance blocked (lock_timeout {}); trying again ({attempt}/{ATTEMPTS})",
-                        self.lock_timeout()
-                    );
-                    self.backoff(attempt).await;
-                    attempt += 1;
-                }
                 Err(e) => {
-                    let mut error = e.describe();
-                    if e.is_lock_timeout() {
-                        error = format!("{table} stayed locked after {attempt} attempts: {error}");
+                    if let Some(error) = self
+                        .retry_or_give_up(table, "maintenance", &mut attempt, &e)
+                        .await
+                    {
+                        self.log_failure(started_at, table, "maintenance", 0, &error, attempt)
+                            .await;
+                        return Maintenance::Failed { error };
                     }
-                    self.log_failure(started_at, table, "maintenance", 0, &error, attempt)
-                        .await;
-                    return Maintenance::Failed { error };
                 }
             }
         }
@@ -427,20 +446,13 @@ impl Runner<'_> {
             }
             match result {
                 Ok(()) => break None,
-                Err(e) if e.is_lock_timeout() && attempt < ATTEMPTS => {
-                    eprintln!(
-                        "{table}: delete blocked (lock_timeout {}); trying again ({attempt}/{ATTEMPTS})",
-                        self.lock_timeout()
-                    );
-                    self.backoff(attempt).await;
-                    attempt += 1;
-                }
                 Err(e) => {
-                    let mut error = e.describe();
-                    if e.is_lock_timeout() {
-                        error = format!("{table} stayed locked after {attempt} attempts: {error}");
+                    if let Some(error) = self
+                        .retry_or_give_up(&table, "delete", &mut attempt, &e)
+                        .await
+                    {
+                        break Some(error);
                     }
-                    break Some(error);
                 }
             }
         };
