@@ -6,7 +6,9 @@ mod common;
 use std::process::Command;
 use std::sync::Arc;
 
-use common::cluster::{Cluster, ClusterOptions, Partman, make_test_certs, retentionc_bin};
+use common::cluster::{
+    Cluster, ClusterOptions, Partman, make_test_certs, make_test_certs_for, retentionc_bin,
+};
 use retentionc::cli::DbArgs;
 
 fn args(url: String) -> DbArgs {
@@ -142,43 +144,12 @@ async fn tls_modes_against_a_server_that_requires_tls() {
     );
 }
 
-/// A CA and a server certificate for `db.example.com` only (not 127.0.0.1).
-fn certs_for_another_name(
-    dir: &std::path::Path,
-) -> (std::path::PathBuf, common::cluster::SslFiles) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
-        KeyUsagePurpose,
-    };
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "other test CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["db.example.com".to_string()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "db.example.com");
-    let cert = params.signed_by(&key, &ca).unwrap();
-    std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
-    std::fs::write(dir.join("server.crt"), cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-    (
-        dir.join("ca.crt"),
-        common::cluster::SslFiles {
-            cert: dir.join("server.crt"),
-            key: dir.join("server.key"),
-        },
-    )
-}
-
 #[tokio::test]
 async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, server) = certs_for_another_name(dir.path());
+    // A certificate for db.example.com only, not for 127.0.0.1.
+    let certs = make_test_certs_for(dir.path(), &["db.example.com"]);
+    let (ca, server) = (certs.ca_cert, certs.server);
     let cluster = Arc::new(Cluster::start(ClusterOptions {
         ssl: Some(server),
         require_ssl: true,

@@ -112,8 +112,14 @@ pub struct TestCerts {
     pub server: SslFiles,
 }
 
-/// Write a fresh CA and a server certificate signed by it (`rcgen`) into `dir`.
+/// Write a fresh CA and a server certificate signed by it (`rcgen`) into `dir`, valid for
+/// `localhost` and `127.0.0.1`.
 pub fn make_test_certs(dir: &Path) -> TestCerts {
+    make_test_certs_for(dir, &["localhost", "127.0.0.1"])
+}
+
+/// Like [`make_test_certs`], for the given host names (the first is the common name).
+pub fn make_test_certs_for(dir: &Path, names: &[&str]) -> TestCerts {
     use rcgen::{
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
         KeyUsagePurpose,
@@ -127,10 +133,10 @@ pub fn make_test_certs(dir: &Path) -> TestCerts {
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let server_key = KeyPair::generate().unwrap();
     let mut server_params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     server_params
         .distinguished_name
-        .push(DnType::CommonName, "localhost");
+        .push(DnType::CommonName, names[0]);
     let server_cert = server_params.signed_by(&server_key, &ca).unwrap();
     let certs = TestCerts {
         ca_cert: dir.join("ca.crt"),
