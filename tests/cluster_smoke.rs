@@ -291,3 +291,24 @@ fn psql_failure_panics_with_stderr() {
 fn retentionc_binary_is_built() {
     assert!(retentionc_bin().is_file(), "{}", retentionc_bin().display());
 }
+
+#[test]
+fn the_test_project_builder_compiles_applies_and_plans_clean() {
+    use common::project::{TestProject, text};
+    for partman in Partman::BOTH {
+        let db = Cluster::shared().database(partman);
+        db.psql(&["-c", "CREATE TABLE public.events (id bigint, created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at)"]);
+        let project = TestProject::for_db(&db)
+            .config("lock_timeout: 2s")
+            .policy(
+                "events",
+                "table: public.events\npartitioning:\n  column: created_at\n  interval: 1 day\nretention:\n  keep: 30 days\n",
+            )
+            .compiled();
+        assert!(project.generated("public.events.sql").is_file());
+        let apply = project.run(&["apply", "--auto-approve"]);
+        assert!(apply.status.success(), "{partman}: {}", text(&apply));
+        let plan = project.run(&["plan", "--detailed-exitcode"]);
+        assert_eq!(plan.status.code(), Some(0), "{partman}: {}", text(&plan));
+    }
+}
