@@ -40,7 +40,20 @@ CREATE TABLE IF NOT EXISTS "retention"."run_log" (
 -- 4. index for status [bootstrap.run_log_index]
 CREATE INDEX IF NOT EXISTS "run_log_table_started" ON "retention"."run_log" (table_name, started_at DESC);
 
--- 5. pg_partman maintenance of one table, reported from the catalog [bootstrap.maintain]
+-- 5. which table each object retentionc made serves [bootstrap.managed_objects]
+CREATE TABLE IF NOT EXISTS "retention"."managed_objects" (
+    -- 'procedure': a prune procedure in this schema
+    kind        text NOT NULL,
+    name        text NOT NULL,
+    -- The table it serves, schema.table: only that table's policy may replace or drop it.
+    table_name  text NOT NULL,
+    -- For a procedure: {"body_sha256": ..., "rules": [...]}, the body made and its rules.
+    detail      jsonb NOT NULL DEFAULT '{}',
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (kind, name)
+);
+
+-- 6. pg_partman maintenance of one table, reported from the catalog [bootstrap.maintain]
 CREATE OR REPLACE FUNCTION "retention"."maintain"(p_parent_table text)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -119,7 +132,7 @@ BEGIN
 END
 $retentionc$;
 
--- 6. one delete rule in batches committed one by one (used by every prune procedure) [bootstrap.delete_in_batches]
+-- 7. one delete rule in batches committed one by one (used by every prune procedure) [bootstrap.delete_in_batches]
 CREATE OR REPLACE PROCEDURE "retention"."delete_in_batches"(
     p_table        regclass,
     p_rule         text,

@@ -30,8 +30,47 @@ SET retention = '14 days',
     infinite_time_partitions = true,
     premake = 6
 WHERE parent_table = 'public.app_logs';
+-- Recorded, so that removing the policy disables only a retention retentionc set.
+INSERT INTO "retention"."managed_objects" (kind, name, table_name)
+VALUES ('retention', 'public.app_logs', 'public.app_logs')
+ON CONFLICT (kind, name) DO NOTHING;
 
--- 3. prune procedure for the delete rules [prune]
+-- 3. the prune procedure's name belongs to this table; its rules are recorded [prune_owner]
+DO $retentionc$
+BEGIN
+    -- A procedure name serves one table: never take over another table's procedure.
+    IF EXISTS (SELECT 1 FROM "retention"."managed_objects"
+                WHERE kind = 'procedure' AND name = 'prune_app_logs' AND table_name <> 'public.app_logs') THEN
+        RAISE EXCEPTION 'retentionc: %.% serves another table (%), not %', 'retention', 'prune_app_logs',
+            (SELECT table_name FROM "retention"."managed_objects" WHERE kind = 'procedure' AND name = 'prune_app_logs'),
+            'public.app_logs';
+    END IF;
+    -- The body the next statement creates, and the delete rules it runs.
+    INSERT INTO "retention"."managed_objects" (kind, name, table_name, detail)
+    VALUES ('procedure', 'prune_app_logs', 'public.app_logs', '{
+  "body_sha256": "2e65a3f629374d3fafcefadee36da44028137634ed64217203174f754b630ff6",
+  "rules": [
+    {
+      "name": "debug_rows",
+      "condition": "level = ''debug''",
+      "time_column": "logged_at",
+      "older_than": "1 hour",
+      "batch_size": 5000
+    },
+    {
+      "name": "health_checks",
+      "condition": "path = ''/healthz'' AND status = 200",
+      "time_column": "logged_at",
+      "older_than": "1 day",
+      "batch_size": 5000
+    }
+  ]
+}')
+    ON CONFLICT (kind, name) DO UPDATE SET detail = EXCLUDED.detail, recorded_at = now();
+END
+$retentionc$;
+
+-- 4. prune procedure for the delete rules [prune]
 CREATE OR REPLACE PROCEDURE "retention"."prune_app_logs"(p_run_maintenance boolean DEFAULT false)
 LANGUAGE plpgsql
 AS $retentionc$
@@ -110,5 +149,5 @@ BEGIN
 END
 $retentionc$;
 
--- 4. pg_cron schedule [schedule]
+-- 5. pg_cron schedule [schedule]
 SELECT cron.schedule('retentionc:public.app_logs', '*/5 * * * *', 'CALL "retention"."prune_app_logs"(p_run_maintenance => true)');

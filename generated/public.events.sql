@@ -33,9 +33,22 @@ SET retention = '90 days',
     infinite_time_partitions = true,
     premake = 7
 WHERE parent_table = 'public.events';
+-- Recorded, so that removing the policy disables only a retention retentionc set.
+INSERT INTO "retention"."managed_objects" (kind, name, table_name)
+VALUES ('retention', 'public.events', 'public.events')
+ON CONFLICT (kind, name) DO NOTHING;
 
 -- 4. no delete rules: no prune procedure [prune]
-DROP PROCEDURE IF EXISTS "retention"."prune_events"(boolean);
+DO $retentionc$
+BEGIN
+    -- Drop the prune procedure only where retentionc recorded making it for this table.
+    IF EXISTS (SELECT 1 FROM "retention"."managed_objects"
+                WHERE kind = 'procedure' AND name = 'prune_events' AND table_name = 'public.events') THEN
+        DROP PROCEDURE IF EXISTS "retention"."prune_events"(boolean);
+        DELETE FROM "retention"."managed_objects" WHERE kind = 'procedure' AND name = 'prune_events';
+    END IF;
+END
+$retentionc$;
 
 -- 5. pg_cron schedule [schedule]
 SELECT cron.schedule('retentionc:public.events', '0 * * * *', 'SELECT "retention"."maintain"(''public.events'')');

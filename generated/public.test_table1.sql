@@ -30,9 +30,22 @@ SET retention = '15 seconds',
     infinite_time_partitions = true,
     premake = 30
 WHERE parent_table = 'public.test_table1';
+-- Recorded, so that removing the policy disables only a retention retentionc set.
+INSERT INTO "retention"."managed_objects" (kind, name, table_name)
+VALUES ('retention', 'public.test_table1', 'public.test_table1')
+ON CONFLICT (kind, name) DO NOTHING;
 
 -- 3. no delete rules: no prune procedure [prune]
-DROP PROCEDURE IF EXISTS "retention"."prune_test_table1"(boolean);
+DO $retentionc$
+BEGIN
+    -- Drop the prune procedure only where retentionc recorded making it for this table.
+    IF EXISTS (SELECT 1 FROM "retention"."managed_objects"
+                WHERE kind = 'procedure' AND name = 'prune_test_table1' AND table_name = 'public.test_table1') THEN
+        DROP PROCEDURE IF EXISTS "retention"."prune_test_table1"(boolean);
+        DELETE FROM "retention"."managed_objects" WHERE kind = 'procedure' AND name = 'prune_test_table1';
+    END IF;
+END
+$retentionc$;
 
 -- 4. no schedule: no pg_cron job [schedule]
 DO $retentionc$

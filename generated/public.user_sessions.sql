@@ -3,7 +3,42 @@
 -- Compiled for pg_partman 5 in schema partman; retentionc's schema is retention.
 -- Safe to run by hand, and again: psql -v ON_ERROR_STOP=1 -f generated/public.user_sessions.sql (after _retentionc.sql)
 
--- 1. prune procedure for the delete rules [prune]
+-- 1. the prune procedure's name belongs to this table; its rules are recorded [prune_owner]
+DO $retentionc$
+BEGIN
+    -- A procedure name serves one table: never take over another table's procedure.
+    IF EXISTS (SELECT 1 FROM "retention"."managed_objects"
+                WHERE kind = 'procedure' AND name = 'prune_user_sessions' AND table_name <> 'public.user_sessions') THEN
+        RAISE EXCEPTION 'retentionc: %.% serves another table (%), not %', 'retention', 'prune_user_sessions',
+            (SELECT table_name FROM "retention"."managed_objects" WHERE kind = 'procedure' AND name = 'prune_user_sessions'),
+            'public.user_sessions';
+    END IF;
+    -- The body the next statement creates, and the delete rules it runs.
+    INSERT INTO "retention"."managed_objects" (kind, name, table_name, detail)
+    VALUES ('procedure', 'prune_user_sessions', 'public.user_sessions', '{
+  "body_sha256": "2ccc45603987a592971cb46f6407efa311c00ca6dfbb1c898c78cdbc47537d61",
+  "rules": [
+    {
+      "name": "revoked",
+      "condition": "revoked",
+      "time_column": "last_seen_at",
+      "older_than": "1 day",
+      "batch_size": 5000
+    },
+    {
+      "name": "idle",
+      "condition": "NOT remember_me",
+      "time_column": "last_seen_at",
+      "older_than": "30 days",
+      "batch_size": 10000
+    }
+  ]
+}')
+    ON CONFLICT (kind, name) DO UPDATE SET detail = EXCLUDED.detail, recorded_at = now();
+END
+$retentionc$;
+
+-- 2. prune procedure for the delete rules [prune]
 CREATE OR REPLACE PROCEDURE "retention"."prune_user_sessions"(p_run_maintenance boolean DEFAULT false)
 LANGUAGE plpgsql
 AS $retentionc$
@@ -82,5 +117,5 @@ BEGIN
 END
 $retentionc$;
 
--- 2. pg_cron schedule [schedule]
+-- 3. pg_cron schedule [schedule]
 SELECT cron.schedule('retentionc:public.user_sessions', '17 * * * *', 'CALL "retention"."prune_user_sessions"()');

@@ -23,7 +23,7 @@ use crate::model::{Config, Interval};
 use crate::policy::ident::quote_ident;
 
 /// Most statements `read_live` sends (BEGIN/COMMIT not included).
-pub const MAX_STATEMENTS: u32 = 7;
+pub const MAX_STATEMENTS: u32 = 8;
 
 /// Everything plan needs to know about the live database, as plain data.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +42,8 @@ pub struct Live {
     pub routines: Vec<Routine>,
     /// pg_cron jobs named `retentionc:%`.
     pub jobs: Vec<CronJob>,
+    /// What retentionc recorded making, and for which table (`<schema>.managed_objects`).
+    pub managed_objects: Vec<ManagedObject>,
     pub bootstrap: BootstrapObjects,
     pub last_apply: Option<LastApply>,
     /// Statements sent to read this (for the benchmark: it must not grow with tables).
@@ -87,6 +89,10 @@ pub struct TableInfo {
     pub partition_key: Vec<String>,
     pub key_count: i64,
     pub columns: Vec<Column>,
+    /// The table belongs to an extension (pg_depend), like pg_partman's part_config.
+    pub extension_member: bool,
+    /// pg_class.relpersistence: `p` permanent, `u` unlogged, `t` temporary.
+    pub persistence: String,
 }
 
 impl TableInfo {
@@ -136,6 +142,19 @@ pub struct BootstrapObjects {
     pub apply_history: bool,
     pub run_log: bool,
     pub run_log_index: bool,
+    pub managed_objects: bool,
+}
+
+/// A row of `<schema>.managed_objects`: an object retentionc made, and the table it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ManagedObject {
+    /// `procedure`.
+    pub kind: String,
+    pub name: String,
+    /// `schema.table`.
+    pub table: String,
+    /// For a procedure, a `model::ProcedureRecord`.
+    pub detail: serde_json::Value,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -219,7 +238,8 @@ pub async fn read_live<C: GenericClient + Sync>(
                     to_regnamespace($1) IS NOT NULL,
                     to_regclass(format('%I.%I', $1, 'apply_history')) IS NOT NULL,
                     to_regclass(format('%I.%I', $1, 'run_log')) IS NOT NULL,
-                    to_regclass(format('%I.%I', $1, 'run_log_table_started')) IS NOT NULL",
+                    to_regclass(format('%I.%I', $1, 'run_log_table_started')) IS NOT NULL,
+                    to_regclass(format('%I.%I', $1, 'managed_objects')) IS NOT NULL",
             &[&schema],
         )
         .await
@@ -240,6 +260,7 @@ pub async fn read_live<C: GenericClient + Sync>(
             apply_history: row.get(6),
             run_log: row.get(7),
             run_log_index: row.get(8),
+            managed_objects: row.get(9),
         },
         ..Live::default()
     };
@@ -289,7 +310,10 @@ pub async fn read_live<C: GenericClient + Sync>(
                     ARRAY(SELECT a.attname::text FROM pg_attribute a
                            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
                     ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-                           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+                           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+                    EXISTS (SELECT 1 FROM pg_depend d
+                             WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'),
+                    c.relpersistence::text
                FROM t
                JOIN pg_class c ON c.oid = t.oid
                LEFT JOIN pg_partitioned_table p ON p.partrelid = c.oid",
@@ -310,6 +334,8 @@ pub async fn read_live<C: GenericClient + Sync>(
                 .zip(column_types)
                 .map(|(name, type_name)| Column { name, type_name })
                 .collect(),
+            extension_member: r.get(7),
+            persistence: r.get(8),
         };
         live.tables.insert(r.get(0), info);
     }
@@ -355,6 +381,26 @@ pub async fn read_live<C: GenericClient + Sync>(
                 kind: r.get(1),
                 arguments: r.get(2),
                 body: r.get(3),
+            })
+            .collect();
+    }
+
+    if live.bootstrap.managed_objects {
+        let sql = format!(
+            "SELECT kind, name, table_name, detail FROM {}.\"managed_objects\" ORDER BY kind, name",
+            quote_ident(schema)
+        );
+        let rows = client
+            .query(&sql, &[])
+            .await
+            .context("reading what retentionc made")?;
+        live.managed_objects = rows
+            .iter()
+            .map(|r| ManagedObject {
+                kind: r.get(0),
+                name: r.get(1),
+                table: r.get(2),
+                detail: r.get(3),
             })
             .collect();
     }

@@ -31,6 +31,10 @@ pub enum Command {
         /// Write nothing; fail with a diff when generated/ is not what compile would write.
         #[arg(long)]
         check: bool,
+        /// Also write generated/_removed/<TABLE>.sql, the statements that release a table
+        /// no policy names any more (for a table whose generated file is already gone).
+        #[arg(long = "remove", value_name = "TABLE", conflicts_with = "check")]
+        remove: Vec<String>,
     },
     /// Show what apply would change in the live database, and what data it would expire.
     Plan(PlanArgs),
@@ -85,6 +89,10 @@ pub struct PlanArgs {
     /// Exit 0 when nothing would change, 2 when changes are pending, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Plan from the policies even when generated/ is not what compile writes (for local
+    /// use: apply still refuses until generated/ is compiled and reviewed).
+    #[arg(long)]
+    pub compile: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,56 +1,154 @@
-//! `retentionc compile [--check]`: writes, or checks, generated/.
+//! `retentionc compile [--check] [--remove TABLE]`: writes, or checks, generated/.
+//!
+//! generated/ holds one file per policy, retentionc's own file, and one file under
+//! `_removed/` per table whose policy was removed while the database may still hold what
+//! retentionc made for it: the statements that release it, so that even a removal runs
+//! only statements a reviewer read. A policy's file whose policy is gone becomes such a
+//! removal file; a removal file stays until the user deletes it (once every database
+//! was applied), or until a policy names the table again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use similar::TextDiff;
 
-use crate::model::Project;
-use crate::render::compile_project;
+use crate::model::{Project, QualifiedName};
+use crate::render::{BOOTSTRAP_FILE, CompiledFile, REMOVED_DIR, Renderer, compile_project};
 
-/// What generated/ should hold, by file name.
-pub fn expected_files(project: &Project) -> BTreeMap<String, String> {
-    compile_project(&project.config, &project.policies)
+/// What generated/ should hold, given what it holds now (`existing`) and the tables the
+/// user asks to release (`remove`).
+pub fn expected_files(
+    project: &Project,
+    existing: &BTreeMap<String, String>,
+    remove: &[QualifiedName],
+) -> Result<BTreeMap<String, CompiledFile>> {
+    let mut files: BTreeMap<String, CompiledFile> =
+        compile_project(&project.config, &project.policies)
+            .into_iter()
+            .map(|f| (f.file_name.clone(), f))
+            .collect();
+    let with_policy: BTreeSet<String> = project
+        .policies
+        .iter()
+        .map(|p| p.table.to_string())
+        .collect();
+    for table in remove {
+        if with_policy.contains(&table.to_string()) {
+            bail!("--remove {table}: a policy still names this table; remove the policy first");
+        }
+    }
+    let renderer = Renderer::new();
+    for table in removed_tables(existing, &with_policy)
         .into_iter()
-        .map(|f| (f.file_name, f.text))
+        .chain(remove.iter().cloned())
+    {
+        let file = renderer.removal(&project.config, &table);
+        files.insert(file.file_name.clone(), file);
+    }
+    Ok(files)
+}
+
+/// Tables generated/ has a file for (a policy's or a removal file) that no policy names.
+fn removed_tables(
+    existing: &BTreeMap<String, String>,
+    with_policy: &BTreeSet<String>,
+) -> Vec<QualifiedName> {
+    existing
+        .keys()
+        .filter(|name| name.as_str() != BOOTSTRAP_FILE)
+        .filter_map(|name| {
+            let stem = name
+                .strip_prefix(&format!("{REMOVED_DIR}/"))
+                .unwrap_or(name)
+                .strip_suffix(".sql")?;
+            QualifiedName::parse(stem).ok()
+        })
+        .filter(|table| !with_policy.contains(&table.to_string()))
         .collect()
 }
 
-/// The `*.sql` files generated/ holds now, by file name.
-fn existing_files(dir: &Path) -> Result<BTreeMap<String, String>> {
+/// The `*.sql` files generated/ holds now (and those in its `_removed/`), by name
+/// relative to generated/.
+pub fn existing_files(dir: &Path) -> Result<BTreeMap<String, String>> {
     let mut files = BTreeMap::new();
-    if !dir.exists() {
-        return Ok(files);
-    }
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        if path.extension().and_then(|e| e.to_str()) == Some("sql") && path.is_file() {
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_string();
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            files.insert(name, text);
+    for (folder, prefix) in [
+        (dir.to_path_buf(), String::new()),
+        (dir.join(REMOVED_DIR), format!("{REMOVED_DIR}/")),
+    ] {
+        if !folder.is_dir() {
+            continue;
+        }
+        for entry in
+            std::fs::read_dir(&folder).with_context(|| format!("reading {}", folder.display()))?
+        {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("sql") && path.is_file() {
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                files.insert(format!("{prefix}{name}"), text);
+            }
         }
     }
     Ok(files)
 }
 
+/// The project's compiled files, as generated/ should hold them now.
+pub fn project_files(project: &Project) -> Result<BTreeMap<String, CompiledFile>> {
+    let existing = existing_files(&project.config.generated_path())?;
+    expected_files(project, &existing, &[])
+}
+
+/// Files of generated/ that differ from what compile would write (missing, changed or
+/// extra), by name.
+pub fn stale_files(project: &Project) -> Result<Vec<String>> {
+    let existing = existing_files(&project.config.generated_path())?;
+    let expected = expected_files(project, &existing, &[])?;
+    let mut stale: Vec<String> = expected
+        .iter()
+        .filter(|(name, file)| existing.get(*name) != Some(&file.text))
+        .map(|(name, _)| name.clone())
+        .collect();
+    stale.extend(
+        existing
+            .keys()
+            .filter(|n| !expected.contains_key(*n))
+            .cloned(),
+    );
+    stale.sort();
+    Ok(stale)
+}
+
 /// Writes generated/: every expected file, and removes `.sql` files no policy produces.
-pub fn compile(project: &Project, out: &mut impl Write) -> Result<()> {
+pub fn compile(project: &Project, remove: &[QualifiedName], out: &mut impl Write) -> Result<()> {
     let dir = project.config.generated_path();
-    let expected = expected_files(project);
     let existing = existing_files(&dir)?;
+    let expected = expected_files(project, &existing, remove)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (name, text) in &expected {
-        if existing.get(name) != Some(text) {
+    for (name, file) in &expected {
+        if existing.get(name) != Some(&file.text) {
             let path = dir.join(name);
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-            writeln!(out, "wrote {}", shown(project, name))?;
+            if let Some(folder) = path.parent() {
+                std::fs::create_dir_all(folder)
+                    .with_context(|| format!("creating {}", folder.display()))?;
+            }
+            std::fs::write(&path, &file.text)
+                .with_context(|| format!("writing {}", path.display()))?;
+            if name.starts_with(REMOVED_DIR) && !existing.contains_key(name) {
+                writeln!(
+                    out,
+                    "wrote {} (releases a table whose policy was removed: review, commit, apply; delete it once every database is applied)",
+                    shown(project, name)
+                )?;
+            } else {
+                writeln!(out, "wrote {}", shown(project, name))?;
+            }
         }
     }
     for name in existing.keys().filter(|n| !expected.contains_key(*n)) {
@@ -61,6 +159,11 @@ pub fn compile(project: &Project, out: &mut impl Write) -> Result<()> {
             "removed {} (no policy produces it)",
             shown(project, name)
         )?;
+    }
+    let removed_dir = dir.join(REMOVED_DIR);
+    if removed_dir.is_dir() && std::fs::read_dir(&removed_dir)?.next().is_none() {
+        std::fs::remove_dir(&removed_dir)
+            .with_context(|| format!("removing {}", removed_dir.display()))?;
     }
     writeln!(
         out,
@@ -75,10 +178,11 @@ pub fn compile(project: &Project, out: &mut impl Write) -> Result<()> {
 /// after printing a unified diff of every difference.
 pub fn check(project: &Project, out: &mut impl Write) -> Result<bool> {
     let dir = project.config.generated_path();
-    let expected = expected_files(project);
     let existing = existing_files(&dir)?;
+    let expected = expected_files(project, &existing, &[])?;
     let mut stale = false;
-    for (name, text) in &expected {
+    for (name, file) in &expected {
+        let text = &file.text;
         let current = existing.get(name).map(String::as_str).unwrap_or("");
         if existing.get(name) != Some(text) {
             stale = true;

@@ -31,8 +31,15 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
-        Command::Compile { check } => {
+        Command::Compile { check, remove } => {
             let project = policy::load_project(&cli.config)?;
+            let remove = remove
+                .iter()
+                .map(|t| {
+                    retentionc::model::QualifiedName::parse(t)
+                        .map_err(|e| anyhow::anyhow!("--remove {t}: {e}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             if check {
                 let up_to_date = compile::check(&project, &mut stdout)?;
                 return Ok(if up_to_date {
@@ -41,7 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ExitCode::from(1)
                 });
             }
-            compile::compile(&project, &mut stdout)?;
+            compile::compile(&project, &remove, &mut stdout)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use crate::policy::ident::{Ident, QualifiedName};
@@ -174,17 +174,14 @@ pub struct DeleteRule {
 }
 
 impl Policy {
-    /// Name of the prune procedure in retentionc's schema (`prune_<table>`).
+    /// Name of the prune procedure in retentionc's schema, when the policy has delete rules.
     pub fn prune_procedure(&self) -> Option<Ident> {
-        if self.deletes.is_empty() {
-            return None;
-        }
-        Ident::derived(format!("prune_{}", self.table.name)).ok()
+        (!self.deletes.is_empty()).then(|| prune_procedure_name(&self.table))
     }
 
     /// pg_cron job name: `retentionc:<schema>.<table>`.
     pub fn job_name(&self) -> String {
-        format!("retentionc:{}", self.table)
+        job_name(&self.table)
     }
 
     /// `<schema>.<table>.sql`, the compiled file's name under generated/.
@@ -197,6 +194,96 @@ impl Policy {
     pub fn hash(&self) -> String {
         let canonical = serde_json::to_string(self).expect("a policy always serialises");
         hex::encode(Sha256::digest(canonical.as_bytes()))
+    }
+}
+
+/// The prune procedure's name for `table`: `prune_<table>`, or, when that would pass
+/// PostgreSQL's 63-byte limit (which would silently truncate it, so that two long names
+/// could become one), `prune_<start of table>_<8 hex digits of sha256(schema.table)>`.
+pub fn prune_procedure_name(table: &QualifiedName) -> Ident {
+    let plain = format!("prune_{}", table.name);
+    if plain.len() <= crate::policy::ident::MAX_IDENT_BYTES {
+        return Ident::derived(plain).expect("prune_ + a plain name is a plain name");
+    }
+    let hash = hex::encode(Sha256::digest(table.to_string().as_bytes()));
+    // prune_ (6) + prefix + _ (1) + 8 hex = 63 bytes; names are ASCII, so any cut is safe.
+    let prefix = &table.name.as_str()[..crate::policy::ident::MAX_IDENT_BYTES - 15];
+    Ident::derived(format!("prune_{prefix}_{}", &hash[..8]))
+        .expect("prune_ + a plain name + hex digits is a plain name")
+}
+
+/// pg_cron job name for `table`: `retentionc:<schema>.<table>`.
+pub fn job_name(table: &QualifiedName) -> String {
+    format!("retentionc:{table}")
+}
+
+/// What a delete rule deletes, as typed values: two rules with equal fingerprints delete
+/// the same rows. Recorded by apply, compared by plan; stable across retentionc releases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleFingerprint {
+    pub name: String,
+    /// The condition in canonical form (what the procedure evaluates).
+    pub condition: String,
+    /// Time column of `older_than`.
+    pub time_column: Option<String>,
+    /// Canonical interval text.
+    pub older_than: Option<String>,
+    pub batch_size: u32,
+}
+
+impl RuleFingerprint {
+    pub fn of(rule: &DeleteRule) -> RuleFingerprint {
+        RuleFingerprint {
+            name: rule.name.to_string(),
+            condition: rule.where_sql.clone(),
+            time_column: rule
+                .older_than
+                .and(rule.column.as_ref())
+                .map(|c| c.to_string()),
+            older_than: rule.older_than.map(|i| i.to_string()),
+            batch_size: rule.batch_size,
+        }
+    }
+
+    fn older_than(&self) -> Option<Interval> {
+        self.older_than
+            .as_deref()
+            .and_then(|t| crate::policy::interval::parse_interval(t).ok())
+    }
+
+    /// Whether this rule deletes only rows that `other` deletes too: the same condition,
+    /// and `other` has no age limit, or this one has an age limit on the same column at
+    /// least as long.
+    pub fn deletes_no_more_than(&self, other: &RuleFingerprint) -> bool {
+        if self.condition != other.condition {
+            return false;
+        }
+        match (self.older_than(), other.older_than()) {
+            // `other` deletes every matching row, whatever its age.
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(mine), Some(theirs)) => {
+                self.time_column == other.time_column && mine.comparable() >= theirs.comparable()
+            }
+        }
+    }
+}
+
+/// What the statement that creates a prune procedure records beside it (in retentionc's
+/// `managed_objects.detail`): the body it creates and the rules that body runs, so that
+/// plan knows a live procedure's rules, typed, for as long as its body is this one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcedureRecord {
+    pub body_sha256: String,
+    pub rules: Vec<RuleFingerprint>,
+}
+
+impl ProcedureRecord {
+    pub fn new(body: &str, policy: &Policy) -> ProcedureRecord {
+        ProcedureRecord {
+            body_sha256: hex::encode(Sha256::digest(body.as_bytes())),
+            rules: policy.deletes.iter().map(RuleFingerprint::of).collect(),
+        }
     }
 }
 

@@ -1,8 +1,11 @@
 //! Model -> SQL text, through the minijinja templates in templates/.
 //!
-//! Every statement retentionc ever sends comes from here, one template per statement,
-//! so that what plan shows and apply executes is byte for byte what the reviewed
-//! files under generated/ hold. No SQL is assembled from strings elsewhere.
+//! Every statement retentionc ever sends to change the database comes from here, one
+//! template per statement, grouped into the files `compile` writes under generated/. Each
+//! statement has a stable key within its file, so a plan names statements as (file, key)
+//! and apply looks them up, byte for byte, in the reviewed files. Facts the planner needs
+//! (procedure bodies, settings, the schedule's command) are returned here as values next
+//! to the text, never read back out of it.
 
 use minijinja::{Environment, Value, context};
 use serde::Serialize;
@@ -12,6 +15,9 @@ use crate::policy::ident::{quote_ident, quote_literal};
 
 /// Name of the compiled file holding retentionc's own schema, tables and functions.
 pub const BOOTSTRAP_FILE: &str = "_retentionc.sql";
+
+/// Folder (under generated/) of the files that release tables whose policy was removed.
+pub const REMOVED_DIR: &str = "_removed";
 
 /// One SQL statement, and what it is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,6 +33,7 @@ pub struct Statement {
 /// One file under generated/.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompiledFile {
+    /// Path relative to generated/: `public.events.sql`, `_removed/public.events.sql`.
     pub file_name: String,
     pub statements: Vec<Statement>,
     pub text: String,
@@ -113,11 +120,6 @@ pub fn part_config_settings(policy: &Policy) -> Vec<Setting> {
     settings
 }
 
-/// The settings that disable retention of a table whose policy was removed.
-pub fn removal_settings() -> Vec<Setting> {
-    vec![setting("retention", SettingValue::Null)]
-}
-
 /// The command a pg_cron job runs: one top-level CALL (or SELECT), since a procedure
 /// that commits cannot run inside a multi-statement string.
 pub fn schedule_command(config: &Config, policy: &Policy) -> String {
@@ -160,6 +162,13 @@ pub fn prune_call(config: &Config, procedure: &str) -> String {
     )
 }
 
+/// The bodies (`pg_proc.prosrc`, exactly) of the routines in retentionc's own file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapBodies {
+    pub maintain: String,
+    pub delete_in_batches: String,
+}
+
 pub struct Renderer {
     env: Environment<'static>,
 }
@@ -190,11 +199,14 @@ impl Renderer {
             "bootstrap_apply_history.sql.j2",
             "bootstrap_run_log.sql.j2",
             "bootstrap_run_log_index.sql.j2",
+            "bootstrap_managed_objects.sql.j2",
             "bootstrap_maintain.sql.j2",
             "bootstrap_delete_in_batches.sql.j2",
             "setup.sql.j2",
             "archive_schema.sql.j2",
             "retention.sql.j2",
+            "release_retention.sql.j2",
+            "claim_prune.sql.j2",
             "prune.sql.j2",
             "prune_body.sql.j2",
             "drop_prune.sql.j2",
@@ -204,13 +216,23 @@ impl Renderer {
         Renderer { env }
     }
 
-    fn render(&self, name: &str, ctx: Value) -> String {
-        let text = self
+    /// Renders a template; also returns the text its `{% set body %}` block captured, for
+    /// templates of routines (the body is what `pg_proc.prosrc` will hold).
+    fn render_with_body(&self, name: &str, ctx: Value) -> (String, Option<String>) {
+        let captured = self
             .env
             .get_template(name)
-            .and_then(|t| t.render(ctx))
+            .and_then(|t| t.render_captured(ctx))
             .unwrap_or_else(|e| panic!("template {name} failed to render: {e:#}"));
-        format!("{}\n", text.trim_end())
+        let body = captured
+            .state()
+            .lookup("body")
+            .and_then(|v| v.as_str().map(str::to_string));
+        (format!("{}\n", captured.output().trim_end()), body)
+    }
+
+    fn render(&self, name: &str, ctx: Value) -> String {
+        self.render_with_body(name, ctx).0
     }
 
     fn base_context(config: &Config) -> Value {
@@ -225,45 +247,61 @@ impl Renderer {
     /// generated/_retentionc.sql: the schema, tables and functions every policy uses.
     pub fn bootstrap(&self, config: &Config) -> CompiledFile {
         let ctx = Self::base_context(config);
-        let statements = vec![
-            self.statement(
+        let statements = [
+            (
                 "bootstrap.schema",
                 "retentionc's schema",
                 "bootstrap_schema.sql.j2",
-                &ctx,
             ),
-            self.statement(
+            (
                 "bootstrap.apply_history",
                 "history of every apply",
                 "bootstrap_apply_history.sql.j2",
-                &ctx,
             ),
-            self.statement(
+            (
                 "bootstrap.run_log",
                 "log of every retention run",
                 "bootstrap_run_log.sql.j2",
-                &ctx,
             ),
-            self.statement(
+            (
                 "bootstrap.run_log_index",
                 "index for status",
                 "bootstrap_run_log_index.sql.j2",
-                &ctx,
             ),
-            self.statement(
+            (
+                "bootstrap.managed_objects",
+                "which table each object retentionc made serves",
+                "bootstrap_managed_objects.sql.j2",
+            ),
+            (
                 "bootstrap.maintain",
                 "pg_partman maintenance of one table, reported from the catalog",
                 "bootstrap_maintain.sql.j2",
-                &ctx,
             ),
-            self.statement(
+            (
                 "bootstrap.delete_in_batches",
                 "one delete rule in batches committed one by one (used by every prune procedure)",
                 "bootstrap_delete_in_batches.sql.j2",
-                &ctx,
             ),
-        ];
+        ]
+        .into_iter()
+        .map(|(key, title, template)| self.statement(key, title, template, &ctx))
+        .collect();
         self.file(config, BOOTSTRAP_FILE.to_string(), None, statements)
+    }
+
+    /// The bodies of `maintain()` and `delete_in_batches()` as the bootstrap creates them.
+    pub fn bootstrap_bodies(&self, config: &Config) -> BootstrapBodies {
+        let ctx = Self::base_context(config);
+        let body = |template: &str| {
+            self.render_with_body(template, ctx.clone())
+                .1
+                .unwrap_or_else(|| panic!("template {template} sets no body"))
+        };
+        BootstrapBodies {
+            maintain: body("bootstrap_maintain.sql.j2"),
+            delete_in_batches: body("bootstrap_delete_in_batches.sql.j2"),
+        }
     }
 
     fn statement(&self, key: &str, title: &str, template: &str, ctx: &Value) -> Statement {
@@ -285,7 +323,7 @@ impl Renderer {
         )
     }
 
-    pub fn policy_statements(&self, config: &Config, policy: &Policy) -> Vec<Statement> {
+    fn policy_statements(&self, config: &Config, policy: &Policy) -> Vec<Statement> {
         let table = policy.table.to_string();
         let base = Self::base_context(config);
         let ctx = context! { table => table.clone(), ..base };
@@ -316,7 +354,11 @@ impl Renderer {
                     &archive_ctx,
                 ));
             }
-            let retention_ctx = context! { settings => Value::from(minijinja::value::Serde(part_config_settings(policy))), ..ctx.clone() };
+            let retention_ctx = context! {
+                settings => Value::from(minijinja::value::Serde(part_config_settings(policy))),
+                keeps_retention => policy.retention.is_some(),
+                ..ctx.clone()
+            };
             statements.push(self.statement(
                 "retention",
                 "retention settings in part_config",
@@ -324,36 +366,47 @@ impl Renderer {
                 &retention_ctx,
             ));
         }
-        statements.push(self.prune_statement(config, policy, &ctx));
+        statements.extend(self.prune_statements(config, policy, &ctx));
         statements.push(self.schedule_statement(config, policy, &ctx));
         statements
     }
 
-    fn prune_statement(&self, config: &Config, policy: &Policy, ctx: &Value) -> Statement {
-        let procedure = match policy.prune_procedure() {
-            Some(p) => p,
-            None => {
-                // No delete rules: make sure no procedure from an earlier version remains.
-                let name = prune_name(&policy.table);
-                let drop_ctx = context! { procedure => name, ..ctx.clone() };
-                return self.statement(
-                    "prune",
-                    "no delete rules: no prune procedure",
-                    "drop_prune.sql.j2",
-                    &drop_ctx,
-                );
-            }
-        };
+    /// With delete rules: claim the procedure's name for this table, then create it.
+    /// Without: drop the procedure this table had, if retentionc recorded making it.
+    fn prune_statements(&self, config: &Config, policy: &Policy, ctx: &Value) -> Vec<Statement> {
+        let procedure = crate::model::prune_procedure_name(&policy.table);
+        let named = context! { procedure => procedure.as_str(), ..ctx.clone() };
+        if policy.deletes.is_empty() {
+            return vec![self.statement(
+                "prune",
+                "no delete rules: no prune procedure",
+                "drop_prune.sql.j2",
+                &named,
+            )];
+        }
         let body = self.prune_body(config, policy);
+        let record =
+            serde_json::to_string_pretty(&crate::model::ProcedureRecord::new(&body, policy))
+                .expect("a procedure record serialises");
+        // The record holds the conditions' text: the block's dollar quotes must not occur in it.
+        let claim_ctx =
+            context! { claim_tag => dollar_tag(&record), record => record, ..named.clone() };
         let tag = dollar_tag(&body);
-        let prune_ctx =
-            context! { procedure => procedure.as_str(), tag => tag, body => body, ..ctx.clone() };
-        self.statement(
-            "prune",
-            "prune procedure for the delete rules",
-            "prune.sql.j2",
-            &prune_ctx,
-        )
+        let prune_ctx = context! { tag => tag, body => body, ..named.clone() };
+        vec![
+            self.statement(
+                "prune_owner",
+                "the prune procedure's name belongs to this table; its rules are recorded",
+                "claim_prune.sql.j2",
+                &claim_ctx,
+            ),
+            self.statement(
+                "prune",
+                "prune procedure for the delete rules",
+                "prune.sql.j2",
+                &prune_ctx,
+            ),
+        ]
     }
 
     /// The prune procedure's body exactly as PostgreSQL stores it (`pg_proc.prosrc`).
@@ -406,41 +459,48 @@ impl Renderer {
         }
     }
 
-    /// Statements that disable retentionc's management of a table whose policy was
-    /// removed: retention off, procedure and schedule gone; registration and data stay.
-    pub fn removal_statements(
-        &self,
-        config: &Config,
-        table: &QualifiedName,
-        partitioned: bool,
-    ) -> Vec<Statement> {
+    /// generated/_removed/<schema>.<table>.sql: the statements that release a table whose
+    /// policy was removed (retention off, the procedure and the job retentionc made gone;
+    /// the registration and the data stay). Plan picks the ones the database needs.
+    pub fn removal(&self, config: &Config, table: &QualifiedName) -> CompiledFile {
         let base = Self::base_context(config);
-        let ctx = context! { table => table.to_string(), ..base };
-        let mut statements = Vec::new();
-        if partitioned {
-            let retention_ctx = context! { settings => Value::from(minijinja::value::Serde(removal_settings())), ..ctx.clone() };
-            statements.push(self.statement(
+        let procedure = crate::model::prune_procedure_name(table);
+        let ctx = context! { table => table.to_string(), procedure => procedure.as_str(), ..base };
+        let job_ctx = context! { job_name => crate::model::job_name(table), ..ctx.clone() };
+        let statements = vec![
+            self.statement(
                 "retention",
-                "policy removed: retention disabled",
-                "retention.sql.j2",
-                &retention_ctx,
-            ));
+                "policy removed: retention disabled (where retentionc set it)",
+                "release_retention.sql.j2",
+                &ctx,
+            ),
+            self.statement(
+                "prune",
+                "policy removed: no prune procedure",
+                "drop_prune.sql.j2",
+                &ctx,
+            ),
+            self.statement(
+                "schedule",
+                "policy removed: no pg_cron job",
+                "unschedule.sql.j2",
+                &job_ctx,
+            ),
+        ];
+        let file_name = removal_file_name(table);
+        let header_ctx = context! {
+            source => None::<String>,
+            policy_hash => None::<String>,
+            removed => table.to_string(),
+            file_name => config.generated_dir.join(&file_name).display().to_string(),
+            ..Self::base_context(config)
+        };
+        let text = self.file_text(header_ctx, &statements);
+        CompiledFile {
+            file_name,
+            statements,
+            text,
         }
-        let drop_ctx = context! { procedure => prune_name(table), ..ctx.clone() };
-        statements.push(self.statement(
-            "prune",
-            "policy removed: no prune procedure",
-            "drop_prune.sql.j2",
-            &drop_ctx,
-        ));
-        let job_ctx = context! { job_name => format!("retentionc:{table}"), ..ctx };
-        statements.push(self.statement(
-            "schedule",
-            "policy removed: no pg_cron job",
-            "unschedule.sql.j2",
-            &job_ctx,
-        ));
-        statements
     }
 
     fn file(
@@ -452,9 +512,19 @@ impl Renderer {
     ) -> CompiledFile {
         let header_ctx = context! { source => policy.map(|p| format!("{} (document {})", p.source.file.display(), p.source.document)),
             policy_hash => policy.map(|p| p.hash()),
+            removed => None::<String>,
             file_name => config.generated_dir.join(&file_name).display().to_string(),
             ..Self::base_context(config)
         };
+        let text = self.file_text(header_ctx, &statements);
+        CompiledFile {
+            file_name,
+            statements,
+            text,
+        }
+    }
+
+    fn file_text(&self, header_ctx: Value, statements: &[Statement]) -> String {
         let mut text = self.render("header.sql.j2", header_ctx);
         for (index, statement) in statements.iter().enumerate() {
             text.push_str(&format!(
@@ -465,18 +535,13 @@ impl Renderer {
                 statement.sql
             ));
         }
-        CompiledFile {
-            file_name,
-            statements,
-            text,
-        }
+        text
     }
 }
 
-fn prune_name(table: &QualifiedName) -> String {
-    // Names too long for a procedure were refused at parse time when there are rules;
-    // without rules the DROP ... IF EXISTS of a truncated name is harmless.
-    format!("prune_{}", table.name)
+/// `_removed/<schema>.<table>.sql`, relative to generated/.
+pub fn removal_file_name(table: &QualifiedName) -> String {
+    format!("{REMOVED_DIR}/{table}.sql")
 }
 
 /// A dollar-quote tag that does not occur in `body`.
@@ -490,7 +555,8 @@ fn dollar_tag(body: &str) -> String {
     tag
 }
 
-/// Every file `compile` writes, in a stable order: the bootstrap first.
+/// Every file `compile` writes for the policies, in a stable order: the bootstrap first.
+/// (Removal files depend on what generated/ held before; see `compile`.)
 pub fn compile_project(config: &Config, policies: &[Policy]) -> Vec<CompiledFile> {
     let renderer = Renderer::new();
     let mut files = vec![renderer.bootstrap(config)];

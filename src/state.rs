@@ -1,17 +1,19 @@
 //! One typed state for what the policies want and what the database has, so that the
-//! diff compares data, not SQL text.
+//! diff compares values field by field, never SQL text.
 //!
-//! `desired` comes from the model through render (the same values the generated files
-//! hold); `live` from the catalog. Both use `render::SettingValue` for part_config values,
-//! normalised the same way (intervals as canonical text), and prosrc-exact procedure bodies.
+//! `desired` is derived from the model (with the procedure bodies and commands the
+//! renderer makes from the same model); `live` from the catalog. A table's delete rules
+//! are carried as typed fingerprints: desired ones from the policy, live ones from the
+//! last apply's record (`apply_history.applied_state`), valid while the live procedure is
+//! still the one that apply made.
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::Live;
-use crate::model::{Interval, Project};
+use crate::model::{Interval, Policy, ProcedureRecord, Project, RuleFingerprint};
 use crate::policy::interval::parse_interval;
 use crate::render::{self, Renderer, SettingValue};
 
@@ -22,13 +24,14 @@ pub struct State {
     pub tables: BTreeMap<String, TableState>,
 }
 
-/// retentionc's own schema, tables and maintain() function.
+/// retentionc's own schema, tables and routines.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Bootstrap {
     pub schema: bool,
     pub apply_history: bool,
     pub run_log: bool,
     pub run_log_index: bool,
+    pub managed_objects: bool,
     /// prosrc of `<schema>.maintain(text)`.
     pub maintain_body: Option<String>,
     /// prosrc of the `<schema>.delete_in_batches(...)` procedure.
@@ -42,9 +45,12 @@ pub struct TableState {
     /// part_config columns and values: desired holds only the columns the policy sets;
     /// live holds every column retentionc may set.
     pub settings: BTreeMap<String, SettingValue>,
-    /// prosrc of the prune procedure.
-    pub procedure: Option<String>,
+    /// The prune procedure serving this table.
+    pub prune: Option<Prune>,
     pub schedule: Option<Schedule>,
+    /// retentionc recorded setting this table's retention (`managed_objects`): removing
+    /// the policy disables only such a retention. Not compared between desired and live.
+    pub retention_recorded: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -55,72 +61,86 @@ pub struct Registration {
     pub epoch: String,
 }
 
+/// A prune procedure: its name, its body (prosrc), and the delete rules it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Prune {
+    pub procedure: String,
+    pub body: String,
+    /// The rules, by their fingerprints; `None` when the live procedure is not one whose
+    /// rules are known (made or changed outside apply).
+    pub rules: Option<Vec<RuleFingerprint>>,
+}
+
+/// The rules of `desired` that would delete rows the `live` rules keep: each one with no
+/// live rule that already deletes at least what it deletes. With the live rules unknown,
+/// every desired rule.
+pub fn stricter_rules<'d>(
+    desired: &'d [RuleFingerprint],
+    live: Option<&[RuleFingerprint]>,
+) -> Vec<&'d RuleFingerprint> {
+    desired
+        .iter()
+        .filter(|rule| match live {
+            None => true,
+            Some(live) => !live.iter().any(|l| rule.deletes_no_more_than(l)),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schedule {
     pub schedule: String,
     pub command: String,
 }
 
-/// The prosrc of a statement `CREATE ... AS $tag$<body>$tag$;`.
-pub fn dollar_quoted_body(sql: &str) -> Option<String> {
-    let as_at = sql.find("\nAS $")?;
-    let rest = &sql[as_at + 4..];
-    let tag_end = rest[1..].find('$')? + 2;
-    let tag = &rest[..tag_end];
-    let body_and_end = &rest[tag_end..];
-    let end = body_and_end.rfind(tag)?;
-    Some(body_and_end[..end].to_string())
-}
-
 /// What the policies want.
 pub fn desired(project: &Project, renderer: &Renderer) -> State {
     let config = &project.config;
-    let bootstrap_file = renderer.bootstrap(config);
-    let maintain_body = bootstrap_file
-        .statement("bootstrap.maintain")
-        .and_then(|s| dollar_quoted_body(&s.sql));
-    let delete_in_batches_body = bootstrap_file
-        .statement("bootstrap.delete_in_batches")
-        .and_then(|s| dollar_quoted_body(&s.sql));
+    let bodies = renderer.bootstrap_bodies(config);
     let mut state = State {
         bootstrap: Bootstrap {
             schema: true,
             apply_history: true,
             run_log: true,
             run_log_index: true,
-            maintain_body,
-            delete_in_batches_body,
+            managed_objects: true,
+            maintain_body: Some(bodies.maintain),
+            delete_in_batches_body: Some(bodies.delete_in_batches),
         },
         tables: BTreeMap::new(),
     };
     for policy in &project.policies {
-        let registration = policy.partitioning.as_ref().map(|p| Registration {
-            control: p.column.to_string(),
-            interval: p.interval.to_string(),
-            epoch: p.epoch.as_str().to_string(),
-        });
-        let settings = render::part_config_settings(policy)
-            .into_iter()
-            .map(|s| (s.column.to_string(), s.value))
-            .collect();
-        let procedure = policy
-            .prune_procedure()
-            .map(|_| renderer.prune_body(config, policy));
-        let schedule = policy.schedule.as_ref().map(|s| Schedule {
-            schedule: s.clone(),
-            command: render::schedule_command(config, policy),
-        });
         state.tables.insert(
             policy.table.to_string(),
-            TableState {
-                registration,
-                settings,
-                procedure,
-                schedule,
-            },
+            desired_table(project, renderer, policy),
         );
     }
     state
+}
+
+fn desired_table(project: &Project, renderer: &Renderer, policy: &Policy) -> TableState {
+    let config = &project.config;
+    TableState {
+        registration: policy.partitioning.as_ref().map(|p| Registration {
+            control: p.column.to_string(),
+            interval: p.interval.to_string(),
+            epoch: p.epoch.as_str().to_string(),
+        }),
+        settings: render::part_config_settings(policy)
+            .into_iter()
+            .map(|s| (s.column.to_string(), s.value))
+            .collect(),
+        prune: policy.prune_procedure().map(|procedure| Prune {
+            procedure: procedure.to_string(),
+            body: renderer.prune_body(config, policy),
+            rules: Some(policy.deletes.iter().map(RuleFingerprint::of).collect()),
+        }),
+        schedule: policy.schedule.as_ref().map(|s| Schedule {
+            schedule: s.clone(),
+            command: render::schedule_command(config, policy),
+        }),
+        retention_recorded: policy.partitioning.is_some() && policy.retention.is_some(),
+    }
 }
 
 /// The text of an interval as retentionc writes it, so equal values compare equal.
@@ -131,37 +151,31 @@ fn interval_text(parsed: Option<Interval>, raw: &str) -> String {
     }
 }
 
-/// The table a prune procedure serves, read from its body (`v_parent ... := 'schema.table'`),
-/// since the procedure's name (`prune_<table>`) leaves the schema out.
-pub fn prune_target(body: &str) -> Option<String> {
-    let line = body
-        .lines()
-        .find(|l| l.trim_start().starts_with("v_parent") && l.contains("regclass :="))?;
-    let start = line.find(":= '")? + 4;
-    let end = line[start..].find('\'')? + start;
-    Some(line[start..end].to_string())
-}
-
-/// What the database has, in the same shape.
-pub fn live(live: &Live, project: &Project) -> State {
-    let maintain_body = live
-        .routines
-        .iter()
-        .find(|r| r.name == "maintain" && r.kind == "f" && r.arguments == "p_parent_table text")
-        .map(|r| r.body.clone());
-    let delete_in_batches_body = live
-        .routines
-        .iter()
-        .find(|r| r.name == "delete_in_batches" && r.kind == "p")
-        .map(|r| r.body.clone());
+/// What the database has, in the same shape. `desired` supplies the rules of a live
+/// procedure that is byte for byte the one the policy wants (made by running generated/
+/// by hand, with no apply history).
+pub fn live(live: &Live, desired: &State) -> State {
+    let routine = |name: &str, kind: &str| {
+        live.routines
+            .iter()
+            .find(|r| r.name == name && r.kind == kind)
+            .map(|r| r.body.clone())
+    };
     let mut state = State {
         bootstrap: Bootstrap {
             schema: live.bootstrap.schema,
             apply_history: live.bootstrap.apply_history,
             run_log: live.bootstrap.run_log,
             run_log_index: live.bootstrap.run_log_index,
-            maintain_body,
-            delete_in_batches_body,
+            managed_objects: live.bootstrap.managed_objects,
+            maintain_body: live
+                .routines
+                .iter()
+                .find(|r| {
+                    r.name == "maintain" && r.kind == "f" && r.arguments == "p_parent_table text"
+                })
+                .map(|r| r.body.clone()),
+            delete_in_batches_body: routine("delete_in_batches", "p"),
         },
         tables: BTreeMap::new(),
     };
@@ -204,24 +218,42 @@ pub fn live(live: &Live, project: &Project) -> State {
             .map(|(c, v)| (c.to_string(), v))
             .collect();
     }
-    for routine in &live.routines {
-        if routine.kind != "p" || !routine.name.starts_with("prune_") {
+    // A procedure serves the table retentionc recorded making it for; procedures it has
+    // no record of are not retentionc's to change.
+    for object in live
+        .managed_objects
+        .iter()
+        .filter(|o| o.kind == "procedure")
+    {
+        let Some(body) = routine(&object.name, "p") else {
             continue;
-        }
-        // The body names its table; fall back to a policy whose procedure has this name.
-        let target = prune_target(&routine.body).or_else(|| {
-            project
-                .policies
-                .iter()
-                .find(|p| {
-                    p.prune_procedure()
-                        .is_some_and(|n| n.as_str() == routine.name)
-                })
-                .map(|p| p.table.to_string())
+        };
+        let recorded = live
+            .last_apply
+            .as_ref()
+            .and_then(|a| applied_table(&a.applied_state, &object.table));
+        let want = desired
+            .tables
+            .get(&object.table)
+            .and_then(|t| t.prune.as_ref());
+        let record = serde_json::from_value::<ProcedureRecord>(object.detail.clone()).ok();
+        let rules = known_rules(&body, record.as_ref(), recorded.as_ref(), want);
+        state.tables.entry(object.table.clone()).or_default().prune = Some(Prune {
+            procedure: object.name.clone(),
+            body,
+            rules,
         });
-        if let Some(target) = target {
-            state.tables.entry(target).or_default().procedure = Some(routine.body.clone());
-        }
+    }
+    for object in live
+        .managed_objects
+        .iter()
+        .filter(|o| o.kind == "retention")
+    {
+        state
+            .tables
+            .entry(object.table.clone())
+            .or_default()
+            .retention_recorded = true;
     }
     for job in &live.jobs {
         if let Some(target) = job.name.strip_prefix("retentionc:") {
@@ -232,6 +264,33 @@ pub fn live(live: &Live, project: &Project) -> State {
         }
     }
     state
+}
+
+/// The rules a live procedure runs, when they are known: the statement that made it, or
+/// the last apply, recorded them together with this very body; or the body is the one the
+/// policy wants now.
+fn known_rules(
+    body: &str,
+    made_with: Option<&ProcedureRecord>,
+    recorded: Option<&AppliedTable>,
+    want: Option<&Prune>,
+) -> Option<Vec<RuleFingerprint>> {
+    if let Some(made_with) = made_with
+        && made_with.body_sha256 == body_sha256(body)
+    {
+        return Some(made_with.rules.clone());
+    }
+    if let Some(AppliedTable {
+        prune: Some(Some(prune)),
+        ..
+    }) = recorded
+        && prune.body_sha256 == body_sha256(body)
+        && let Some(rules) = &prune.rules
+    {
+        return Some(rules.clone());
+    }
+    want.filter(|w| w.body == body)
+        .and_then(|w| w.rules.clone())
 }
 
 /// Whether two part_config values are the same: intervals compare as PostgreSQL compares
@@ -255,10 +314,6 @@ pub fn setting_text(value: &SettingValue) -> String {
     }
 }
 
-fn setting_to_json(value: &SettingValue) -> serde_json::Value {
-    serde_json::to_value(value).expect("a setting serialises")
-}
-
 fn setting_from_json(value: &serde_json::Value) -> Option<SettingValue> {
     Some(match value {
         serde_json::Value::Null => SettingValue::Null,
@@ -269,33 +324,62 @@ fn setting_from_json(value: &serde_json::Value) -> Option<SettingValue> {
     })
 }
 
-fn sha256(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
+pub fn body_sha256(body: &str) -> String {
+    hex::encode(Sha256::digest(body.as_bytes()))
+}
+
+/// Version of the `applied_state` document apply records.
+pub const APPLIED_STATE_VERSION: u32 = 2;
+
+/// One table in `applied_state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct AppliedTableRecord {
+    settings: BTreeMap<String, serde_json::Value>,
+    prune: Option<AppliedPrune>,
+    schedule: Option<Schedule>,
+}
+
+/// A prune procedure as apply left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedPrune {
+    pub procedure: String,
+    pub body_sha256: String,
+    /// `None` in records written before rules were recorded.
+    pub rules: Option<Vec<RuleFingerprint>>,
 }
 
 /// What apply records in `apply_history.applied_state`, from the desired state it made
-/// live: `{"<schema.table>": {"settings": {"retention": "14 days", ...},
-/// "procedure_sha256": "..."|null, "schedule": {"schedule": .., "command": ..}|null}}`.
-/// Plan reads it back to tell drift (a hand edit since) from a policy change.
+/// live: `{"version": 2, "tables": {"<schema.table>": {"settings": {"retention": "14 days",
+/// ...}, "prune": {"procedure", "body_sha256", "rules": [fingerprint...]} | null,
+/// "schedule": {"schedule", "command"} | null}}}`. Plan reads it back to tell drift (a hand
+/// edit since) from a policy change, and to know the rules a live procedure runs.
 pub fn applied_state_json(desired: &State) -> serde_json::Value {
-    let tables: serde_json::Map<String, serde_json::Value> = desired
+    let tables: BTreeMap<&String, AppliedTableRecord> = desired
         .tables
         .iter()
         .map(|(name, t)| {
-            let settings: serde_json::Map<String, serde_json::Value> = t
-                .settings
-                .iter()
-                .map(|(c, v)| (c.clone(), setting_to_json(v)))
-                .collect();
-            let entry = serde_json::json!({
-                "settings": settings,
-                "procedure_sha256": t.procedure.as_deref().map(sha256),
-                "schedule": t.schedule,
-            });
-            (name.clone(), entry)
+            let record = AppliedTableRecord {
+                settings: t
+                    .settings
+                    .iter()
+                    .map(|(c, v)| {
+                        (
+                            c.clone(),
+                            serde_json::to_value(v).expect("a setting serialises"),
+                        )
+                    })
+                    .collect(),
+                prune: t.prune.as_ref().map(|p| AppliedPrune {
+                    procedure: p.procedure.clone(),
+                    body_sha256: body_sha256(&p.body),
+                    rules: p.rules.clone(),
+                }),
+                schedule: t.schedule.clone(),
+            };
+            (name, record)
         })
         .collect();
-    serde_json::Value::Object(tables)
+    serde_json::json!({ "version": APPLIED_STATE_VERSION, "tables": tables })
 }
 
 /// One table's entry of a recorded `applied_state`.
@@ -303,12 +387,19 @@ pub fn applied_state_json(desired: &State) -> serde_json::Value {
 pub struct AppliedTable {
     pub settings: BTreeMap<String, SettingValue>,
     /// `None` when not recorded; `Some(None)` when recorded as "no procedure".
-    pub procedure_sha256: Option<Option<String>>,
+    pub prune: Option<Option<AppliedPrune>>,
     pub schedule: Option<Option<Schedule>>,
 }
 
+/// A table's entry of a recorded `applied_state`, in this version's document or the
+/// first one (`{"<table>": {"settings", "procedure_sha256", "schedule"}}`, no rules).
 pub fn applied_table(applied_state: &serde_json::Value, table: &str) -> Option<AppliedTable> {
-    let entry = applied_state.get(table)?;
+    let versioned = applied_state.get("version").is_some();
+    let entry = if versioned {
+        applied_state.get("tables")?.get(table)?
+    } else {
+        applied_state.get(table)?
+    };
     let settings = entry
         .get("settings")
         .and_then(|s| s.as_object())
@@ -318,24 +409,31 @@ pub fn applied_table(applied_state: &serde_json::Value, table: &str) -> Option<A
                 .collect()
         })
         .unwrap_or_default();
-    let procedure_sha256 = entry
-        .get("procedure_sha256")
-        .map(|v| v.as_str().map(str::to_string));
-    let schedule = entry.get("schedule").map(|v| {
-        Some(Schedule {
-            schedule: v.get("schedule")?.as_str()?.to_string(),
-            command: v.get("command")?.as_str()?.to_string(),
+    let prune = if versioned {
+        entry.get("prune").map(|v| {
+            serde_json::from_value::<Option<AppliedPrune>>(v.clone())
+                .ok()
+                .flatten()
         })
+    } else {
+        entry.get("procedure_sha256").map(|v| {
+            v.as_str().map(|sha| AppliedPrune {
+                procedure: String::new(),
+                body_sha256: sha.to_string(),
+                rules: None,
+            })
+        })
+    };
+    let schedule = entry.get("schedule").map(|v| {
+        serde_json::from_value::<Option<Schedule>>(v.clone())
+            .ok()
+            .flatten()
     });
     Some(AppliedTable {
         settings,
-        procedure_sha256,
+        prune,
         schedule,
     })
-}
-
-pub fn body_sha256(body: &str) -> String {
-    sha256(body)
 }
 
 /// sha256 over a canonical serialisation of what the plan depends on in the live
@@ -356,24 +454,21 @@ pub fn fingerprint(live: &Live, live_state: &State) -> String {
         cron: live.cron.as_ref(),
         last_apply_id: live.last_apply.as_ref().map(|a| a.id),
     };
-    sha256(&serde_json::to_string(&canonical).expect("the live state serialises"))
+    body_sha256(&serde_json::to_string(&canonical).expect("the live state serialises"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn dollar_quoted_body_is_what_prosrc_holds() {
-        let sql = "CREATE OR REPLACE FUNCTION \"r\".\"maintain\"(p text)\nRETURNS jsonb\nLANGUAGE plpgsql\nAS $retentionc$\nBEGIN\nEND\n$retentionc$;\n";
-        assert_eq!(dollar_quoted_body(sql).as_deref(), Some("\nBEGIN\nEND\n"));
-    }
-
-    #[test]
-    fn prune_target_reads_the_table_from_the_body() {
-        let body =
-            "\nDECLARE\n    v_parent          constant regclass := 'public.app_logs'::regclass;\n";
-        assert_eq!(prune_target(body).as_deref(), Some("public.app_logs"));
+    fn rule(condition: &str, older_than: Option<&str>) -> RuleFingerprint {
+        RuleFingerprint {
+            name: "r".into(),
+            condition: condition.into(),
+            time_column: older_than.map(|_| "ts".to_string()),
+            older_than: older_than.map(str::to_string),
+            batch_size: 5000,
+        }
     }
 
     #[test]
@@ -387,6 +482,54 @@ mod tests {
             &SettingValue::Text("2 days".into())
         ));
         assert!(!same_setting("retention", &a, &SettingValue::Null));
+        // Only retention is read as an interval.
+        assert!(!same_setting("retention_schema", &a, &b));
+    }
+
+    #[test]
+    fn a_rule_is_stricter_when_it_deletes_rows_the_live_rules_keep() {
+        let live = [rule("level = 'debug'", Some("30 days"))];
+        // Same rule, or a longer age limit: deletes no more.
+        assert!(
+            stricter_rules(&[rule("level = 'debug'", Some("30 days"))], Some(&live)).is_empty()
+        );
+        assert!(
+            stricter_rules(&[rule("level = 'debug'", Some("60 days"))], Some(&live)).is_empty()
+        );
+        assert!(
+            stricter_rules(&[rule("level = 'debug'", Some("720 hours"))], Some(&live)).is_empty()
+        );
+        // A shorter age limit, no age limit, another condition, another column: more.
+        assert_eq!(
+            stricter_rules(&[rule("level = 'debug'", Some("29 days"))], Some(&live)).len(),
+            1
+        );
+        assert_eq!(
+            stricter_rules(&[rule("level = 'debug'", None)], Some(&live)).len(),
+            1
+        );
+        assert_eq!(
+            stricter_rules(&[rule("level = 'info'", Some("30 days"))], Some(&live)).len(),
+            1
+        );
+        let mut other_column = rule("level = 'debug'", Some("30 days"));
+        other_column.time_column = Some("other".into());
+        assert_eq!(stricter_rules(&[other_column], Some(&live)).len(), 1);
+        // A live rule without an age limit covers any age limit.
+        let unlimited = [rule("level = 'debug'", None)];
+        assert!(
+            stricter_rules(&[rule("level = 'debug'", Some("1 day"))], Some(&unlimited)).is_empty()
+        );
+        assert!(stricter_rules(&[rule("level = 'debug'", None)], Some(&unlimited)).is_empty());
+        // A renamed rule that deletes the same rows is not stricter; unknown live rules are.
+        let mut renamed = rule("level = 'debug'", Some("30 days"));
+        renamed.name = "other".into();
+        assert!(stricter_rules(&[renamed.clone()], Some(&live)).is_empty());
+        assert_eq!(stricter_rules(&[renamed], None).len(), 1);
+        // A new batch size deletes the same rows.
+        let mut batch = rule("level = 'debug'", Some("30 days"));
+        batch.batch_size = 10;
+        assert!(stricter_rules(&[batch], Some(&live)).is_empty());
     }
 
     #[test]
@@ -398,13 +541,83 @@ mod tests {
         t.settings.insert("premake".into(), SettingValue::Int(4));
         t.settings
             .insert("retention_schema".into(), SettingValue::Null);
-        t.procedure = Some("body".into());
+        t.prune = Some(Prune {
+            procedure: "prune_a".into(),
+            body: "body".into(),
+            rules: Some(vec![rule("x", Some("1 day"))]),
+        });
         desired.tables.insert("public.a".into(), t.clone());
         let json = applied_state_json(&desired);
         let back = applied_table(&json, "public.a").unwrap();
         assert_eq!(back.settings, t.settings);
-        assert_eq!(back.procedure_sha256, Some(Some(body_sha256("body"))));
+        assert_eq!(
+            back.prune,
+            Some(Some(AppliedPrune {
+                procedure: "prune_a".into(),
+                body_sha256: body_sha256("body"),
+                rules: Some(vec![rule("x", Some("1 day"))]),
+            }))
+        );
         assert_eq!(back.schedule, Some(None));
         assert!(applied_table(&json, "public.b").is_none());
+    }
+
+    #[test]
+    fn the_first_applied_state_document_is_still_read() {
+        let json = serde_json::json!({"public.a": {
+            "settings": {"retention": "14 days"},
+            "procedure_sha256": "abc",
+            "schedule": {"schedule": "* * * * *", "command": "SELECT 1"}}});
+        let back = applied_table(&json, "public.a").unwrap();
+        assert_eq!(
+            back.settings.get("retention"),
+            Some(&SettingValue::Text("14 days".into()))
+        );
+        assert_eq!(back.prune.unwrap().unwrap().body_sha256, "abc");
+        assert_eq!(back.schedule.unwrap().unwrap().command, "SELECT 1");
+    }
+
+    #[test]
+    fn live_rules_are_known_only_for_the_procedure_apply_made_or_the_one_wanted() {
+        let rules = vec![rule("x", Some("1 day"))];
+        let recorded = AppliedTable {
+            prune: Some(Some(AppliedPrune {
+                procedure: "prune_a".into(),
+                body_sha256: body_sha256("made by apply"),
+                rules: Some(rules.clone()),
+            })),
+            ..AppliedTable::default()
+        };
+        let want = Prune {
+            procedure: "prune_a".into(),
+            body: "wanted".into(),
+            rules: Some(vec![rule("y", None)]),
+        };
+        assert_eq!(
+            known_rules("made by apply", None, Some(&recorded), Some(&want)),
+            Some(rules.clone())
+        );
+        assert_eq!(
+            known_rules("wanted", None, Some(&recorded), Some(&want)),
+            Some(vec![rule("y", None)])
+        );
+        assert_eq!(
+            known_rules("edited by hand", None, Some(&recorded), Some(&want)),
+            None
+        );
+        assert_eq!(known_rules("edited by hand", None, None, None), None);
+        // What the creating statement recorded beside the procedure, for this body.
+        let made_with = ProcedureRecord {
+            body_sha256: body_sha256("made by psql"),
+            rules: vec![rule("z", None)],
+        };
+        assert_eq!(
+            known_rules("made by psql", Some(&made_with), None, Some(&want)),
+            Some(vec![rule("z", None)])
+        );
+        assert_eq!(
+            known_rules("edited by hand", Some(&made_with), None, None),
+            None
+        );
     }
 }

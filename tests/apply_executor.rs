@@ -1,6 +1,6 @@
-//! The apply executor against real PostgreSQL + pg_partman, with plans built from the
-//! compiled files (what plan produces for these situations), and writers inserting
-//! throughout: none of their inserts may fail or be lost.
+//! The apply executor against real PostgreSQL + pg_partman: it plans under its lock and
+//! runs the reviewed files' statements, with writers inserting throughout: none of their
+//! inserts may fail or be lost.
 
 mod apply_support;
 mod common;
@@ -10,16 +10,25 @@ use std::time::{Duration, Instant};
 use apply_support::*;
 use common::cluster::{Cluster, Partman, TestDb};
 use retentionc::apply::locks::LockWatch;
-use retentionc::apply::{ADVISORY_LOCK_KEY, ApplyOptions, ApplyOutcome, PlanSource, execute};
-use retentionc::plan::{ChangeKind, Plan, PlannedStatement};
-use retentionc::render::Renderer;
+use retentionc::apply::{
+    ADVISORY_LOCK_KEY, ApplyOptions, ApplyOutcome, PlanSource, ReviewedOrigin, execute,
+};
+use retentionc::plan::{ChangeKind, Plan};
 
 const TABLE: &str = "public.events";
 
 async fn run_executor(
     db: &TestDb,
     project: &TestProject,
-    plan: Plan,
+    options: &ApplyOptions,
+) -> anyhow::Result<ApplyOutcome> {
+    execute_source(db, project, PlanSource::Live, options).await
+}
+
+async fn execute_source(
+    db: &TestDb,
+    project: &TestProject,
+    source: PlanSource,
     options: &ApplyOptions,
 ) -> anyhow::Result<ApplyOutcome> {
     let loaded = project.load();
@@ -31,34 +40,35 @@ async fn run_executor(
         Duration::from_millis(loaded.config.lock_timeout_ms),
     );
     let mut out = Vec::new();
-    execute(
-        &client,
-        &loaded,
-        PlanSource::Unchecked(plan),
-        options,
-        &watch,
-        &mut out,
-    )
-    .await
+    execute(&client, &loaded, source, options, &watch, &mut out).await
 }
 
-/// Writes the policy, then executes a plan of one change made of the given statements of
-/// its compiled file: what plan would produce for that edit.
+/// The plan `plan` makes now for the project (what a reviewer would have saved).
+async fn plan_now(db: &TestDb, project: &TestProject) -> Plan {
+    let client = retentionc::db::connect(&db_args(db), "retentionc plan")
+        .await
+        .unwrap();
+    retentionc::plan::make_plan(&client, &project.load())
+        .await
+        .unwrap()
+}
+
+/// Writes the policy (compiled), then applies what plan finds.
 async fn apply_edit(
     db: &TestDb,
     project: &TestProject,
     policy: &str,
-    change: (&[&str], ChangeKind, &str),
+    expected: ChangeKind,
     options: &ApplyOptions,
 ) -> anyhow::Result<ApplyOutcome> {
     project.write_policy("events", policy);
-    let loaded = project.load();
-    let (keys, kind, summary) = change;
-    let plan = plan_of(
-        &loaded,
-        vec![statements_of(&loaded, TABLE, keys, kind, summary)],
+    let plan = plan_now(db, project).await;
+    assert!(
+        plan.changes.iter().any(|c| c.kind == expected),
+        "expected a {expected:?} change: {:#?}",
+        plan.changes
     );
-    run_executor(db, project, plan, options).await
+    run_executor(db, project, options).await
 }
 
 fn allowing_data_loss() -> ApplyOptions {
@@ -76,20 +86,22 @@ fn quick_retries() -> ApplyOptions {
     }
 }
 
+fn quick_retries_allowing_data_loss() -> ApplyOptions {
+    ApplyOptions {
+        allow_data_loss: true,
+        ..quick_retries()
+    }
+}
+
 /// A database with the table, the policy, and a first apply done.
 async fn applied(partman: Partman, lock_timeout: &'static str) -> (TestDb, TestProject) {
     let db = Cluster::shared().database(partman);
     create_table(&db, TABLE);
     let project = TestProject::new(partman, lock_timeout);
     project.write_policy("events", &policy_yaml(TABLE, "2 days", ""));
-    let outcome = run_executor(
-        &db,
-        &project,
-        full_plan(&project.load()),
-        &ApplyOptions::default(),
-    )
-    .await
-    .unwrap();
+    let outcome = run_executor(&db, &project, &ApplyOptions::default())
+        .await
+        .unwrap();
     assert!(
         matches!(outcome, ApplyOutcome::Applied { .. }),
         "{outcome:?}"
@@ -104,9 +116,9 @@ async fn apply_from_empty_bootstraps_registers_and_records_history() {
         create_table(&db, TABLE);
         let project = TestProject::new(partman, "2s");
         project.write_policy("events", &policy_yaml(TABLE, "2 days", "deletes:\n  - name: debug_rows\n    where: \"level = 'debug'\"\n    older_than: 1 hour\n"));
-        let plan = full_plan(&project.load());
+        let plan = plan_now(&db, &project).await;
         let statements: usize = plan.changes.iter().map(|c| c.statements.len()).sum();
-        let outcome = run_executor(&db, &project, plan, &ApplyOptions::default())
+        let outcome = run_executor(&db, &project, &allowing_data_loss())
             .await
             .unwrap();
         let ApplyOutcome::Applied {
@@ -117,7 +129,13 @@ async fn apply_from_empty_bootstraps_registers_and_records_history() {
         else {
             panic!("{outcome:?}")
         };
-        assert_eq!((changes, executed), (2, statements), "{partman}");
+        // retentionc's schema, the registration, the prune procedure.
+        assert_eq!(
+            (changes, executed),
+            (plan.changes.len(), statements),
+            "{partman}"
+        );
+        assert_eq!(changes, 3, "{partman}");
 
         assert_eq!(part_config(&db, TABLE), "2 days | f | 4 | t", "{partman}");
         assert_eq!(
@@ -127,7 +145,7 @@ async fn apply_from_empty_bootstraps_registers_and_records_history() {
         );
         let row = db.scalar(&format!(
             "SELECT concat_ws(' | ', tool_version, applied_by, cardinality(statements), policy_hashes ? '{TABLE}', \
-                    applied_state -> '{TABLE}' -> 'settings' ->> 'retention') \
+                    applied_state -> 'tables' -> '{TABLE}' -> 'settings' ->> 'retention') \
                FROM retention.apply_history WHERE id = {history_id}"
         ));
         assert_eq!(
@@ -139,19 +157,14 @@ async fn apply_from_empty_bootstraps_registers_and_records_history() {
             "{partman}"
         );
 
-        // Now writers can insert; applying the same statements again changes nothing
-        // they can notice (every statement is idempotent).
+        // Now writers can insert; a second apply finds nothing to do and records nothing.
         let writer = Writer::start(&db, TABLE).await;
-        run_executor(
-            &db,
-            &project,
-            full_plan(&project.load()),
-            &ApplyOptions::default(),
-        )
-        .await
-        .unwrap();
+        let again = run_executor(&db, &project, &ApplyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(again, ApplyOutcome::NoChanges, "{partman}");
         writer.finish(&db, TABLE).await;
-        assert_eq!(history_count(&db), 2);
+        assert_eq!(history_count(&db), 1);
     }
 }
 
@@ -166,11 +179,7 @@ async fn each_change_kind_applies_while_writers_insert() {
             &db,
             &project,
             &policy_yaml(TABLE, "3 days", ""),
-            (
-                &["retention"],
-                ChangeKind::RetentionSettings,
-                "retention 2 days -> 3 days",
-            ),
+            ChangeKind::RetentionSettings,
             &ApplyOptions::default(),
         )
         .await
@@ -182,7 +191,7 @@ async fn each_change_kind_applies_while_writers_insert() {
             &db,
             &project,
             &policy_yaml(TABLE, "3 days", "deletes:\n  - name: debug_rows\n    where: \"level = 'debug'\"\n    older_than: 1 hour\n"),
-            (&["prune"], ChangeKind::CreateProcedure, "delete rule debug_rows"),
+            ChangeKind::CreateProcedure,
             &allowing_data_loss(),
         )
         .await
@@ -198,7 +207,7 @@ async fn each_change_kind_applies_while_writers_insert() {
             &db,
             &project,
             &policy_yaml(TABLE, "3 days", ""),
-            (&["prune"], ChangeKind::DropProcedure, "no delete rules"),
+            ChangeKind::DropProcedure,
             &ApplyOptions::default(),
         )
         .await
@@ -226,55 +235,25 @@ async fn removing_a_policy_keeps_the_registration_and_the_data() {
                 "deletes:\n  - name: debug_rows\n    where: \"level = 'debug'\"\n",
             ),
         );
-        let loaded = project.load();
-        run_executor(
-            &db,
-            &project,
-            plan_of(
-                &loaded,
-                vec![statements_of(
-                    &loaded,
-                    TABLE,
-                    &["prune"],
-                    ChangeKind::CreateProcedure,
-                    "rule",
-                )],
-            ),
-            &ApplyOptions {
-                allow_data_loss: true,
-                ..ApplyOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+        run_executor(&db, &project, &allowing_data_loss())
+            .await
+            .unwrap();
         let writer = Writer::start(&db, TABLE).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
 
+        // The policy goes; compile turns its file into the removal file apply runs.
         project.remove_policy("events");
-        let loaded = project.load();
-        let removal = Renderer::new().removal_statements(
-            &loaded.config,
-            &retentionc::model::QualifiedName::parse(TABLE).unwrap(),
-            true,
+        assert!(
+            project
+                .dir
+                .path()
+                .join("generated/_removed/public.events.sql")
+                .is_file()
         );
-        let statements = removal
-            .into_iter()
-            .map(|s| PlannedStatement {
-                key: s.key,
-                file: None,
-                sql: s.sql,
-            })
-            .collect();
-        let plan = plan_of(
-            &loaded,
-            vec![change(
-                TABLE,
-                ChangeKind::PolicyRemoved,
-                "policy removed",
-                statements,
-            )],
-        );
-        run_executor(&db, &project, plan, &ApplyOptions::default())
+        let plan = plan_now(&db, &project).await;
+        assert_eq!(plan.changes.len(), 1, "{:#?}", plan.changes);
+        assert_eq!(plan.changes[0].kind, ChangeKind::PolicyRemoved);
+        run_executor(&db, &project, &ApplyOptions::default())
             .await
             .unwrap();
 
@@ -297,118 +276,134 @@ async fn removing_a_policy_keeps_the_registration_and_the_data() {
         let state = db.scalar(
             "SELECT applied_state::text FROM retention.apply_history ORDER BY id DESC LIMIT 1",
         );
-        assert_eq!(state, "{}", "no table is managed any more");
+        assert_eq!(
+            state, r#"{"tables": {}, "version": 2}"#,
+            "no table is managed any more"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destructive_change_needs_allow_data_loss() {
-    let (db, project) = applied(Partman::V5, "2s").await;
+    let db = Cluster::shared().database(Partman::V5);
+    create_table(&db, TABLE);
+    let project = TestProject::new(Partman::V5, "2s");
+    // Hourly partitions from three days ago, so a shorter retention expires some of them.
+    let start = db.scalar("SELECT to_char(now() - interval '3 days', 'YYYY-MM-DD HH24:00:00')");
+    let with_start = |keep: &str| {
+        policy_yaml(TABLE, keep, "").replace(
+            "  premake: 4\n",
+            &format!("  premake: 4\n  start: \"{start}\"\n"),
+        )
+    };
+    project.write_policy("events", &with_start("5 days"));
+    run_executor(&db, &project, &ApplyOptions::default())
+        .await
+        .unwrap();
     let writer = Writer::start(&db, TABLE).await;
-    project.write_policy("events", &policy_yaml(TABLE, "1 day", ""));
-    let loaded = project.load();
-    let mut shorter = statements_of(
-        &loaded,
-        TABLE,
-        &["retention"],
-        ChangeKind::RetentionSettings,
-        "retention 2 days -> 1 day",
-    );
-    shorter.destructive = true;
-    let plan = plan_of(&loaded, vec![shorter]);
+    project.write_policy("events", &with_start("1 day"));
 
-    let err = run_executor(&db, &project, plan.clone(), &ApplyOptions::default())
+    let err = run_executor(&db, &project, &ApplyOptions::default())
         .await
         .unwrap_err()
         .to_string();
     assert!(
         err.contains("--allow-data-loss")
-            && err.contains("public.events: retention 2 days -> 1 day"),
+            && err.contains("public.events: retention 5 days -> 1 day"),
         "{err}"
     );
-    assert_eq!(part_config(&db, TABLE), "2 days | f | 4 | t");
+    assert_eq!(part_config(&db, TABLE), "5 days | f | 4 | t");
     assert_eq!(history_count(&db), 1);
 
-    run_executor(
-        &db,
-        &project,
-        plan,
-        &ApplyOptions {
-            allow_data_loss: true,
-            ..ApplyOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    run_executor(&db, &project, &allowing_data_loss())
+        .await
+        .unwrap();
     assert_eq!(part_config(&db, TABLE), "1 day | f | 4 | t");
     writer.finish(&db, TABLE).await;
 }
 
+/// A saved plan is data: apply makes the plan again under its lock and runs the reviewed
+/// files' statements, so a plan edited to run anything else is refused, whatever it says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_statement_that_drops_a_managed_parent_is_refused() {
+async fn an_edited_plan_is_refused_and_changes_nothing() {
     let (db, project) = applied(Partman::V5, "2s").await;
-    let loaded = project.load();
-    for sql in [
-        "DROP TABLE public.events;",
-        "TRUNCATE \"public\".\"events\";",
-        "ALTER TABLE public.events RENAME TO gone;",
-    ] {
-        let mut retention = statements_of(
-            &loaded,
-            TABLE,
-            &["retention"],
-            ChangeKind::RetentionSettings,
-            "retention",
-        );
-        retention.statements.push(PlannedStatement {
-            key: "evil".into(),
-            file: None,
-            sql: sql.into(),
-        });
-        let err = run_executor(
-            &db,
-            &project,
-            plan_of(&loaded, vec![retention]),
-            &ApplyOptions::default(),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+    project.write_policy("events", &policy_yaml(TABLE, "4 days", ""));
+    let reviewed = plan_now(&db, &project).await;
+    assert_eq!(reviewed.changes.len(), 1, "{:#?}", reviewed.changes);
+    let edits: Vec<(&str, Box<dyn Fn(&mut Plan)>)> = vec![
+        (
+            "a statement replaced",
+            Box::new(|p: &mut Plan| {
+                p.changes[0].statements[0].sql = "DROP TABLE public.events;".into()
+            }),
+        ),
+        (
+            "a statement added",
+            Box::new(|p: &mut Plan| {
+                let mut extra = p.changes[0].statements[0].clone();
+                extra.sql = "ALTER ROLE postgres NOSUPERUSER;".into();
+                p.changes[0].statements.push(extra);
+            }),
+        ),
+        (
+            "another file's statement",
+            Box::new(|p: &mut Plan| p.changes[0].statements[0].file = "_retentionc.sql".into()),
+        ),
+        (
+            "a change added",
+            Box::new(|p: &mut Plan| {
+                let mut extra = p.changes[0].clone();
+                extra.table = "public.other".into();
+                p.changes.push(extra);
+            }),
+        ),
+        (
+            "destructive made harmless",
+            Box::new(|p: &mut Plan| p.changes[0].destructive = !p.changes[0].destructive),
+        ),
+    ];
+    for (what, edit) in edits {
+        let mut plan = reviewed.clone();
+        edit(&mut plan);
+        let source = PlanSource::Reviewed {
+            plan,
+            origin: ReviewedOrigin::SavedFile("plan.json".into()),
+        };
+        let err = execute_source(&db, &project, source, &allowing_data_loss())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("never drops, truncates or renames") && err.contains("public.events"),
-            "{err}"
+            err.contains("run plan again (plan plan.json") && err.contains("nothing was changed"),
+            "{what}: {err}"
         );
+        assert_eq!(part_config(&db, TABLE), "2 days | f | 4 | t", "{what}");
+        assert_eq!(history_count(&db), 1, "{what}");
     }
-    assert_eq!(
-        db.scalar("SELECT to_regclass('public.events') IS NOT NULL"),
-        "t"
-    );
-    assert_eq!(history_count(&db), 1);
+    // The plan as made applies.
+    let source = PlanSource::Reviewed {
+        plan: reviewed,
+        origin: ReviewedOrigin::SavedFile("plan.json".into()),
+    };
+    execute_source(&db, &project, source, &ApplyOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(part_config(&db, TABLE), "4 days | f | 4 | t");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_statement_not_in_the_reviewed_file_is_refused() {
+async fn a_generated_file_edited_after_review_is_refused() {
     let (db, project) = applied(Partman::V5, "2s").await;
-    let loaded = project.load();
-    let mut retention = statements_of(
-        &loaded,
-        TABLE,
-        &["retention"],
-        ChangeKind::RetentionSettings,
-        "retention",
-    );
-    retention.statements[0].sql = retention.statements[0].sql.replace("2 days", "2 hours");
-    let err = run_executor(
-        &db,
-        &project,
-        plan_of(&loaded, vec![retention]),
-        &ApplyOptions::default(),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    project.write_policy("events", &policy_yaml(TABLE, "4 days", ""));
+    let path = project.dir.path().join("generated/public.events.sql");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("4 days", "4 hours")).unwrap();
+    let err = run_executor(&db, &project, &ApplyOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
-        err.contains("not in this file as reviewed") && err.contains("retentionc compile"),
+        err.contains("not what `retentionc compile` writes") && err.contains("retentionc compile"),
         "{err}"
     );
     assert_eq!(part_config(&db, TABLE), "2 days | f | 4 | t");
@@ -417,39 +412,28 @@ async fn a_statement_not_in_the_reviewed_file_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_statement_leaves_nothing_half_applied() {
     let (db, project) = applied(Partman::V5, "2s").await;
+    let other = "public.other";
+    create_table(&db, other);
+    // The second table's registration fails when it runs (not at plan time).
+    db.psql(&["-c", "ALTER TABLE partman.part_config ADD CONSTRAINT no_big_premake CHECK (parent_table <> 'public.other' OR premake < 10)"]);
     project.write_policy("events", &policy_yaml(TABLE, "5 days", ""));
-    let loaded = project.load();
-    let retention = statements_of(
-        &loaded,
-        TABLE,
-        &["retention"],
-        ChangeKind::RetentionSettings,
-        "retention",
+    project.write_policy(
+        "other",
+        &policy_yaml(other, "2 days", "").replace("premake: 4", "premake: 20"),
     );
-    let broken = change(
-        "public.other",
-        ChangeKind::RetentionSettings,
-        "broken",
-        vec![PlannedStatement {
-            key: "x".into(),
-            file: None,
-            sql: "SELECT 1/0;".into(),
-        }],
-    );
-    let err = run_executor(
-        &db,
-        &project,
-        plan_of(&loaded, vec![retention, broken]),
-        &ApplyOptions::default(),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = run_executor(&db, &project, &ApplyOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
-        err.contains("division by zero") && err.contains("rolled back"),
+        err.contains("no_big_premake") && err.contains("rolled back"),
         "{err}"
     );
     assert_eq!(part_config(&db, TABLE), "2 days | f | 4 | t");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM partman.part_config WHERE parent_table = 'public.other'"),
+        "0"
+    );
     assert_eq!(history_count(&db), 1);
 }
 
@@ -465,28 +449,12 @@ async fn a_lock_held_elsewhere_makes_apply_retry_then_name_it_and_writers_wait_a
         create_table(&db, TABLE);
         let project = TestProject::new(partman, "500ms");
         project.write_policy("events", &policy_yaml(TABLE, "2 days", ""));
-        run_executor(
-            &db,
-            &project,
-            full_plan(&project.load()),
-            &ApplyOptions::default(),
-        )
-        .await
-        .unwrap();
+        run_executor(&db, &project, &ApplyOptions::default())
+            .await
+            .unwrap();
 
         // A change that needs a lock the long transaction holds: the part_config row.
         project.write_policy("events", &policy_yaml(TABLE, "4 days", ""));
-        let loaded = project.load();
-        let plan = plan_of(
-            &loaded,
-            vec![statements_of(
-                &loaded,
-                TABLE,
-                &["retention"],
-                ChangeKind::RetentionSettings,
-                "retention",
-            )],
-        );
 
         let holder = db.client().await;
         holder.batch_execute("BEGIN; SELECT * FROM partman.part_config FOR UPDATE; SELECT count(*) FROM public.events").await.unwrap();
@@ -497,7 +465,7 @@ async fn a_lock_held_elsewhere_makes_apply_retry_then_name_it_and_writers_wait_a
             .get(0);
         let writer = Writer::start(&db, TABLE).await;
         let started = Instant::now();
-        let err = run_executor(&db, &project, plan.clone(), &quick_retries())
+        let err = run_executor(&db, &project, &quick_retries())
             .await
             .unwrap_err()
             .to_string();
@@ -526,9 +494,7 @@ async fn a_lock_held_elsewhere_makes_apply_retry_then_name_it_and_writers_wait_a
             "{partman}: nothing applied"
         );
         holder.batch_execute("ROLLBACK").await.unwrap();
-        run_executor(&db, &project, plan, &quick_retries())
-            .await
-            .unwrap();
+        run_executor(&db, &project, &quick_retries()).await.unwrap();
         assert_eq!(part_config(&db, TABLE), "4 days | f | 4 | t", "{partman}");
     }
 }
@@ -545,30 +511,15 @@ async fn writers_queued_behind_a_waiting_apply_wait_at_most_lock_timeout() {
         create_table(&db, other);
         let project = TestProject::new(partman, "500ms");
         project.write_policy("events", &policy_yaml(TABLE, "2 days", ""));
-        run_executor(
-            &db,
-            &project,
-            full_plan(&project.load()),
-            &ApplyOptions::default(),
-        )
-        .await
-        .unwrap();
+        run_executor(&db, &project, &ApplyOptions::default())
+            .await
+            .unwrap();
 
         // A second table to register; before that, writers reach it through a partition
-        // made by hand (for the year 2000, clear of what create_parent makes).
+        // made by hand (for the year 2000, clear of what create_parent makes; its
+        // retention would expire it, hence --allow-data-loss).
         db.psql(&["-c", &format!("CREATE TABLE public.other_events_old PARTITION OF {other} FOR VALUES FROM ('2000-01-01') TO ('2001-01-01')")]);
         project.write_policy("other", &policy_yaml(other, "2 days", ""));
-        let loaded = project.load();
-        let plan = plan_of(
-            &loaded,
-            vec![statements_of(
-                &loaded,
-                other,
-                &["setup", "retention", "prune", "schedule"],
-                ChangeKind::Register,
-                "register",
-            )],
-        );
 
         let reader = db.client().await;
         reader
@@ -581,7 +532,7 @@ async fn writers_queued_behind_a_waiting_apply_wait_at_most_lock_timeout() {
             .unwrap()
             .get(0);
         let writer = LatencyProbe::start(&db, other).await;
-        let err = run_executor(&db, &project, plan.clone(), &quick_retries())
+        let err = run_executor(&db, &project, &quick_retries_allowing_data_loss())
             .await
             .unwrap_err()
             .to_string();
@@ -619,7 +570,7 @@ async fn writers_queued_behind_a_waiting_apply_wait_at_most_lock_timeout() {
             "0"
         );
         reader.batch_execute("ROLLBACK").await.unwrap();
-        run_executor(&db, &project, plan, &quick_retries())
+        run_executor(&db, &project, &quick_retries_allowing_data_loss())
             .await
             .unwrap();
         assert_eq!(part_config(&db, other), "2 days | f | 4 | t", "{partman}");
@@ -663,17 +614,7 @@ impl LatencyProbe {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_apply_holding_the_advisory_lock_is_waited_for_then_named() {
     let (db, project) = applied(Partman::V5, "2s").await;
-    let loaded = project.load();
-    let plan = plan_of(
-        &loaded,
-        vec![statements_of(
-            &loaded,
-            TABLE,
-            &["retention"],
-            ChangeKind::RetentionSettings,
-            "retention",
-        )],
-    );
+    project.write_policy("events", &policy_yaml(TABLE, "4 days", ""));
     let other = db.client().await;
     other
         .batch_execute("SET application_name = 'retentionc'")
@@ -693,7 +634,7 @@ async fn another_apply_holding_the_advisory_lock_is_waited_for_then_named() {
         apply_wait: Duration::from_millis(800),
         ..ApplyOptions::default()
     };
-    let err = run_executor(&db, &project, plan.clone(), &options)
+    let err = run_executor(&db, &project, &options)
         .await
         .unwrap_err()
         .to_string();
@@ -716,7 +657,7 @@ async fn another_apply_holding_the_advisory_lock_is_waited_for_then_named() {
         apply_wait: Duration::from_secs(5),
         ..ApplyOptions::default()
     };
-    run_executor(&db, &project, plan, &options).await.unwrap();
+    run_executor(&db, &project, &options).await.unwrap();
     drop(release.await.unwrap());
     assert_eq!(history_count(&db), 2);
 }

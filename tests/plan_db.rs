@@ -38,7 +38,7 @@ impl TestProject {
         for (name, text) in policies {
             std::fs::write(folder.join(name), text).unwrap();
         }
-        retentionc::compile::compile(&self.load(), &mut Vec::new()).unwrap();
+        retentionc::compile::compile(&self.load(), &[], &mut Vec::new()).unwrap();
     }
 
     fn config_path(&self) -> PathBuf {

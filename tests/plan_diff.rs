@@ -32,7 +32,7 @@ fn an_empty_database_gets_everything_created() {
             .iter()
             .any(|s| s.column == "retention" && s.old.is_none() && s.new == "90 days")
     );
-    assert_eq!(plan.format_version, 1);
+    assert_eq!(plan.format_version, 2);
     assert_eq!(plan.policy_hashes.len(), 3);
     assert!(plan.unmanaged_tables.is_empty());
 }
@@ -53,7 +53,7 @@ fn planned_statements_are_the_generated_statements_verbatim() {
         for s in &change.statements {
             let file = files
                 .iter()
-                .find(|f| Some(&f.file_name) == s.file.as_ref())
+                .find(|f| f.file_name == s.file)
                 .expect("statement names its generated file");
             assert_eq!(file.statement(&s.key).unwrap().sql, s.sql);
             assert!(file.text.contains(&s.sql));
@@ -189,6 +189,7 @@ fn a_new_delete_rule_replaces_the_procedure_with_a_diff_and_is_destructive() {
     let p = project(&[text.as_str()]);
     let live = applied_live(&project(&[LOGS]));
     let wanted = retentionc::plan::diff::rules_to_estimate(&p, &live);
+    let wanted: Vec<(String, String)> = wanted.into_iter().map(|w| (w.table, w.rule)).collect();
     assert_eq!(
         wanted,
         vec![("public.app_logs".to_string(), "health_checks".to_string())]
@@ -250,10 +251,15 @@ fn removing_every_delete_rule_drops_the_procedure() {
         .iter()
         .find(|c| c.kind == ChangeKind::DropProcedure)
         .unwrap();
+    let sql = &drop.statements[0].sql;
     assert!(
-        drop.statements[0]
-            .sql
-            .starts_with("DROP PROCEDURE IF EXISTS \"retention\".\"prune_app_logs\"")
+        sql.contains("DROP PROCEDURE IF EXISTS \"retention\".\"prune_app_logs\"(boolean)"),
+        "{sql}"
+    );
+    // Dropped only where retentionc recorded making it for this very table.
+    assert!(
+        sql.contains("name = 'prune_app_logs' AND table_name = 'public.app_logs'"),
+        "{sql}"
     );
     // The schedule's command changes too: maintenance only, no prune call.
     assert!(
@@ -323,6 +329,7 @@ fn a_removed_policy_disables_retention_and_keeps_the_registration() {
 fn a_removed_policy_known_only_from_the_apply_history_is_disabled_too() {
     let before = project(&[EVENTS]);
     let mut live = applied_live(&before);
+    live.managed_objects.clear();
     with_last_apply(&mut live, &before);
     let after = project(&[]);
     let plan = plan(&after, &live);
@@ -330,7 +337,16 @@ fn a_removed_policy_known_only_from_the_apply_history_is_disabled_too() {
         kinds(&plan),
         vec![("public.events".into(), ChangeKind::PolicyRemoved)]
     );
-    assert_eq!(plan.changes[0].statements.len(), 3);
+    let keys: Vec<&str> = plan.changes[0]
+        .statements
+        .iter()
+        .map(|s| s.key.as_str())
+        .collect();
+    assert_eq!(keys, ["retention"]);
+    assert_eq!(
+        plan.changes[0].statements[0].file,
+        "_removed/public.events.sql"
+    );
 }
 
 #[test]
@@ -374,12 +390,12 @@ fn a_different_maintain_function_is_a_bootstrap_change() {
         "{}",
         plan.changes[0].summary
     );
-    assert_eq!(plan.changes[0].statements.len(), 6);
+    assert_eq!(plan.changes[0].statements.len(), 7);
     assert!(
         plan.changes[0]
             .statements
             .iter()
-            .all(|s| s.file.as_deref() == Some("_retentionc.sql"))
+            .all(|s| s.file == "_retentionc.sql")
     );
 }
 
@@ -595,6 +611,6 @@ fn removing_a_delete_only_policy_leaves_a_retention_retentionc_never_set() {
         .iter()
         .map(|s| s.key.as_str())
         .collect();
-    assert_eq!(keys, ["prune", "schedule"]);
+    assert_eq!(keys, ["prune"]);
     assert!(plan.changes[0].settings.is_empty());
 }

@@ -37,12 +37,14 @@ fn mixed_plan() -> Plan {
     legacy.parent_table = "public.legacy".into();
     live.part_config.push(legacy);
     // user_sessions: its procedure exists already, as the policy wants it.
+    let sessions = applied_live(&project(&[SESSIONS]));
     live.routines.extend(
-        applied_live(&project(&[SESSIONS]))
+        sessions
             .routines
             .into_iter()
             .filter(|r| r.name.starts_with("prune_")),
     );
+    live.managed_objects.extend(sessions.managed_objects);
     // events: the policy is gone; retentionc made its pg_cron job.
     live.jobs.push(retentionc::catalog::CronJob {
         name: "retentionc:public.events".into(),
@@ -121,7 +123,7 @@ fn json_is_versioned_and_round_trips() {
     );
     let shown = json(&plan);
     let value: serde_json::Value = serde_json::from_str(&shown).unwrap();
-    assert_eq!(value["format_version"], 1);
+    assert_eq!(value["format_version"], 2);
     let back: Plan = serde_json::from_str(&shown).unwrap();
     assert_eq!(json(&back), shown);
     insta::assert_snapshot!(shown);

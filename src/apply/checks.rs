@@ -1,5 +1,6 @@
-//! The last checks before a plan's statements run: data loss needs consent; what runs is
-//! what was reviewed under generated/; no statement may harm a managed parent table.
+//! The last checks before a plan's statements run: data loss needs consent; a reviewed
+//! plan is the plan of now; what runs is what was reviewed under generated/, looked up by
+//! (file, key); no statement may harm a managed parent table.
 
 use std::collections::BTreeSet;
 
@@ -35,11 +36,16 @@ pub fn refuse_data_loss(plan: &Plan, allow_data_loss: bool) -> Result<()> {
     Err(anyhow!(text))
 }
 
-/// Last checks before anything runs: each statement that comes from a file under
-/// generated/ must appear in it verbatim (so what runs is what was reviewed), and no
-/// statement may drop, truncate or rename a managed parent table.
-pub async fn check_statements(client: &Client, project: &Project, plan: &Plan) -> Result<()> {
+/// The statements a plan's changes make, taken from the reviewed files by (file, key):
+/// each file must be in generated/ exactly as compile writes it now, and no statement may
+/// drop, truncate or rename a managed parent table. The plan's own text is never run.
+pub async fn reviewed_statements(
+    client: &Client,
+    project: &Project,
+    plan: &Plan,
+) -> Result<Vec<Vec<String>>> {
     let config = &project.config;
+    let files = crate::compile::project_files(project)?;
     let mut managed: BTreeSet<String> = project
         .policies
         .iter()
@@ -53,8 +59,42 @@ pub async fn check_statements(client: &Client, project: &Project, plan: &Plan) -
             .filter(|t| t.contains('.')),
     );
     managed.extend(registered_parents(client, config).await?);
+    let mut per_change = Vec::new();
     for change in &plan.changes {
-        for statement in &change.statements {
+        let mut sqls = Vec::new();
+        for planned in &change.statements {
+            let shown = config.generated_dir.join(&planned.file);
+            let compiled = files.get(&planned.file).with_context(|| {
+                format!(
+                    "{}: the plan takes statement [{}] of {} from this file, which the project does not produce; run `retentionc compile`, review and commit generated/, then plan again (nothing was changed)",
+                    shown.display(),
+                    planned.key,
+                    change.table
+                )
+            })?;
+            let on_disk = std::fs::read_to_string(config.generated_path().join(&planned.file))
+                .with_context(|| {
+                    format!(
+                        "reading {} for the statement [{}] of {}",
+                        shown.display(),
+                        planned.key,
+                        change.table
+                    )
+                })?;
+            if on_disk != compiled.text {
+                bail!(
+                    "{}: the file is not what `retentionc compile` writes, so it is not what was reviewed; run `retentionc compile`, review and commit generated/, then plan again (nothing was changed)",
+                    shown.display()
+                );
+            }
+            let statement = compiled.statement(&planned.key).with_context(|| {
+                format!(
+                    "{}: no statement [{}] (for {}); run plan again (nothing was changed)",
+                    shown.display(),
+                    planned.key,
+                    change.table
+                )
+            })?;
             if let Some(forbidden) = guard::forbidden_action(&statement.sql, &managed) {
                 bail!(
                     "refusing to apply: statement [{}] of {} would {}; retentionc never drops, truncates or renames a parent table (nothing was changed)",
@@ -63,28 +103,54 @@ pub async fn check_statements(client: &Client, project: &Project, plan: &Plan) -
                     forbidden.describe()
                 );
             }
-            if let Some(file) = &statement.file {
-                let path = config.generated_path().join(file);
-                let text = std::fs::read_to_string(&path).with_context(|| {
-                    format!(
-                        "reading {} to check the statement [{}] of {}",
-                        path.display(),
-                        statement.key,
-                        change.table
-                    )
-                })?;
-                if !text.contains(statement.sql.as_str()) {
-                    bail!(
-                        "{}: the statement [{}] for {} is not in this file as reviewed; run `retentionc compile`, review and commit generated/, then plan again (nothing was changed)",
-                        config.generated_dir.join(file).display(),
-                        statement.key,
-                        change.table
-                    );
-                }
-            }
+            sqls.push(statement.sql.clone());
+        }
+        per_change.push(sqls);
+    }
+    Ok(per_change)
+}
+
+/// Why a reviewed plan is not the plan the database and the policies give now, if it is
+/// not: the live state moved (fingerprint), or the changes or statements differ in any
+/// byte (an edited plan file is data, and never runs).
+pub fn reviewed_plan_mismatch(reviewed: &Plan, now: &Plan) -> Option<String> {
+    if reviewed.live_fingerprint != now.live_fingerprint {
+        return Some("the database changed since the plan was made".into());
+    }
+    if reviewed.policy_hashes != now.policy_hashes {
+        return Some("the policies changed since the plan was made".into());
+    }
+    if reviewed.changes.len() != now.changes.len() {
+        return Some(format!(
+            "the plan holds {} change(s), and the policies and the database give {}",
+            reviewed.changes.len(),
+            now.changes.len()
+        ));
+    }
+    for (saved, fresh) in reviewed.changes.iter().zip(&now.changes) {
+        if (&saved.table, saved.kind) != (&fresh.table, fresh.kind) {
+            return Some(format!(
+                "the plan's change \"{}\" on {} is not the change the policies and the database give ({} on {})",
+                crate::plan::format::kind_name(saved.kind),
+                saved.table,
+                crate::plan::format::kind_name(fresh.kind),
+                fresh.table
+            ));
+        }
+        if saved.statements != fresh.statements {
+            return Some(format!(
+                "the statements of the plan's change to {} differ from the reviewed files' statements",
+                saved.table
+            ));
+        }
+        if saved.destructive != fresh.destructive || saved.settings != fresh.settings {
+            return Some(format!(
+                "the plan's change to {} does not say what the policies and the database give",
+                saved.table
+            ));
         }
     }
-    Ok(())
+    None
 }
 
 /// Tables registered in pg_partman's part_config (none when pg_partman is absent).

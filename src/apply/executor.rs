@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow};
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-use super::checks::{check_statements, refuse_data_loss};
+use super::checks::{refuse_data_loss, reviewed_plan_mismatch, reviewed_statements};
 use super::history;
 use super::locks::{self, Blocker, LockWatch};
 use super::write_plan;
@@ -55,17 +55,16 @@ impl Default for ApplyOptions {
     }
 }
 
-/// Where the changes come from.
+/// Where the changes come from. Either way the changes applied are the plan made under
+/// the lock, and their statements are the reviewed files' statements.
 #[derive(Debug, Clone)]
 pub enum PlanSource {
     /// Plan inside the locked transaction (`apply --auto-approve`).
     Live,
     /// A plan someone reviewed: a saved file, or the plan just shown for confirmation.
-    /// Applied only while the live fingerprint is still the one it was made against.
+    /// Applied only while the plan made under the lock is the same plan, statement for
+    /// statement, made against the same live state.
     Reviewed { plan: Plan, origin: ReviewedOrigin },
-    /// Exactly these changes, with no fingerprint check: for callers that built the plan
-    /// themselves (the executor's tests).
-    Unchecked(Plan),
 }
 
 #[derive(Debug, Clone)]
@@ -164,24 +163,22 @@ pub async fn execute(
         .query_one("SELECT pg_backend_pid()", &[])
         .await?
         .get(0);
-    let mut shown_plan: Option<String> = None;
+    let mut attempt_state = Attempt {
+        client,
+        pid,
+        project,
+        source: &source,
+        options,
+        watch,
+        shown_plan: None,
+    };
     let mut attempt = 1;
     loop {
         client
             .batch_execute("BEGIN")
             .await
             .context("starting the apply transaction")?;
-        let result = attempt_in_transaction(
-            client,
-            pid,
-            project,
-            &source,
-            options,
-            watch,
-            out,
-            &mut shown_plan,
-        )
-        .await;
+        let result = attempt_state.run(out).await;
         if result.is_err() {
             // The transaction may be aborted or still open; either way nothing of it stays.
             let _ = client.batch_execute("ROLLBACK").await;
@@ -214,132 +211,131 @@ pub async fn execute(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn attempt_in_transaction(
-    client: &Client,
+/// One attempt: everything apply does inside its transaction.
+struct Attempt<'a> {
+    client: &'a Client,
+    /// The apply session's backend pid, for the lock watch.
     pid: i32,
-    project: &Project,
-    source: &PlanSource,
-    options: &ApplyOptions,
-    watch: &LockWatch,
-    out: &mut dyn Write,
-    shown_plan: &mut Option<String>,
-) -> Result<ApplyOutcome, Failure> {
-    let config = &project.config;
-    // Waiting for another apply holds up no writer: it gets its own, longer, bound.
-    client
-        .batch_execute(&format!(
-            "SET LOCAL TimeZone = 'UTC'; SET LOCAL lock_timeout = '{}ms'",
-            options.apply_wait.as_millis().max(1)
-        ))
-        .await?;
-    // A killed apply's session notices its client is gone within a second, even while it
-    // waits for a lock, instead of holding what it took until lock_timeout (PostgreSQL 14+,
-    // on the platforms that support it; elsewhere the setting is refused and left alone).
-    client.batch_execute(CONNECTION_CHECK).await?;
-    if let Err(e) = client
-        .query_one("SELECT pg_advisory_xact_lock($1)", &[&ADVISORY_LOCK_KEY])
-        .await
-    {
-        if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
-            let _ = client.batch_execute("ROLLBACK").await;
-            let holder = advisory_lock_holder(client).await.unwrap_or_default();
-            return Err(Failure::Fatal(anyhow!(
-                "another retentionc apply is running{holder}; waited {} s for it to finish (nothing was changed; run apply again when it is done)",
-                options.apply_wait.as_secs_f64()
-            )));
-        }
-        return Err(Failure::Fatal(
-            anyhow!(e).context("taking retentionc's advisory lock"),
-        ));
-    }
-    client
-        .batch_execute(&format!(
-            "SET LOCAL lock_timeout = '{}ms'",
-            config.lock_timeout_ms
-        ))
-        .await?;
+    project: &'a Project,
+    source: &'a PlanSource,
+    options: &'a ApplyOptions,
+    watch: &'a LockWatch,
+    /// The plan last printed (retries print it again only when it changed).
+    shown_plan: Option<String>,
+}
 
-    let plan = match source {
-        PlanSource::Live => {
-            let plan = plan_in_transaction(client, project).await?;
-            let text = serde_json::to_string(&plan.changes).unwrap_or_default();
-            if shown_plan.as_deref() != Some(text.as_str()) {
-                write_plan(out, &plan)?;
-                *shown_plan = Some(text);
+impl Attempt<'_> {
+    async fn run(&mut self, out: &mut dyn Write) -> Result<ApplyOutcome, Failure> {
+        let client = self.client;
+        let config = &self.project.config;
+        // Waiting for another apply holds up no writer: it gets its own, longer, bound.
+        client
+            .batch_execute(&format!(
+                "SET LOCAL TimeZone = 'UTC'; SET LOCAL lock_timeout = '{}ms'",
+                self.options.apply_wait.as_millis().max(1)
+            ))
+            .await?;
+        // A killed apply's session notices its client is gone within a second, even while it
+        // waits for a lock, instead of holding what it took until lock_timeout (PostgreSQL 14+,
+        // on the platforms that support it; elsewhere the setting is refused and left alone).
+        client.batch_execute(CONNECTION_CHECK).await?;
+        if let Err(e) = client
+            .query_one("SELECT pg_advisory_xact_lock($1)", &[&ADVISORY_LOCK_KEY])
+            .await
+        {
+            if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+                let _ = client.batch_execute("ROLLBACK").await;
+                let holder = advisory_lock_holder(client).await.unwrap_or_default();
+                return Err(Failure::Fatal(anyhow!(
+                    "another retentionc apply is running{holder}; waited {} s for it to finish (nothing was changed; run apply again when it is done)",
+                    self.options.apply_wait.as_secs_f64()
+                )));
             }
-            refuse_data_loss(&plan, options.allow_data_loss)?;
-            plan
+            return Err(Failure::Fatal(
+                anyhow!(e).context("taking retentionc's advisory lock"),
+            ));
         }
-        PlanSource::Reviewed { plan, origin } => {
-            let live = live_fingerprint(client, project).await?;
-            if live != plan.live_fingerprint {
-                return Err(Failure::Fatal(match origin {
-                    ReviewedOrigin::SavedFile(path) => anyhow!(
-                        "the database changed since the plan was made; run plan again (plan {}: fingerprint {}, database now {}; nothing was changed)",
-                        path.display(),
-                        short(&plan.live_fingerprint),
-                        short(&live)
-                    ),
-                    ReviewedOrigin::Confirmed => anyhow!(
-                        "the database changed while the plan awaited confirmation; run apply again to see the new plan (nothing was changed)"
-                    ),
-                }));
-            }
-            refuse_data_loss(plan, options.allow_data_loss)?;
-            plan.clone()
-        }
-        PlanSource::Unchecked(plan) => {
-            refuse_data_loss(plan, options.allow_data_loss)?;
-            plan.clone()
-        }
-    };
-    if !plan.has_changes() {
-        client.batch_execute("ROLLBACK").await?;
-        return Ok(ApplyOutcome::NoChanges);
-    }
-    check_statements(client, project, &plan).await?;
+        client
+            .batch_execute(&format!(
+                "SET LOCAL lock_timeout = '{}ms'",
+                config.lock_timeout_ms
+            ))
+            .await?;
 
-    let mut executed = Vec::new();
-    for change in &plan.changes {
-        for statement in &change.statements {
-            let (result, blocker) = watch.watch(pid, client.batch_execute(&statement.sql)).await;
-            if let Err(e) = result {
-                return Err(statement_failure(
-                    e,
-                    change,
-                    &statement.key,
-                    statement.file.as_deref(),
-                    blocker,
-                ));
+        let plan = crate::plan::make_plan_in(client, self.project).await?;
+        match self.source {
+            PlanSource::Live => {
+                let text = serde_json::to_string(&plan.changes).unwrap_or_default();
+                if self.shown_plan.as_deref() != Some(text.as_str()) {
+                    write_plan(out, &plan)?;
+                    self.shown_plan = Some(text);
+                }
             }
-            executed.push(statement.sql.clone());
+            PlanSource::Reviewed {
+                plan: reviewed,
+                origin,
+            } => {
+                if let Some(why) = reviewed_plan_mismatch(reviewed, &plan) {
+                    return Err(Failure::Fatal(match origin {
+                        ReviewedOrigin::SavedFile(path) => anyhow!(
+                            "{why}; run plan again (plan {}: fingerprint {}, database now {}; nothing was changed)",
+                            path.display(),
+                            short(&reviewed.live_fingerprint),
+                            short(&plan.live_fingerprint)
+                        ),
+                        ReviewedOrigin::Confirmed => anyhow!(
+                            "{} while the plan awaited confirmation; run apply again to see the new plan (nothing was changed)",
+                            why.replace(" since the plan was made", "")
+                        ),
+                    }));
+                }
+            }
         }
+        refuse_data_loss(&plan, self.options.allow_data_loss)?;
+        if !plan.has_changes() {
+            client.batch_execute("ROLLBACK").await?;
+            return Ok(ApplyOutcome::NoChanges);
+        }
+        let statements = reviewed_statements(client, self.project, &plan).await?;
+
+        let mut executed = Vec::new();
+        for (change, sqls) in plan.changes.iter().zip(&statements) {
+            for (planned, sql) in change.statements.iter().zip(sqls) {
+                let (result, blocker) = self.watch.watch(self.pid, client.batch_execute(sql)).await;
+                if let Err(e) = result {
+                    return Err(statement_failure(
+                        e,
+                        change,
+                        &planned.key,
+                        &planned.file,
+                        blocker,
+                    ));
+                }
+                executed.push(sql.clone());
+            }
+        }
+        let state = history::applied_state(self.project);
+        let history_id = history::record(client, config, &plan, &executed, &state).await?;
+        client
+            .batch_execute("COMMIT")
+            .await
+            .context("committing the apply")?;
+        Ok(ApplyOutcome::Applied {
+            changes: plan.changes.len(),
+            statements: executed.len(),
+            history_id,
+        })
     }
-    let state = history::applied_state(project);
-    let history_id = history::record(client, config, &plan, &executed, &state).await?;
-    client
-        .batch_execute("COMMIT")
-        .await
-        .context("committing the apply")?;
-    Ok(ApplyOutcome::Applied {
-        changes: plan.changes.len(),
-        statements: executed.len(),
-        history_id,
-    })
 }
 
 fn statement_failure(
     e: tokio_postgres::Error,
     change: &Change,
     key: &str,
-    file: Option<&str>,
+    file: &str,
     blocker: Option<Blocker>,
 ) -> Failure {
-    let statement = match file {
-        Some(file) => format!("{} [{key}] (generated/{file})", change.table),
-        None => format!("{} [{key}]", change.table),
-    };
+    let statement = format!("{} [{key}] (generated/{file})", change.table);
     if let Some(deadlock) = lock_failure(&e) {
         let context = e
             .as_db_error()
@@ -459,14 +455,4 @@ async fn advisory_lock_holder(client: &Client) -> Option<String> {
 
 fn short(fingerprint: &str) -> &str {
     &fingerprint[..fingerprint.len().min(12)]
-}
-
-/// Plans inside the apply transaction, after the advisory lock.
-async fn plan_in_transaction(client: &Client, project: &Project) -> Result<Plan> {
-    crate::plan::make_plan_in(client, project).await
-}
-
-async fn live_fingerprint(client: &Client, project: &Project) -> Result<String> {
-    let live = crate::plan::read_live(client, project).await?;
-    Ok(crate::plan::fingerprint(&live, project))
 }

@@ -1,9 +1,8 @@
 //! The apply history row: written in the same transaction as the changes it records.
 //!
 //! `applied_state` is the desired state the apply made true, in the shape plan reads
-//! back to tell drift (a hand edit since) from a policy change: `state::applied_state_json`
-//! of `state::desired`, i.e. `{"<schema.table>": {"settings": {"retention": "14 days", ...},
-//! "procedure_sha256": "..." | null, "schedule": {"schedule": .., "command": ..} | null}}`.
+//! back to tell drift (a hand edit since) from a policy change, and to know the delete
+//! rules a live procedure runs: `state::applied_state_json` of `state::desired`.
 
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -54,17 +53,26 @@ mod tests {
         let project = crate::policy::load_project(&root.join("retentionc.yaml"))
             .expect("the example project loads");
         let applied = applied_state(&project);
-        let t = &applied["public.test_table1"];
+        assert_eq!(applied["version"], 2);
+        let tables = &applied["tables"];
+        let t = &tables["public.test_table1"];
         assert_eq!(t["settings"]["retention"], "15 seconds");
         assert_eq!(t["settings"]["retention_keep_table"], false);
         assert_eq!(t["settings"]["premake"], 30);
-        assert_eq!(t["procedure_sha256"], Value::Null);
+        assert_eq!(t["prune"], Value::Null);
         assert_eq!(t["schedule"], Value::Null);
-        let logs = &applied["public.app_logs"];
-        assert_eq!(logs["procedure_sha256"].as_str().map(str::len), Some(64));
+        let logs = &tables["public.app_logs"];
+        assert_eq!(logs["prune"]["procedure"], "prune_app_logs");
+        assert_eq!(
+            logs["prune"]["body_sha256"].as_str().map(str::len),
+            Some(64)
+        );
+        assert_eq!(logs["prune"]["rules"][0]["name"], "debug_rows");
+        assert_eq!(logs["prune"]["rules"][0]["condition"], "level = 'debug'");
+        assert_eq!(logs["prune"]["rules"][0]["older_than"], "1 hour");
         assert_eq!(logs["schedule"]["schedule"], "*/5 * * * *");
         assert_eq!(
-            applied["public.user_sessions"]["settings"],
+            tables["public.user_sessions"]["settings"],
             serde_json::json!({})
         );
     }

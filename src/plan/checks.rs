@@ -60,12 +60,8 @@ pub fn check(project: &Project, live: &Live) -> Vec<PolicyError> {
             ));
             continue;
         };
-        if !matches!(info.relkind.as_str(), "r" | "p") {
-            errors.push(error_at(
-                policy,
-                "table",
-                format!("{table} is not a table (pg_class.relkind {})", info.relkind),
-            ));
+        if let Some(why) = not_a_user_table(project, live, policy, info) {
+            errors.push(error_at(policy, "table", why));
             continue;
         }
         if policy.partitioning.is_some() {
@@ -105,6 +101,50 @@ pub fn check(project: &Project, live: &Live) -> Vec<PolicyError> {
         }
     }
     errors
+}
+
+/// Why the live table is not one retentionc may delete from, if it is not: only ordinary
+/// and partitioned tables of users, never the catalog, an extension's tables (pg_partman's
+/// part_config, pg_cron's jobs) or retentionc's own.
+fn not_a_user_table(
+    project: &Project,
+    live: &Live,
+    policy: &Policy,
+    info: &TableInfo,
+) -> Option<String> {
+    let table = policy.table.to_string();
+    let schema = policy.table.schema.as_str();
+    let system = schema == "information_schema" || schema.starts_with("pg_");
+    // pg_cron's objects are always in schema cron, whatever its extension's schema says.
+    let extension_schema = live.partman.as_ref().is_some_and(|e| e.schema == schema)
+        || (live.cron.is_some() && schema == "cron");
+    if system {
+        return Some(format!(
+            "{table} is in the system schema {schema}; retentionc manages only user tables"
+        ));
+    }
+    if info.extension_member || extension_schema {
+        return Some(format!(
+            "{table} belongs to an extension (it is in {schema} or is an extension's table); retentionc manages only user tables"
+        ));
+    }
+    if schema == project.config.schema.as_str() {
+        return Some(format!(
+            "{table} is in retentionc's own schema {schema}; retentionc manages only user tables"
+        ));
+    }
+    if !matches!(info.relkind.as_str(), "r" | "p") {
+        return Some(format!(
+            "{table} is not a table (pg_class.relkind {})",
+            info.relkind
+        ));
+    }
+    if info.persistence == "t" {
+        return Some(format!(
+            "{table} is a temporary table; retentionc manages only permanent tables"
+        ));
+    }
+    None
 }
 
 fn column_list(info: &TableInfo) -> String {

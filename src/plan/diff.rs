@@ -1,84 +1,101 @@
 //! The planner: a pure function of the policies and the live state, no I/O.
 //!
-//! Every statement a change carries is taken from the compiled files (`render`), the
-//! same `Statement.sql` text that generated/ holds, never rendered a second way.
+//! Desired and live state (`state`) are compared as typed values. Each change names the
+//! statements that make it happen as (file, key) pairs of the compiled files (`render`),
+//! with their text for display; apply looks them up again in the reviewed files.
 
 use std::collections::BTreeMap;
 
 use crate::catalog::Live;
-use crate::model::{Epoch, Policy, Project};
+use crate::model::RuleFingerprint;
+use crate::model::{Epoch, Interval, Policy, Project, QualifiedName};
 use crate::plan::checks;
-use crate::plan::impact::expired_partitions;
+use crate::plan::impact::{expired_partitions, range_bounds, time_text};
 use crate::plan::{Change, ChangeKind, Impact, Plan, PlannedStatement, RuleImpact, SettingChange};
 use crate::policy::error::PolicyErrors;
-use crate::policy::ident::QualifiedName;
 use crate::policy::interval::parse_interval;
-use crate::render::{BOOTSTRAP_FILE, CompiledFile, Renderer, SettingValue};
+use crate::render::{CompiledFile, Renderer, SettingValue};
 use crate::state::{self, AppliedTable, State, TableState};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the saved plan and of `plan --format json`.
+pub const FORMAT_VERSION: u32 = 2;
 
-/// Planner row estimates for new or changed delete rules, by (`schema.table`, rule name).
+/// Planner row estimates for new or stricter delete rules, by (`schema.table`, rule name).
 pub type RuleEstimates = BTreeMap<(String, String), Option<u64>>;
 
-/// The `-- Rule <name>: ...` lines of a prune body, by rule name, without the batch size
-/// (a new batch size deletes nothing new).
-fn rule_lines(body: &str) -> BTreeMap<String, String> {
-    body.lines()
-        .filter_map(|line| {
-            let rest = line.trim_start().strip_prefix("-- Rule ")?;
-            let (name, _) = rest.split_once(':')?;
-            let condition = rest.rsplit_once("; ").map(|(c, _)| c).unwrap_or(rest);
-            Some((name.to_string(), condition.to_string()))
-        })
-        .collect()
+/// A delete rule whose rows plan estimates: one that would delete rows the live rules
+/// keep. Rows in partitions that the same run's maintenance expires first are left out:
+/// `survivors_from` is the partition column's lowest value that survives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleToEstimate {
+    pub table: String,
+    pub rule: String,
+    pub survivors_from: Option<(String, String)>,
 }
 
-/// Rules of `desired` that `live` does not have with the same condition: the ones that
-/// would delete rows nobody deleted before.
-pub fn changed_rules(desired: &str, live: Option<&str>) -> Vec<String> {
-    let before = live.map(rule_lines).unwrap_or_default();
-    rule_lines(desired)
-        .into_iter()
-        .filter(|(name, line)| before.get(name) != Some(line))
-        .map(|(name, _)| name)
-        .collect()
-}
-
-/// (table, rule) pairs whose rows plan should estimate (one EXPLAIN each).
-pub fn rules_to_estimate(project: &Project, live: &Live) -> Vec<(String, String)> {
+/// The rules plan should estimate (one EXPLAIN each).
+pub fn rules_to_estimate(project: &Project, live: &Live) -> Vec<RuleToEstimate> {
     let renderer = Renderer::new();
-    let live_state = state::live(live, project);
+    let desired = state::desired(project, &renderer);
+    let live_state = state::live(live, &desired);
     let mut out = Vec::new();
     for policy in &project.policies {
-        if policy.prune_procedure().is_none() {
-            continue;
-        }
         let table = policy.table.to_string();
-        let desired = renderer.prune_body(&project.config, policy);
-        let live_body = live_state
-            .tables
-            .get(&table)
-            .and_then(|t| t.procedure.as_deref());
-        for rule in changed_rules(&desired, live_body) {
-            out.push((table.clone(), rule));
+        let Some(want) = desired.tables.get(&table).and_then(|t| t.prune.as_ref()) else {
+            continue;
+        };
+        let have = live_state.tables.get(&table).and_then(|t| t.prune.as_ref());
+        let survivors_from = surviving_partitions_from(policy, live);
+        for rule in stricter(want, have) {
+            out.push(RuleToEstimate {
+                table: table.clone(),
+                rule: rule.name.clone(),
+                survivors_from: survivors_from.clone(),
+            });
         }
     }
     out
 }
 
-fn planned(file: Option<&str>, statement: &crate::render::Statement) -> PlannedStatement {
+/// The desired rules that would delete rows the live procedure keeps (all of them when
+/// there is no live procedure, or its rules are unknown).
+fn stricter<'d>(want: &'d state::Prune, have: Option<&state::Prune>) -> Vec<&'d RuleFingerprint> {
+    let desired = want.rules.as_deref().unwrap_or(&[]);
+    let live = match have {
+        None => Some(&[][..]),
+        Some(h) => h.rules.as_deref(),
+    };
+    state::stricter_rules(desired, live)
+}
+
+/// With the policy's retention, the upper bound of the newest partition the next
+/// maintenance expires, as (partition column, bound text): rows below it are gone before
+/// the delete rules run.
+fn surviving_partitions_from(policy: &Policy, live: &Live) -> Option<(String, String)> {
+    let keep = policy.retention.as_ref()?.keep;
+    let partitioning = policy.partitioning.as_ref()?;
+    let children = live.children.get(&policy.table.to_string())?;
+    let impact = expired_partitions(children, partitioning.epoch, live.now, &keep, "drop");
+    let newest = impact.expired_partitions.last()?;
+    let child = children.iter().find(|c| c.name == newest.name)?;
+    let (_, to) = range_bounds(&child.bound)?;
+    Some((partitioning.column.to_string(), to))
+}
+
+fn planned(file: &CompiledFile, statement: &crate::render::Statement) -> PlannedStatement {
     PlannedStatement {
         key: statement.key.clone(),
-        file: file.map(str::to_string),
+        file: file.file_name.clone(),
         sql: statement.sql.clone(),
     }
 }
 
+/// The statements of `file` with these keys, in the file's order.
 fn statements(file: &CompiledFile, keys: &[&str]) -> Vec<PlannedStatement> {
-    keys.iter()
-        .filter_map(|k| file.statement(k))
-        .map(|s| planned(Some(&file.file_name), s))
+    file.statements
+        .iter()
+        .filter(|s| keys.contains(&s.key.as_str()))
+        .map(|s| planned(file, s))
         .collect()
 }
 
@@ -115,7 +132,7 @@ pub fn diff(
     let config = &project.config;
     let renderer = Renderer::new();
     let desired = state::desired(project, &renderer);
-    let live_state = state::live(live, project);
+    let live_state = state::live(live, &desired);
     let mut changes = Vec::new();
 
     if let Some(c) = bootstrap_change(&renderer, project, &desired, &live_state) {
@@ -129,22 +146,19 @@ pub fn diff(
     };
     let mut policies: Vec<&Policy> = project.policies.iter().collect();
     policies.sort_by_key(|p| p.table.to_string());
+    let empty = TableState::default();
     for policy in policies {
         let table = policy.table.to_string();
-        let file = renderer.policy(config, policy);
-        let want = &desired.tables[&table];
-        let empty = TableState::default();
-        let have = live_state.tables.get(&table).unwrap_or(&empty);
-        table_changes(
+        let compared = Compared {
             policy,
-            &file,
-            want,
-            have,
-            applied(&table).as_ref(),
+            file: renderer.policy(config, policy),
+            want: &desired.tables[&table],
+            have: live_state.tables.get(&table).unwrap_or(&empty),
+            applied: applied(&table),
             live,
             estimates,
-            &mut changes,
-        );
+        };
+        compared.changes(&mut changes);
     }
 
     let mut unmanaged_tables = Vec::new();
@@ -152,37 +166,10 @@ pub fn diff(
         if desired.tables.contains_key(table) {
             continue;
         }
-        let retention_on = have
-            .settings
-            .get("retention")
-            .is_some_and(|v| *v != SettingValue::Null);
-        let recorded = applied(table);
-        let ever_managed = have.procedure.is_some()
-            || have.schedule.is_some()
-            || live
-                .last_apply
-                .as_ref()
-                .is_some_and(|a| a.policy_hashes.contains_key(table));
-        // Retention is disabled only where retentionc set it: the last apply recorded a
-        // retention for the table, or (no history) its job ran pg_partman maintenance,
-        // which only a policy with partitioning schedules. A delete-only policy on a table
-        // whose retention someone else set leaves that retention alone when removed.
-        let set_retention = match &recorded {
-            Some(a) => a.settings.contains_key("retention"),
-            None => have.schedule.as_ref().is_some_and(|s| {
-                s.command.contains("p_run_maintenance => true")
-                    || s.command.contains("\"maintain\"(")
-            }),
-        };
-        let disable = retention_on && set_retention;
-        let name = QualifiedName::parse(table).ok();
-        if let (true, Some(name)) = (
-            ever_managed && (disable || have.procedure.is_some() || have.schedule.is_some()),
-            name,
-        ) {
-            changes.push(removal_change(&renderer, project, &name, have, disable));
-        } else if have.registration.is_some() {
-            unmanaged_tables.push(table.clone());
+        match removal_change(&renderer, project, table, have, applied(table).as_ref()) {
+            Some(c) => changes.push(c),
+            None if have.registration.is_some() => unmanaged_tables.push(table.clone()),
+            None => {}
         }
     }
 
@@ -195,7 +182,7 @@ pub fn diff(
             .map(|p| (p.table.to_string(), p.hash()))
             .collect(),
         changes,
-        planned_at: Some(crate::plan::impact::time_text(live.now)),
+        planned_at: Some(time_text(live.now)),
         unmanaged_tables,
     })
 }
@@ -207,20 +194,25 @@ fn bootstrap_change(
     live: &State,
 ) -> Option<Change> {
     let (want, have) = (&desired.bootstrap, &live.bootstrap);
-    let mut missing = Vec::new();
     let schema = project.config.schema.as_str();
-    if !have.schema {
-        missing.push(format!("schema {schema}"));
-    }
-    if !have.apply_history {
-        missing.push(format!("table {schema}.apply_history"));
-    }
-    if !have.run_log {
-        missing.push(format!("table {schema}.run_log"));
-    }
-    if !have.run_log_index {
-        missing.push("index run_log_table_started".to_string());
-    }
+    let objects = [
+        (have.schema, format!("schema {schema}")),
+        (have.apply_history, format!("table {schema}.apply_history")),
+        (have.run_log, format!("table {schema}.run_log")),
+        (
+            have.run_log_index,
+            "index run_log_table_started".to_string(),
+        ),
+        (
+            have.managed_objects,
+            format!("table {schema}.managed_objects"),
+        ),
+    ];
+    let mut missing: Vec<String> = objects
+        .into_iter()
+        .filter(|(present, _)| !present)
+        .map(|(_, name)| name)
+        .collect();
     // The bootstrap routines: missing ones are created, changed ones replaced (with a diff).
     let routines = [
         (
@@ -251,22 +243,16 @@ fn bootstrap_change(
     if missing.is_empty() && replaced.is_empty() {
         return None;
     }
-    let mut summary = String::from("retentionc's schema and tables: ");
+    let mut parts = Vec::new();
     if !missing.is_empty() {
-        summary.push_str(&format!("create {}", missing.join(", ")));
+        parts.push(format!("create {}", missing.join(", ")));
     }
     if !replaced.is_empty() {
-        if !missing.is_empty() {
-            summary.push_str("; ");
-        }
-        summary.push_str(&format!("replace {}", replaced.join(", ")));
+        parts.push(format!("replace {}", replaced.join(", ")));
     }
+    let summary = format!("retentionc's schema and tables: {}", parts.join("; "));
     let file = renderer.bootstrap(&project.config);
-    let all: Vec<PlannedStatement> = file
-        .statements
-        .iter()
-        .map(|s| planned(Some(BOOTSTRAP_FILE), s))
-        .collect();
+    let all = file.statements.iter().map(|s| planned(&file, s)).collect();
     let mut c = change(schema, ChangeKind::Bootstrap, summary, all);
     c.body_diff = (!body_diffs.is_empty()).then(|| body_diffs.join(""));
     Some(c)
@@ -280,349 +266,357 @@ fn unified_diff(old: &str, new: &str) -> String {
         .to_string()
 }
 
-fn interval_of(value: Option<&SettingValue>) -> Option<crate::model::Interval> {
+fn interval_of(value: Option<&SettingValue>) -> Option<Interval> {
     match value {
         Some(SettingValue::Text(t)) => parse_interval(t).ok(),
         _ => None,
     }
 }
 
-/// The impact of retention `new` replacing `old` (None: no retention): computed when
-/// retention starts or gets shorter.
-fn retention_impact(
-    policy: &Policy,
-    live: &Live,
-    old: Option<&SettingValue>,
-    new: Option<&SettingValue>,
-) -> Option<Impact> {
-    let keep = interval_of(new)?;
-    let shorter = match interval_of(old) {
-        Some(before) => keep.comparable() < before.comparable(),
-        None => true,
-    };
-    if !shorter {
-        return None;
+/// Whether retention `new` expires partitions that retention `old` keeps: it starts
+/// (from none) or gets shorter.
+pub fn retention_is_shorter(old: Option<&SettingValue>, new: Option<&SettingValue>) -> bool {
+    match (interval_of(old), interval_of(new)) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(before), Some(keep)) => keep.comparable() < before.comparable(),
     }
-    let epoch = policy
-        .partitioning
-        .as_ref()
-        .map(|p| p.epoch)
-        .unwrap_or(Epoch::None);
-    let expired = policy
-        .retention
-        .as_ref()
-        .map(|r| r.expired.name())
-        .unwrap_or("drop");
-    let children = live
-        .children
-        .get(&policy.table.to_string())
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    Some(expired_partitions(
-        children, epoch, live.now, &keep, expired,
-    ))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn table_changes(
-    policy: &Policy,
-    file: &CompiledFile,
-    want: &TableState,
-    have: &TableState,
-    applied: Option<&AppliedTable>,
-    live: &Live,
-    estimates: &RuleEstimates,
-    changes: &mut Vec<Change>,
-) {
-    let table = policy.table.to_string();
-    if let Some(p) = &policy.partitioning {
-        if have.registration.is_none() {
-            let mut c = change(
-                &table,
-                ChangeKind::Register,
-                format!(
-                    "register with pg_partman: {} partitions on {}, premake {}{}",
-                    p.interval,
-                    p.column,
-                    p.premake,
-                    match &policy.retention {
-                        Some(r) => format!(", retention {} ({})", r.keep, r.expired.name()),
-                        None => ", no retention".to_string(),
-                    }
-                ),
-                statements(file, &["setup", "archive_schema", "retention"]),
-            );
-            c.settings = want
-                .settings
-                .iter()
-                .map(|(column, v)| SettingChange {
-                    column: column.clone(),
-                    old: None,
-                    new: state::setting_text(v),
-                    drift: false,
-                })
-                .collect();
-            c.impact = retention_impact(policy, live, None, want.settings.get("retention"));
-            c.destructive = c.impact.as_ref().is_some_and(|i| i.partitions > 0);
-            changes.push(c);
-        } else {
-            settings_change(policy, file, want, have, applied, live, changes);
-        }
-    }
-    procedure_change(policy, file, want, have, applied, estimates, changes);
-    schedule_change(policy, file, want, have, applied, changes);
-}
-
-fn settings_change(
-    policy: &Policy,
-    file: &CompiledFile,
-    want: &TableState,
-    have: &TableState,
-    applied: Option<&AppliedTable>,
-    live: &Live,
-    changes: &mut Vec<Change>,
-) {
-    let table = policy.table.to_string();
-    let mut differing = Vec::new();
-    for (column, value) in &want.settings {
-        let current = have.settings.get(column);
-        if current.is_some_and(|c| state::same_setting(column, c, value)) {
-            continue;
-        }
-        // Drift: the last apply left this very value, and the database no longer has it.
-        let drift = applied
-            .and_then(|a| a.settings.get(column))
-            .is_some_and(|a| state::same_setting(column, a, value));
-        differing.push(SettingChange {
-            column: column.clone(),
-            old: current.map(state::setting_text),
-            new: state::setting_text(value),
-            drift,
-        });
-    }
-    if differing.is_empty() {
-        return;
-    }
-    let all_drift = differing.iter().all(|s| s.drift);
-    let listed = differing
-        .iter()
-        .map(|s| {
-            format!(
-                "{} {} -> {}",
-                s.column,
-                s.old.as_deref().unwrap_or("(unset)"),
-                s.new
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let (kind, summary) = if all_drift {
-        (
-            ChangeKind::Drift,
-            format!("changed by hand since the last apply; restore {listed}"),
-        )
-    } else {
-        (ChangeKind::RetentionSettings, listed.clone())
-    };
-    let schema_changes = differing
-        .iter()
-        .any(|s| s.column == "retention_schema" && s.new != "NULL");
-    let keys: &[&str] = if schema_changes {
-        &["archive_schema", "retention"]
-    } else {
-        &["retention"]
-    };
-    let mut c = change(&table, kind, summary, statements(file, keys));
-    c.drift = differing.iter().any(|s| s.drift);
-    c.impact = retention_impact(
-        policy,
-        live,
-        have.settings.get("retention"),
-        want.settings.get("retention"),
-    );
-    c.destructive = c.impact.as_ref().is_some_and(|i| i.partitions > 0);
-    c.settings = differing;
-    changes.push(c);
-}
-
-fn procedure_change(
-    policy: &Policy,
-    file: &CompiledFile,
-    want: &TableState,
-    have: &TableState,
-    applied: Option<&AppliedTable>,
-    estimates: &RuleEstimates,
-    changes: &mut Vec<Change>,
-) {
-    let table = policy.table.to_string();
-    let mut c = match (&want.procedure, &have.procedure) {
-        (Some(_), None) => change(
-            &table,
-            ChangeKind::CreateProcedure,
-            format!(
-                "create the prune procedure ({} delete rule{})",
-                policy.deletes.len(),
-                plural(policy.deletes.len())
-            ),
-            statements(file, &["prune"]),
-        ),
-        (Some(w), Some(h)) if w != h => {
-            let mut c = change(
-                &table,
-                ChangeKind::ReplaceProcedure,
-                "replace the prune procedure".to_string(),
-                statements(file, &["prune"]),
-            );
-            c.body_diff = Some(unified_diff(h, w));
-            c.drift = procedure_drift(applied, want.procedure.as_deref(), Some(h));
-            if c.drift {
-                c.summary =
-                    "the prune procedure was changed by hand since the last apply; restore it"
-                        .to_string();
-            }
-            c
-        }
-        (None, Some(_)) => change(
-            &table,
-            ChangeKind::DropProcedure,
-            "drop the prune procedure (no delete rules)".to_string(),
-            statements(file, &["prune"]),
-        ),
-        _ => return,
-    };
-    if c.kind != ChangeKind::ReplaceProcedure {
-        c.drift = procedure_drift(
-            applied,
-            want.procedure.as_deref(),
-            have.procedure.as_deref(),
-        );
-    }
-    if let Some(w) = &want.procedure {
-        let rules = changed_rules(w, have.procedure.as_deref());
-        if !rules.is_empty() {
-            let impacts: Vec<RuleImpact> = rules
-                .iter()
-                .map(|r| RuleImpact {
-                    rule: r.clone(),
-                    estimated_rows: estimates
-                        .get(&(table.clone(), r.clone()))
-                        .copied()
-                        .flatten(),
-                })
-                .collect();
-            c.destructive = true;
-            c.impact = Some(Impact {
-                partitions: 0,
-                from: None,
-                to: None,
-                estimated_rows: impacts.iter().filter_map(|r| r.estimated_rows).sum(),
-                expired: None,
-                expired_partitions: Vec::new(),
-                partitions_without_statistics: 0,
-                rules: impacts,
-            });
-            let names = rules.join(", ");
-            c.summary.push_str(&format!(
-                "; new or changed delete rule{}: {names}",
-                plural(rules.len())
-            ));
-        }
-    }
-    changes.push(c);
-}
-
-/// The last apply recorded the procedure the policy wants now (or none), and the live
-/// one is not that: it was changed, made or dropped by hand since.
-fn procedure_drift(applied: Option<&AppliedTable>, want: Option<&str>, live: Option<&str>) -> bool {
-    let Some(recorded) = applied.and_then(|a| a.procedure_sha256.clone()) else {
-        return false;
-    };
-    let sha = |body: Option<&str>| body.map(state::body_sha256);
-    recorded == sha(want) && recorded != sha(live)
 }
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn schedule_change(
-    policy: &Policy,
-    file: &CompiledFile,
-    want: &TableState,
-    have: &TableState,
-    applied: Option<&AppliedTable>,
-    changes: &mut Vec<Change>,
-) {
-    let table = policy.table.to_string();
-    let job = policy.job_name();
-    let recorded = applied.and_then(|a| a.schedule.clone());
-    let drift = |live: &Option<state::Schedule>| {
-        recorded
-            .as_ref()
-            .is_some_and(|r| r == &want.schedule && r != live)
-    };
-    let mut c = match (&want.schedule, &have.schedule) {
-        (Some(w), None) => change(
-            &table,
-            ChangeKind::AddSchedule,
-            format!("schedule pg_cron job {job} at \"{}\"", w.schedule),
-            statements(file, &["schedule"]),
-        ),
-        (Some(w), Some(h)) if w != h => {
-            let what = if w.schedule != h.schedule {
-                format!("schedule \"{}\" -> \"{}\"", h.schedule, w.schedule)
-            } else {
-                format!("command {} -> {}", h.command, w.command)
-            };
-            change(
-                &table,
-                ChangeKind::ChangeSchedule,
-                format!("pg_cron job {job}: {what}"),
-                statements(file, &["schedule"]),
-            )
-        }
-        (None, Some(_)) => change(
-            &table,
-            ChangeKind::RemoveSchedule,
-            format!("remove pg_cron job {job}"),
-            statements(file, &["schedule"]),
-        ),
-        _ => return,
-    };
-    c.drift = drift(&have.schedule);
-    if c.drift {
-        c.summary
-            .push_str(" (changed by hand since the last apply)");
-    }
-    changes.push(c);
+/// One policy's desired state beside the live one, and what the plan needs to compare them.
+struct Compared<'a> {
+    policy: &'a Policy,
+    file: CompiledFile,
+    want: &'a TableState,
+    have: &'a TableState,
+    /// What the last apply recorded for this table.
+    applied: Option<AppliedTable>,
+    live: &'a Live,
+    estimates: &'a RuleEstimates,
 }
 
+impl Compared<'_> {
+    fn table(&self) -> String {
+        self.policy.table.to_string()
+    }
+
+    fn changes(&self, changes: &mut Vec<Change>) {
+        if self.policy.partitioning.is_some() {
+            if self.have.registration.is_none() {
+                changes.push(self.register_change());
+            } else if let Some(c) = self.settings_change() {
+                changes.push(c);
+            }
+        }
+        changes.extend(self.procedure_change());
+        changes.extend(self.schedule_change());
+    }
+
+    /// The impact of retention `new` replacing `old`: what the next maintenance expires,
+    /// computed when retention starts or gets shorter.
+    fn retention_impact(
+        &self,
+        old: Option<&SettingValue>,
+        new: Option<&SettingValue>,
+    ) -> Option<Impact> {
+        if !retention_is_shorter(old, new) {
+            return None;
+        }
+        let keep = interval_of(new)?;
+        let epoch = self
+            .policy
+            .partitioning
+            .as_ref()
+            .map(|p| p.epoch)
+            .unwrap_or(Epoch::None);
+        let expired = self
+            .policy
+            .retention
+            .as_ref()
+            .map(|r| r.expired.name())
+            .unwrap_or("drop");
+        let children = self
+            .live
+            .children
+            .get(&self.table())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        Some(expired_partitions(
+            children,
+            epoch,
+            self.live.now,
+            &keep,
+            expired,
+        ))
+    }
+
+    fn register_change(&self) -> Change {
+        let p = self
+            .policy
+            .partitioning
+            .as_ref()
+            .expect("registered tables are partitioned");
+        let summary = format!(
+            "register with pg_partman: {} partitions on {}, premake {}{}",
+            p.interval,
+            p.column,
+            p.premake,
+            match &self.policy.retention {
+                Some(r) => format!(", retention {} ({})", r.keep, r.expired.name()),
+                None => ", no retention".to_string(),
+            }
+        );
+        let mut c = change(
+            &self.table(),
+            ChangeKind::Register,
+            summary,
+            statements(&self.file, &["setup", "archive_schema", "retention"]),
+        );
+        c.settings = self
+            .want
+            .settings
+            .iter()
+            .map(|(column, v)| SettingChange {
+                column: column.clone(),
+                old: None,
+                new: state::setting_text(v),
+                drift: false,
+            })
+            .collect();
+        c.impact = self.retention_impact(None, self.want.settings.get("retention"));
+        c.destructive = c.impact.as_ref().is_some_and(|i| i.partitions > 0);
+        c
+    }
+
+    fn settings_change(&self) -> Option<Change> {
+        let mut differing = Vec::new();
+        for (column, value) in &self.want.settings {
+            let current = self.have.settings.get(column);
+            if current.is_some_and(|c| state::same_setting(column, c, value)) {
+                continue;
+            }
+            // Drift: the last apply left this very value, and the database no longer has it.
+            let drift = self
+                .applied
+                .as_ref()
+                .and_then(|a| a.settings.get(column))
+                .is_some_and(|a| state::same_setting(column, a, value));
+            differing.push(SettingChange {
+                column: column.clone(),
+                old: current.map(state::setting_text),
+                new: state::setting_text(value),
+                drift,
+            });
+        }
+        if differing.is_empty() {
+            return None;
+        }
+        let listed = differing
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} -> {}",
+                    s.column,
+                    s.old.as_deref().unwrap_or("(unset)"),
+                    s.new
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (kind, summary) = if differing.iter().all(|s| s.drift) {
+            (
+                ChangeKind::Drift,
+                format!("changed by hand since the last apply; restore {listed}"),
+            )
+        } else {
+            (ChangeKind::RetentionSettings, listed)
+        };
+        let archives = differing
+            .iter()
+            .any(|s| s.column == "retention_schema" && s.new != "NULL");
+        let keys: &[&str] = if archives {
+            &["archive_schema", "retention"]
+        } else {
+            &["retention"]
+        };
+        let mut c = change(&self.table(), kind, summary, statements(&self.file, keys));
+        c.drift = differing.iter().any(|s| s.drift);
+        c.impact = self.retention_impact(
+            self.have.settings.get("retention"),
+            self.want.settings.get("retention"),
+        );
+        c.destructive = c.impact.as_ref().is_some_and(|i| i.partitions > 0);
+        c.settings = differing;
+        Some(c)
+    }
+
+    fn procedure_change(&self) -> Option<Change> {
+        let table = self.table();
+        let (want, have) = (self.want.prune.as_ref(), self.have.prune.as_ref());
+        let mut c = match (want, have) {
+            (Some(_), None) => change(
+                &table,
+                ChangeKind::CreateProcedure,
+                format!(
+                    "create the prune procedure ({} delete rule{})",
+                    self.policy.deletes.len(),
+                    plural(self.policy.deletes.len())
+                ),
+                statements(&self.file, &["prune_owner", "prune"]),
+            ),
+            (Some(w), Some(h)) if w.body != h.body || w.procedure != h.procedure => {
+                let mut c = change(
+                    &table,
+                    ChangeKind::ReplaceProcedure,
+                    "replace the prune procedure".to_string(),
+                    statements(&self.file, &["prune_owner", "prune"]),
+                );
+                c.body_diff = Some(unified_diff(&h.body, &w.body));
+                c
+            }
+            (None, Some(_)) => change(
+                &table,
+                ChangeKind::DropProcedure,
+                "drop the prune procedure (no delete rules)".to_string(),
+                statements(&self.file, &["prune"]),
+            ),
+            _ => return None,
+        };
+        c.drift = self.procedure_drift();
+        if c.drift && c.kind == ChangeKind::ReplaceProcedure {
+            c.summary =
+                "the prune procedure was changed by hand since the last apply; restore it".into();
+        }
+        if let Some(w) = want {
+            let rules = stricter(w, have);
+            if !rules.is_empty() {
+                let impacts: Vec<RuleImpact> = rules
+                    .iter()
+                    .map(|r| RuleImpact {
+                        rule: r.name.clone(),
+                        estimated_rows: self
+                            .estimates
+                            .get(&(table.clone(), r.name.clone()))
+                            .copied()
+                            .flatten(),
+                    })
+                    .collect();
+                c.destructive = true;
+                c.impact = Some(Impact {
+                    estimated_rows: impacts.iter().filter_map(|r| r.estimated_rows).sum(),
+                    rules: impacts,
+                    ..Impact::default()
+                });
+                let names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+                c.summary.push_str(&format!(
+                    "; new or stricter delete rule{}: {}",
+                    plural(names.len()),
+                    names.join(", ")
+                ));
+            }
+        }
+        Some(c)
+    }
+
+    /// The last apply recorded the procedure the policy wants now (or none), and the live
+    /// one is not that: it was changed, made or dropped by hand since.
+    fn procedure_drift(&self) -> bool {
+        let Some(Some(recorded)) = self.applied.as_ref().map(|a| &a.prune) else {
+            return false;
+        };
+        let sha = |p: Option<&state::Prune>| p.map(|p| state::body_sha256(&p.body));
+        let recorded = recorded.as_ref().map(|r| r.body_sha256.clone());
+        recorded == sha(self.want.prune.as_ref()) && recorded != sha(self.have.prune.as_ref())
+    }
+
+    fn schedule_change(&self) -> Option<Change> {
+        let table = self.table();
+        let job = self.policy.job_name();
+        let (want, have) = (&self.want.schedule, &self.have.schedule);
+        let keys = &["schedule"];
+        let mut c = match (want, have) {
+            (Some(w), None) => change(
+                &table,
+                ChangeKind::AddSchedule,
+                format!("schedule pg_cron job {job} at \"{}\"", w.schedule),
+                statements(&self.file, keys),
+            ),
+            (Some(w), Some(h)) if w != h => {
+                let what = if w.schedule != h.schedule {
+                    format!("schedule \"{}\" -> \"{}\"", h.schedule, w.schedule)
+                } else {
+                    format!("command {} -> {}", h.command, w.command)
+                };
+                change(
+                    &table,
+                    ChangeKind::ChangeSchedule,
+                    format!("pg_cron job {job}: {what}"),
+                    statements(&self.file, keys),
+                )
+            }
+            (None, Some(_)) => change(
+                &table,
+                ChangeKind::RemoveSchedule,
+                format!("remove pg_cron job {job}"),
+                statements(&self.file, keys),
+            ),
+            _ => return None,
+        };
+        let recorded = self.applied.as_ref().and_then(|a| a.schedule.as_ref());
+        c.drift = recorded.is_some_and(|r| r == want && r != have);
+        if c.drift {
+            c.summary
+                .push_str(" (changed by hand since the last apply)");
+        }
+        Some(c)
+    }
+}
+
+/// A table no policy names: what retentionc made for it is released, from its removal
+/// file (generated/_removed/). Retention is disabled only where retentionc recorded
+/// setting it; the registration and the data stay. None when nothing of retentionc's is
+/// left there.
 fn removal_change(
     renderer: &Renderer,
     project: &Project,
-    name: &QualifiedName,
+    table: &str,
     have: &TableState,
-    retention_on: bool,
-) -> Change {
-    let table = name.to_string();
-    let table = table.as_str();
-    // removal_statements' `partitioned`: whether to include the retention = NULL update.
-    let partitioned = retention_on && have.registration.is_some();
-    let statements: Vec<PlannedStatement> = renderer
-        .removal_statements(&project.config, name, partitioned)
-        .iter()
-        .map(|s| planned(None, s))
-        .collect();
+    applied: Option<&AppliedTable>,
+) -> Option<Change> {
+    let name = QualifiedName::parse(table).ok()?;
+    let retention_on = have
+        .settings
+        .get("retention")
+        .is_some_and(|v| *v != SettingValue::Null);
+    let set_by_retentionc = have.retention_recorded
+        || applied.is_some_and(|a| {
+            a.settings
+                .get("retention")
+                .is_some_and(|v| *v != SettingValue::Null)
+        });
+    let disable = retention_on && set_by_retentionc;
+    let mut keys = Vec::new();
     let mut what = Vec::new();
-    if retention_on {
+    if disable {
+        keys.push("retention");
         what.push("disable retention");
     }
-    if have.procedure.is_some() {
+    if have.prune.is_some() {
+        keys.push("prune");
         what.push("drop the prune procedure");
     }
     if have.schedule.is_some() {
+        keys.push("schedule");
         what.push("remove the pg_cron job");
     }
+    if keys.is_empty() {
+        return None;
+    }
+    let file = renderer.removal(&project.config, &name);
     let mut c = change(
         table,
         ChangeKind::PolicyRemoved,
@@ -630,9 +624,9 @@ fn removal_change(
             "policy removed: {}; the table stays registered with pg_partman and keeps its data",
             what.join(", ")
         ),
-        statements,
+        statements(&file, &keys),
     );
-    if retention_on {
+    if disable {
         c.settings = vec![SettingChange {
             column: "retention".into(),
             old: have.settings.get("retention").map(state::setting_text),
@@ -640,5 +634,5 @@ fn removal_change(
             drift: false,
         }];
     }
-    c
+    Some(c)
 }

@@ -159,10 +159,7 @@ fn counts(plan: &Plan) -> String {
 fn statement_refs(change: &Change) -> String {
     let mut by_file: Vec<(String, Vec<&str>)> = Vec::new();
     for s in &change.statements {
-        let file = s
-            .file
-            .clone()
-            .unwrap_or_else(|| "(removal, not in generated/)".to_string());
+        let file = s.file.clone();
         match by_file.iter_mut().find(|(f, _)| *f == file) {
             Some((_, keys)) => keys.push(&s.key),
             None => by_file.push((file, vec![&s.key])),

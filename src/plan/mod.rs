@@ -29,7 +29,7 @@ pub struct Plan {
     pub unmanaged_tables: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     /// `schema.table`
     pub table: String,
@@ -40,7 +40,9 @@ pub struct Change {
     pub destructive: bool,
     /// What the next maintenance would expire, for destructive changes.
     pub impact: Option<Impact>,
-    /// Statements, verbatim from the file under generated/ (or the removal templates).
+    /// The statements that make the change, as (file, key) of the files under generated/,
+    /// with their text for display. Apply executes the reviewed files' statements, never
+    /// this text.
     pub statements: Vec<PlannedStatement>,
     /// part_config values that change (old -> new), for register/settings/drift changes.
     #[serde(default)]
@@ -82,16 +84,17 @@ pub enum ChangeKind {
     ConvertTable,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedStatement {
     /// Key of the statement in its compiled file (`setup`, `retention`, ...).
     pub key: String,
-    /// The file under generated/ that holds it, when it comes from one.
-    pub file: Option<String>,
+    /// The file under generated/ that holds it (`public.events.sql`,
+    /// `_removed/public.events.sql`).
+    pub file: String,
     pub sql: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Impact {
     pub partitions: u64,
     /// Lower bound of the oldest and upper bound of the newest expired partition (UTC text).
@@ -145,16 +148,16 @@ pub mod impact;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use tokio_postgres::{Client, GenericClient};
 
 use crate::catalog::{self, Counting, Live};
 use crate::cli::{PlanArgs, PlanFormat};
 use crate::model::Project;
 use crate::policy::error::PolicyErrors;
-use crate::policy::ident::quote_ident;
+use crate::policy::ident::{quote_ident, quote_literal};
 
-pub use diff::{FORMAT_VERSION, RuleEstimates, diff};
+pub use diff::{FORMAT_VERSION, RuleEstimates, RuleToEstimate, diff};
 
 /// A plan and what it was made from.
 pub struct Planned {
@@ -165,7 +168,7 @@ pub struct Planned {
 }
 
 /// Plans `project` against the database: one read-only repeatable-read snapshot, a fixed
-/// number of catalog queries plus one EXPLAIN per new or changed delete rule.
+/// number of catalog queries plus one EXPLAIN per new or stricter delete rule.
 pub async fn make_plan(client: &Client, project: &Project) -> Result<Plan> {
     Ok(make_plan_detailed(client, project).await?.plan)
 }
@@ -188,40 +191,32 @@ pub async fn make_plan_detailed(client: &Client, project: &Project) -> Result<Pl
     })
 }
 
-/// Plans inside a transaction the caller holds (apply uses this under its lock, then
-/// compares `plan.live_fingerprint` with a saved plan's).
+/// Plans inside a transaction the caller holds (apply does, under its lock).
 pub async fn make_plan_in<C: GenericClient + Sync>(client: &C, project: &Project) -> Result<Plan> {
     Ok(plan_in(&Counting::new(client), project).await?.0)
 }
 
-/// The live state as plan reads it, and its fingerprint.
+/// The live state as plan reads it.
 pub async fn read_live<C: GenericClient + Sync>(client: &C, project: &Project) -> Result<Live> {
     let counting = Counting::new(client);
-    let tables: Vec<String> = project
-        .policies
-        .iter()
-        .map(|p| p.table.to_string())
-        .collect();
-    let mut live = catalog::read_live(&counting, &project.config, &tables).await?;
+    let mut live = catalog::read_live(&counting, &project.config, &policy_tables(project)).await?;
     live.statements_sent = counting.sent();
     Ok(live)
 }
 
-/// Fingerprint of the live state (what `Plan::live_fingerprint` holds).
-pub fn fingerprint(live: &Live, project: &Project) -> String {
-    crate::state::fingerprint(live, &crate::state::live(live, project))
+fn policy_tables(project: &Project) -> Vec<String> {
+    project
+        .policies
+        .iter()
+        .map(|p| p.table.to_string())
+        .collect()
 }
 
 async fn plan_in<C: GenericClient + Sync>(
     client: &Counting<'_, C>,
     project: &Project,
 ) -> Result<(Plan, Live)> {
-    let tables: Vec<String> = project
-        .policies
-        .iter()
-        .map(|p| p.table.to_string())
-        .collect();
-    let mut live = catalog::read_live(client, &project.config, &tables).await?;
+    let mut live = catalog::read_live(client, &project.config, &policy_tables(project)).await?;
     // Checks first: an EXPLAIN over a missing table or column would only fail less clearly.
     let errors = checks::check(project, &live);
     if !errors.is_empty() {
@@ -233,43 +228,47 @@ async fn plan_in<C: GenericClient + Sync>(
     Ok((plan, live))
 }
 
-/// One `EXPLAIN (FORMAT JSON)` per new or changed delete rule: the planner's estimate of
-/// the rows it matches now. A `where` that does not plan is an error at its key.
+/// One `EXPLAIN (FORMAT JSON)` per new or stricter delete rule: the planner's estimate of
+/// the rows it would delete, leaving out partitions the same run's maintenance expires
+/// first. A `where` that does not plan is an error at its key.
 async fn estimate_rules<C: GenericClient + Sync>(
     client: &Counting<'_, C>,
     project: &Project,
     live: &Live,
 ) -> Result<RuleEstimates> {
     let mut estimates = RuleEstimates::new();
-    for (table, rule_name) in diff::rules_to_estimate(project, live) {
+    for wanted in diff::rules_to_estimate(project, live) {
         let policy = project
-            .policy(&table)
+            .policy(&wanted.table)
             .expect("a planned table has a policy");
         let (index, rule) = policy
             .deletes
             .iter()
             .enumerate()
-            .find(|(_, r)| r.name.as_str() == rule_name)
+            .find(|(_, r)| r.name.as_str() == wanted.rule)
             .expect("rule exists");
-        let column = rule
-            .column
-            .as_ref()
-            .or(policy.partitioning.as_ref().map(|p| &p.column));
         let mut sql = format!(
             "EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE ({})",
             policy.table.quoted(),
             rule.where_sql
         );
         let older_than = rule.older_than.map(|i| i.to_string());
-        if let (Some(_), Some(column)) = (&older_than, column) {
+        if let (Some(_), Some(column)) = (&older_than, &rule.column) {
             sql.push_str(&format!(
                 " AND {} < now() - $1::text::interval",
                 quote_ident(column.as_str())
             ));
         }
+        if let Some((column, bound)) = &wanted.survivors_from {
+            sql.push_str(&format!(
+                " AND {} >= {}",
+                quote_ident(column),
+                quote_literal(bound)
+            ));
+        }
         client.batch_execute("SAVEPOINT retentionc_explain").await?;
-        let result = match (&older_than, column) {
-            (Some(interval), Some(_)) => client.query(&sql, &[interval]).await,
+        let result = match &older_than {
+            Some(interval) if rule.column.is_some() => client.query(&sql, &[interval]).await,
             _ => client.query(&sql, &[]).await,
         };
         match result {
@@ -281,7 +280,7 @@ async fn estimate_rules<C: GenericClient + Sync>(
                 let rows = json[0]["Plan"]["Plan Rows"]
                     .as_f64()
                     .map(|r| r.round() as u64);
-                estimates.insert((table.clone(), rule_name.clone()), rows);
+                estimates.insert((wanted.table.clone(), wanted.rule.clone()), rows);
             }
             Err(e) => {
                 client
@@ -295,7 +294,10 @@ async fn estimate_rules<C: GenericClient + Sync>(
                 return Err(PolicyErrors(vec![checks::error_at(
                     policy,
                     &key,
-                    format!("the condition does not run against {table}: {message}"),
+                    format!(
+                        "the condition does not run against {}: {message}",
+                        wanted.table
+                    ),
                 )])
                 .into());
             }
@@ -307,12 +309,15 @@ async fn estimate_rules<C: GenericClient + Sync>(
 /// `retentionc plan`.
 pub async fn command(config_path: &Path, args: &PlanArgs) -> Result<ExitCode> {
     let project = crate::policy::load_project(config_path)?;
-    warn_if_generated_is_stale(&project);
+    check_generated(&project, args.compile)?;
     let client = crate::db::connect(&args.db, "retentionc plan").await?;
     let plan = match make_plan(&client, &project).await {
         Ok(plan) => plan,
         Err(e) => return Err(with_source_lines(e, &project)),
     };
+    if !args.compile {
+        check_referenced_files(&project, &plan)?;
+    }
     if let Some(path) = &args.out {
         let json = serde_json::to_string_pretty(&plan)? + "\n";
         std::fs::write(path, json)
@@ -333,22 +338,45 @@ pub async fn command(config_path: &Path, args: &PlanArgs) -> Result<ExitCode> {
     })
 }
 
-/// The plan's statements are what `compile` writes; when generated/ holds something else,
-/// the reviewed files and the plan disagree: say so (compile --check fails CI on it).
-fn warn_if_generated_is_stale(project: &Project) {
-    let dir = project.config.generated_path();
-    let stale: Vec<String> = crate::compile::expected_files(project)
-        .into_iter()
-        .filter(|(name, text)| std::fs::read_to_string(dir.join(name)).ok().as_ref() != Some(text))
-        .map(|(name, _)| name)
-        .collect();
-    if !stale.is_empty() {
-        eprintln!(
-            "warning: {} is not what `retentionc compile` writes ({}); run `retentionc compile` and commit the result, so that the files reviewed are the statements planned",
-            project.config.generated_dir.display(),
-            stale.join(", ")
-        );
+/// A plan's statements are the reviewed files' statements: when generated/ is not what
+/// compile writes, what a reviewer read and what would run differ, and plan fails (with
+/// `--compile`, it plans from the policies anyway and says so).
+fn check_generated(project: &Project, planning_anyway: bool) -> Result<()> {
+    let stale = crate::compile::stale_files(project)?;
+    if stale.is_empty() {
+        return Ok(());
     }
+    let dir = project.config.generated_dir.display();
+    let listed = stale.join(", ");
+    if planning_anyway {
+        eprintln!(
+            "warning: {dir} is not what `retentionc compile` writes ({listed}); planning from the policies (apply will refuse until generated/ is compiled and committed)"
+        );
+        return Ok(());
+    }
+    bail!(
+        "{dir} is not what `retentionc compile` writes ({listed}): run `retentionc compile`, review and commit the result, then plan again (or `plan --compile` to plan from the policies locally)"
+    )
+}
+
+/// Every file a plan takes statements from must be in generated/ as compiled: a removed
+/// policy's file under `_removed/` is made by compile only when generated/ still held
+/// the policy's file, so say how to make it otherwise.
+fn check_referenced_files(project: &Project, plan: &Plan) -> Result<()> {
+    let dir = project.config.generated_path();
+    for change in &plan.changes {
+        for statement in &change.statements {
+            if !dir.join(&statement.file).is_file() {
+                bail!(
+                    "{}: retentionc made objects for this table, which no policy names now, and {} does not exist: run `retentionc compile --remove {}`, review and commit it, then plan again",
+                    change.table,
+                    project.config.generated_dir.join(&statement.file).display(),
+                    change.table
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Plan-time errors carry no source line; add it, as compile errors show one.

@@ -92,14 +92,6 @@ pub fn parse_policy(
         deletes,
         schedule,
     };
-    if policy.prune_procedure().is_none() && !policy.deletes.is_empty() {
-        let pos = reader.positions.get("table").copied().unwrap_or_default();
-        reader.error(pos, "table", format!(
-            "the prune procedure name \"prune_{}\" would be longer than 63 bytes; use a shorter table name",
-            policy.table.name
-        ));
-        return None;
-    }
     Some(policy)
 }
 

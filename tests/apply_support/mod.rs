@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use retentionc::cli::DbArgs;
 use retentionc::model::Project;
-use retentionc::plan::{Change, ChangeKind, Plan, PlannedStatement};
-use retentionc::render::{BOOTSTRAP_FILE, compile_project};
 
 use crate::common::cluster::{Partman, TestDb, retentionc_bin};
 
@@ -84,7 +82,7 @@ impl TestProject {
 
     pub fn compile(&self) {
         let project = self.load();
-        retentionc::compile::compile(&project, &mut Vec::new()).unwrap();
+        retentionc::compile::compile(&project, &[], &mut Vec::new()).unwrap();
     }
 
     pub fn load(&self) -> Project {
@@ -119,104 +117,6 @@ pub fn db_args(db: &TestDb) -> DbArgs {
     DbArgs {
         database_url: Some(db.url.clone()),
     }
-}
-
-fn planned(file: &str, statements: &[retentionc::render::Statement]) -> Vec<PlannedStatement> {
-    statements
-        .iter()
-        .map(|s| PlannedStatement {
-            key: s.key.clone(),
-            file: Some(file.to_string()),
-            sql: s.sql.clone(),
-        })
-        .collect()
-}
-
-pub fn change(
-    table: &str,
-    kind: ChangeKind,
-    summary: &str,
-    statements: Vec<PlannedStatement>,
-) -> Change {
-    Change {
-        table: table.to_string(),
-        kind,
-        summary: summary.to_string(),
-        destructive: false,
-        impact: None,
-        statements,
-        settings: Vec::new(),
-        body_diff: None,
-        drift: false,
-    }
-}
-
-pub fn plan_of(project: &Project, changes: Vec<Change>) -> Plan {
-    Plan {
-        format_version: 1,
-        live_fingerprint: String::new(),
-        policy_hashes: project
-            .policies
-            .iter()
-            .map(|p| (p.table.to_string(), p.hash()))
-            .collect(),
-        changes,
-        planned_at: None,
-        unmanaged_tables: Vec::new(),
-    }
-}
-
-/// What plan gives for an empty database: the bootstrap, then every statement of every policy.
-pub fn full_plan(project: &Project) -> Plan {
-    let files = compile_project(&project.config, &project.policies);
-    let mut changes = Vec::new();
-    for file in &files {
-        if file.file_name == BOOTSTRAP_FILE {
-            changes.push(change(
-                "retentionc",
-                ChangeKind::Bootstrap,
-                "retentionc's schema",
-                planned(&file.file_name, &file.statements),
-            ));
-        } else {
-            let table = file.file_name.trim_end_matches(".sql");
-            changes.push(change(
-                table,
-                ChangeKind::Register,
-                "register",
-                planned(&file.file_name, &file.statements),
-            ));
-        }
-    }
-    plan_of(project, changes)
-}
-
-/// The statements with these keys from the compiled file of `table`, as one change.
-pub fn statements_of(
-    project: &Project,
-    table: &str,
-    keys: &[&str],
-    kind: ChangeKind,
-    summary: &str,
-) -> Change {
-    let files = compile_project(&project.config, &project.policies);
-    let file = files
-        .iter()
-        .find(|f| f.file_name == format!("{table}.sql"))
-        .expect("compiled file");
-    let chosen: Vec<_> = file
-        .statements
-        .iter()
-        .filter(|s| keys.contains(&s.key.as_str()))
-        .cloned()
-        .collect();
-    assert_eq!(
-        chosen.len(),
-        keys.len(),
-        "keys {keys:?} in {}",
-        file.file_name
-    );
-    change(table, kind, summary, planned(&file.file_name, &chosen))
 }
 
 /// The test table: hourly range partitions on `mtime`.

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use retentionc::catalog::{
-    BootstrapObjects, ChildPartition, Column, CronJob, Extension, LastApply, Live, PartConfigRow,
-    Routine, TableInfo,
+    BootstrapObjects, ChildPartition, Column, CronJob, Extension, LastApply, Live, ManagedObject,
+    PartConfigRow, Routine, TableInfo,
 };
-use retentionc::model::{Project, Retention};
+use retentionc::model::{ProcedureRecord, Project, Retention};
 use retentionc::plan::{ChangeKind, Plan, RuleEstimates, diff};
 use retentionc::render::{Renderer, SettingValue, part_config_settings, schedule_command};
 use retentionc::state;
@@ -91,11 +91,9 @@ pub fn text(v: &SettingValue) -> Option<String> {
 pub fn applied_live(project: &Project) -> Live {
     let renderer = Renderer::new();
     let config = &project.config;
-    let bootstrap = renderer.bootstrap(config);
-    let body_of =
-        |key: &str| state::dollar_quoted_body(&bootstrap.statement(key).unwrap().sql).unwrap();
-    let maintain = body_of("bootstrap.maintain");
-    let delete_in_batches = body_of("bootstrap.delete_in_batches");
+    let bodies = renderer.bootstrap_bodies(config);
+    let maintain = bodies.maintain;
+    let delete_in_batches = bodies.delete_in_batches;
     let mut live = Live {
         now: now(),
         partman: Some(Extension {
@@ -111,6 +109,7 @@ pub fn applied_live(project: &Project) -> Live {
             apply_history: true,
             run_log: true,
             run_log_index: true,
+            managed_objects: true,
         },
         routines: vec![
             Routine {
@@ -146,6 +145,8 @@ pub fn applied_live(project: &Project) -> Live {
             partition_key: vec![],
             key_count: 0,
             columns: vec![],
+            extension_member: false,
+            persistence: "p".into(),
         };
         if let Some(p) = &policy.partitioning {
             columns.push(Column {
@@ -156,6 +157,14 @@ pub fn applied_live(project: &Project) -> Live {
             info.partition_strategy = Some("r".into());
             info.partition_key = vec![p.column.to_string()];
             info.key_count = 1;
+            if policy.retention.is_some() {
+                live.managed_objects.push(ManagedObject {
+                    kind: "retention".into(),
+                    name: table.clone(),
+                    table: table.clone(),
+                    detail: serde_json::json!({}),
+                });
+            }
             let settings = part_config_settings(policy);
             let retention = text(setting(&settings, "retention"));
             live.part_config.push(PartConfigRow {
@@ -194,6 +203,13 @@ pub fn applied_live(project: &Project) -> Live {
         info.columns = columns;
         live.tables.insert(table.clone(), info);
         if let Some(name) = policy.prune_procedure() {
+            let body = renderer.prune_body(config, policy);
+            live.managed_objects.push(ManagedObject {
+                kind: "procedure".into(),
+                name: name.to_string(),
+                table: table.clone(),
+                detail: serde_json::to_value(ProcedureRecord::new(&body, policy)).unwrap(),
+            });
             live.routines.push(Routine {
                 name: name.to_string(),
                 kind: "p".into(),
@@ -219,6 +235,7 @@ pub fn empty_live(project: &Project) -> Live {
     live.part_config.clear();
     live.routines.clear();
     live.jobs.clear();
+    live.managed_objects.clear();
     live.bootstrap = BootstrapObjects::default();
     live
 }
