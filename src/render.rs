@@ -206,6 +206,7 @@ impl Renderer {
             "archive_schema.sql.j2",
             "retention.sql.j2",
             "release_retention.sql.j2",
+            "record_retention.sql.j2",
             "claim_prune.sql.j2",
             "prune.sql.j2",
             "prune_body.sql.j2",
@@ -214,6 +215,27 @@ impl Renderer {
             "unschedule.sql.j2",
         );
         Renderer { env }
+    }
+
+    /// The same renderer with one template's text replaced: for tests that show a wording
+    /// change in a template changes no decision.
+    pub fn with_template_source(mut self, name: &'static str, source: String) -> Renderer {
+        assert!(
+            self.env.get_template(name).is_ok(),
+            "no template {name} to replace"
+        );
+        self.env
+            .add_template_owned(name, source)
+            .unwrap_or_else(|e| panic!("template {name} does not parse: {e:#}"));
+        self
+    }
+
+    /// The text of one of the templates as shipped.
+    pub fn template_source(&self, name: &str) -> Option<String> {
+        self.env
+            .get_template(name)
+            .ok()
+            .map(|t| t.source().to_string())
     }
 
     /// Renders a template; also returns the text its `{% set body %}` block captured, for
@@ -468,6 +490,12 @@ impl Renderer {
         let ctx = context! { table => table.to_string(), procedure => procedure.as_str(), ..base };
         let job_ctx = context! { job_name => crate::model::job_name(table), ..ctx.clone() };
         let statements = vec![
+            self.statement(
+                "retention_owner",
+                "retentionc's apply history says it set this table's retention (planned only then)",
+                "record_retention.sql.j2",
+                &ctx,
+            ),
             self.statement(
                 "retention",
                 "policy removed: retention disabled (where retentionc set it)",

@@ -283,9 +283,23 @@ async fn applied_then_changed(partman: Partman) {
         "-c",
         "UPDATE partman.part_config SET retention = '30 days' WHERE parent_table = 'public.legacy'",
     ]);
+    // events was applied by psql: its statements recorded that retentionc set its
+    // retention, so removing its policy disables that retention; legacy, registered by
+    // hand, is left alone.
     let plan = plan_of(&db, &project).await;
-    // events was applied by psql (no history, no procedure): retentionc cannot know it
-    // managed it, so it is unmanaged, like legacy.
+    assert_eq!(
+        kinds(&plan),
+        vec![("public.events".into(), ChangeKind::PolicyRemoved)],
+        "{partman}"
+    );
+    assert_eq!(plan.unmanaged_tables, vec!["public.legacy".to_string()]);
+
+    // Without that record retentionc cannot know it managed events: unmanaged, like legacy.
+    db.psql(&[
+        "-c",
+        "DELETE FROM retention.managed_objects WHERE kind = 'retention' AND name = 'public.events'",
+    ]);
+    let plan = plan_of(&db, &project).await;
     assert!(!plan.has_changes(), "{partman}: {:#?}", plan.changes);
     assert_eq!(
         plan.unmanaged_tables,
@@ -302,7 +316,7 @@ async fn applied_then_changed(partman: Partman) {
         "-c",
         &format!(
             "INSERT INTO retention.apply_history (tool_version, policy_hashes, applied_state, statements) VALUES ('test', '{{\"public.events\": \"x\", \"public.app_logs\": \"y\"}}', '{}', '{{}}')",
-            applied
+            applied.to_string().replace('\'', "''")
         ),
     ]);
     let plan = plan_of(&db, &project).await;
@@ -312,8 +326,14 @@ async fn applied_then_changed(partman: Partman) {
         "{partman}"
     );
     assert_eq!(plan.unmanaged_tables, vec!["public.legacy".to_string()]);
+    let keys: Vec<&str> = plan.changes[0]
+        .statements
+        .iter()
+        .map(|s| s.key.as_str())
+        .collect();
+    assert_eq!(keys, ["retention_owner", "retention"], "{partman}");
     assert!(
-        plan.changes[0].statements[0]
+        plan.changes[0].statements[1]
             .sql
             .contains("SET retention = NULL")
     );
@@ -352,6 +372,8 @@ async fn drift_is_reported(partman: Partman) {
         &format!(
             "INSERT INTO retention.apply_history (tool_version, policy_hashes, applied_state, statements) VALUES ('test', '{hashes}', '{}', '{{}}')",
             retentionc::state::applied_state_json(&desired)
+                .to_string()
+                .replace('\'', "''")
         ),
     ]);
     assert!(!plan_of(&db, &project).await.has_changes());
@@ -656,7 +678,7 @@ fn the_command_exits_0_1_or_2_and_saves_the_plan() {
     );
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
-    assert_eq!(json["format_version"], 1);
+    assert_eq!(json["format_version"], 2);
     assert_eq!(json["live_fingerprint"].as_str().unwrap().len(), 64);
     assert_eq!(json["policy_hashes"].as_object().unwrap().len(), 3);
     assert!(

@@ -120,6 +120,12 @@ async fn tls_modes_against_a_server_that_requires_tls() {
         "CREATE TABLE public.t (at timestamptz NOT NULL) PARTITION BY RANGE (at)",
     ]);
     std::fs::write(project.path().join("policies/t.yaml"), "table: public.t\npartitioning:\n  column: at\n  interval: 1 day\nretention:\n  keep: 30 days\n").unwrap();
+    let compiled = Command::new(retentionc_bin())
+        .args(["compile", "--config"])
+        .arg(project.path().join("retentionc.yaml"))
+        .output()
+        .unwrap();
+    assert!(compiled.status.success(), "{compiled:?}");
     let out = Command::new(retentionc_bin())
         .args(["plan", "--config"])
         .arg(project.path().join("retentionc.yaml"))

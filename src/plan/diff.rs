@@ -35,8 +35,7 @@ pub struct RuleToEstimate {
 
 /// The rules plan should estimate (one EXPLAIN each).
 pub fn rules_to_estimate(project: &Project, live: &Live) -> Vec<RuleToEstimate> {
-    let renderer = Renderer::new();
-    let desired = state::desired(project, &renderer);
+    let desired = state::desired(project, &Renderer::new());
     let live_state = state::live(live, &desired);
     let mut out = Vec::new();
     for policy in &project.policies {
@@ -125,17 +124,26 @@ pub fn diff(
     live: &Live,
     estimates: &RuleEstimates,
 ) -> Result<Plan, PolicyErrors> {
+    diff_with(project, live, estimates, &Renderer::new())
+}
+
+/// `diff` with the given renderer (a test may change a template's wording).
+pub fn diff_with(
+    project: &Project,
+    live: &Live,
+    estimates: &RuleEstimates,
+    renderer: &Renderer,
+) -> Result<Plan, PolicyErrors> {
     let errors = checks::check(project, live);
     if !errors.is_empty() {
         return Err(PolicyErrors(errors));
     }
     let config = &project.config;
-    let renderer = Renderer::new();
-    let desired = state::desired(project, &renderer);
+    let desired = state::desired(project, renderer);
     let live_state = state::live(live, &desired);
     let mut changes = Vec::new();
 
-    if let Some(c) = bootstrap_change(&renderer, project, &desired, &live_state) {
+    if let Some(c) = bootstrap_change(renderer, project, &desired, &live_state) {
         changes.push(c);
     }
 
@@ -166,7 +174,7 @@ pub fn diff(
         if desired.tables.contains_key(table) {
             continue;
         }
-        match removal_change(&renderer, project, table, have, applied(table).as_ref()) {
+        match removal_change(renderer, project, table, have, applied(table).as_ref()) {
             Some(c) => changes.push(c),
             None if have.registration.is_some() => unmanaged_tables.push(table.clone()),
             None => {}
@@ -602,6 +610,10 @@ fn removal_change(
     let mut keys = Vec::new();
     let mut what = Vec::new();
     if disable {
+        // Known from the apply history only: record it first, for the guarded statement.
+        if !have.retention_recorded {
+            keys.push("retention_owner");
+        }
         keys.push("retention");
         what.push("disable retention");
     }
