@@ -342,7 +342,8 @@ fn a_removed_policy_known_only_from_the_apply_history_is_disabled_too() {
         .iter()
         .map(|s| s.key.as_str())
         .collect();
-    assert_eq!(keys, ["retention"]);
+    // Recorded first (the history is the only record), then disabled.
+    assert_eq!(keys, ["retention_owner", "retention"]);
     assert_eq!(
         plan.changes[0].statements[0].file,
         "_removed/public.events.sql"
