@@ -135,17 +135,19 @@ pub fn schedule_command(config: &Config, policy: &Policy) -> String {
             )
         }
         (None, _) => format!(
-            "SELECT {}.\"maintain\"({})",
+            "SELECT {}.\"maintain\"({}, {})",
             quote_ident(config.schema.as_str()),
-            quote_literal(&policy.table.to_string())
+            quote_literal(&policy.table.to_string()),
+            quote_literal(policy.time_zone_or_utc())
         ),
     }
 }
 
-/// The statement `run` sends for pg_partman maintenance of one table (`$1`: `schema.table`).
+/// The statement `run` sends for pg_partman maintenance of one table (`$1`: `schema.table`,
+/// `$2`: the zone its maintenance computes in).
 pub fn maintain_call(config: &Config) -> String {
     format!(
-        "SELECT {}.\"maintain\"($1::text)",
+        "SELECT {}.\"maintain\"($1::text, $2::text)",
         quote_ident(config.schema.as_str())
     )
 }
@@ -192,12 +194,16 @@ impl Renderer {
             "bootstrap_run_log_index.sql.j2",
             "bootstrap_maintain.sql.j2",
             "bootstrap_delete_in_batches.sql.j2",
+            "bootstrap_lock_holders.sql.j2",
+            "bootstrap_cron_jobs.sql.j2",
+            "bootstrap_privileges.sql.j2",
             "setup.sql.j2",
             "archive_schema.sql.j2",
             "retention.sql.j2",
             "prune.sql.j2",
             "prune_body.sql.j2",
             "drop_prune.sql.j2",
+            "privileges.sql.j2",
             "schedule.sql.j2",
             "unschedule.sql.j2",
         );
@@ -251,6 +257,12 @@ impl Renderer {
                 &ctx,
             ),
             self.statement(
+                "bootstrap.lock_holders",
+                "who holds a lock retentionc could not take (for run_log)",
+                "bootstrap_lock_holders.sql.j2",
+                &ctx,
+            ),
+            self.statement(
                 "bootstrap.maintain",
                 "pg_partman maintenance of one table, reported from the catalog",
                 "bootstrap_maintain.sql.j2",
@@ -260,6 +272,18 @@ impl Renderer {
                 "bootstrap.delete_in_batches",
                 "one delete rule in batches committed one by one (used by every prune procedure)",
                 "bootstrap_delete_in_batches.sql.j2",
+                &ctx,
+            ),
+            self.statement(
+                "bootstrap.cron_jobs",
+                "retentionc's pg_cron jobs, readable by a plan role",
+                "bootstrap_cron_jobs.sql.j2",
+                &ctx,
+            ),
+            self.statement(
+                "bootstrap.privileges",
+                "no routine of retentionc's schema is callable by PUBLIC",
+                "bootstrap_privileges.sql.j2",
                 &ctx,
             ),
         ];
@@ -325,8 +349,31 @@ impl Renderer {
             ));
         }
         statements.push(self.prune_statement(config, policy, &ctx));
+        statements.push(self.privileges_statement(policy, &ctx));
         statements.push(self.schedule_statement(config, policy, &ctx));
         statements
+    }
+
+    /// Grants the table's owner what running its retention needs (retention runs with
+    /// the owner's rights), and gives it the partitions another role made.
+    fn privileges_statement(&self, policy: &Policy, ctx: &Value) -> Statement {
+        let archive_schema = match policy.retention.as_ref().map(|r| &r.expired) {
+            Some(Expired::Archive { schema }) => Some(schema.to_string()),
+            _ => None,
+        };
+        let privileges_ctx = context! {
+            table_schema => policy.table.schema.as_str(),
+            partitioned => policy.partitioning.is_some(),
+            archive_schema => archive_schema,
+            procedure => policy.prune_procedure().map(|p| p.as_str().to_string()),
+            ..ctx.clone()
+        };
+        self.statement(
+            "privileges",
+            "the table owner's rights to run its retention",
+            "privileges.sql.j2",
+            &privileges_ctx,
+        )
     }
 
     fn prune_statement(&self, config: &Config, policy: &Policy, ctx: &Value) -> Statement {
@@ -371,7 +418,8 @@ impl Renderer {
                 }
             })
             .collect();
-        let ctx = context! { table => policy.table.to_string(), rules => rules, ..Self::base_context(config) };
+        let ctx = context! { table => policy.table.to_string(), rules => rules,
+        time_zone => policy.time_zone_or_utc(), ..Self::base_context(config) };
         // The body sits between dollar quotes: keep the text exactly, newlines included.
         let body = self
             .env

@@ -29,7 +29,7 @@ pub struct Bootstrap {
     pub apply_history: bool,
     pub run_log: bool,
     pub run_log_index: bool,
-    /// prosrc of `<schema>.maintain(text)`.
+    /// prosrc of `<schema>.maintain(text, text)`.
     pub maintain_body: Option<String>,
     /// prosrc of the `<schema>.delete_in_batches(...)` procedure.
     pub delete_in_batches_body: Option<String>,
@@ -147,7 +147,11 @@ pub fn live(live: &Live, project: &Project) -> State {
     let maintain_body = live
         .routines
         .iter()
-        .find(|r| r.name == "maintain" && r.kind == "f" && r.arguments == "p_parent_table text")
+        .find(|r| {
+            r.name == "maintain"
+                && r.kind == "f"
+                && r.arguments == "p_parent_table text, p_time_zone text"
+        })
         .map(|r| r.body.clone());
     let delete_in_batches_body = live
         .routines

@@ -350,7 +350,10 @@ fn table_changes(
                         None => ", no retention".to_string(),
                     }
                 ),
-                statements(file, &["setup", "archive_schema", "retention"]),
+                statements(
+                    file,
+                    &["setup", "archive_schema", "retention", "privileges"],
+                ),
             );
             c.settings = want
                 .settings
@@ -464,14 +467,14 @@ fn procedure_change(
                 policy.deletes.len(),
                 plural(policy.deletes.len())
             ),
-            statements(file, &["prune"]),
+            statements(file, &["prune", "privileges"]),
         ),
         (Some(w), Some(h)) if w != h => {
             let mut c = change(
                 &table,
                 ChangeKind::ReplaceProcedure,
                 "replace the prune procedure".to_string(),
-                statements(file, &["prune"]),
+                statements(file, &["prune", "privileges"]),
             );
             c.body_diff = Some(unified_diff(h, w));
             c.drift = procedure_drift(applied, want.procedure.as_deref(), Some(h));
@@ -566,7 +569,7 @@ fn schedule_change(
             &table,
             ChangeKind::AddSchedule,
             format!("schedule pg_cron job {job} at \"{}\"", w.schedule),
-            statements(file, &["schedule"]),
+            statements(file, &["privileges", "schedule"]),
         ),
         (Some(w), Some(h)) if w != h => {
             let what = if w.schedule != h.schedule {
@@ -578,7 +581,7 @@ fn schedule_change(
                 &table,
                 ChangeKind::ChangeSchedule,
                 format!("pg_cron job {job}: {what}"),
-                statements(file, &["schedule"]),
+                statements(file, &["privileges", "schedule"]),
             )
         }
         (None, Some(_)) => change(
