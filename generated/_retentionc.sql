@@ -96,7 +96,7 @@ BEGIN
                                        'reason', 'another pg_partman maintenance is running');
         INSERT INTO "retention"."run_log" (started_at, table_name, step, outcome, detail)
         VALUES (v_started, p_parent_table, 'maintenance', 'skipped',
-                v_result || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('run_id', pg_catalog.nullif(pg_catalog.current_setting('retentionc.run_id', true), ''))));
+                v_result || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('run_id', NULLIF(pg_catalog.current_setting('retentionc.run_id', true), ''))));
         RETURN v_result;
     END IF;
 
@@ -143,7 +143,7 @@ BEGIN
         (started_at, table_name, step, outcome, partitions_created, partitions_removed, detail)
     VALUES (v_started, p_parent_table, 'maintenance', 'ok', pg_catalog.cardinality(v_created),
             pg_catalog.cardinality(v_dropped) + pg_catalog.cardinality(v_detached) + pg_catalog.cardinality(v_moved),
-            v_result || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('run_id', pg_catalog.nullif(pg_catalog.current_setting('retentionc.run_id', true), ''))));
+            v_result || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('run_id', NULLIF(pg_catalog.current_setting('retentionc.run_id', true), ''))));
     RETURN v_result;
 END
 $retentionc$;

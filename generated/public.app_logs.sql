@@ -130,7 +130,7 @@ BEGIN
     -- pg_partman's maintenance reads and updates its configuration and creates the new
     -- partitions in the table's schema.
     EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', 'partman', v_owner);
-    EXECUTE pg_catalog.format('GRANT SELECT, UPDATE ON TABLE %I."part_config", %I."part_config_sub" TO %I',
+    EXECUTE pg_catalog.format('GRANT SELECT, UPDATE, DELETE ON TABLE %I."part_config", %I."part_config_sub" TO %I',
                               'partman', 'partman', v_owner);
     EXECUTE pg_catalog.format('GRANT USAGE, CREATE ON SCHEMA %I TO %I', 'public', v_owner);
     -- Partitions made by another role (pg_partman's setup, run by apply) go to the owner,
@@ -146,8 +146,11 @@ BEGIN
     END LOOP;
     EXECUTE pg_catalog.format('GRANT EXECUTE ON PROCEDURE %I."delete_in_batches"(regclass, text, text, text, timestamptz, integer, bigint) TO %I', 'retention', v_owner);
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I."lock_holders"(oid) TO %I', 'retention', v_owner);
-    EXECUTE pg_catalog.format('REVOKE ALL ON PROCEDURE %I.%I(boolean) FROM PUBLIC', 'retention', 'prune_app_logs');
-    EXECUTE pg_catalog.format('GRANT EXECUTE ON PROCEDURE %I.%I(boolean) TO %I', 'retention', 'prune_app_logs', v_owner);
+    -- The prune procedure is made by its own statement, which may come later in this apply.
+    IF pg_catalog.to_regprocedure(pg_catalog.format('%I.%I(boolean)', 'retention', 'prune_app_logs')) IS NOT NULL THEN
+        EXECUTE pg_catalog.format('REVOKE ALL ON PROCEDURE %I.%I(boolean) FROM PUBLIC', 'retention', 'prune_app_logs');
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON PROCEDURE %I.%I(boolean) TO %I', 'retention', 'prune_app_logs', v_owner);
+    END IF;
 END
 $retentionc$;
 

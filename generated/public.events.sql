@@ -55,7 +55,7 @@ BEGIN
     -- pg_partman's maintenance reads and updates its configuration and creates the new
     -- partitions in the table's schema (and moves expired ones to the archive schema).
     EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', 'partman', v_owner);
-    EXECUTE pg_catalog.format('GRANT SELECT, UPDATE ON TABLE %I."part_config", %I."part_config_sub" TO %I',
+    EXECUTE pg_catalog.format('GRANT SELECT, UPDATE, DELETE ON TABLE %I."part_config", %I."part_config_sub" TO %I',
                               'partman', 'partman', v_owner);
     EXECUTE pg_catalog.format('GRANT USAGE, CREATE ON SCHEMA %I TO %I', 'public', v_owner);
     EXECUTE pg_catalog.format('GRANT USAGE, CREATE ON SCHEMA %I TO %I', 'archive', v_owner);

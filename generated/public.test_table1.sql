@@ -52,7 +52,7 @@ BEGIN
     -- pg_partman's maintenance reads and updates its configuration and creates the new
     -- partitions in the table's schema.
     EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', 'partman', v_owner);
-    EXECUTE pg_catalog.format('GRANT SELECT, UPDATE ON TABLE %I."part_config", %I."part_config_sub" TO %I',
+    EXECUTE pg_catalog.format('GRANT SELECT, UPDATE, DELETE ON TABLE %I."part_config", %I."part_config_sub" TO %I',
                               'partman', 'partman', v_owner);
     EXECUTE pg_catalog.format('GRANT USAGE, CREATE ON SCHEMA %I TO %I', 'public', v_owner);
     -- Partitions made by another role (pg_partman's setup, run by apply) go to the owner,

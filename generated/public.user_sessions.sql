@@ -100,8 +100,11 @@ BEGIN
     EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE %I."run_log_id_seq" TO %I', 'retention', v_owner);
     EXECUTE pg_catalog.format('GRANT EXECUTE ON PROCEDURE %I."delete_in_batches"(regclass, text, text, text, timestamptz, integer, bigint) TO %I', 'retention', v_owner);
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I."lock_holders"(oid) TO %I', 'retention', v_owner);
-    EXECUTE pg_catalog.format('REVOKE ALL ON PROCEDURE %I.%I(boolean) FROM PUBLIC', 'retention', 'prune_user_sessions');
-    EXECUTE pg_catalog.format('GRANT EXECUTE ON PROCEDURE %I.%I(boolean) TO %I', 'retention', 'prune_user_sessions', v_owner);
+    -- The prune procedure is made by its own statement, which may come later in this apply.
+    IF pg_catalog.to_regprocedure(pg_catalog.format('%I.%I(boolean)', 'retention', 'prune_user_sessions')) IS NOT NULL THEN
+        EXECUTE pg_catalog.format('REVOKE ALL ON PROCEDURE %I.%I(boolean) FROM PUBLIC', 'retention', 'prune_user_sessions');
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON PROCEDURE %I.%I(boolean) TO %I', 'retention', 'prune_user_sessions', v_owner);
+    END IF;
 END
 $retentionc$;
 
