@@ -101,7 +101,7 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
     }
     if skipped > 0 {
         eprintln!(
-            "warning: maintenance was skipped for {skipped} table(s): retention did not run for them"
+            "warning: {skipped} table(s) skipped in part (pg_partman's maintenance lock held elsewhere, or partitions locked): retention did not fully run for them"
         );
     }
     Ok(if failed + skipped > 0 {

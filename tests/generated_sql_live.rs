@@ -246,7 +246,10 @@ fn without_pg_cron_only_the_schedule_statements_fail() {
                     file.display()
                 );
                 assert_eq!(stderr.matches("ERROR").count(), 1, "{stderr}");
-                assert!(stderr.contains("needs pg_cron, which is not installed"), "{stderr}");
+                assert!(
+                    stderr.contains("needs pg_cron, which is not installed"),
+                    "{stderr}"
+                );
                 // The schedule is the file's last statement: everything before it ran.
                 assert_eq!(
                     text[text.find(". pg_cron schedule [schedule]").unwrap()..]

@@ -11,6 +11,8 @@
 
 mod common;
 
+use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -137,13 +139,21 @@ fn assert_retention_held(db: &TestDb, started: &str, context: &str) {
     let old = db.scalar(&format!(
         "SELECT count(*) FROM public.events WHERE at < {started} - interval '4 hours 1 minute'"
     ));
-    assert_eq!(old, "0", "{context}: rows older than keep + one partition remain");
+    assert_eq!(
+        old, "0",
+        "{context}: rows older than keep + one partition remain"
+    );
     let old_debug = db.scalar(&format!(
         "SELECT count(*) FROM public.events WHERE kind = 'debug' AND at < {started} - interval '1 hour 1 minute'"
     ));
-    assert_eq!(old_debug, "0", "{context}: debug rows older than the rule's window remain");
     assert_eq!(
-        db.scalar("SELECT count(*) FROM public.events WHERE id NOT IN (SELECT id FROM public.ledger)"),
+        old_debug, "0",
+        "{context}: debug rows older than the rule's window remain"
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM public.events WHERE id NOT IN (SELECT id FROM public.ledger)"
+        ),
         "0"
     );
 }
@@ -178,13 +188,14 @@ fn escalating_trigger(db: &TestDb, owner: &str) {
 
 fn assert_ran_as_owner_only(db: &TestDb, owner: &str) {
     assert_eq!(
-        db.scalar(&format!("SELECT rolsuper FROM pg_roles WHERE rolname = '{owner}'")),
+        db.scalar(&format!(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = '{owner}'"
+        )),
         "f",
         "the table owner's trigger made its owner superuser"
     );
-    let log = db.scalar(
-        "SELECT string_agg(DISTINCT who || ' ' || attempt, ', ') FROM public.trigger_log",
-    );
+    let log = db
+        .scalar("SELECT string_agg(DISTINCT who || ' ' || attempt, ', ') FROM public.trigger_log");
     assert_eq!(log, format!("{owner} refused"), "the trigger ran as: {log}");
 }
 
@@ -261,12 +272,17 @@ async fn the_pg_cron_job_runs_as_the_table_owner() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     inserter.finish().await;
-    assert!(details.starts_with("succeeded"), "the job failed: {details}");
+    assert!(
+        details.starts_with("succeeded"),
+        "the job failed: {details}"
+    );
     assert_ran_as_owner_only(&db, &owner);
     let started = db.scalar("SELECT min(started_at) FROM retention.run_log");
     assert_retention_held(&db, &format!("'{started}'::timestamptz"), "pg_cron job");
     assert_eq!(
-        db.scalar("SELECT string_agg(step || ' ' || outcome, ', ' ORDER BY id) FROM retention.run_log"),
+        db.scalar(
+            "SELECT string_agg(step || ' ' || outcome, ', ' ORDER BY id) FROM retention.run_log"
+        ),
         "maintenance ok, delete:debug ok"
     );
 }
@@ -291,7 +307,7 @@ async fn local_timestamps_are_expired_by_the_declared_zone(partman: Partman) {
     let out = project.run(&["plan"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        stderr(&out).contains("events.yaml:3:11: partitioning.column: column at of public.events is a timestamp without time zone")
+        stderr(&out).contains("events.yaml:3:3: partitioning.column: column at of public.events is a timestamp without time zone")
             && stderr(&out).contains("\"time_zone\""),
         "{}",
         text(&out)
@@ -309,7 +325,11 @@ async fn local_timestamps_are_expired_by_the_declared_zone(partman: Partman) {
     let out = blocking(|| project.run(&["run"]));
     inserter.finish().await;
     assert!(out.status.success(), "{}", text(&out));
-    assert_retention_held(&db, &format!("'{started}'::timestamp"), "run in New York time");
+    assert_retention_held(
+        &db,
+        &format!("'{started}'::timestamp"),
+        "run in New York time",
+    );
     // Something did expire: the old partitions and the old debug rows.
     assert!(
         stdout(&out).contains("dropped, 0 detached"),
@@ -371,18 +391,21 @@ async fn a_locked_partition_is_skipped_and_reported(partman: Partman) {
     fill_events(&db, "now()");
     // The partition two hours back holds old debug rows (inside keep, past the rule).
     let locked = db.scalar(
-        "SELECT c.oid::regclass::text FROM pg_partition_tree('public.events') t JOIN pg_class c ON c.oid = t.relid \
-          WHERE t.isleaf AND pg_get_expr(c.relpartbound, c.oid) LIKE '%' || to_char(date_trunc('hour', now() - interval '2 hours'), 'YYYY-MM-DD HH24') || '%'",
+        "SELECT 'public.' || c.relname FROM pg_partition_tree('public.events') t JOIN pg_class c ON c.oid = t.relid \
+          WHERE t.isleaf AND pg_get_expr(c.relpartbound, c.oid) LIKE 'FOR VALUES FROM (''' || to_char(date_trunc('hour', now() - interval '2 hours'), 'YYYY-MM-DD HH24') || '%'",
     );
     assert!(!locked.is_empty());
     let debug_in = |part: &str| -> i64 {
-        db.scalar(&format!("SELECT count(*) FROM ONLY {part} WHERE kind = 'debug'"))
-            .parse()
-            .unwrap()
+        db.scalar(&format!(
+            "SELECT count(*) FROM ONLY {part} WHERE kind = 'debug'"
+        ))
+        .parse()
+        .unwrap()
     };
     let locked_debug = debug_in(&locked);
     assert!(locked_debug > 0);
     let holder = Holder::take(&db, &format!("LOCK TABLE {locked} IN SHARE MODE")).await;
+    let pid = holder.pid;
     let inserter = Inserter::start(&db, "public.events", "now()").await;
     let started = db.scalar("SELECT now()");
     let out = blocking(|| project.run(&["run"]));
@@ -391,9 +414,9 @@ async fn a_locked_partition_is_skipped_and_reported(partman: Partman) {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let report = stdout(&out);
     assert!(
-        report.contains(&format!("SKIPPED 1 locked partition(s): {locked} (locked by pid {}", holder_pid(&db, &report)))
-            && report.contains("application \"locker\"")
-            && report.contains("state \"idle in transaction\"")
+        report.contains(&format!(
+            "SKIPPED 1 locked partition(s): {locked} (locked by pid {pid}, "
+        )) && report.contains("application \"locker\"")
             && report.contains("public.events: skipped in"),
         "{}",
         text(&out)
@@ -409,17 +432,6 @@ async fn a_locked_partition_is_skipped_and_reported(partman: Partman) {
         "SELECT outcome || ' ' || (detail->'skipped'->0->>'partition') || ' ' || (detail->'skipped'->0->'holders'->0->>'application') FROM retention.run_log WHERE step = 'delete:debug'",
     );
     assert_eq!(logged, format!("partial {locked} locker"));
-}
-
-/// The pid the report names (checked against the holder's by the caller's text).
-fn holder_pid(db: &TestDb, report: &str) -> String {
-    let _ = db;
-    report
-        .split("locked by pid ")
-        .nth(1)
-        .and_then(|r| r.split([' ', ',']).next())
-        .unwrap_or_default()
-        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,9 +478,16 @@ async fn a_lock_timeout_inside_pg_partman_is_retried_and_named(partman: Partman)
         "{line}\n{}",
         text(&out)
     );
-    assert!(!line.contains("CONTEXT") && !line.contains("PL/pgSQL"), "{line}");
+    assert!(
+        !line.contains("CONTEXT") && !line.contains("PL/pgSQL"),
+        "{line}"
+    );
     // The delete rule still ran.
-    assert!(stdout(&out).contains("public.events: delete debug:"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("public.events: delete debug:"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,10 +513,13 @@ impl Relay {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        // `fork`: one process per connection, all in the relay's own process group, so
+        // that a signal to the group freezes every connection.
         let child = std::process::Command::new("socat")
-            .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr"))
+            .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
             .arg(format!("TCP:127.0.0.1:{}", db.cluster.port()))
             .stdin(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("socat is installed (scripts/install-deps.sh)");
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -512,17 +534,35 @@ impl Relay {
         format!("postgres://postgres@127.0.0.1:{}/{}", self.port, db.name)
     }
 
+    /// Sends `signal` (`-STOP`, `-CONT`, `-KILL`) to every process of the relay.
     fn signal(&self, signal: &str) {
         std::process::Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
+            .args([signal, "--", &format!("-{}", self.child.id())])
             .status()
             .unwrap();
     }
 }
 
+impl Relay {
+    /// Cuts every relayed connection (kills the processes serving them, with what they
+    /// had not passed on yet), keeping the relay listening for new ones.
+    fn cut_connections(&self) {
+        let pid = self.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for child in children.split_whitespace() {
+            std::process::Command::new("kill")
+                .args(["-KILL", child])
+                .status()
+                .unwrap();
+        }
+        self.signal("-CONT");
+    }
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        self.signal("-KILL");
         let _ = self.child.wait();
     }
 }
@@ -557,11 +597,32 @@ fn revoked_left(db: &TestDb) -> i64 {
         .unwrap()
 }
 
-/// Waits for `sql` (a boolean) to hold.
-async fn until(db: &TestDb, sql: &str, what: &str) {
+/// Waits for `sql` (a boolean) to hold; if it never does, stops `child` and fails with
+/// its output.
+async fn until(db: &TestDb, sql: &str, what: &str, child: &mut std::process::Child) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while db.scalar(sql) != "t" {
-        assert!(Instant::now() < deadline, "{what} never happened");
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let mut out = String::new();
+            for pipe in [
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn std::io::Read>),
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn std::io::Read>),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut pipe = pipe;
+                let _ = pipe.read_to_string(&mut out);
+            }
+            panic!("{what} never happened; run said:\n{out}");
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -593,18 +654,29 @@ fn reported_rows(out: &Output) -> i64 {
 async fn a_connection_lost_mid_prune_reports_what_the_server_committed() {
     let db = Cluster::shared().database(Partman::V5);
     let (project, relay) = slow_sessions(&db);
-    let child = project
+    let mut child = project
         .command(&["run"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    until(&db, "SELECT count(*) FILTER (WHERE revoked) < 2900 FROM public.sessions", "the prune's first batches").await;
+    until(
+        &db,
+        "SELECT count(*) FILTER (WHERE revoked) < 2900 FROM public.sessions",
+        "the prune's first batches",
+        &mut child,
+    )
+    .await;
     relay.signal("-STOP");
-    until(&db, "SELECT count(*) FILTER (WHERE revoked) < 2000 FROM public.sessions", "more batches while run hears nothing").await;
+    until(
+        &db,
+        "SELECT count(*) FILTER (WHERE revoked) < 2000 FROM public.sessions",
+        "more batches while run hears nothing",
+        &mut child,
+    )
+    .await;
     terminate_run(&db);
-    relay.signal("-CONT");
-    drop(relay);
+    relay.cut_connections();
     let out = blocking(move || child.wait_with_output().unwrap());
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let deleted = 3000 - revoked_left(&db);
@@ -623,23 +695,29 @@ async fn a_connection_lost_mid_prune_reports_what_the_server_committed() {
 async fn a_connection_lost_after_the_last_commit_reports_the_finished_prune() {
     let db = Cluster::shared().database(Partman::V5);
     let (project, relay) = slow_sessions(&db);
-    let child = project
+    let mut child = project
         .command(&["run"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    until(&db, "SELECT count(*) FILTER (WHERE revoked) < 2900 FROM public.sessions", "the prune's first batches").await;
+    until(
+        &db,
+        "SELECT count(*) FILTER (WHERE revoked) < 2900 FROM public.sessions",
+        "the prune's first batches",
+        &mut child,
+    )
+    .await;
     relay.signal("-STOP");
     until(
         &db,
         "SELECT coalesce(bool_and(outcome = 'ok'), false) FROM retention.run_log WHERE step = 'delete:revoked'",
         "the prune's end",
+        &mut child,
     )
     .await;
     terminate_run(&db);
-    relay.signal("-CONT");
-    drop(relay);
+    relay.cut_connections();
     let out = blocking(move || child.wait_with_output().unwrap());
     assert_eq!(revoked_left(&db), 0);
     assert!(
