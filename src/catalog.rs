@@ -360,10 +360,24 @@ pub async fn read_live<C: GenericClient + Sync>(
     }
 
     if live.cron.is_some() {
-        // pg_cron's tables are always in schema cron (the extension itself sits in pg_catalog).
-        let sql = "SELECT jobname, schedule, command, database FROM cron.job WHERE jobname LIKE 'retentionc:%' ORDER BY jobname";
+        // pg_cron's row-level security shows a role only its own jobs: read them through
+        // retentionc's cron_jobs() (SECURITY DEFINER, EXECUTE granted to the plan role) once
+        // apply has made it; before that, from cron.job (pg_cron's tables are always in
+        // schema cron).
+        let through_function = live
+            .routines
+            .iter()
+            .any(|r| r.name == "cron_jobs" && r.kind == "f");
+        let sql = if through_function {
+            format!(
+                "SELECT jobname, schedule, command, database FROM {}.cron_jobs() ORDER BY jobname",
+                quote_ident(schema)
+            )
+        } else {
+            "SELECT jobname, schedule, command, database FROM cron.job WHERE jobname LIKE 'retentionc:%' ORDER BY jobname".to_string()
+        };
         let rows = client
-            .query(sql, &[])
+            .query(&sql, &[])
             .await
             .context("reading pg_cron's jobs")?;
         live.jobs = rows
