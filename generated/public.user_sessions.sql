@@ -113,6 +113,10 @@ DO $retentionc$
 DECLARE
     v_owner  text;
 BEGIN
+    IF pg_catalog.to_regclass('cron.job') IS NULL THEN
+        RAISE EXCEPTION 'the schedule of % needs pg_cron, which is not installed in this database', 'public.user_sessions'
+            USING HINT = 'CREATE EXTENSION pg_cron, with pg_cron in shared_preload_libraries and cron.database_name naming this database; or remove "schedule" from the policy';
+    END IF;
     -- The job runs as the table's owner, with the owner's rights, never the applying
     -- role's. pg_cron runs a job as the role it records: when that is not the applying
     -- role, only a superuser may say so, and the owner must be able to log in.
