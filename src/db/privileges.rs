@@ -42,7 +42,7 @@ mod tests {
     fn each_kind_of_denial_names_its_grant() {
         assert_eq!(
             grant_for("permission denied for schema partman", "app_owner").as_deref(),
-            Some("GRANT USAGE ON SCHEMA partman TO app_owner")
+            Some("GRANT USAGE ON SCHEMA \"partman\" TO \"app_owner\"")
         );
         assert_eq!(
             grant_for("permission denied for table run_log", "App").as_deref(),
@@ -50,7 +50,7 @@ mod tests {
         );
         assert_eq!(
             grant_for("permission denied for function maintain", "r").as_deref(),
-            Some("GRANT EXECUTE ON FUNCTION maintain TO r")
+            Some("GRANT EXECUTE ON FUNCTION maintain TO \"r\"")
         );
         assert_eq!(grant_for("division by zero", "r"), None);
     }
