@@ -53,16 +53,42 @@ CREATE TABLE IF NOT EXISTS "retention"."managed_objects" (
     PRIMARY KEY (kind, name)
 );
 
--- 6. pg_partman maintenance of one table, reported from the catalog [bootstrap.maintain]
-CREATE OR REPLACE FUNCTION "retention"."maintain"(p_parent_table text)
+-- 6. who holds a lock retentionc could not take (for run_log) [bootstrap.lock_holders]
+CREATE OR REPLACE FUNCTION "retention"."lock_holders"(p_relation oid)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $retentionc$
+-- The other sessions holding a lock on a relation that retentionc could not lock in
+-- time: pid, user, application and state (state and query need pg_read_all_stats, or
+-- the same user, to be visible). Those whose locks conflict with a DELETE come first.
+SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+           'pid', l.pid, 'mode', l.mode, 'user', a.usename::text,
+           'application', nullif(a.application_name, ''), 'state', a.state))
+           ORDER BY l.mode IN ('AccessShareLock', 'RowShareLock'), l.pid), '[]')
+  FROM pg_locks l
+  LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'relation' AND l.relation = p_relation AND l.granted
+   AND l.pid <> pg_backend_pid()
+$retentionc$;
+
+-- 7. pg_partman maintenance of one table, reported from the catalog [bootstrap.maintain]
+DROP FUNCTION IF EXISTS "retention"."maintain"(text);
+CREATE OR REPLACE FUNCTION "retention"."maintain"(p_parent_table text, p_time_zone text DEFAULT 'UTC')
 RETURNS jsonb
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
 AS $retentionc$
 -- pg_partman maintenance for one partition set, reporting what it changed.
 -- Children are compared by oid before and after, so the report comes from the
--- catalog, never from partition names.
+-- catalog, never from partition names. It runs with its caller's rights: `run` and the
+-- pg_cron job call it as the table's owner. p_time_zone is the zone of the table's
+-- timestamp values (the policy's time_zone, else UTC); the settings made here end with
+-- the call (the SET clauses above restore them).
 DECLARE
-    v_started   constant timestamptz := clock_timestamp();
+    v_started   constant timestamptz := pg_catalog.clock_timestamp();
     v_parent    constant regclass := p_parent_table::regclass;
     v_before    jsonb;
     v_created   text[];
@@ -73,66 +99,69 @@ DECLARE
     v_now_name  record;
     v_result    jsonb;
 BEGIN
-    PERFORM set_config('TimeZone', 'UTC', true);
+    PERFORM pg_catalog.set_config('TimeZone', p_time_zone, true);
     -- pg_partman returns silently when another session holds its maintenance lock, and
     -- drops nothing when one holds its drop_partition_time lock. Taking both first
     -- (advisory locks are re-entrant) lets a skipped run be reported as skipped.
-    IF NOT (pg_try_advisory_xact_lock(hashtext('pg_partman run_maintenance'))
-            AND pg_try_advisory_xact_lock(hashtext('pg_partman drop_partition_time'))) THEN
-        v_result := jsonb_build_object('table', p_parent_table, 'outcome', 'skipped',
+    IF NOT (pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pg_partman run_maintenance'))
+            AND pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pg_partman drop_partition_time'))) THEN
+        v_result := pg_catalog.jsonb_build_object('table', p_parent_table, 'outcome', 'skipped',
                                        'reason', 'another pg_partman maintenance is running');
         INSERT INTO "retention"."run_log" (started_at, table_name, step, outcome, detail)
-        VALUES (v_started, p_parent_table, 'maintenance', 'skipped', v_result);
+        VALUES (v_started, p_parent_table, 'maintenance', 'skipped',
+                v_result || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('run_id', NULLIF(pg_catalog.current_setting('retentionc.run_id', true), ''))));
         RETURN v_result;
     END IF;
 
-    SELECT coalesce(jsonb_object_agg(c.oid::text, jsonb_build_object('schema', n.nspname, 'name', c.relname)), '{}')
+    SELECT coalesce(pg_catalog.jsonb_object_agg(c.oid::text, pg_catalog.jsonb_build_object('schema', n.nspname, 'name', c.relname)), '{}')
       INTO v_before
-      FROM pg_partition_tree(v_parent) t
-      JOIN pg_class c ON c.oid = t.relid
-      JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE t.relid <> v_parent;
+      FROM pg_catalog.pg_partition_tree(v_parent) t
+      JOIN pg_catalog.pg_class c ON c.oid = t.relid
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE t.relid OPERATOR(pg_catalog.<>) v_parent;
 
     PERFORM "partman"."run_maintenance"(p_parent_table := p_parent_table, p_jobmon := false);
 
-    SELECT coalesce(array_agg(format('%I.%I', n.nspname, c.relname) ORDER BY c.relname), '{}')
+    SELECT coalesce(pg_catalog.array_agg(pg_catalog.format('%I.%I', n.nspname, c.relname) ORDER BY c.relname), '{}')
       INTO v_created
-      FROM pg_partition_tree(v_parent) t
-      JOIN pg_class c ON c.oid = t.relid
-      JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE t.relid <> v_parent AND NOT v_before ? c.oid::text;
+      FROM pg_catalog.pg_partition_tree(v_parent) t
+      JOIN pg_catalog.pg_class c ON c.oid = t.relid
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE t.relid OPERATOR(pg_catalog.<>) v_parent AND NOT v_before OPERATOR(pg_catalog.?) c.oid::text;
 
     FOR v_child IN
-        SELECT key::oid AS oid, value->>'schema' AS schema_name, value->>'name' AS table_name
-          FROM jsonb_each(v_before)
-         WHERE key::oid NOT IN (SELECT relid FROM pg_partition_tree(v_parent))
-         ORDER BY value->>'name'
+        SELECT key::oid AS oid, value OPERATOR(pg_catalog.->>) 'schema' AS schema_name,
+               value OPERATOR(pg_catalog.->>) 'name' AS table_name
+          FROM pg_catalog.jsonb_each(v_before)
+         WHERE key::oid NOT IN (SELECT relid FROM pg_catalog.pg_partition_tree(v_parent))
+         ORDER BY value OPERATOR(pg_catalog.->>) 'name'
     LOOP
         SELECT n.nspname, c.relname INTO v_now_name
-          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          WHERE c.oid = v_child.oid;
         IF NOT FOUND THEN
-            v_dropped := v_dropped || format('%I.%I', v_child.schema_name, v_child.table_name);
+            v_dropped := v_dropped || pg_catalog.format('%I.%I', v_child.schema_name, v_child.table_name);
         ELSIF v_now_name.nspname = v_child.schema_name THEN
-            v_detached := v_detached || format('%I.%I', v_now_name.nspname, v_now_name.relname);
+            v_detached := v_detached || pg_catalog.format('%I.%I', v_now_name.nspname, v_now_name.relname);
         ELSE
-            v_moved := v_moved || format('%I.%I', v_now_name.nspname, v_now_name.relname);
+            v_moved := v_moved || pg_catalog.format('%I.%I', v_now_name.nspname, v_now_name.relname);
         END IF;
     END LOOP;
 
-    v_result := jsonb_build_object(
+    v_result := pg_catalog.jsonb_build_object(
         'table', p_parent_table, 'outcome', 'ok',
-        'created', to_jsonb(v_created), 'dropped', to_jsonb(v_dropped),
-        'detached', to_jsonb(v_detached), 'moved', to_jsonb(v_moved));
+        'created', pg_catalog.to_jsonb(v_created), 'dropped', pg_catalog.to_jsonb(v_dropped),
+        'detached', pg_catalog.to_jsonb(v_detached), 'moved', pg_catalog.to_jsonb(v_moved));
     INSERT INTO "retention"."run_log"
         (started_at, table_name, step, outcome, partitions_created, partitions_removed, detail)
-    VALUES (v_started, p_parent_table, 'maintenance', 'ok', cardinality(v_created),
-            cardinality(v_dropped) + cardinality(v_detached) + cardinality(v_moved), v_result);
+    VALUES (v_started, p_parent_table, 'maintenance', 'ok', pg_catalog.cardinality(v_created),
+            pg_catalog.cardinality(v_dropped) + pg_catalog.cardinality(v_detached) + pg_catalog.cardinality(v_moved),
+            v_result || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('run_id', NULLIF(pg_catalog.current_setting('retentionc.run_id', true), ''))));
     RETURN v_result;
 END
 $retentionc$;
 
--- 7. one delete rule in batches committed one by one (used by every prune procedure) [bootstrap.delete_in_batches]
+-- 8. one delete rule in batches committed one by one (used by every prune procedure) [bootstrap.delete_in_batches]
 CREATE OR REPLACE PROCEDURE "retention"."delete_in_batches"(
     p_table        regclass,
     p_rule         text,
@@ -150,13 +179,26 @@ AS $retentionc$
 -- A batch is a range of heap pages of one partition (a TID range scan): no batch rescans
 -- what an earlier one visited, and ctid is only ever compared within one partition.
 -- Every DELETE repeats the condition, so only matching rows are removed, even rows
--- changed by others meanwhile. lock_timeout is the caller's, kept across COMMITs.
+-- changed by others meanwhile.
+-- It runs with its caller's rights (`run` and the pg_cron job call it as the table's
+-- owner). A procedure that commits can have no SET clause, so search_path and
+-- standard_conforming_strings are pinned here, and again after every COMMIT (which
+-- resets them); lock_timeout and TimeZone are the caller's, kept across COMMITs.
+-- The rule's run_log row is written first ('running') and updated in the transaction of
+-- every batch, so it always holds exactly the rows committed, whatever happens to the
+-- connection. A partition that stays locked past lock_timeout is skipped and recorded
+-- (with the sessions holding locks on it); the other partitions go on.
 DECLARE
-    v_lock_timeout    constant text := current_setting('lock_timeout');
-    v_progress        constant boolean := coalesce(current_setting('retentionc.progress', true), '') = 'on';
-    v_time_filter     constant text := CASE WHEN p_time_column IS NULL THEN ''
-                                            ELSE format(' AND %I < $3', p_time_column) END;
+    v_lock_timeout    constant text := pg_catalog.current_setting('lock_timeout');
+    v_time_zone       constant text := pg_catalog.current_setting('TimeZone');
+    v_progress        constant boolean := coalesce(pg_catalog.current_setting('retentionc.progress', true), '') OPERATOR(pg_catalog.=) 'on';
+    v_time_filter     text;
+    v_table_name      text;
+    v_log_id          bigint;
+    v_skipped         jsonb := '[]';
+    v_holders         jsonb;
     v_part            text;
+    v_part_oid        oid;
     v_found           boolean;
     v_pages           bigint;
     v_rows_per_page   numeric;
@@ -164,17 +206,37 @@ DECLARE
     v_block           bigint;
     v_rows            bigint;
 BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
     p_deleted := 0;
+    v_time_filter := CASE WHEN p_time_column IS NULL THEN ''
+                          ELSE format(' AND %I < $3', p_time_column) END;
+    SELECT n.nspname || '.' || c.relname INTO STRICT v_table_name
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = p_table;
+    INSERT INTO "retention"."run_log" (started_at, table_name, step, outcome, detail)
+    VALUES (clock_timestamp(), v_table_name, 'delete:' || p_rule, 'running',
+            jsonb_strip_nulls(jsonb_build_object(
+                'batch_size', p_batch_size,
+                'cutoff', p_cutoff,
+                'run_id', nullif(current_setting('retentionc.run_id', true), ''))))
+    RETURNING id INTO v_log_id;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
+    PERFORM set_config('lock_timeout', v_lock_timeout, true);
+    PERFORM set_config('TimeZone', v_time_zone, true);
     -- The leaf partitions, or the table itself when it is not partitioned (then
     -- pg_partition_tree lists nothing).
-    FOR v_part IN
-        SELECT format('%I.%I', n.nspname, c.relname)
+    FOR v_part, v_part_oid IN
+        SELECT format('%I.%I', n.nspname, c.relname), c.oid
           FROM pg_class c
           JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.oid IN (SELECT t.relid FROM pg_partition_tree(p_table) t WHERE t.isleaf)
             OR (c.oid = p_table AND c.relkind = 'r')
          ORDER BY c.relname
     LOOP
+        v_holders := NULL;
         BEGIN
             IF p_time_column IS NULL THEN
                 v_found := true;
@@ -186,10 +248,19 @@ BEGIN
             SELECT pg_relation_size(c.oid) / current_setting('block_size')::bigint,
                    CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples / c.relpages ELSE 100 END
               INTO v_pages, v_rows_per_page
-              FROM pg_class c WHERE c.oid = v_part::regclass;
-        EXCEPTION WHEN undefined_table THEN
-            v_found := false;  -- dropped by maintenance meanwhile
+              FROM pg_class c WHERE c.oid = v_part_oid;
+            v_found := v_found AND FOUND;
+        EXCEPTION
+            WHEN undefined_table THEN
+                v_found := false;  -- dropped by maintenance meanwhile
+            WHEN lock_not_available THEN
+                v_found := false;
+                v_holders := "retention"."lock_holders"(v_part_oid);
         END;
+        IF v_holders IS NOT NULL THEN
+            v_skipped := v_skipped || jsonb_build_array(jsonb_build_object('partition', v_part, 'holders', v_holders));
+            RAISE NOTICE 'retentionc skipped: rule=% partition=% holders=%', p_rule, v_part, v_holders;
+        END IF;
         CONTINUE WHEN NOT v_found;
         v_step := greatest(1, ceil(p_batch_size / v_rows_per_page))::bigint;
         v_block := 0;
@@ -199,15 +270,27 @@ BEGIN
                      || v_time_filter || ' AND (' || p_condition || ')'
                   USING format('(%s,0)', v_block)::tid, format('(%s,0)', v_block + v_step)::tid, p_cutoff;
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
-            EXCEPTION WHEN undefined_table THEN
-                v_rows := 0;
-                v_pages := 0;  -- dropped by maintenance meanwhile
+            EXCEPTION
+                WHEN undefined_table THEN
+                    v_rows := 0;
+                    v_pages := 0;  -- dropped by maintenance meanwhile
+                WHEN lock_not_available THEN
+                    v_rows := 0;
+                    v_pages := 0;  -- locked by another session: skip the rest of it
+                    v_holders := "retention"."lock_holders"(v_part_oid);
+                    v_skipped := v_skipped || jsonb_build_array(jsonb_build_object('partition', v_part, 'holders', v_holders));
+                    RAISE NOTICE 'retentionc skipped: rule=% partition=% holders=%', p_rule, v_part, v_holders;
             END;
+            p_deleted := p_deleted + v_rows;
+            UPDATE "retention"."run_log"
+               SET rows_deleted = p_deleted, finished_at = clock_timestamp()
+             WHERE id = v_log_id;
             COMMIT;
             -- COMMIT resets per-transaction settings: set them again.
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+            PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
             PERFORM set_config('lock_timeout', v_lock_timeout, true);
-            PERFORM set_config('TimeZone', 'UTC', true);
-            p_deleted := p_deleted + v_rows;
+            PERFORM set_config('TimeZone', v_time_zone, true);
             v_block := v_block + v_step;
             -- Aim the next range at p_batch_size deleted rows: wider over sparse pages, narrower over dense ones.
             v_step := CASE WHEN v_rows = 0 THEN v_step * 4
@@ -217,5 +300,45 @@ BEGIN
             END IF;
         END LOOP;
     END LOOP;
+    UPDATE "retention"."run_log"
+       SET outcome = CASE WHEN v_skipped = '[]' THEN 'ok' ELSE 'partial' END,
+           rows_deleted = p_deleted,
+           finished_at = clock_timestamp(),
+           detail = detail || CASE WHEN v_skipped = '[]' THEN '{}'::jsonb
+                                   ELSE jsonb_build_object('skipped', v_skipped) END
+     WHERE id = v_log_id;
 END
 $retentionc$;
+
+-- 9. retentionc's pg_cron jobs, readable by a plan role [bootstrap.cron_jobs]
+CREATE OR REPLACE FUNCTION "retention"."cron_jobs"()
+RETURNS TABLE (jobname text, schedule text, command text, database text, username text)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $retentionc$
+-- retentionc's pg_cron jobs (named 'retentionc:%'), whoever they run as. pg_cron's
+-- row-level security shows a role only its own jobs; this function runs with its
+-- owner's rights so that a read-only plan role, granted EXECUTE on it, sees them all,
+-- and nothing else of cron.job. Empty when pg_cron is not installed.
+BEGIN
+    IF to_regclass('cron.job') IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT j.jobname::text, j.schedule, j.command, j.database, j.username
+          FROM cron.job j
+         WHERE j.jobname LIKE 'retentionc:%'
+         ORDER BY j.jobname, j.username;
+END
+$retentionc$;
+
+-- 10. no routine of retentionc's schema is callable by PUBLIC [bootstrap.privileges]
+-- Nothing in retentionc's schema is callable by PUBLIC: each table's owner is granted
+-- what its own retention needs (generated/<table>.sql [privileges]); other roles as in
+-- docs/privileges.md.
+REVOKE ALL ON FUNCTION "retention"."maintain"(text, text) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE "retention"."delete_in_batches"(regclass, text, text, text, timestamptz, integer, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION "retention"."lock_holders"(oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION "retention"."cron_jobs"() FROM PUBLIC;

@@ -48,7 +48,7 @@ BEGIN
     -- The body the next statement creates, and the delete rules it runs.
     INSERT INTO "retention"."managed_objects" (kind, name, table_name, detail)
     VALUES ('procedure', 'prune_app_logs', 'public.app_logs', '{
-  "body_sha256": "2e65a3f629374d3fafcefadee36da44028137634ed64217203174f754b630ff6",
+  "body_sha256": "f8845dfb8da50c746a7b70eb58292a1542c9b9ec29083895d5fa8fd36037e2b9",
   "rules": [
     {
       "name": "debug_rows",
@@ -75,22 +75,26 @@ CREATE OR REPLACE PROCEDURE "retention"."prune_app_logs"(p_run_maintenance boole
 LANGUAGE plpgsql
 AS $retentionc$
 -- Delete rules of public.app_logs: each rule runs through retention.delete_in_batches
--- (in _retentionc.sql), which deletes in batches and commits between them.
--- Cutoffs are fixed once per call, so a long run never chases a moving window.
+-- (in _retentionc.sql), which deletes in batches, commits between them and logs the
+-- rule in run_log. Cutoffs are fixed once per call, so a long run never chases a moving
+-- window. It runs with its caller's rights: `run` and the pg_cron job call it as the
+-- table's owner. A procedure that commits can have no SET clause: search_path,
+-- standard_conforming_strings and TimeZone are pinned here and after every COMMIT.
 DECLARE
     v_parent              constant regclass := 'public.app_logs'::regclass;
-    v_started             timestamptz;
     v_deleted             bigint;
     v_summary             jsonb := '{}';
     v_maintenance_error   text;
     v_cutoff_1 timestamptz;
     v_cutoff_2 timestamptz;
 BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
     IF p_run_maintenance THEN
         -- A failed maintenance must not stop the delete rules: record it, go on, and
         -- fail the call at the end so the scheduler shows the failure.
         BEGIN
-            PERFORM "retention"."maintain"('public.app_logs');
+            PERFORM "retention"."maintain"('public.app_logs', 'UTC');
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS v_maintenance_error = MESSAGE_TEXT;
             INSERT INTO "retention"."run_log" (started_at, table_name, step, outcome, detail)
@@ -98,6 +102,8 @@ BEGIN
                     jsonb_build_object('error', v_maintenance_error));
         END;
         COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
     END IF;
     PERFORM set_config('lock_timeout', '5000ms', true);
     PERFORM set_config('TimeZone', 'UTC', true);
@@ -105,7 +111,6 @@ BEGIN
     v_cutoff_2 := now() - '1 day'::interval;
 
     -- Rule debug_rows: level = 'debug', and logged_at older than 1 hour; 5000 rows a batch.
-    v_started := clock_timestamp();
     v_deleted := 0;
     CALL "retention"."delete_in_batches"(
         p_table := v_parent,
@@ -115,16 +120,14 @@ BEGIN
         p_cutoff := v_cutoff_1,
         p_batch_size := 5000,
         p_deleted := v_deleted);
-    INSERT INTO "retention"."run_log" (started_at, table_name, step, outcome, rows_deleted, detail)
-    VALUES (v_started, 'public.app_logs', 'delete:debug_rows', 'ok', v_deleted,
-            jsonb_build_object('batch_size', 5000, 'cutoff', v_cutoff_1));
     COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
     PERFORM set_config('lock_timeout', '5000ms', true);
     PERFORM set_config('TimeZone', 'UTC', true);
     v_summary := v_summary || jsonb_build_object('debug_rows', v_deleted);
 
     -- Rule health_checks: path = '/healthz' AND status = 200, and logged_at older than 1 day; 5000 rows a batch.
-    v_started := clock_timestamp();
     v_deleted := 0;
     CALL "retention"."delete_in_batches"(
         p_table := v_parent,
@@ -134,10 +137,9 @@ BEGIN
         p_cutoff := v_cutoff_2,
         p_batch_size := 5000,
         p_deleted := v_deleted);
-    INSERT INTO "retention"."run_log" (started_at, table_name, step, outcome, rows_deleted, detail)
-    VALUES (v_started, 'public.app_logs', 'delete:health_checks', 'ok', v_deleted,
-            jsonb_build_object('batch_size', 5000, 'cutoff', v_cutoff_2));
     COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
     PERFORM set_config('lock_timeout', '5000ms', true);
     PERFORM set_config('TimeZone', 'UTC', true);
     v_summary := v_summary || jsonb_build_object('health_checks', v_deleted);
@@ -149,5 +151,75 @@ BEGIN
 END
 $retentionc$;
 
--- 5. pg_cron schedule [schedule]
-SELECT cron.schedule('retentionc:public.app_logs', '*/5 * * * *', 'CALL "retention"."prune_app_logs"(p_run_maintenance => true)');
+-- 5. the table owner's rights to run its retention [privileges]
+DO $retentionc$
+DECLARE
+    v_parent  constant regclass := 'public.app_logs'::regclass;
+    v_owner   text;
+    v_child   record;
+BEGIN
+    -- Retention of this table runs with its owner's rights (`run` sets the role, the
+    -- pg_cron job runs as the owner): grant the owner what that needs, nothing more.
+    SELECT pg_catalog.pg_get_userbyid(c.relowner) INTO STRICT v_owner
+      FROM pg_catalog.pg_class c WHERE c.oid = v_parent;
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', 'retention', v_owner);
+    EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE ON TABLE %I."run_log" TO %I', 'retention', v_owner);
+    EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE %I."run_log_id_seq" TO %I', 'retention', v_owner);
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I."maintain"(text, text) TO %I', 'retention', v_owner);
+    -- pg_partman's maintenance reads and updates its configuration and creates the new
+    -- partitions in the table's schema.
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', 'partman', v_owner);
+    EXECUTE pg_catalog.format('GRANT SELECT, UPDATE, DELETE ON TABLE %I."part_config", %I."part_config_sub" TO %I',
+                              'partman', 'partman', v_owner);
+    EXECUTE pg_catalog.format('GRANT USAGE, CREATE ON SCHEMA %I TO %I', 'public', v_owner);
+    -- Partitions made by another role (pg_partman's setup, run by apply) go to the owner,
+    -- as pg_partman itself does for partitions it makes when inherit_privileges is on.
+    FOR v_child IN
+        SELECT c.oid::regclass AS child
+          FROM pg_catalog.pg_partition_tree(v_parent) t
+          JOIN pg_catalog.pg_class c ON c.oid = t.relid
+         WHERE t.relid OPERATOR(pg_catalog.<>) v_parent AND c.relkind IN ('r', 'p')
+           AND pg_catalog.pg_get_userbyid(c.relowner) OPERATOR(pg_catalog.<>) v_owner
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', v_child.child, v_owner);
+    END LOOP;
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON PROCEDURE %I."delete_in_batches"(regclass, text, text, text, timestamptz, integer, bigint) TO %I', 'retention', v_owner);
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I."lock_holders"(oid) TO %I', 'retention', v_owner);
+    -- The prune procedure is made by its own statement, which may come later in this apply.
+    IF pg_catalog.to_regprocedure(pg_catalog.format('%I.%I(boolean)', 'retention', 'prune_app_logs')) IS NOT NULL THEN
+        EXECUTE pg_catalog.format('REVOKE ALL ON PROCEDURE %I.%I(boolean) FROM PUBLIC', 'retention', 'prune_app_logs');
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON PROCEDURE %I.%I(boolean) TO %I', 'retention', 'prune_app_logs', v_owner);
+    END IF;
+END
+$retentionc$;
+
+-- 6. pg_cron schedule [schedule]
+DO $retentionc$
+DECLARE
+    v_owner  text;
+BEGIN
+    IF pg_catalog.to_regclass('cron.job') IS NULL THEN
+        RAISE EXCEPTION 'the schedule of % needs pg_cron, which is not installed in this database', 'public.app_logs'
+            USING HINT = 'CREATE EXTENSION pg_cron, with pg_cron in shared_preload_libraries and cron.database_name naming this database; or remove "schedule" from the policy';
+    END IF;
+    -- The job runs as the table's owner, with the owner's rights, never the applying
+    -- role's. pg_cron runs a job as the role it records: when that is not the applying
+    -- role, only a superuser may say so, and the owner must be able to log in.
+    SELECT pg_catalog.pg_get_userbyid(c.relowner) INTO STRICT v_owner
+      FROM pg_catalog.pg_class c WHERE c.oid = 'public.app_logs'::regclass;
+    -- One job of this name: remove any that runs as another role.
+    PERFORM cron.unschedule(j.jobid) FROM cron.job j
+      WHERE j.jobname OPERATOR(pg_catalog.=) 'retentionc:public.app_logs'
+        AND j.username OPERATOR(pg_catalog.<>) v_owner;
+    IF v_owner OPERATOR(pg_catalog.=) CURRENT_USER THEN
+        PERFORM cron.schedule('retentionc:public.app_logs', '*/5 * * * *', 'CALL "retention"."prune_app_logs"(p_run_maintenance => true)');
+    ELSE
+        IF NOT (SELECT r.rolcanlogin FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) v_owner) THEN
+            RAISE EXCEPTION 'the pg_cron job % would run as %, the owner of %, which cannot log in', 'retentionc:public.app_logs', v_owner, 'public.app_logs'
+                USING HINT = pg_catalog.format('pg_cron runs a job as a role that can log in: ALTER ROLE %I LOGIN, or remove "schedule" from the policy and run `retentionc run` instead', v_owner);
+        END IF;
+        PERFORM cron.schedule_in_database('retentionc:public.app_logs', '*/5 * * * *', 'CALL "retention"."prune_app_logs"(p_run_maintenance => true)',
+                                          pg_catalog.current_database(), v_owner);
+    END IF;
+END
+$retentionc$;

@@ -50,5 +50,69 @@ BEGIN
 END
 $retentionc$;
 
--- 5. pg_cron schedule [schedule]
-SELECT cron.schedule('retentionc:public.events', '0 * * * *', 'SELECT "retention"."maintain"(''public.events'')');
+-- 5. the table owner's rights to run its retention [privileges]
+DO $retentionc$
+DECLARE
+    v_parent  constant regclass := 'public.events'::regclass;
+    v_owner   text;
+    v_child   record;
+BEGIN
+    -- Retention of this table runs with its owner's rights (`run` sets the role, the
+    -- pg_cron job runs as the owner): grant the owner what that needs, nothing more.
+    SELECT pg_catalog.pg_get_userbyid(c.relowner) INTO STRICT v_owner
+      FROM pg_catalog.pg_class c WHERE c.oid = v_parent;
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', 'retention', v_owner);
+    EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE ON TABLE %I."run_log" TO %I', 'retention', v_owner);
+    EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE %I."run_log_id_seq" TO %I', 'retention', v_owner);
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I."maintain"(text, text) TO %I', 'retention', v_owner);
+    -- pg_partman's maintenance reads and updates its configuration and creates the new
+    -- partitions in the table's schema (and moves expired ones to the archive schema).
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', 'partman', v_owner);
+    EXECUTE pg_catalog.format('GRANT SELECT, UPDATE, DELETE ON TABLE %I."part_config", %I."part_config_sub" TO %I',
+                              'partman', 'partman', v_owner);
+    EXECUTE pg_catalog.format('GRANT USAGE, CREATE ON SCHEMA %I TO %I', 'public', v_owner);
+    EXECUTE pg_catalog.format('GRANT USAGE, CREATE ON SCHEMA %I TO %I', 'archive', v_owner);
+    -- Partitions made by another role (pg_partman's setup, run by apply) go to the owner,
+    -- as pg_partman itself does for partitions it makes when inherit_privileges is on.
+    FOR v_child IN
+        SELECT c.oid::regclass AS child
+          FROM pg_catalog.pg_partition_tree(v_parent) t
+          JOIN pg_catalog.pg_class c ON c.oid = t.relid
+         WHERE t.relid OPERATOR(pg_catalog.<>) v_parent AND c.relkind IN ('r', 'p')
+           AND pg_catalog.pg_get_userbyid(c.relowner) OPERATOR(pg_catalog.<>) v_owner
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', v_child.child, v_owner);
+    END LOOP;
+END
+$retentionc$;
+
+-- 6. pg_cron schedule [schedule]
+DO $retentionc$
+DECLARE
+    v_owner  text;
+BEGIN
+    IF pg_catalog.to_regclass('cron.job') IS NULL THEN
+        RAISE EXCEPTION 'the schedule of % needs pg_cron, which is not installed in this database', 'public.events'
+            USING HINT = 'CREATE EXTENSION pg_cron, with pg_cron in shared_preload_libraries and cron.database_name naming this database; or remove "schedule" from the policy';
+    END IF;
+    -- The job runs as the table's owner, with the owner's rights, never the applying
+    -- role's. pg_cron runs a job as the role it records: when that is not the applying
+    -- role, only a superuser may say so, and the owner must be able to log in.
+    SELECT pg_catalog.pg_get_userbyid(c.relowner) INTO STRICT v_owner
+      FROM pg_catalog.pg_class c WHERE c.oid = 'public.events'::regclass;
+    -- One job of this name: remove any that runs as another role.
+    PERFORM cron.unschedule(j.jobid) FROM cron.job j
+      WHERE j.jobname OPERATOR(pg_catalog.=) 'retentionc:public.events'
+        AND j.username OPERATOR(pg_catalog.<>) v_owner;
+    IF v_owner OPERATOR(pg_catalog.=) CURRENT_USER THEN
+        PERFORM cron.schedule('retentionc:public.events', '0 * * * *', 'SELECT "retention"."maintain"(''public.events'', ''UTC'')');
+    ELSE
+        IF NOT (SELECT r.rolcanlogin FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) v_owner) THEN
+            RAISE EXCEPTION 'the pg_cron job % would run as %, the owner of %, which cannot log in', 'retentionc:public.events', v_owner, 'public.events'
+                USING HINT = pg_catalog.format('pg_cron runs a job as a role that can log in: ALTER ROLE %I LOGIN, or remove "schedule" from the policy and run `retentionc run` instead', v_owner);
+        END IF;
+        PERFORM cron.schedule_in_database('retentionc:public.events', '0 * * * *', 'SELECT "retention"."maintain"(''public.events'', ''UTC'')',
+                                          pg_catalog.current_database(), v_owner);
+    END IF;
+END
+$retentionc$;

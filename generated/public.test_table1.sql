@@ -47,7 +47,42 @@ BEGIN
 END
 $retentionc$;
 
--- 4. no schedule: no pg_cron job [schedule]
+-- 4. the table owner's rights to run its retention [privileges]
+DO $retentionc$
+DECLARE
+    v_parent  constant regclass := 'public.test_table1'::regclass;
+    v_owner   text;
+    v_child   record;
+BEGIN
+    -- Retention of this table runs with its owner's rights (`run` sets the role, the
+    -- pg_cron job runs as the owner): grant the owner what that needs, nothing more.
+    SELECT pg_catalog.pg_get_userbyid(c.relowner) INTO STRICT v_owner
+      FROM pg_catalog.pg_class c WHERE c.oid = v_parent;
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', 'retention', v_owner);
+    EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE ON TABLE %I."run_log" TO %I', 'retention', v_owner);
+    EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE %I."run_log_id_seq" TO %I', 'retention', v_owner);
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I."maintain"(text, text) TO %I', 'retention', v_owner);
+    -- pg_partman's maintenance reads and updates its configuration and creates the new
+    -- partitions in the table's schema.
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', 'partman', v_owner);
+    EXECUTE pg_catalog.format('GRANT SELECT, UPDATE, DELETE ON TABLE %I."part_config", %I."part_config_sub" TO %I',
+                              'partman', 'partman', v_owner);
+    EXECUTE pg_catalog.format('GRANT USAGE, CREATE ON SCHEMA %I TO %I', 'public', v_owner);
+    -- Partitions made by another role (pg_partman's setup, run by apply) go to the owner,
+    -- as pg_partman itself does for partitions it makes when inherit_privileges is on.
+    FOR v_child IN
+        SELECT c.oid::regclass AS child
+          FROM pg_catalog.pg_partition_tree(v_parent) t
+          JOIN pg_catalog.pg_class c ON c.oid = t.relid
+         WHERE t.relid OPERATOR(pg_catalog.<>) v_parent AND c.relkind IN ('r', 'p')
+           AND pg_catalog.pg_get_userbyid(c.relowner) OPERATOR(pg_catalog.<>) v_owner
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', v_child.child, v_owner);
+    END LOOP;
+END
+$retentionc$;
+
+-- 5. no schedule: no pg_cron job [schedule]
 DO $retentionc$
 BEGIN
     -- No schedule in the policy: remove the job retentionc may have made before.

@@ -16,7 +16,7 @@ BEGIN
     -- The body the next statement creates, and the delete rules it runs.
     INSERT INTO "retention"."managed_objects" (kind, name, table_name, detail)
     VALUES ('procedure', 'prune_user_sessions', 'public.user_sessions', '{
-  "body_sha256": "2ccc45603987a592971cb46f6407efa311c00ca6dfbb1c898c78cdbc47537d61",
+  "body_sha256": "45ff1f54a391d0b0ccd80217507cf978db3fd99b41916153381da7c3c6c886a8",
   "rules": [
     {
       "name": "revoked",
@@ -43,22 +43,26 @@ CREATE OR REPLACE PROCEDURE "retention"."prune_user_sessions"(p_run_maintenance 
 LANGUAGE plpgsql
 AS $retentionc$
 -- Delete rules of public.user_sessions: each rule runs through retention.delete_in_batches
--- (in _retentionc.sql), which deletes in batches and commits between them.
--- Cutoffs are fixed once per call, so a long run never chases a moving window.
+-- (in _retentionc.sql), which deletes in batches, commits between them and logs the
+-- rule in run_log. Cutoffs are fixed once per call, so a long run never chases a moving
+-- window. It runs with its caller's rights: `run` and the pg_cron job call it as the
+-- table's owner. A procedure that commits can have no SET clause: search_path,
+-- standard_conforming_strings and TimeZone are pinned here and after every COMMIT.
 DECLARE
     v_parent              constant regclass := 'public.user_sessions'::regclass;
-    v_started             timestamptz;
     v_deleted             bigint;
     v_summary             jsonb := '{}';
     v_maintenance_error   text;
     v_cutoff_1 timestamptz;
     v_cutoff_2 timestamptz;
 BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
     IF p_run_maintenance THEN
         -- A failed maintenance must not stop the delete rules: record it, go on, and
         -- fail the call at the end so the scheduler shows the failure.
         BEGIN
-            PERFORM "retention"."maintain"('public.user_sessions');
+            PERFORM "retention"."maintain"('public.user_sessions', 'UTC');
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS v_maintenance_error = MESSAGE_TEXT;
             INSERT INTO "retention"."run_log" (started_at, table_name, step, outcome, detail)
@@ -66,6 +70,8 @@ BEGIN
                     jsonb_build_object('error', v_maintenance_error));
         END;
         COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
     END IF;
     PERFORM set_config('lock_timeout', '5000ms', true);
     PERFORM set_config('TimeZone', 'UTC', true);
@@ -73,7 +79,6 @@ BEGIN
     v_cutoff_2 := now() - '30 days'::interval;
 
     -- Rule revoked: revoked, and last_seen_at older than 1 day; 5000 rows a batch.
-    v_started := clock_timestamp();
     v_deleted := 0;
     CALL "retention"."delete_in_batches"(
         p_table := v_parent,
@@ -83,16 +88,14 @@ BEGIN
         p_cutoff := v_cutoff_1,
         p_batch_size := 5000,
         p_deleted := v_deleted);
-    INSERT INTO "retention"."run_log" (started_at, table_name, step, outcome, rows_deleted, detail)
-    VALUES (v_started, 'public.user_sessions', 'delete:revoked', 'ok', v_deleted,
-            jsonb_build_object('batch_size', 5000, 'cutoff', v_cutoff_1));
     COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
     PERFORM set_config('lock_timeout', '5000ms', true);
     PERFORM set_config('TimeZone', 'UTC', true);
     v_summary := v_summary || jsonb_build_object('revoked', v_deleted);
 
     -- Rule idle: NOT remember_me, and last_seen_at older than 30 days; 10000 rows a batch.
-    v_started := clock_timestamp();
     v_deleted := 0;
     CALL "retention"."delete_in_batches"(
         p_table := v_parent,
@@ -102,10 +105,9 @@ BEGIN
         p_cutoff := v_cutoff_2,
         p_batch_size := 10000,
         p_deleted := v_deleted);
-    INSERT INTO "retention"."run_log" (started_at, table_name, step, outcome, rows_deleted, detail)
-    VALUES (v_started, 'public.user_sessions', 'delete:idle', 'ok', v_deleted,
-            jsonb_build_object('batch_size', 10000, 'cutoff', v_cutoff_2));
     COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
     PERFORM set_config('lock_timeout', '5000ms', true);
     PERFORM set_config('TimeZone', 'UTC', true);
     v_summary := v_summary || jsonb_build_object('idle', v_deleted);
@@ -117,5 +119,57 @@ BEGIN
 END
 $retentionc$;
 
--- 3. pg_cron schedule [schedule]
-SELECT cron.schedule('retentionc:public.user_sessions', '17 * * * *', 'CALL "retention"."prune_user_sessions"()');
+-- 3. the table owner's rights to run its retention [privileges]
+DO $retentionc$
+DECLARE
+    v_parent  constant regclass := 'public.user_sessions'::regclass;
+    v_owner   text;
+    v_child   record;
+BEGIN
+    -- Retention of this table runs with its owner's rights (`run` sets the role, the
+    -- pg_cron job runs as the owner): grant the owner what that needs, nothing more.
+    SELECT pg_catalog.pg_get_userbyid(c.relowner) INTO STRICT v_owner
+      FROM pg_catalog.pg_class c WHERE c.oid = v_parent;
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', 'retention', v_owner);
+    EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE ON TABLE %I."run_log" TO %I', 'retention', v_owner);
+    EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE %I."run_log_id_seq" TO %I', 'retention', v_owner);
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON PROCEDURE %I."delete_in_batches"(regclass, text, text, text, timestamptz, integer, bigint) TO %I', 'retention', v_owner);
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I."lock_holders"(oid) TO %I', 'retention', v_owner);
+    -- The prune procedure is made by its own statement, which may come later in this apply.
+    IF pg_catalog.to_regprocedure(pg_catalog.format('%I.%I(boolean)', 'retention', 'prune_user_sessions')) IS NOT NULL THEN
+        EXECUTE pg_catalog.format('REVOKE ALL ON PROCEDURE %I.%I(boolean) FROM PUBLIC', 'retention', 'prune_user_sessions');
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON PROCEDURE %I.%I(boolean) TO %I', 'retention', 'prune_user_sessions', v_owner);
+    END IF;
+END
+$retentionc$;
+
+-- 4. pg_cron schedule [schedule]
+DO $retentionc$
+DECLARE
+    v_owner  text;
+BEGIN
+    IF pg_catalog.to_regclass('cron.job') IS NULL THEN
+        RAISE EXCEPTION 'the schedule of % needs pg_cron, which is not installed in this database', 'public.user_sessions'
+            USING HINT = 'CREATE EXTENSION pg_cron, with pg_cron in shared_preload_libraries and cron.database_name naming this database; or remove "schedule" from the policy';
+    END IF;
+    -- The job runs as the table's owner, with the owner's rights, never the applying
+    -- role's. pg_cron runs a job as the role it records: when that is not the applying
+    -- role, only a superuser may say so, and the owner must be able to log in.
+    SELECT pg_catalog.pg_get_userbyid(c.relowner) INTO STRICT v_owner
+      FROM pg_catalog.pg_class c WHERE c.oid = 'public.user_sessions'::regclass;
+    -- One job of this name: remove any that runs as another role.
+    PERFORM cron.unschedule(j.jobid) FROM cron.job j
+      WHERE j.jobname OPERATOR(pg_catalog.=) 'retentionc:public.user_sessions'
+        AND j.username OPERATOR(pg_catalog.<>) v_owner;
+    IF v_owner OPERATOR(pg_catalog.=) CURRENT_USER THEN
+        PERFORM cron.schedule('retentionc:public.user_sessions', '17 * * * *', 'CALL "retention"."prune_user_sessions"()');
+    ELSE
+        IF NOT (SELECT r.rolcanlogin FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) v_owner) THEN
+            RAISE EXCEPTION 'the pg_cron job % would run as %, the owner of %, which cannot log in', 'retentionc:public.user_sessions', v_owner, 'public.user_sessions'
+                USING HINT = pg_catalog.format('pg_cron runs a job as a role that can log in: ALTER ROLE %I LOGIN, or remove "schedule" from the policy and run `retentionc run` instead', v_owner);
+        END IF;
+        PERFORM cron.schedule_in_database('retentionc:public.user_sessions', '17 * * * *', 'CALL "retention"."prune_user_sessions"()',
+                                          pg_catalog.current_database(), v_owner);
+    END IF;
+END
+$retentionc$;

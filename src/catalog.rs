@@ -93,6 +93,8 @@ pub struct TableInfo {
     pub extension_member: bool,
     /// pg_class.relpersistence: `p` permanent, `u` unlogged, `t` temporary.
     pub persistence: String,
+    /// The owning role.
+    pub owner: String,
 }
 
 impl TableInfo {
@@ -125,6 +127,8 @@ pub struct Routine {
     pub arguments: String,
     /// pg_proc.prosrc: the body between the dollar quotes, exactly.
     pub body: String,
+    /// PUBLIC may execute it.
+    pub public_execute: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -133,6 +137,8 @@ pub struct CronJob {
     pub schedule: String,
     pub command: String,
     pub database: String,
+    /// The role pg_cron runs it as.
+    pub username: String,
 }
 
 /// retentionc's own objects (generated/_retentionc.sql).
@@ -313,7 +319,8 @@ pub async fn read_live<C: GenericClient + Sync>(
                            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
                     EXISTS (SELECT 1 FROM pg_depend d
                              WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'),
-                    c.relpersistence::text
+                    c.relpersistence::text,
+                    pg_get_userbyid(c.relowner)::text
                FROM t
                JOIN pg_class c ON c.oid = t.oid
                LEFT JOIN pg_partitioned_table p ON p.partrelid = c.oid",
@@ -336,6 +343,7 @@ pub async fn read_live<C: GenericClient + Sync>(
                 .collect(),
             extension_member: r.get(7),
             persistence: r.get(8),
+            owner: r.get(9),
         };
         live.tables.insert(r.get(0), info);
     }
@@ -368,7 +376,9 @@ pub async fn read_live<C: GenericClient + Sync>(
     if live.bootstrap.schema {
         let rows = client
             .query(
-                "SELECT p.proname::text, p.prokind::text, pg_get_function_identity_arguments(p.oid), p.prosrc
+                "SELECT p.proname::text, p.prokind::text, pg_get_function_identity_arguments(p.oid), p.prosrc,
+                        EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                                 WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')
                    FROM pg_proc p WHERE p.pronamespace = to_regnamespace($1)::oid ORDER BY 1, 3",
                 &[&schema],
             )
@@ -381,6 +391,7 @@ pub async fn read_live<C: GenericClient + Sync>(
                 kind: r.get(1),
                 arguments: r.get(2),
                 body: r.get(3),
+                public_execute: r.get(4),
             })
             .collect();
     }
@@ -406,10 +417,24 @@ pub async fn read_live<C: GenericClient + Sync>(
     }
 
     if live.cron.is_some() {
-        // pg_cron's tables are always in schema cron (the extension itself sits in pg_catalog).
-        let sql = "SELECT jobname, schedule, command, database FROM cron.job WHERE jobname LIKE 'retentionc:%' ORDER BY jobname";
+        // pg_cron's row-level security shows a role only its own jobs: read them through
+        // retentionc's cron_jobs() (SECURITY DEFINER, EXECUTE granted to the plan role) once
+        // apply has made it; before that, from cron.job (pg_cron's tables are always in
+        // schema cron).
+        let through_function = live
+            .routines
+            .iter()
+            .any(|r| r.name == "cron_jobs" && r.kind == "f");
+        let sql = if through_function {
+            format!(
+                "SELECT jobname, schedule, command, database, username FROM {}.cron_jobs() ORDER BY jobname",
+                quote_ident(schema)
+            )
+        } else {
+            "SELECT jobname, schedule, command, database, username::text FROM cron.job WHERE jobname LIKE 'retentionc:%' ORDER BY jobname".to_string()
+        };
         let rows = client
-            .query(sql, &[])
+            .query(&sql, &[])
             .await
             .context("reading pg_cron's jobs")?;
         live.jobs = rows
@@ -419,6 +444,7 @@ pub async fn read_live<C: GenericClient + Sync>(
                 schedule: r.get(1),
                 command: r.get(2),
                 database: r.get(3),
+                username: r.get(4),
             })
             .collect();
     }

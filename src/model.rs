@@ -88,6 +88,18 @@ pub struct Policy {
     pub retention: Option<Retention>,
     pub deletes: Vec<DeleteRule>,
     pub schedule: Option<String>,
+    /// The zone the table's `timestamp without time zone` values are in (an IANA name such
+    /// as `Europe/Paris`); cutoffs and maintenance of the table are computed in it. None:
+    /// UTC, and no such column allowed. Left out of the policy hash when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+impl Policy {
+    /// The zone retention of this table computes in: `time_zone`, else UTC.
+    pub fn time_zone_or_utc(&self) -> &str {
+        self.time_zone.as_deref().unwrap_or("UTC")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -137,17 +137,19 @@ pub fn schedule_command(config: &Config, policy: &Policy) -> String {
             )
         }
         (None, _) => format!(
-            "SELECT {}.\"maintain\"({})",
+            "SELECT {}.\"maintain\"({}, {})",
             quote_ident(config.schema.as_str()),
-            quote_literal(&policy.table.to_string())
+            quote_literal(&policy.table.to_string()),
+            quote_literal(policy.time_zone_or_utc())
         ),
     }
 }
 
-/// The statement `run` sends for pg_partman maintenance of one table (`$1`: `schema.table`).
+/// The statement `run` sends for pg_partman maintenance of one table (`$1`: `schema.table`,
+/// `$2`: the zone its maintenance computes in).
 pub fn maintain_call(config: &Config) -> String {
     format!(
-        "SELECT {}.\"maintain\"($1::text)",
+        "SELECT {}.\"maintain\"($1::text, $2::text)",
         quote_ident(config.schema.as_str())
     )
 }
@@ -162,12 +164,34 @@ pub fn prune_call(config: &Config, procedure: &str) -> String {
     )
 }
 
-/// The bodies (`pg_proc.prosrc`, exactly) of the routines in retentionc's own file.
+/// A routine of retentionc's own file: its name, `f`unction or `p`rocedure, and its body
+/// exactly as `pg_proc.prosrc` holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BootstrapBodies {
-    pub maintain: String,
-    pub delete_in_batches: String,
+pub struct BootstrapRoutine {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub body: String,
 }
+
+/// `function` or `procedure`: what the bootstrap routine `name` is, for messages.
+pub fn bootstrap_routine_kind(name: &str) -> &'static str {
+    match BOOTSTRAP_ROUTINES.iter().find(|(n, _, _)| *n == name) {
+        Some((_, "p", _)) => "procedure",
+        _ => "function",
+    }
+}
+
+/// The routines of retentionc's own file and their templates.
+const BOOTSTRAP_ROUTINES: [(&str, &str, &str); 4] = [
+    ("maintain", "f", "bootstrap_maintain.sql.j2"),
+    (
+        "delete_in_batches",
+        "p",
+        "bootstrap_delete_in_batches.sql.j2",
+    ),
+    ("lock_holders", "f", "bootstrap_lock_holders.sql.j2"),
+    ("cron_jobs", "f", "bootstrap_cron_jobs.sql.j2"),
+];
 
 pub struct Renderer {
     env: Environment<'static>,
@@ -202,6 +226,9 @@ impl Renderer {
             "bootstrap_managed_objects.sql.j2",
             "bootstrap_maintain.sql.j2",
             "bootstrap_delete_in_batches.sql.j2",
+            "bootstrap_lock_holders.sql.j2",
+            "bootstrap_cron_jobs.sql.j2",
+            "bootstrap_privileges.sql.j2",
             "setup.sql.j2",
             "archive_schema.sql.j2",
             "retention.sql.j2",
@@ -211,6 +238,7 @@ impl Renderer {
             "prune.sql.j2",
             "prune_body.sql.j2",
             "drop_prune.sql.j2",
+            "privileges.sql.j2",
             "schedule.sql.j2",
             "unschedule.sql.j2",
         );
@@ -296,6 +324,11 @@ impl Renderer {
                 "bootstrap_managed_objects.sql.j2",
             ),
             (
+                "bootstrap.lock_holders",
+                "who holds a lock retentionc could not take (for run_log)",
+                "bootstrap_lock_holders.sql.j2",
+            ),
+            (
                 "bootstrap.maintain",
                 "pg_partman maintenance of one table, reported from the catalog",
                 "bootstrap_maintain.sql.j2",
@@ -305,6 +338,16 @@ impl Renderer {
                 "one delete rule in batches committed one by one (used by every prune procedure)",
                 "bootstrap_delete_in_batches.sql.j2",
             ),
+            (
+                "bootstrap.cron_jobs",
+                "retentionc's pg_cron jobs, readable by a plan role",
+                "bootstrap_cron_jobs.sql.j2",
+            ),
+            (
+                "bootstrap.privileges",
+                "no routine of retentionc's schema is callable by PUBLIC",
+                "bootstrap_privileges.sql.j2",
+            ),
         ]
         .into_iter()
         .map(|(key, title, template)| self.statement(key, title, template, &ctx))
@@ -312,18 +355,20 @@ impl Renderer {
         self.file(config, BOOTSTRAP_FILE.to_string(), None, statements)
     }
 
-    /// The bodies of `maintain()` and `delete_in_batches()` as the bootstrap creates them.
-    pub fn bootstrap_bodies(&self, config: &Config) -> BootstrapBodies {
+    /// The routines the bootstrap creates, with their bodies.
+    pub fn bootstrap_routines(&self, config: &Config) -> Vec<BootstrapRoutine> {
         let ctx = Self::base_context(config);
-        let body = |template: &str| {
-            self.render_with_body(template, ctx.clone())
-                .1
-                .unwrap_or_else(|| panic!("template {template} sets no body"))
-        };
-        BootstrapBodies {
-            maintain: body("bootstrap_maintain.sql.j2"),
-            delete_in_batches: body("bootstrap_delete_in_batches.sql.j2"),
-        }
+        BOOTSTRAP_ROUTINES
+            .iter()
+            .map(|&(name, kind, template)| BootstrapRoutine {
+                name,
+                kind,
+                body: self
+                    .render_with_body(template, ctx.clone())
+                    .1
+                    .unwrap_or_else(|| panic!("template {template} sets no body")),
+            })
+            .collect()
     }
 
     fn statement(&self, key: &str, title: &str, template: &str, ctx: &Value) -> Statement {
@@ -389,8 +434,31 @@ impl Renderer {
             ));
         }
         statements.extend(self.prune_statements(config, policy, &ctx));
+        statements.push(self.privileges_statement(policy, &ctx));
         statements.push(self.schedule_statement(config, policy, &ctx));
         statements
+    }
+
+    /// Grants the table's owner what running its retention needs (retention runs with
+    /// the owner's rights), and gives it the partitions another role made.
+    fn privileges_statement(&self, policy: &Policy, ctx: &Value) -> Statement {
+        let archive_schema = match policy.retention.as_ref().map(|r| &r.expired) {
+            Some(Expired::Archive { schema }) => Some(schema.to_string()),
+            _ => None,
+        };
+        let privileges_ctx = context! {
+            table_schema => policy.table.schema.as_str(),
+            partitioned => policy.partitioning.is_some(),
+            archive_schema => archive_schema,
+            procedure => policy.prune_procedure().map(|p| p.as_str().to_string()),
+            ..ctx.clone()
+        };
+        self.statement(
+            "privileges",
+            "the table owner's rights to run its retention",
+            "privileges.sql.j2",
+            &privileges_ctx,
+        )
     }
 
     /// With delete rules: claim the procedure's name for this table, then create it.
@@ -446,7 +514,8 @@ impl Renderer {
                 }
             })
             .collect();
-        let ctx = context! { table => policy.table.to_string(), rules => rules, ..Self::base_context(config) };
+        let ctx = context! { table => policy.table.to_string(), rules => rules,
+        time_zone => policy.time_zone_or_utc(), ..Self::base_context(config) };
         // The body sits between dollar quotes: keep the text exactly, newlines included.
         let body = self
             .env

@@ -27,7 +27,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio_postgres::error::SqlState;
 
+use crate::apply::locks::{Blocker, LockWatch};
 use crate::cli::{DbArgs, RunArgs};
+use crate::db::lock_failure::{LockFailure, lock_failure};
 use crate::model::{Config, Policy, Project};
 use crate::policy::{self, ident::quote_ident, ident::quote_literal};
 use progress::{ProgressDisplay, PruneNotice, parse_notice};
@@ -57,11 +59,18 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
         return dry_run::dry_run(&project.config, &policies, &args.db, &mut stdout).await;
     }
     let session = Session::open(&args.db, APPLICATION_NAME).await?;
+    let lock_timeout = Duration::from_millis(project.config.lock_timeout_ms);
     let mut runner = Runner {
         config: &project.config,
         db: &args.db,
         session,
         stop: session::interrupt_signal(),
+        run_id: format!(
+            "{}-{}",
+            Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
+            std::process::id()
+        ),
+        lock_watch: LockWatch::new(Some(args.db.clone()), lock_timeout),
     };
     runner.prepare_session().await?;
 
@@ -92,7 +101,7 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
     }
     if skipped > 0 {
         eprintln!(
-            "warning: maintenance was skipped for {skipped} table(s): retention did not run for them"
+            "warning: {skipped} table(s) skipped in part (pg_partman's maintenance lock held elsewhere, or partitions locked): retention did not fully run for them"
         );
     }
     Ok(if failed + skipped > 0 {
@@ -143,26 +152,71 @@ struct Runner<'a> {
     db: &'a DbArgs,
     session: Session,
     stop: watch::Receiver<bool>,
+    /// Tags this run's run_log rows (`detail->>'run_id'`), so that what the server
+    /// committed can be read back after a lost connection.
+    run_id: String,
+    /// Finds who holds a lock a statement of this run waits for.
+    lock_watch: LockWatch,
 }
 
 /// A statement's failure, or the run's interruption.
 enum StepError {
-    Db(tokio_postgres::Error),
+    Db(tokio_postgres::Error, Option<Blocker>),
+    /// Refused before it ran, with the reason (e.g. the role may not act as the owner).
+    Refused(String),
     Interrupted,
 }
 
 impl StepError {
-    fn is_lock_timeout(&self) -> bool {
-        matches!(self, StepError::Db(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE))
+    fn lock_failure(&self) -> Option<LockFailure> {
+        match self {
+            StepError::Db(e, _) => lock_failure(e),
+            _ => None,
+        }
     }
 
-    fn describe(&self) -> String {
+    /// One line: the server's message (its first line), what was locked and by whom for
+    /// a lock failure, the GRANT needed for a missing privilege.
+    fn describe(&self, table: &str, role: &str) -> String {
         match self {
             StepError::Interrupted => {
                 "interrupted (Ctrl-C or SIGTERM); committed batches stay".into()
             }
-            StepError::Db(e) => {
+            StepError::Refused(reason) => reason.clone(),
+            StepError::Db(e, blocker) => {
+                if let Some(failure) = lock_failure(e) {
+                    let what = match failure {
+                        LockFailure::Timeout => "lock timeout",
+                        LockFailure::Deadlock => "deadlock",
+                    };
+                    return match blocker {
+                        Some(b) => format!(
+                            "{what}: {} on {} held by {}",
+                            b.wanted_lock(),
+                            b.relation.as_deref().unwrap_or(table),
+                            b.describe_session()
+                        ),
+                        None => format!(
+                            "{what} on {table} (the session holding it had gone when looked up)"
+                        ),
+                    };
+                }
                 let text = describe_db_error(e);
+                // pg_partman re-raises a missing privilege as P0001 with the same message.
+                let denied = e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE)
+                    || e.as_db_error()
+                        .is_some_and(|db| db.message().starts_with("permission denied for "));
+                if denied {
+                    let grant = e
+                        .as_db_error()
+                        .and_then(|db| crate::db::privileges::grant_for(db.message(), role));
+                    return match grant {
+                        Some(grant) => format!(
+                            "{text}; retention of {table} runs as its owner {role}, which needs: {grant} (see docs/privileges.md)"
+                        ),
+                        None => format!("{text}; see docs/privileges.md"),
+                    };
+                }
                 let missing = [
                     SqlState::UNDEFINED_FUNCTION,
                     SqlState::UNDEFINED_TABLE,
@@ -178,21 +232,37 @@ impl StepError {
     }
 }
 
-/// The server's message with its SQLSTATE (and detail/hint when given), else the client's.
+/// The server's message (its first line: pg_partman re-raises errors with their context
+/// folded into the message) with its SQLSTATE and detail/hint, else the client's.
 pub fn describe_db_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
-            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-            if let Some(detail) = db.detail() {
-                text.push_str(&format!("; {detail}"));
+            let message = db.message().lines().next().unwrap_or_default();
+            let mut text = format!("{message} (SQLSTATE {})", db.code().code());
+            if let Some(detail) = db.detail().filter(|d| !d.trim().is_empty()) {
+                text.push_str(&format!("; {}", one_line(detail)));
             }
-            if let Some(hint) = db.hint() {
-                text.push_str(&format!("; hint: {hint}"));
+            if let Some(hint) = db.hint().filter(|h| !h.trim().is_empty()) {
+                text.push_str(&format!("; hint: {}", one_line(hint)));
             }
             text
         }
         None => format!("{e:#}"),
     }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// One delete rule as this run's run_log rows record it (several when retried).
+#[derive(Debug, Default)]
+struct LoggedRule {
+    rows: i64,
+    /// The outcome of its last row: `running` (the connection or the call ended
+    /// mid-rule), `ok`, `partial` or `failed`.
+    outcome: String,
+    skipped: Vec<String>,
 }
 
 impl Runner<'_> {
@@ -210,8 +280,9 @@ impl Runner<'_> {
         self.session
             .client
             .batch_execute(&format!(
-                "SET lock_timeout = {}; SET retentionc.progress = 'on'",
-                quote_literal(&self.lock_timeout())
+                "SET lock_timeout = {}; SET retentionc.progress = 'on'; SET retentionc.run_id = {}",
+                quote_literal(&self.lock_timeout()),
+                quote_literal(&self.run_id)
             ))
             .await?;
         Ok(())
@@ -236,27 +307,34 @@ impl Runner<'_> {
             deletes: Vec::new(),
             elapsed: Duration::ZERO,
         };
-        if let Err(e) = self.reconnect_if_lost().await {
-            let error = format!("{e:#}");
-            if policy.partitioning.is_some() {
-                report.maintenance = Some(Maintenance::Failed {
-                    error: error.clone(),
-                });
+        let owner = match self.reconnect_if_lost().await {
+            Ok(()) => self.owner_of(&table).await,
+            Err(e) => Err(format!("{e:#}")),
+        };
+        let owner = match owner {
+            Ok(owner) => owner,
+            Err(error) => {
+                if policy.partitioning.is_some() {
+                    report.maintenance = Some(Maintenance::Failed {
+                        error: error.clone(),
+                    });
+                }
+                report.deletes = policy
+                    .deletes
+                    .iter()
+                    .map(|r| RuleReport {
+                        rule: r.name.to_string(),
+                        rows: 0,
+                        error: Some(error.clone()),
+                        skipped: Vec::new(),
+                    })
+                    .collect();
+                report.elapsed = started.elapsed();
+                return report;
             }
-            report.deletes = policy
-                .deletes
-                .iter()
-                .map(|r| RuleReport {
-                    rule: r.name.to_string(),
-                    rows: 0,
-                    error: Some(error.clone()),
-                })
-                .collect();
-            report.elapsed = started.elapsed();
-            return report;
-        }
+        };
         if policy.partitioning.is_some() {
-            let maintenance = self.maintain(&table).await;
+            let maintenance = self.maintain(policy, &owner).await;
             // pg_partman's warnings (e.g. refusing to drop a set's last partition) belong
             // to this table; its notices are chatter.
             for notice in self.session.drain_notices() {
@@ -279,15 +357,57 @@ impl Runner<'_> {
                     .map(|r| RuleReport {
                         rule: r.name.to_string(),
                         rows: 0,
-                        error: Some(StepError::Interrupted.describe()),
+                        error: Some(StepError::Interrupted.describe(&table, &owner)),
+                        skipped: Vec::new(),
                     })
                     .collect();
             } else {
-                report.deletes = self.prune(policy, procedure.as_str()).await;
+                report.deletes = self.prune(policy, procedure.as_str(), &owner).await;
             }
         }
         report.elapsed = started.elapsed();
         report
+    }
+
+    /// The owner of `table`, whose rights its retention runs with.
+    async fn owner_of(&self, table: &str) -> Result<String, String> {
+        let row = self
+            .session
+            .client
+            .query_one(
+                "SELECT pg_catalog.pg_get_userbyid(c.relowner)::text FROM pg_catalog.pg_class c WHERE c.oid = $1::text::regclass",
+                &[&table],
+            )
+            .await
+            .map_err(|e| StepError::Db(e, None).describe(table, "its owner"))?;
+        Ok(row.get(0))
+    }
+
+    /// `SET [LOCAL] ROLE <owner>`, refused with the GRANT it needs when this session's
+    /// role may not act as the owner.
+    async fn set_role(&self, table: &str, owner: &str, local: bool) -> Result<(), StepError> {
+        let client = &self.session.client;
+        let sql = format!(
+            "SET {}ROLE {}",
+            if local { "LOCAL " } else { "" },
+            quote_ident(owner)
+        );
+        match client.batch_execute(&sql).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                let user = client
+                    .query_one("SELECT session_user::text", &[])
+                    .await
+                    .map(|r| r.get::<_, String>(0))
+                    .unwrap_or_else(|_| "this role".into());
+                Err(StepError::Refused(format!(
+                    "{user} may not act as {owner}, the owner of {table}: retention runs with the owner's rights; GRANT {} TO {} (see docs/privileges.md)",
+                    quote_ident(owner),
+                    quote_ident(&user)
+                )))
+            }
+            Err(e) => Err(StepError::Db(e, None)),
+        }
     }
 
     /// Runs `fut` (a statement on this session), cancelling it on Ctrl-C or SIGTERM.
@@ -308,7 +428,7 @@ impl Runner<'_> {
                     return match result {
                         Ok(v) => Ok(v),
                         Err(_) if *stop.borrow() => Err(StepError::Interrupted),
-                        Err(e) => Err(StepError::Db(e)),
+                        Err(e) => Err(StepError::Db(e, None)),
                     };
                 }
                 changed = stop.changed(), if watching => {
@@ -325,27 +445,25 @@ impl Runner<'_> {
         }
     }
 
-    /// After a failed attempt at a step: while it was a lock timeout and attempts remain,
-    /// waits and returns None (try again); otherwise the error to report.
+    /// After a failed attempt at a step: while it was a lock failure and attempts remain,
+    /// waits and returns None (try again); otherwise the one-line error to report.
     async fn retry_or_give_up(
         &self,
         table: &str,
+        owner: &str,
         step: &str,
         attempt: &mut u32,
         error: &StepError,
     ) -> Option<String> {
-        if error.is_lock_timeout() && *attempt < ATTEMPTS {
-            eprintln!(
-                "{table}: {step} blocked (lock_timeout {}); trying again ({attempt}/{ATTEMPTS})",
-                self.lock_timeout()
-            );
+        let text = error.describe(table, owner);
+        if error.lock_failure().is_some() && *attempt < ATTEMPTS {
+            eprintln!("{table}: {step} blocked: {text}; trying again ({attempt}/{ATTEMPTS})");
             self.backoff(*attempt).await;
             *attempt += 1;
             return None;
         }
-        let text = error.describe();
-        Some(if error.is_lock_timeout() {
-            format!("{table} stayed locked after {attempt} attempts: {text}")
+        Some(if error.lock_failure().is_some() {
+            format!("stayed locked after {attempt} attempts: {text}")
         } else {
             text
         })
@@ -355,12 +473,14 @@ impl Runner<'_> {
         tokio::time::sleep(FIRST_BACKOFF * 2u32.pow(attempt - 1)).await;
     }
 
-    /// `retention.maintain(table)` in its own transaction, retried while blocked.
-    async fn maintain(&mut self, table: &str) -> Maintenance {
+    /// `retention.maintain(table)` in its own transaction as the table's owner, retried
+    /// while blocked.
+    async fn maintain(&mut self, policy: &Policy, owner: &str) -> Maintenance {
+        let table = policy.table.to_string();
         let started_at = Utc::now();
         let mut attempt = 1;
         loop {
-            match self.maintain_once(table).await {
+            match self.maintain_once(policy, owner).await {
                 Ok(result) if result["outcome"] == "skipped" => {
                     if attempt < ATTEMPTS {
                         eprintln!(
@@ -392,10 +512,10 @@ impl Runner<'_> {
                 }
                 Err(e) => {
                     if let Some(error) = self
-                        .retry_or_give_up(table, "maintenance", &mut attempt, &e)
+                        .retry_or_give_up(&table, owner, "maintenance", &mut attempt, &e)
                         .await
                     {
-                        self.log_failure(started_at, table, "maintenance", 0, &error, attempt)
+                        self.log_failure(started_at, &table, "maintenance", 0, &error, attempt)
                             .await;
                         return Maintenance::Failed { error };
                     }
@@ -404,7 +524,13 @@ impl Runner<'_> {
         }
     }
 
-    async fn maintain_once(&self, table: &str) -> Result<serde_json::Value, StepError> {
+    async fn maintain_once(
+        &self,
+        policy: &Policy,
+        owner: &str,
+    ) -> Result<serde_json::Value, StepError> {
+        let table = policy.table.to_string();
+        let time_zone = policy.time_zone_or_utc();
         let client = &self.session.client;
         let canceller = &self.session.canceller;
         let begin = format!(
@@ -412,43 +538,68 @@ impl Runner<'_> {
             quote_literal(&self.lock_timeout())
         );
         let call = crate::render::maintain_call(self.config);
-        let work = async {
-            client.batch_execute(&begin).await?;
-            let row = client.query_one(&call, &[&table]).await?;
-            client.batch_execute("COMMIT").await?;
+        let pid = self.backend_pid().await;
+        let result = async {
+            Self::interruptible(&self.stop, canceller, client.batch_execute(&begin)).await?;
+            self.set_role(&table, owner, true).await?;
+            let (row, blocker) = self
+                .lock_watch
+                .watch(
+                    pid,
+                    Self::interruptible(
+                        &self.stop,
+                        canceller,
+                        client.query_one(&call, &[&table, &time_zone]),
+                    ),
+                )
+                .await;
+            let row = row.map_err(|e| match e {
+                StepError::Db(e, _) => StepError::Db(e, blocker),
+                other => other,
+            })?;
+            Self::interruptible(&self.stop, canceller, client.batch_execute("COMMIT")).await?;
             Ok(row.get::<_, serde_json::Value>(0))
-        };
-        let result = Self::interruptible(&self.stop, canceller, work).await;
+        }
+        .await;
         if result.is_err() && !client.is_closed() {
             let _ = client.batch_execute("ROLLBACK").await;
         }
         result
     }
 
-    /// The prune procedure, CALLed alone; progress comes back as notices.
-    async fn prune(&mut self, policy: &Policy, procedure: &str) -> Vec<RuleReport> {
+    /// This session's backend pid (0 when it cannot be read: then no blocker is found).
+    async fn backend_pid(&self) -> i32 {
+        self.session
+            .client
+            .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0)
+    }
+
+    /// The prune procedure, CALLed alone as the table's owner; progress comes back as
+    /// notices, and what was committed is read back from run_log.
+    async fn prune(&mut self, policy: &Policy, procedure: &str, owner: &str) -> Vec<RuleReport> {
         let table = policy.table.to_string();
         let started_at = Utc::now();
-        let db_started: Option<DateTime<Utc>> = self
-            .session
-            .client
-            .query_one("SELECT clock_timestamp()", &[])
-            .await
-            .ok()
-            .map(|r| r.get(0));
         let call = crate::render::prune_call(self.config, procedure);
-        let mut totals: BTreeMap<String, i64> = BTreeMap::new();
         let mut attempt = 1;
         let failure = loop {
-            let (result, counts) = self.prune_once(&table, &call).await;
-            for (rule, rows) in counts {
-                *totals.entry(rule).or_default() += rows;
-            }
+            let result = match self.set_role(&table, owner, false).await {
+                Ok(()) => {
+                    let result = self.prune_once(&table, &call).await;
+                    if !self.session.client.is_closed() {
+                        let _ = self.session.client.batch_execute("RESET ROLE").await;
+                    }
+                    result
+                }
+                Err(e) => Err(e),
+            };
             match result {
                 Ok(()) => break None,
                 Err(e) => {
                     if let Some(error) = self
-                        .retry_or_give_up(&table, "delete", &mut attempt, &e)
+                        .retry_or_give_up(&table, owner, "delete", &mut attempt, &e)
                         .await
                     {
                         break Some(error);
@@ -456,76 +607,88 @@ impl Runner<'_> {
                 }
             }
         };
-        let Some(error) = failure else {
+        // run_log holds what the server committed, whatever the call's result said.
+        let logged = self.logged_rules(&table).await;
+        let Some(logged) = logged else {
+            eprintln!(
+                "warning: {table}: could not read run_log back; the counts shown are those the procedure reported"
+            );
             return policy
                 .deletes
                 .iter()
                 .map(|r| RuleReport {
                     rule: r.name.to_string(),
-                    rows: totals.get(r.name.as_str()).copied().unwrap_or(0),
-                    error: None,
+                    rows: 0,
+                    error: Some(failure.clone().unwrap_or_else(|| {
+                        "finished, but run_log could not be read to count the rows".into()
+                    })),
+                    skipped: Vec::new(),
                 })
                 .collect();
         };
-        // The procedure logs each rule it finished; the first rule without such a row since
-        // this run began is the one that failed, and later rules never ran.
-        let finished = self.finished_rules(&table, db_started).await;
         let mut reports = Vec::new();
         let mut failed_logged = false;
         for rule in &policy.deletes {
             let name = rule.name.to_string();
-            let rows = totals.get(&name).copied().unwrap_or(0);
-            if finished.contains(&name) {
-                reports.push(RuleReport {
+            let entry = logged.get(&name);
+            let rows = entry.map_or(0, |l| l.rows);
+            let skipped = entry.map(|l| l.skipped.clone()).unwrap_or_default();
+            match entry.map(|l| l.outcome.as_str()) {
+                Some("ok") | Some("partial") => reports.push(RuleReport {
                     rule: name,
                     rows,
                     error: None,
-                });
-            } else if !failed_logged {
-                failed_logged = true;
-                self.log_failure(
-                    started_at,
-                    &table,
-                    &format!("delete:{name}"),
-                    rows,
-                    &error,
-                    attempt,
-                )
-                .await;
-                reports.push(RuleReport {
-                    rule: name,
-                    rows,
-                    error: Some(error.clone()),
-                });
-            } else {
-                reports.push(RuleReport {
+                    skipped,
+                }),
+                outcome if !failed_logged => {
+                    failed_logged = true;
+                    let error = failure.clone().unwrap_or_else(|| {
+                        "the procedure ended without finishing this rule".into()
+                    });
+                    if outcome.is_some() {
+                        self.mark_failed(&table, &name, &error, attempt).await;
+                    } else {
+                        self.log_failure(
+                            started_at,
+                            &table,
+                            &format!("delete:{name}"),
+                            0,
+                            &error,
+                            attempt,
+                        )
+                        .await;
+                    }
+                    reports.push(RuleReport {
+                        rule: name,
+                        rows,
+                        error: Some(error),
+                        skipped,
+                    });
+                }
+                _ => reports.push(RuleReport {
                     rule: name,
                     rows,
                     error: Some("not run: an earlier rule failed".into()),
-                });
+                    skipped,
+                }),
             }
         }
         reports
     }
 
-    /// One CALL; returns its result and the rows each rule committed during it.
-    async fn prune_once(
-        &mut self,
-        table: &str,
-        call: &str,
-    ) -> (Result<(), StepError>, BTreeMap<String, i64>) {
+    /// One CALL, showing its progress notices.
+    async fn prune_once(&mut self, table: &str, call: &str) -> Result<(), StepError> {
         let mut display = ProgressDisplay::new(table);
-        let mut summary: Option<BTreeMap<String, i64>> = None;
         let Session {
             client,
             notices,
             canceller,
         } = &mut self.session;
         let stop = &self.stop;
-        let mut handle = |notice: tokio_postgres::error::DbError, display: &mut ProgressDisplay| {
+        let handle = |notice: tokio_postgres::error::DbError, display: &mut ProgressDisplay| {
             match parse_notice(notice.message()) {
                 Some(PruneNotice::Progress { rule, deleted }) => display.update(&rule, deleted),
-                Some(PruneNotice::Summary(s)) => summary = Some(s),
+                Some(PruneNotice::Summary(_)) => {}
                 None if notice.severity() == "WARNING" => {
                     eprintln!("{table}: database warning: {}", notice.message())
                 }
@@ -547,25 +710,67 @@ impl Runner<'_> {
             handle(notice, &mut display);
         }
         display.finish_rule();
-        let counts = summary.unwrap_or_else(|| display.deleted.clone());
-        (result, counts)
+        result
     }
 
-    /// Rules whose 'ok' row the procedure wrote since `since`.
-    async fn finished_rules(&mut self, table: &str, since: Option<DateTime<Utc>>) -> Vec<String> {
-        if self.reconnect_if_lost().await.is_err() {
-            return Vec::new();
-        }
-        let Some(since) = since else {
-            return Vec::new();
-        };
+    /// This run's delete rules of `table` as run_log records them: rows committed (summed
+    /// over retried calls), the last outcome, the partitions skipped. None when run_log
+    /// cannot be read.
+    async fn logged_rules(&mut self, table: &str) -> Option<BTreeMap<String, LoggedRule>> {
+        self.reconnect_if_lost().await.ok()?;
         let sql = format!(
-            "SELECT substr(step, 8) FROM {}.\"run_log\" WHERE table_name = $1 AND step LIKE 'delete:%' AND outcome = 'ok' AND started_at >= $2",
+            "SELECT substr(step, 8), rows_deleted, outcome, coalesce(detail->'skipped', '[]') \
+               FROM {}.\"run_log\" \
+              WHERE table_name = $1 AND step LIKE 'delete:%' AND detail->>'run_id' = $2 \
+              ORDER BY id",
             quote_ident(self.config.schema.as_str())
         );
-        match self.session.client.query(&sql, &[&table, &since]).await {
-            Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
-            Err(_) => Vec::new(),
+        let rows = self
+            .session
+            .client
+            .query(&sql, &[&table, &self.run_id])
+            .await
+            .ok()?;
+        let mut rules: BTreeMap<String, LoggedRule> = BTreeMap::new();
+        for row in rows {
+            let rule = rules.entry(row.get(0)).or_default();
+            rule.rows += row.get::<_, i64>(1);
+            rule.outcome = row.get(2);
+            let skipped: serde_json::Value = row.get(3);
+            rule.skipped.extend(
+                skipped
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(describe_skipped),
+            );
+        }
+        Some(rules)
+    }
+
+    /// Marks this run's unfinished row of a rule as failed, with the error.
+    async fn mark_failed(&mut self, table: &str, rule: &str, error: &str, attempts: u32) {
+        if self.reconnect_if_lost().await.is_err() {
+            eprintln!("warning: {table}: could not record the failure in run_log (no connection)");
+            return;
+        }
+        let sql = format!(
+            "UPDATE {}.\"run_log\" SET outcome = 'failed', \
+                    detail = detail || jsonb_build_object('error', $4::text, 'attempts', $5::int) \
+              WHERE table_name = $1 AND step = 'delete:' || $2 AND detail->>'run_id' = $3 AND outcome = 'running'",
+            quote_ident(self.config.schema.as_str())
+        );
+        let attempts = attempts as i32;
+        if let Err(e) = self
+            .session
+            .client
+            .execute(&sql, &[&table, &rule, &self.run_id, &error, &attempts])
+            .await
+        {
+            eprintln!(
+                "warning: {table}: could not record the failure in run_log: {}",
+                describe_db_error(&e)
+            );
         }
     }
 
@@ -585,7 +790,7 @@ impl Runner<'_> {
         }
         let sql = format!(
             "INSERT INTO {}.\"run_log\" (started_at, table_name, step, outcome, rows_deleted, detail) \
-             VALUES ($1, $2, $3, 'failed', $4, jsonb_build_object('error', $5::text, 'attempts', $6::int))",
+             VALUES ($1, $2, $3, 'failed', $4, jsonb_build_object('error', $5::text, 'attempts', $6::int, 'run_id', $7::text))",
             quote_ident(self.config.schema.as_str())
         );
         let attempts = attempts as i32;
@@ -594,7 +799,15 @@ impl Runner<'_> {
             .client
             .execute(
                 &sql,
-                &[&started_at, &table, &step, &rows, &error, &attempts],
+                &[
+                    &started_at,
+                    &table,
+                    &step,
+                    &rows,
+                    &error,
+                    &attempts,
+                    &self.run_id,
+                ],
             )
             .await
         {
@@ -603,5 +816,37 @@ impl Runner<'_> {
                 describe_db_error(&e)
             );
         }
+    }
+}
+
+/// `public.t_p1 (locked by pid 42, user app, application "psql", state "idle in transaction")`
+/// from a run_log `skipped` entry.
+fn describe_skipped(entry: &serde_json::Value) -> String {
+    let partition = entry["partition"].as_str().unwrap_or("?");
+    let holders: Vec<String> = entry["holders"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            let mut parts = vec![format!("pid {}", h["pid"])];
+            if let Some(user) = h["user"].as_str() {
+                parts.push(format!("user {user}"));
+            }
+            if let Some(app) = h["application"].as_str() {
+                parts.push(format!("application \"{}\"", app.escape_debug()));
+            }
+            if let Some(state) = h["state"].as_str() {
+                parts.push(format!("state \"{state}\""));
+            }
+            if let Some(mode) = h["mode"].as_str() {
+                parts.push(mode.to_string());
+            }
+            parts.join(", ")
+        })
+        .collect();
+    if holders.is_empty() {
+        format!("{partition} (locked; the holder had gone when looked up)")
+    } else {
+        format!("{partition} (locked by {})", holders.join("; "))
     }
 }

@@ -68,6 +68,11 @@ pub struct PolicyDocument {
     /// `retentionc:<schema>.<table>`), for example `*/5 * * * *`.
     #[schemars(pattern(CRON))]
     pub schedule: Option<String>,
+    /// The time zone of the table's `timestamp without time zone` columns, an IANA name
+    /// such as `Europe/Paris`; cutoffs and maintenance are computed in it. Required when
+    /// the partition or a rule's column is a `timestamp without time zone`.
+    #[schemars(length(min = 1, max = 64))]
+    pub time_zone: Option<String>,
 }
 
 /// pg_partman's partition set: `create_parent(p_control, p_interval, p_premake, ...)`.

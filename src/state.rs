@@ -32,10 +32,11 @@ pub struct Bootstrap {
     pub run_log: bool,
     pub run_log_index: bool,
     pub managed_objects: bool,
-    /// prosrc of `<schema>.maintain(text)`.
-    pub maintain_body: Option<String>,
-    /// prosrc of the `<schema>.delete_in_batches(...)` procedure.
-    pub delete_in_batches_body: Option<String>,
+    /// The body (prosrc) of each of retentionc's routines, by name (`maintain`,
+    /// `delete_in_batches`, ...); None when missing.
+    pub routines: BTreeMap<String, Option<String>>,
+    /// Some routine of retentionc's schema may be executed by PUBLIC.
+    pub public_execute: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -91,12 +92,22 @@ pub fn stricter_rules<'d>(
 pub struct Schedule {
     pub schedule: String,
     pub command: String,
+    /// The role pg_cron runs the job as (live only: the job runs as the table's owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_as: Option<String>,
+}
+
+impl Schedule {
+    /// The same schedule and command (where the job runs as is compared with the owner).
+    pub fn same_job(&self, other: &Schedule) -> bool {
+        self.schedule == other.schedule && self.command == other.command
+    }
 }
 
 /// What the policies want.
 pub fn desired(project: &Project, renderer: &Renderer) -> State {
     let config = &project.config;
-    let bodies = renderer.bootstrap_bodies(config);
+    let routines = renderer.bootstrap_routines(config);
     let mut state = State {
         bootstrap: Bootstrap {
             schema: true,
@@ -104,8 +115,11 @@ pub fn desired(project: &Project, renderer: &Renderer) -> State {
             run_log: true,
             run_log_index: true,
             managed_objects: true,
-            maintain_body: Some(bodies.maintain),
-            delete_in_batches_body: Some(bodies.delete_in_batches),
+            routines: routines
+                .into_iter()
+                .map(|r| (r.name.to_string(), Some(r.body)))
+                .collect(),
+            public_execute: false,
         },
         tables: BTreeMap::new(),
     };
@@ -138,6 +152,7 @@ fn desired_table(project: &Project, renderer: &Renderer, policy: &Policy) -> Tab
         schedule: policy.schedule.as_ref().map(|s| Schedule {
             schedule: s.clone(),
             command: render::schedule_command(config, policy),
+            runs_as: None,
         }),
         retention_recorded: policy.partitioning.is_some() && policy.retention.is_some(),
     }
@@ -168,14 +183,16 @@ pub fn live(live: &Live, desired: &State) -> State {
             run_log: live.bootstrap.run_log,
             run_log_index: live.bootstrap.run_log_index,
             managed_objects: live.bootstrap.managed_objects,
-            maintain_body: live
+            routines: desired
+                .bootstrap
                 .routines
                 .iter()
-                .find(|r| {
-                    r.name == "maintain" && r.kind == "f" && r.arguments == "p_parent_table text"
-                })
-                .map(|r| r.body.clone()),
-            delete_in_batches_body: routine("delete_in_batches", "p"),
+                .map(|(name, want)| (name.clone(), live_routine(live, name, want.as_deref())))
+                .collect(),
+            public_execute: live
+                .routines
+                .iter()
+                .any(|r| r.public_execute && desired.bootstrap.routines.contains_key(&r.name)),
         },
         tables: BTreeMap::new(),
     };
@@ -260,10 +277,22 @@ pub fn live(live: &Live, desired: &State) -> State {
             state.tables.entry(target.to_string()).or_default().schedule = Some(Schedule {
                 schedule: job.schedule.clone(),
                 command: job.command.clone(),
+                runs_as: Some(job.username.clone()),
             });
         }
     }
     state
+}
+
+/// The body of the live routine `name` of retentionc's schema: of the overload whose body
+/// is `want` when there is one (an earlier version's overload may linger), else of any.
+fn live_routine(live: &Live, name: &str, want: Option<&str>) -> Option<String> {
+    let mut overloads = live.routines.iter().filter(|r| r.name == name);
+    let all: Vec<&crate::catalog::Routine> = overloads.by_ref().collect();
+    all.iter()
+        .find(|r| Some(r.body.as_str()) == want)
+        .or(all.first())
+        .map(|r| r.body.clone())
 }
 
 /// The rules a live procedure runs, when they are known: the statement that made it, or

@@ -160,8 +160,8 @@ fn assert_routines_are_verbatim_in_files(db: &TestDb, files: &[PathBuf]) {
         count += 1;
     }
     assert_eq!(
-        count, 6,
-        "maintain, delete_in_batches and four prune procedures"
+        count, 8,
+        "maintain, lock_holders, delete_in_batches, cron_jobs and four prune procedures"
     );
 }
 
@@ -223,10 +223,11 @@ fn without_pg_cron_only_the_schedule_statements_fail() {
         let text = std::fs::read_to_string(file).unwrap();
         let output = db.psql_output(&["-q", "-f", file.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        // The statement after the banner `-- N. pg_cron schedule [schedule]`.
         let schedule_line = text
             .lines()
-            .position(|l| l.starts_with("SELECT cron.schedule("))
-            .map(|i| i + 1);
+            .position(|l| l.ends_with(". pg_cron schedule [schedule]"))
+            .map(|i| i + 2);
         match schedule_line {
             None => assert!(output.status.success(), "{}: {stderr}", file.display()),
             Some(line) => {
@@ -236,7 +237,7 @@ fn without_pg_cron_only_the_schedule_statements_fail() {
                     file.display()
                 );
                 let expected = format!(
-                    "psql:{}:{line}: ERROR:  schema \"cron\" does not exist",
+                    "psql:{}:{line}: ERROR:  the schedule of public.",
                     file.display()
                 );
                 assert!(
@@ -245,10 +246,16 @@ fn without_pg_cron_only_the_schedule_statements_fail() {
                     file.display()
                 );
                 assert_eq!(stderr.matches("ERROR").count(), 1, "{stderr}");
+                assert!(
+                    stderr.contains("needs pg_cron, which is not installed"),
+                    "{stderr}"
+                );
                 // The schedule is the file's last statement: everything before it ran.
                 assert_eq!(
-                    line,
-                    text.trim_end().lines().count(),
+                    text[text.find(". pg_cron schedule [schedule]").unwrap()..]
+                        .matches("\n-- ")
+                        .count(),
+                    0,
                     "{}: schedule is not last",
                     file.display()
                 );

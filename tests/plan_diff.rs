@@ -25,7 +25,7 @@ fn an_empty_database_gets_everything_created() {
     );
     let register = &plan.changes[4];
     let keys: Vec<&str> = register.statements.iter().map(|s| s.key.as_str()).collect();
-    assert_eq!(keys, ["setup", "archive_schema", "retention"]);
+    assert_eq!(keys, ["setup", "archive_schema", "retention", "privileges"]);
     assert!(
         register
             .settings
@@ -391,7 +391,7 @@ fn a_different_maintain_function_is_a_bootstrap_change() {
         "{}",
         plan.changes[0].summary
     );
-    assert_eq!(plan.changes[0].statements.len(), 7);
+    assert_eq!(plan.changes[0].statements.len(), 10);
     assert!(
         plan.changes[0]
             .statements

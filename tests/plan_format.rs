@@ -51,6 +51,7 @@ fn mixed_plan() -> Plan {
         schedule: "0 * * * *".into(),
         command: "SELECT \"retention\".\"maintain\"('public.events')".into(),
         database: "db".into(),
+        username: "app_owner".into(),
     });
     stable(diff(&after, &live, &RuleEstimates::new()).unwrap())
 }

@@ -457,7 +457,7 @@ async fn a_locked_table_is_retried_then_reported_and_the_others_still_run() {
     let report = stdout(&out);
     assert!(
         report.contains(
-            "public.events: maintenance: FAILED: public.events stayed locked after 4 attempts"
+            "public.events: maintenance: FAILED: stayed locked after 4 attempts: lock timeout: AccessShareLock on public.events_p"
         ),
         "{}",
         text(&out)
@@ -476,7 +476,7 @@ async fn a_locked_table_is_retried_then_reported_and_the_others_still_run() {
     assert!(took < Duration::from_secs(15), "retries took {took:?}");
     let logged = db.scalar("SELECT outcome || ' ' || (detail->>'attempts') || ' ' || (detail->>'error') FROM retention.run_log WHERE table_name = 'public.events'");
     assert!(
-        logged.starts_with("failed 4 public.events stayed locked")
+        logged.starts_with("failed 4 stayed locked after 4 attempts: lock timeout")
             && logged.contains("lock timeout"),
         "{logged}"
     );

@@ -355,28 +355,9 @@ fn statement_failure(
 }
 
 /// Whether the error is a lock timeout (`Some(false)`) or a deadlock (`Some(true)`).
-/// pg_partman 4's create_parent catches every error and raises its text again as P0001,
-/// so the message is read too.
 fn lock_failure(e: &tokio_postgres::Error) -> Option<bool> {
-    let code = e.code()?;
-    if code == &SqlState::LOCK_NOT_AVAILABLE {
-        return Some(false);
-    }
-    if code == &SqlState::T_R_DEADLOCK_DETECTED {
-        return Some(true);
-    }
-    let message = e.as_db_error()?.message();
-    if code == &SqlState::RAISE_EXCEPTION {
-        if message.contains("canceling statement due to lock timeout")
-            || message.contains("could not obtain lock")
-        {
-            return Some(false);
-        }
-        if message.contains("deadlock detected") {
-            return Some(true);
-        }
-    }
-    None
+    crate::db::lock_failure::lock_failure(e)
+        .map(|f| f == crate::db::lock_failure::LockFailure::Deadlock)
 }
 
 fn describe_db_error(e: &tokio_postgres::Error) -> String {

@@ -21,6 +21,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::cli::DbArgs;
 
+pub mod lock_failure;
+pub mod privileges;
 mod tls;
 use tls::mode_name;
 pub use tls::tls_client_config;

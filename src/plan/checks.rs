@@ -96,7 +96,9 @@ pub fn check(project: &Project, live: &Live) -> Vec<PolicyError> {
                         c.type_name
                     ),
                 )),
-                Some(_) => {}
+                Some(c) => {
+                    check_time_zone_declared(policy, &key, column.as_str(), &c.type_name, &mut errors)
+                }
             }
         }
     }
@@ -145,6 +147,30 @@ fn not_a_user_table(
         ));
     }
     None
+}
+
+/// A `timestamp without time zone` column holds times of some zone that the database does
+/// not know: retention needs the policy to say which (`time_zone`), or it would expire
+/// rows by the wrong clock.
+fn check_time_zone_declared(
+    policy: &Policy,
+    key: &str,
+    column: &str,
+    type_name: &str,
+    errors: &mut Vec<PolicyError>,
+) {
+    if type_name == "timestamp without time zone" && policy.time_zone.is_none() {
+        errors.push(error_at(
+            policy,
+            key,
+            format!(
+                "column {column} of {} is a timestamp without time zone; say which zone its values are in \
+                 with the policy's top-level \"time_zone\" (for example time_zone: Europe/Paris, or UTC), \
+                 so that cutoffs and maintenance use that clock",
+                policy.table
+            ),
+        ));
+    }
 }
 
 fn column_list(info: &TableInfo) -> String {
@@ -275,6 +301,7 @@ fn check_partitioning(
                     ),
                 ));
             }
+            check_time_zone_declared(policy, "partitioning.column", column, &c.type_name, errors);
         }
     }
     if info.key_count != 1 || info.partition_key.first().map(String::as_str) != Some(column) {

@@ -222,24 +222,11 @@ fn bootstrap_change(
         .map(|(_, name)| name)
         .collect();
     // The bootstrap routines: missing ones are created, changed ones replaced (with a diff).
-    let routines = [
-        (
-            "function",
-            "maintain",
-            &have.maintain_body,
-            &want.maintain_body,
-        ),
-        (
-            "procedure",
-            "delete_in_batches",
-            &have.delete_in_batches_body,
-            &want.delete_in_batches_body,
-        ),
-    ];
     let mut replaced = Vec::new();
     let mut body_diffs = Vec::new();
-    for (kind, name, have_body, want_body) in routines {
-        match (have_body, want_body) {
+    for (name, want_body) in &want.routines {
+        let kind = crate::render::bootstrap_routine_kind(name);
+        match (have.routines.get(name).and_then(Option::as_ref), want_body) {
             (None, _) => missing.push(format!("{kind} {schema}.{name}")),
             (Some(h), Some(w)) if h != w => {
                 replaced.push(format!("{kind} {schema}.{name}"));
@@ -247,6 +234,11 @@ fn bootstrap_change(
             }
             _ => {}
         }
+    }
+    if have.public_execute {
+        replaced.push(format!(
+            "EXECUTE on {schema}'s routines revoked from PUBLIC"
+        ));
     }
     if missing.is_empty() && replaced.is_empty() {
         return None;
@@ -382,7 +374,10 @@ impl Compared<'_> {
             &self.table(),
             ChangeKind::Register,
             summary,
-            statements(&self.file, &["setup", "archive_schema", "retention"]),
+            statements(
+                &self.file,
+                &["setup", "archive_schema", "retention", "privileges"],
+            ),
         );
         c.settings = self
             .want
@@ -474,14 +469,14 @@ impl Compared<'_> {
                     self.policy.deletes.len(),
                     plural(self.policy.deletes.len())
                 ),
-                statements(&self.file, &["prune_owner", "prune"]),
+                statements(&self.file, &["prune_owner", "prune", "privileges"]),
             ),
             (Some(w), Some(h)) if w.body != h.body || w.procedure != h.procedure => {
                 let mut c = change(
                     &table,
                     ChangeKind::ReplaceProcedure,
                     "replace the prune procedure".to_string(),
-                    statements(&self.file, &["prune_owner", "prune"]),
+                    statements(&self.file, &["prune_owner", "prune", "privileges"]),
                 );
                 c.body_diff = Some(unified_diff(&h.body, &w.body));
                 c
@@ -545,7 +540,12 @@ impl Compared<'_> {
         let table = self.table();
         let job = self.policy.job_name();
         let (want, have) = (&self.want.schedule, &self.have.schedule);
-        let keys = &["schedule"];
+        let keys = &["privileges", "schedule"];
+        // The job runs as the table's owner, never the applying role.
+        let owner = self.live.tables.get(&table).map(|t| t.owner.as_str());
+        let runs_as_other = |h: &state::Schedule| {
+            h.runs_as.is_some() && owner.is_some() && h.runs_as.as_deref() != owner
+        };
         let mut c = match (want, have) {
             (Some(w), None) => change(
                 &table,
@@ -553,11 +553,17 @@ impl Compared<'_> {
                 format!("schedule pg_cron job {job} at \"{}\"", w.schedule),
                 statements(&self.file, keys),
             ),
-            (Some(w), Some(h)) if w != h => {
+            (Some(w), Some(h)) if !w.same_job(h) || runs_as_other(h) => {
                 let what = if w.schedule != h.schedule {
                     format!("schedule \"{}\" -> \"{}\"", h.schedule, w.schedule)
-                } else {
+                } else if w.command != h.command {
                     format!("command {} -> {}", h.command, w.command)
+                } else {
+                    format!(
+                        "runs as {}, not as the table's owner {}",
+                        h.runs_as.as_deref().unwrap_or("?"),
+                        owner.unwrap_or("?")
+                    )
                 };
                 change(
                     &table,
@@ -570,12 +576,16 @@ impl Compared<'_> {
                 &table,
                 ChangeKind::RemoveSchedule,
                 format!("remove pg_cron job {job}"),
-                statements(&self.file, keys),
+                statements(&self.file, &["schedule"]),
             ),
             _ => return None,
         };
         let recorded = self.applied.as_ref().and_then(|a| a.schedule.as_ref());
-        c.drift = recorded.is_some_and(|r| r == want && r != have);
+        let same = |a: &Option<state::Schedule>, b: &Option<state::Schedule>| match (a, b) {
+            (Some(a), Some(b)) => a.same_job(b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        c.drift = recorded.is_some_and(|r| same(r, want) && !same(r, have));
         if c.drift {
             c.summary
                 .push_str(" (changed by hand since the last apply)");

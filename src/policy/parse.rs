@@ -12,7 +12,14 @@ use crate::policy::reader::{Fields, Reader};
 use crate::policy::where_clause::check_where;
 use crate::policy::yaml::{Node, Value};
 
-const POLICY_KEYS: [&str; 5] = ["table", "partitioning", "retention", "deletes", "schedule"];
+const POLICY_KEYS: [&str; 6] = [
+    "table",
+    "partitioning",
+    "retention",
+    "deletes",
+    "schedule",
+    "time_zone",
+];
 const PARTITIONING_KEYS: [&str; 6] = [
     "column",
     "interval",
@@ -75,6 +82,15 @@ pub fn parse_policy(
         )
     });
 
+    let time_zone = fields.get("time_zone").and_then(|n| {
+        reader.parsed(
+            n,
+            "time_zone",
+            "a time zone name such as \"Europe/Paris\"",
+            check_time_zone,
+        )
+    });
+
     check_policy_shape(reader, &fields, partitioning.as_ref(), retention.as_ref());
 
     if reader.errors.len() > errors_before {
@@ -91,6 +107,7 @@ pub fn parse_policy(
         retention,
         deletes,
         schedule,
+        time_zone,
     };
     Some(policy)
 }
@@ -446,5 +463,18 @@ mod tests {
         assert!(check_cron("every 5 minutes").is_err());
         assert!(check_cron("* * * *").is_err());
         assert!(check_cron("*/5 * * * *; select 1").is_err());
+    }
+}
+
+/// A zone name from the IANA time zone database (as PostgreSQL's `pg_timezone_names`
+/// knows them), spelt exactly: `Europe/Paris`, `America/New_York`, `UTC`.
+fn check_time_zone(text: &str) -> Result<String, String> {
+    match text.parse::<chrono_tz::Tz>() {
+        Ok(_) => Ok(text.to_string()),
+        Err(_) => Err(format!(
+            "expected a time zone name such as \"Europe/Paris\" or \"UTC\", found \"{}\"; \
+             names are those of the IANA time zone database, spelt exactly (abbreviations such as \"PST\" and offsets such as \"+02\" are not zones)",
+            text.escape_debug()
+        )),
     }
 }

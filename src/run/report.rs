@@ -37,6 +37,9 @@ pub struct RuleReport {
     pub rows: i64,
     /// `None`: finished; `Some(error)`: failed or never reached.
     pub error: Option<String>,
+    /// Partitions left out because another session held a lock on them, each described
+    /// with who held it (`public.t_p1 (locked by pid 42, application "psql", state "idle in transaction")`).
+    pub skipped: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +59,8 @@ impl TableReport {
         };
         let deletes = if self.deletes.iter().any(|r| r.error.is_some()) {
             Outcome::Failed
+        } else if self.deletes.iter().any(|r| !r.skipped.is_empty()) {
+            Outcome::Skipped
         } else {
             Outcome::Ok
         };
@@ -102,6 +107,14 @@ pub fn write_report(report: &TableReport, out: &mut impl Write) -> std::io::Resu
     }
     for rule in &report.deletes {
         match &rule.error {
+            None if !rule.skipped.is_empty() => writeln!(
+                out,
+                "{t}: delete {}: {} rows; SKIPPED {} locked partition(s): {}",
+                rule.rule,
+                group(rule.rows),
+                rule.skipped.len(),
+                rule.skipped.join("; ")
+            )?,
             None => writeln!(out, "{t}: delete {}: {} rows", rule.rule, group(rule.rows))?,
             Some(error) => writeln!(
                 out,
@@ -179,11 +192,13 @@ mod tests {
                     rule: "a".into(),
                     rows: 12000,
                     error: None,
+                    skipped: vec![],
                 },
                 RuleReport {
                     rule: "b".into(),
                     rows: 5,
                     error: Some("boom".into()),
+                    skipped: vec![],
                 },
             ],
         );

@@ -91,9 +91,6 @@ pub fn text(v: &SettingValue) -> Option<String> {
 pub fn applied_live(project: &Project) -> Live {
     let renderer = Renderer::new();
     let config = &project.config;
-    let bodies = renderer.bootstrap_bodies(config);
-    let maintain = bodies.maintain;
-    let delete_in_batches = bodies.delete_in_batches;
     let mut live = Live {
         now: now(),
         partman: Some(Extension {
@@ -111,20 +108,17 @@ pub fn applied_live(project: &Project) -> Live {
             run_log_index: true,
             managed_objects: true,
         },
-        routines: vec![
-            Routine {
-                name: "maintain".into(),
-                kind: "f".into(),
-                arguments: "p_parent_table text".into(),
-                body: maintain,
-            },
-            Routine {
-                name: "delete_in_batches".into(),
-                kind: "p".into(),
-                arguments: "p_table regclass, p_rule text, p_condition text, p_time_column text, p_cutoff timestamp with time zone, p_batch_size integer, INOUT p_deleted bigint".into(),
-                body: delete_in_batches,
-            },
-        ],
+        routines: renderer
+            .bootstrap_routines(config)
+            .into_iter()
+            .map(|r| Routine {
+                name: r.name.into(),
+                kind: r.kind.into(),
+                arguments: String::new(),
+                body: r.body,
+                public_execute: false,
+            })
+            .collect(),
         ..Live::default()
     };
     for policy in &project.policies {
@@ -147,6 +141,7 @@ pub fn applied_live(project: &Project) -> Live {
             columns: vec![],
             extension_member: false,
             persistence: "p".into(),
+            owner: "app_owner".into(),
         };
         if let Some(p) = &policy.partitioning {
             columns.push(Column {
@@ -215,6 +210,7 @@ pub fn applied_live(project: &Project) -> Live {
                 kind: "p".into(),
                 arguments: "p_run_maintenance boolean".into(),
                 body: renderer.prune_body(config, policy),
+                public_execute: false,
             });
         }
         if let Some(s) = &policy.schedule {
@@ -223,6 +219,7 @@ pub fn applied_live(project: &Project) -> Live {
                 schedule: s.clone(),
                 command: schedule_command(config, policy),
                 database: "db".into(),
+                username: "app_owner".into(),
             });
         }
     }
