@@ -256,9 +256,9 @@ async fn estimate_rules<C: GenericClient + Sync>(
             .as_ref()
             .or(policy.partitioning.as_ref().map(|p| &p.column));
         let mut sql = format!(
-            "EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE ({})",
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}",
             policy.table.quoted(),
-            rule.where_sql
+            rule.condition.parenthesized()
         );
         let older_than = rule.older_than.map(|i| i.to_string());
         if let (Some(_), Some(column)) = (&older_than, column) {
