@@ -168,6 +168,8 @@ pub struct DeleteRule {
     pub name: Ident,
     /// The rule's `where`, parsed, checked and printed canonically (see
     /// policy::where_clause); later stages use its canonical text, never the policy's.
+    /// Serialised under its first name, so policy hashes do not change with the field's.
+    #[serde(rename = "where_sql")]
     pub condition: Condition,
     pub older_than: Option<Interval>,
     /// Time column for `older_than`: the rule's own `column`, else partitioning.column.

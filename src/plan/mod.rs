@@ -141,6 +141,7 @@ pub mod checks;
 pub mod diff;
 pub mod format;
 pub mod impact;
+pub mod volatility;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -223,7 +224,9 @@ async fn plan_in<C: GenericClient + Sync>(
         .collect();
     let mut live = catalog::read_live(client, &project.config, &tables).await?;
     // Checks first: an EXPLAIN over a missing table or column would only fail less clearly.
-    let errors = checks::check(project, &live);
+    let mut errors = checks::check(project, &live);
+    // Before any EXPLAIN: planning a condition may already evaluate what it calls.
+    errors.extend(volatility::check(client, project).await?);
     if !errors.is_empty() {
         return Err(PolicyErrors(errors).into());
     }
