@@ -68,7 +68,7 @@ async fn insert_until(url: String, stop: Arc<AtomicBool>) -> (u64, Vec<String>) 
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
         i += 1;
-        let level = if i % 2 == 0 { "debug" } else { "info" };
+        let level = if i.is_multiple_of(2) { "debug" } else { "info" };
         let result = client
             .execute(
                 "WITH r AS (INSERT INTO public.notes (id, at, level)

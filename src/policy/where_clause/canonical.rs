@@ -817,11 +817,11 @@ impl Printer {
             if let SetExpr::Select(select) = q.body.as_mut() {
                 select.projection.clear();
                 select.selection = None;
-                if let Some(from) = select.from.first_mut() {
-                    if let TableFactor::Table { name, alias, .. } = &mut from.relation {
-                        *name = ObjectName(Vec::new());
-                        *alias = None;
-                    }
+                if let Some(TableFactor::Table { name, alias, .. }) =
+                    select.from.first_mut().map(|from| &mut from.relation)
+                {
+                    *name = ObjectName(Vec::new());
+                    *alias = None;
                 }
             }
         }
