@@ -302,6 +302,50 @@ impl Printer {
             Expr::IsNotFalse(e) => format!("{} IS NOT FALSE", self.operand(e)?),
             Expr::IsUnknown(e) => format!("{} IS UNKNOWN", self.operand(e)?),
             Expr::IsNotUnknown(e) => format!("{} IS NOT UNKNOWN", self.operand(e)?),
+            Expr::IsDistinctFrom(..)
+            | Expr::IsNotDistinctFrom(..)
+            | Expr::In { .. }
+            | Expr::Between { .. }
+            | Expr::Like { .. }
+            | Expr::ILike { .. }
+            | Expr::AnyOp { .. }
+            | Expr::AllOp { .. } => self.comparison(expr)?,
+            Expr::Function(function) => self.call(function)?,
+            Expr::Cast { .. }
+            | Expr::TypedString(_)
+            | Expr::AtTimeZone { .. }
+            | Expr::Interval(_)
+            | Expr::Case { .. }
+            | Expr::Extract { .. }
+            | Expr::Ceil { .. }
+            | Expr::Floor { .. }
+            | Expr::Substring { .. }
+            | Expr::Array(_)
+            | Expr::CompoundFieldAccess { .. } => self.value_form(expr)?,
+            Expr::Exists { subquery, negated } => {
+                let not = if *negated { "NOT " } else { "" };
+                format!("{not}EXISTS ({})", self.subquery(subquery)?)
+            }
+            Expr::Subquery(query) => format!("({})", self.subquery(query)?),
+            Expr::SimilarTo { .. } => {
+                return Err("SIMILAR TO is not allowed; use ~ with a regular expression".into());
+            }
+            Expr::Collate { .. } => return Err(not_allowed("COLLATE")),
+            Expr::Tuple(_) => return Err(not_allowed("a row value (a, b)")),
+            Expr::Wildcard(_) | Expr::QualifiedWildcard(..) => return Err(not_allowed("*")),
+            Expr::Position { .. } | Expr::Trim { .. } | Expr::Overlay { .. } => {
+                return Err(not_allowed(
+                    "POSITION/TRIM/OVERLAY syntax (write strpos(), btrim() or overlay() as functions)",
+                ));
+            }
+            other => return Err(not_allowed(&describe(other))),
+        })
+    }
+
+    /// Comparisons that are not plain binary operators: IS DISTINCT FROM, IN, BETWEEN,
+    /// LIKE, ANY and ALL; each records the operator PostgreSQL will use for it.
+    fn comparison(&mut self, expr: &Expr) -> Printed {
+        Ok(match expr {
             Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
                 self.operator("=", OperatorKind::Infix);
                 let not = if matches!(expr, Expr::IsNotDistinctFrom(..)) {
@@ -430,6 +474,14 @@ impl Printer {
                     self.array_or_subquery(right)?
                 )
             }
+            other => return Err(not_allowed(&describe(other))),
+        })
+    }
+
+    /// Casts, typed literals, intervals, CASE, array values and the calls PostgreSQL
+    /// writes with keywords (EXTRACT, substring(...), ...).
+    fn value_form(&mut self, expr: &Expr) -> Printed {
+        Ok(match expr {
             Expr::Cast {
                 kind,
                 expr: e,
@@ -516,7 +568,6 @@ impl Printer {
                 text.push_str(" END");
                 text
             }
-            Expr::Function(function) => self.call(function)?,
             Expr::Extract { field, expr: e, .. } => {
                 let field = datetime_field(field)?;
                 self.function(None, "extract", 2);
@@ -581,22 +632,6 @@ impl Printer {
                     }
                 }
                 text
-            }
-            Expr::Exists { subquery, negated } => {
-                let not = if *negated { "NOT " } else { "" };
-                format!("{not}EXISTS ({})", self.subquery(subquery)?)
-            }
-            Expr::Subquery(query) => format!("({})", self.subquery(query)?),
-            Expr::SimilarTo { .. } => {
-                return Err("SIMILAR TO is not allowed; use ~ with a regular expression".into());
-            }
-            Expr::Collate { .. } => return Err(not_allowed("COLLATE")),
-            Expr::Tuple(_) => return Err(not_allowed("a row value (a, b)")),
-            Expr::Wildcard(_) | Expr::QualifiedWildcard(..) => return Err(not_allowed("*")),
-            Expr::Position { .. } | Expr::Trim { .. } | Expr::Overlay { .. } => {
-                return Err(not_allowed(
-                    "POSITION/TRIM/OVERLAY syntax (write strpos(), btrim() or overlay() as functions)",
-                ));
             }
             other => return Err(not_allowed(&describe(other))),
         })
