@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 pub use crate::policy::ident::{Ident, QualifiedName};
 pub use crate::policy::interval::Interval;
+pub use crate::policy::where_clause::Condition;
 pub use crate::policy::yaml::Pos;
 
 /// pg_partman major version the SQL is compiled for.
@@ -177,8 +178,11 @@ pub struct Retention {
 #[derive(Debug, Clone, Serialize)]
 pub struct DeleteRule {
     pub name: Ident,
-    /// One SQL boolean expression, checked to be exactly that (see policy::where_clause).
-    pub where_sql: String,
+    /// The rule's `where`, parsed, checked and printed canonically (see
+    /// policy::where_clause); later stages use its canonical text, never the policy's.
+    /// Serialised under its first name, so policy hashes do not change with the field's.
+    #[serde(rename = "where_sql")]
+    pub condition: Condition,
     pub older_than: Option<Interval>,
     /// Time column for `older_than`: the rule's own `column`, else partitioning.column.
     pub column: Option<Ident>,
@@ -247,7 +251,7 @@ impl RuleFingerprint {
     pub fn of(rule: &DeleteRule) -> RuleFingerprint {
         RuleFingerprint {
             name: rule.name.to_string(),
-            condition: rule.where_sql.clone(),
+            condition: rule.condition.canonical.clone(),
             time_column: rule
                 .older_than
                 .and(rule.column.as_ref())

@@ -507,7 +507,7 @@ impl Renderer {
             .map(|rule| {
                 context! {
                     name => rule.name.as_str(),
-                    where_sql => rule.where_sql.clone(),
+                    condition => rule.condition.canonical.clone(),
                     older_than => rule.older_than.map(|i| i.to_string()),
                     column => rule.column.as_ref().map(|c| c.as_str().to_string()),
                     batch_size => rule.batch_size,

@@ -223,11 +223,18 @@ fn without_pg_cron_only_the_schedule_statements_fail() {
         let text = std::fs::read_to_string(file).unwrap();
         let output = db.psql_output(&["-q", "-f", file.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        // The statement after the banner `-- N. pg_cron schedule [schedule]`.
-        let schedule_line = text
-            .lines()
+        // psql names the last line of the statement after the banner
+        // `-- N. pg_cron schedule [schedule]` (a DO block ending in `$retentionc$;`).
+        let lines: Vec<&str> = text.lines().collect();
+        let schedule_line = lines
+            .iter()
             .position(|l| l.ends_with(". pg_cron schedule [schedule]"))
-            .map(|i| i + 2);
+            .and_then(|banner| {
+                lines[banner..]
+                    .iter()
+                    .position(|l| *l == "$retentionc$;")
+                    .map(|end| banner + end + 1)
+            });
         match schedule_line {
             None => assert!(output.status.success(), "{}: {stderr}", file.display()),
             Some(line) => {

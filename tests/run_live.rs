@@ -498,9 +498,13 @@ async fn slow_prune_running(
         &format!("INSERT INTO public.sessions (last_seen_at, revoked) SELECT now() - interval '3 days', {revoked} FROM generate_series(1, {rows}) n"),
         "-c",
         "VACUUM ANALYZE public.sessions",
+        // A condition may not call pg_sleep; a STABLE function of the row's id may, and is
+        // evaluated for every row.
+        "-c",
+        "CREATE FUNCTION public.slowly_true(bigint) RETURNS boolean STABLE LANGUAGE plpgsql AS 'BEGIN PERFORM pg_sleep(0.001); RETURN true; END'",
     ]);
     let matching = revoked_count(db);
-    let slow = "table: public.sessions\ndeletes:\n  - name: revoked\n    where: \"revoked AND pg_sleep(0.001)::text = ''\"\n    older_than: 1 day\n    column: last_seen_at\n    batch_size: 50\n";
+    let slow = "table: public.sessions\ndeletes:\n  - name: revoked\n    where: \"revoked AND public.slowly_true(id)\"\n    older_than: 1 day\n    column: last_seen_at\n    batch_size: 50\n";
     let project = Project::install(db, &[("sessions.yaml", slow)]);
     let child = project
         .command(&["run"])

@@ -144,6 +144,7 @@ pub mod checks;
 pub mod diff;
 pub mod format;
 pub mod impact;
+pub mod volatility;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -218,7 +219,9 @@ async fn plan_in<C: GenericClient + Sync>(
 ) -> Result<(Plan, Live)> {
     let mut live = catalog::read_live(client, &project.config, &policy_tables(project)).await?;
     // Checks first: an EXPLAIN over a missing table or column would only fail less clearly.
-    let errors = checks::check(project, &live);
+    let mut errors = checks::check(project, &live);
+    // Before any EXPLAIN: planning a condition may already evaluate what it calls.
+    errors.extend(volatility::check(client, project).await?);
     if !errors.is_empty() {
         return Err(PolicyErrors(errors).into());
     }
@@ -248,9 +251,9 @@ async fn estimate_rules<C: GenericClient + Sync>(
             .find(|(_, r)| r.name.as_str() == wanted.rule)
             .expect("rule exists");
         let mut sql = format!(
-            "EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE ({})",
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}",
             policy.table.quoted(),
-            rule.where_sql
+            rule.condition.parenthesized()
         );
         let older_than = rule.older_than.map(|i| i.to_string());
         if let (Some(_), Some(column)) = (&older_than, &rule.column) {

@@ -9,7 +9,7 @@ use crate::model::{
 use crate::policy::ident::{Ident, QualifiedName};
 use crate::policy::interval::{Interval, parse_interval};
 use crate::policy::reader::{Fields, Reader};
-use crate::policy::where_clause::check_where;
+use crate::policy::where_clause::parse_condition;
 use crate::policy::yaml::{Node, Value};
 
 const POLICY_KEYS: [&str; 6] = [
@@ -369,7 +369,7 @@ fn parse_delete_rule(
                 rule_name,
             )
         });
-    let where_sql = reader
+    let condition = reader
         .require(
             &fields,
             "where",
@@ -380,7 +380,7 @@ fn parse_delete_rule(
                 n,
                 &fields.path_of("where"),
                 "one SQL boolean expression",
-                check_where,
+                parse_condition,
             )
         });
     let older_than = match fields.get("older_than") {
@@ -409,7 +409,7 @@ fn parse_delete_rule(
     }
     Some(DeleteRule {
         name: name?,
-        where_sql: where_sql?,
+        condition: condition?,
         older_than: older_than?,
         column,
         batch_size: batch_size?,

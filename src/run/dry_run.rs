@@ -184,12 +184,12 @@ pub fn rule_condition(policy: &Policy, rule: &DeleteRule) -> String {
         .or(policy.partitioning.as_ref().map(|p| &p.column));
     match (&rule.older_than, column) {
         (Some(older_than), Some(column)) => format!(
-            "{} < now() - {}::interval AND ({})",
+            "{} < now() - {}::interval AND {}",
             quote_ident(column.as_str()),
             quote_literal(&older_than.to_string()),
-            rule.where_sql
+            rule.condition.parenthesized()
         ),
-        _ => format!("({})", rule.where_sql),
+        _ => rule.condition.parenthesized(),
     }
 }
 
