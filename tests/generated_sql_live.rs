@@ -244,7 +244,7 @@ fn without_pg_cron_only_the_schedule_statements_fail() {
                     file.display()
                 );
                 let expected = format!(
-                    "psql:{}:{line}: ERROR:  the schedule of public.",
+                    "psql:{}:{line}: ERROR:  the schedule of ",
                     file.display()
                 );
                 assert!(
