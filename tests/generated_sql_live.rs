@@ -289,6 +289,6 @@ fn without_pg_cron_only_the_schedule_statements_fail() {
     );
     assert_eq!(
         db.scalar("SELECT string_agg(proname, ' ' ORDER BY proname) FROM pg_proc WHERE pronamespace = 'retention'::regnamespace"),
-        "delete_in_batches maintain prune_app_logs prune_changes prune_notes prune_user_sessions"
+        "cron_jobs delete_in_batches lock_holders maintain prune_app_logs prune_changes prune_notes prune_user_sessions"
     );
 }
