@@ -575,7 +575,7 @@ async fn schedules_are_added_changed_and_removed() {
         };
         assert_eq!(
             job(),
-            "0 0 1 1 * SELECT \"retention\".\"maintain\"('public.events')",
+            "0 0 1 1 * SELECT \"retention\".\"maintain\"('public.events', 'UTC')",
             "{partman}"
         );
         let writer = Writer::start(&db, TABLE).await;

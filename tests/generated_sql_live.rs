@@ -243,10 +243,7 @@ fn without_pg_cron_only_the_schedule_statements_fail() {
                     "{}: ran without pg_cron",
                     file.display()
                 );
-                let expected = format!(
-                    "psql:{}:{line}: ERROR:  the schedule of ",
-                    file.display()
-                );
+                let expected = format!("psql:{}:{line}: ERROR:  the schedule of ", file.display());
                 assert!(
                     stderr.contains(&expected),
                     "{}: expected {expected:?} in\n{stderr}",

@@ -7,6 +7,7 @@ use plan_support::*;
 use retentionc::catalog::Extension;
 use retentionc::plan::{ChangeKind, Plan, RuleEstimates, diff};
 use retentionc::policy::error::PolicyErrors;
+use retentionc::render::Renderer;
 
 #[test]
 fn an_empty_database_gets_everything_created() {
@@ -614,4 +615,70 @@ fn removing_a_delete_only_policy_leaves_a_retention_retentionc_never_set() {
         .collect();
     assert_eq!(keys, ["prune"]);
     assert!(plan.changes[0].settings.is_empty());
+}
+
+/// What a plan decides about data: which changes destroy data, and which rules would
+/// delete rows the live rules keep.
+fn classification(plan: &Plan) -> Vec<(String, bool, Vec<String>)> {
+    plan.changes
+        .iter()
+        .filter(|c| c.destructive || c.impact.is_some())
+        .map(|c| {
+            let rules = c
+                .impact
+                .as_ref()
+                .map(|i| i.rules.iter().map(|r| r.rule.clone()).collect())
+                .unwrap_or_default();
+            (c.table.clone(), c.destructive, rules)
+        })
+        .collect()
+}
+
+#[test]
+fn a_comment_reworded_in_a_template_changes_no_plans_classification() {
+    let shipped = Renderer::new();
+    let prune = shipped.template_source("prune_body.sql.j2").unwrap();
+    assert!(prune.contains("-- Rule {{ rule.name }}:"));
+    let reworded = Renderer::new().with_template_source(
+        "prune_body.sql.j2",
+        prune
+            .replace(
+                "-- Rule {{ rule.name }}:",
+                "-- Deletes, as rule {{ rule.name }}:",
+            )
+            .replace("-- Cutoffs are fixed", "-- Every cutoff is fixed"),
+    );
+    let logs_with = |rule: &str| LOGS.replace("schedule:", &format!("{rule}schedule:"));
+    let relaxed = LOGS.replace("older_than: 1 hour", "older_than: 2 hours");
+    let stricter = LOGS.replace("older_than: 1 hour", "older_than: 30 minutes");
+    let batch = LOGS.replace(
+        "older_than: 1 hour",
+        "older_than: 1 hour\n    batch_size: 10",
+    );
+    let new_rule = logs_with("  - name: health_checks\n    where: \"path = '/healthz'\"\n");
+    let scenarios: [(&str, &str, &str); 5] = [
+        ("unchanged", LOGS, LOGS),
+        ("relaxed", LOGS, &relaxed),
+        ("stricter", LOGS, &stricter),
+        ("batch size", LOGS, &batch),
+        ("new rule", LOGS, &new_rule),
+    ];
+    let mut stricter_seen = 0;
+    for (what, before, after) in scenarios {
+        let live = applied_live(&project(&[before]));
+        let after = project(&[after]);
+        let estimates = RuleEstimates::new();
+        let as_shipped = retentionc::plan::diff::diff_with(&after, &live, &estimates, &shipped)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let as_reworded = retentionc::plan::diff::diff_with(&after, &live, &estimates, &reworded)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            classification(&as_shipped),
+            classification(&as_reworded),
+            "{what}"
+        );
+        stricter_seen += classification(&as_shipped).len();
+    }
+    // The stricter rule and the new rule were classified destructive both ways.
+    assert_eq!(stricter_seen, 2);
 }

@@ -577,13 +577,17 @@ fn slow_sessions(db: &TestDb) -> (TestProject, Relay) {
         "INSERT INTO public.sessions (last_seen_at, revoked) SELECT now() - interval '3 days', n % 2 = 0 FROM generate_series(1, 6000) n",
         "-c",
         "VACUUM ANALYZE public.sessions",
+        // A condition may not call pg_sleep; a STABLE function of the row may, and is
+        // evaluated for every row.
+        "-c",
+        "CREATE FUNCTION public.slowly_true(bigint) RETURNS boolean STABLE LANGUAGE plpgsql AS 'BEGIN PERFORM pg_sleep(0.001); RETURN true; END'",
     ]);
     let relay = Relay::start(db);
     let project = TestProject::for_db(db)
         .config("lock_timeout: 2s")
         .policy(
             "sessions",
-            "table: public.sessions\ndeletes:\n  - name: revoked\n    where: \"revoked AND pg_sleep(0.001)::text = ''\"\n    older_than: 1 day\n    column: last_seen_at\n    batch_size: 50\n",
+            "table: public.sessions\ndeletes:\n  - name: revoked\n    where: \"revoked AND public.slowly_true(id)\"\n    older_than: 1 day\n    column: last_seen_at\n    batch_size: 50\n",
         )
         .compiled();
     apply(&project);
