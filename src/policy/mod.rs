@@ -8,6 +8,7 @@ pub mod ident;
 pub mod interval;
 pub mod parse;
 pub mod reader;
+pub mod source;
 pub mod suggest;
 pub mod where_clause;
 pub mod yaml;
@@ -152,11 +153,7 @@ fn cross_error(root: &Path, policy: &Policy, key: &str, message: String) -> Poli
     // source.file is shown relative to the project root, not to the working directory.
     let line_text = std::fs::read_to_string(root.join(&policy.source.file))
         .ok()
-        .and_then(|t| {
-            t.lines()
-                .nth(pos.line.saturating_sub(1) as usize)
-                .map(str::to_string)
-        });
+        .and_then(|t| error::source_line(&t, pos.line).map(str::to_string));
     PolicyError {
         file: policy.source.file.clone(),
         pos,

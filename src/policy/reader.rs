@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::policy::error::PolicyError;
+use crate::policy::error::{PolicyError, source_line};
 use crate::policy::suggest;
 use crate::policy::yaml::{Key, Node, Pos, Value};
 
@@ -78,11 +78,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn error(&mut self, pos: Pos, key: &str, message: impl Into<String>) {
-        let line_text = self
-            .text
-            .lines()
-            .nth(pos.line.saturating_sub(1) as usize)
-            .map(|l| l.trim_end().to_string());
+        let line_text = source_line(self.text, pos.line).map(str::to_string);
         self.errors.push(PolicyError {
             file: self.file.clone(),
             pos,

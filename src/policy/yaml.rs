@@ -77,12 +77,38 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// Deepest nesting of mappings and lists read; a policy needs four levels.
+pub const MAX_DEPTH: usize = 32;
+/// Most YAML nodes in one file (a policy has a few dozen).
+pub const MAX_NODES: usize = 20_000;
+/// Most events that aliases (`*name`) may replay in one file: a small policy repeated by
+/// aliases stays far below it, an alias bomb ("billion laughs") stops at it.
+pub const MAX_ALIAS_REPLAY: usize = 10_000;
+
 /// Parses every YAML document in `text`. Empty documents are skipped.
+///
+/// YAML is read as 1.2: only `true`/`false` are booleans (`yes`, `on`, `y` stay text, so a
+/// boolean key can refuse them with a hint), and tags (`!!python/object`, `!custom`,
+/// even `!!str`) are refused: a policy says what it means in plain values. Budgets bound
+/// the work a hostile file can cause: nesting depth, node count, alias replay.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
     let mut options = serde_saphyr::Options::default();
     // A repeated key is a mistake in a reviewed policy, never an override.
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
     options.with_snippet = false;
+    options.strict_booleans = true;
+    options.reject_unsupported_tags = true;
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_reader_input_bytes = Some(crate::policy::source::MAX_FILE_BYTES as usize);
+    budget.max_total_scalar_bytes = crate::policy::source::MAX_FILE_BYTES as usize;
+    budget.max_depth = MAX_DEPTH;
+    budget.max_nodes = MAX_NODES;
+    budget.max_events = 5 * MAX_NODES;
+    budget.max_aliases = 1_000;
+    budget.max_anchors = 1_000;
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = MAX_ALIAS_REPLAY;
+    options.alias_limits.max_replay_stack_depth = MAX_DEPTH;
     let docs: Vec<Option<Node>> = serde_saphyr::from_str_multiple_with_options::<
         Option<Node>,
         Vec<Option<Node>>,
@@ -96,6 +122,8 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
             })
             .unwrap_or_default();
         SyntaxError {
+            // The library may not know a place (an error at the end of input); the
+            // caller clamps it into the text.
             pos,
             message: first_line(&err.to_string()),
         }
@@ -115,6 +143,26 @@ fn first_line(message: &str) -> String {
         None => line,
     };
     // Say it in the user's terms, not the library's (which suggests changing its options).
+    if line.starts_with("budget breached: Depth") || line.contains("recursion limit exceeded") {
+        return format!(
+            "mappings and lists nest deeper than {MAX_DEPTH} levels; a policy needs four"
+        );
+    }
+    if line.contains("alias replay limit exceeded") || line.starts_with("budget breached: Nodes")
+        || line.starts_with("budget breached: Events")
+    {
+        return format!(
+            "the file expands to more than {MAX_NODES} values (aliases repeating aliases?); a policy needs a few dozen"
+        );
+    }
+    if line.starts_with("budget breached") {
+        return format!("the file is too large or complex to be a policy ({line})");
+    }
+    if let Some(tag) = line.strip_prefix("unsupported tag ") {
+        return format!(
+            "the tag {tag} is not allowed; write plain values (policies use no YAML tags)"
+        );
+    }
     if let Some(rest) = line.strip_prefix("duplicate mapping key: ") {
         let key = rest
             .split(", set DuplicateKeyPolicy")
@@ -129,13 +177,18 @@ fn first_line(message: &str) -> String {
 
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let spanned = Spanned::<Value>::deserialize(deserializer)?;
+        let spanned = Spanned::<serde_saphyr::Tagged<Value>>::deserialize(deserializer)?;
+        if let Some(tag) = spanned.value.1 {
+            // Known tags too (`!!str`, `!!binary`): a reviewer reads the plain value.
+            let tag = tag.replace("tag:yaml.org,2002:", "!!");
+            return Err(de::Error::custom(format!("unsupported tag `{tag}`")));
+        }
         Ok(Node {
             pos: Pos {
                 line: spanned.referenced.line(),
                 column: spanned.referenced.column(),
             },
-            value: spanned.value,
+            value: spanned.value.0,
         })
     }
 }
