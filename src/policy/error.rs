@@ -73,10 +73,14 @@ impl std::error::Error for PolicyErrors {}
 
 /// Line `line` (1-based) of `text`, without its line break. Lines end where YAML ends
 /// them: at `\n`, `\r\n` or a lone `\r`, so the line shown is the line the parser counted.
+/// The empty end after a final line break is no line, as for `str::lines`.
 pub fn source_line(text: &str, line: u64) -> Option<&str> {
     let mut rest = text;
     let mut number = 1;
     loop {
+        if rest.is_empty() {
+            return None;
+        }
         let end = rest.find(['\n', '\r']).unwrap_or(rest.len());
         if number == line {
             return Some(rest[..end].trim_end());
@@ -84,10 +88,20 @@ pub fn source_line(text: &str, line: u64) -> Option<&str> {
         if end == rest.len() {
             return None;
         }
-        let break_len = if rest[end..].starts_with("\r\n") { 2 } else { 1 };
+        let break_len = if rest[end..].starts_with("\r\n") {
+            2
+        } else {
+            1
+        };
         rest = &rest[end + break_len..];
         number += 1;
     }
+}
+
+/// How many lines `text` has, counted as `source_line` counts them (at least 1).
+pub fn line_count(text: &str) -> u64 {
+    let breaks = text.matches(['\n', '\r']).count() - text.matches("\r\n").count();
+    breaks as u64 + 1
 }
 
 /// Text as it may be shown: secrets masked, control characters escaped, at most
@@ -224,7 +238,9 @@ fn url_passwords(chars: &[char], ranges: &mut Vec<std::ops::Range<usize>>) {
             // The authority ends at the first '/', whitespace or quote; the last '@' in it
             // ends the user information.
             let end = (start..chars.len())
-                .find(|&j| matches!(chars[j], '/' | '?' | '#' | '"' | '\'') || chars[j].is_whitespace())
+                .find(|&j| {
+                    matches!(chars[j], '/' | '?' | '#' | '"' | '\'') || chars[j].is_whitespace()
+                })
                 .unwrap_or(chars.len());
             if let Some(at) = (start..end).rev().find(|&j| chars[j] == '@')
                 && let Some(colon) = (start..at).find(|&j| chars[j] == ':')
@@ -311,7 +327,10 @@ mod tests {
     fn url_passwords_and_secret_values_are_masked() {
         for (text, hidden) in [
             ("DATABASE_URL=postgres://app:s3cr3t@db:5432/app", "s3cr3t"),
-            ("url: \"postgresql://u:p%40ss@h/db?sslmode=require\"", "p%40ss"),
+            (
+                "url: \"postgresql://u:p%40ss@h/db?sslmode=require\"",
+                "p%40ss",
+            ),
             ("host=db password=s3cr3t user=app", "s3cr3t"),
             ("PGPASSWORD=s3cr3t", "s3cr3t"),
             ("export PGPASSWORD='two words'", "two words"),
@@ -323,7 +342,10 @@ mod tests {
             assert!(!out.contains(hidden), "{text} -> {out}");
             assert!(out.contains("***"), "{text} -> {out}");
         }
-        assert_eq!(shown("postgres://app@db/app", 1000), "postgres://app@db/app");
+        assert_eq!(
+            shown("postgres://app@db/app", 1000),
+            "postgres://app@db/app"
+        );
         assert_eq!(shown("table: public.events", 1000), "table: public.events");
     }
 
@@ -336,7 +358,9 @@ mod tests {
         let caret = lines[2].find('^').unwrap();
         // Column 9 is the '[' after the escape character.
         assert_eq!(&lines[1][caret..caret + 1], "[", "{out}");
-        for c in ['\u{0}', '\u{7f}', '\u{85}', '\u{9b}', '\u{2028}', '\u{202e}', '\u{feff}'] {
+        for c in [
+            '\u{0}', '\u{7f}', '\u{85}', '\u{9b}', '\u{2028}', '\u{202e}', '\u{feff}',
+        ] {
             let out = error(&format!("a{c}b"), 1);
             assert!(!out.contains(c), "{c:?}: {out:?}");
         }
@@ -347,7 +371,10 @@ mod tests {
         let line = format!("where: \"{}x{}\"", "a".repeat(5000), "b".repeat(5000));
         let out = error(&line, 5009);
         let shown_line = out.lines().nth(1).unwrap();
-        assert!(shown_line.chars().count() < MAX_SHOWN_LINE_CHARS + 20, "{out}");
+        assert!(
+            shown_line.chars().count() < MAX_SHOWN_LINE_CHARS + 20,
+            "{out}"
+        );
         let caret_line = out.lines().nth(2).unwrap();
         let caret = caret_line.chars().count() - 1;
         assert_eq!(shown_line.chars().nth(caret), Some('x'), "{out}");
@@ -362,6 +389,10 @@ mod tests {
         assert_eq!(source_line(text, 3), Some("c: 3"));
         assert_eq!(source_line(text, 4), Some("d: 4"));
         assert_eq!(source_line(text, 5), None);
-        assert_eq!(source_line("", 1), Some(""));
+        assert_eq!(source_line("", 1), None);
+        assert_eq!(source_line("a\n\nb", 2), Some(""));
+        assert_eq!(line_count(text), 4);
+        assert_eq!(line_count("a\n"), 2);
+        assert_eq!(source_line("a\n", 2), None);
     }
 }

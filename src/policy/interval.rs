@@ -162,7 +162,9 @@ impl Unit {
             Unit::Minute => {
                 interval.micros = interval.micros.checked_add(micros(MICROS_PER_MINUTE)?)?
             }
-            Unit::Hour => interval.micros = interval.micros.checked_add(micros(MICROS_PER_HOUR)?)?,
+            Unit::Hour => {
+                interval.micros = interval.micros.checked_add(micros(MICROS_PER_HOUR)?)?
+            }
             Unit::Day => interval.days = interval.days.checked_add(count)?,
             Unit::Week => interval.days = interval.days.checked_add(count.checked_mul(7)?)?,
             Unit::Month => interval.months = interval.months.checked_add(count)?,
@@ -259,7 +261,9 @@ pub fn parse_interval(text: &str) -> Result<Interval, IntervalError> {
     if trimmed.starts_with('P') {
         return parse_iso8601(trimmed);
     }
-    if trimmed.starts_with('p') && trimmed[1..].starts_with(|c: char| c.is_ascii_digit() || c == 'T') {
+    if trimmed.starts_with('p')
+        && trimmed[1..].starts_with(|c: char| c.is_ascii_digit() || c == 'T')
+    {
         return Err(IntervalError(format!(
             "\"{trimmed}\" starts with a lower-case p; ISO 8601 durations start with P, as in \"{}\"",
             trimmed.to_ascii_uppercase()
@@ -429,7 +433,12 @@ fn parse_iso8601(text: &str) -> Result<Interval, IntervalError> {
     }
     let mut interval = Interval::default();
     let too_large = || IntervalError(format!("\"{text}\" is too large for an interval"));
-    let date_units = [('Y', Unit::Year), ('M', Unit::Month), ('W', Unit::Week), ('D', Unit::Day)];
+    let date_units = [
+        ('Y', Unit::Year),
+        ('M', Unit::Month),
+        ('W', Unit::Week),
+        ('D', Unit::Day),
+    ];
     let mut next = 0;
     for (number, designator) in designators(date_part).ok_or_else(bad)? {
         let at = date_units[next..]
@@ -438,7 +447,10 @@ fn parse_iso8601(text: &str) -> Result<Interval, IntervalError> {
             .ok_or_else(bad)?;
         next += at + 1;
         let count = whole(number).ok_or_else(bad)?;
-        date_units[next - 1].1.add(&mut interval, count).ok_or_else(too_large)?;
+        date_units[next - 1]
+            .1
+            .add(&mut interval, count)
+            .ok_or_else(too_large)?;
     }
     if let Some(time) = time_part {
         let time_units = [('H', Unit::Hour), ('M', Unit::Minute), ('S', Unit::Second)];
@@ -454,7 +466,10 @@ fn parse_iso8601(text: &str) -> Result<Interval, IntervalError> {
                 interval.micros = interval.micros.checked_add(micros).ok_or_else(too_large)?;
             } else {
                 let count = whole(number).ok_or_else(bad)?;
-                time_units[next - 1].1.add(&mut interval, count).ok_or_else(too_large)?;
+                time_units[next - 1]
+                    .1
+                    .add(&mut interval, count)
+                    .ok_or_else(too_large)?;
             }
         }
     }
@@ -480,7 +495,9 @@ fn seconds_as_micros(number: &str) -> Option<i64> {
     } else {
         whole(fraction)? * 10_i64.pow(6 - fraction.len() as u32)
     };
-    seconds.checked_mul(MICROS_PER_SECOND)?.checked_add(fraction_micros)
+    seconds
+        .checked_mul(MICROS_PER_SECOND)?
+        .checked_add(fraction_micros)
 }
 
 /// Splits `1Y2M` into [("1",'Y'), ("2",'M')]; None if the shape is wrong.
@@ -516,8 +533,16 @@ pub struct IntervalBounds {
 /// PostgreSQL's interval and timestamp ranges, so `now() - keep` and `now() + premake *
 /// interval` stay valid timestamps).
 pub const POLICY_INTERVAL_BOUNDS: IntervalBounds = IntervalBounds {
-    min: Interval { months: 0, days: 0, micros: MICROS_PER_SECOND },
-    max: Interval { months: 1200, days: 0, micros: 0 },
+    min: Interval {
+        months: 0,
+        days: 0,
+        micros: MICROS_PER_SECOND,
+    },
+    max: Interval {
+        months: 1200,
+        days: 0,
+        micros: 0,
+    },
 };
 
 /// The day every calendar length is measured from: 1970-01-01 00:00.
@@ -575,16 +600,27 @@ pub fn parse_bounded(text: &str, bounds: &IntervalBounds) -> Result<Interval, St
     let interval = match parse_interval(text) {
         Ok(interval) => interval,
         Err(e) if e.0.contains("too large") => {
-            return Err(format!("expected at most {}, found \"{}\"", longest(), text.trim()));
+            return Err(format!(
+                "expected at most {}, found \"{}\"",
+                longest(),
+                text.trim()
+            ));
         }
         Err(e) => return Err(format!("expected an interval such as \"30 days\": {}", e.0)),
     };
     if interval.comparable() < bounds.min.comparable() {
-        let what = if interval.is_positive() { "at least" } else { "an interval of at least" };
-        return Err(format!("expected {what} {}, found \"{}\"", bounds.min, text.trim()));
+        return Err(format!(
+            "expected at least {}, found \"{}\"",
+            bounds.min,
+            text.trim()
+        ));
     }
     if !interval.fits_within(&bounds.max) {
-        return Err(format!("expected at most {}, found \"{}\"", longest(), text.trim()));
+        return Err(format!(
+            "expected at most {}, found \"{}\"",
+            longest(),
+            text.trim()
+        ));
     }
     Ok(interval)
 }
@@ -781,9 +817,18 @@ mod tests {
         assert!(parse_bounded("100 years", &bounds).is_ok());
         assert!(parse_bounded("1200 months", &bounds).is_ok());
         assert!(parse_bounded("36525 days", &bounds).is_ok());
-        for text in ["100 years 1 second", "1201 months", "36526 days", "99999999999 years", "99999999999999999999 years"] {
+        for text in [
+            "100 years 1 second",
+            "1201 months",
+            "36526 days",
+            "99999999999 years",
+            "99999999999999999999 years",
+        ] {
             let err = parse_bounded(text, &bounds).unwrap_err();
-            assert!(err.starts_with("expected at most 100 years (36525 days)"), "{text}: {err}");
+            assert!(
+                err.starts_with("expected at most 100 years (36525 days)"),
+                "{text}: {err}"
+            );
         }
         let err = parse_bounded("999 milliseconds", &bounds).unwrap_err();
         assert!(err.starts_with("expected at least 1 second"), "{err}");

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::policy::error::{PolicyError, source_line};
+use crate::policy::error::{PolicyError, line_count, source_line};
 use crate::policy::suggest;
 use crate::policy::yaml::{Key, Node, Pos, Value};
 
@@ -78,6 +78,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn error(&mut self, pos: Pos, key: &str, message: impl Into<String>) {
+        let pos = self.clamp(pos);
         let line_text = source_line(self.text, pos.line).map(str::to_string);
         self.errors.push(PolicyError {
             file: self.file.clone(),
@@ -86,6 +87,16 @@ impl<'a> Reader<'a> {
             message: message.into(),
             line_text,
         });
+    }
+
+    /// `pos` moved inside the text: a parser may report no place (0:0) or the end of input.
+    fn clamp(&self, pos: Pos) -> Pos {
+        let line = pos.line.clamp(1, line_count(self.text));
+        let length = source_line(self.text, line).map_or(0, |l| l.chars().count()) as u64;
+        Pos {
+            line,
+            column: pos.column.clamp(1, length + 1),
+        }
     }
 
     /// The node as a mapping with only `allowed` keys; reports others with a suggestion.
@@ -183,6 +194,17 @@ impl<'a> Reader<'a> {
     pub fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
         match &node.value {
             Value::Bool(b) => Some(*b),
+            Value::Str(s)
+                if ["y", "yes", "n", "no", "on", "off"]
+                    .contains(&s.to_ascii_lowercase().as_str()) =>
+            {
+                self.error(
+                    node.pos,
+                    path,
+                    format!("expected true or false, found \"{s}\"; YAML 1.1 spellings (yes/no, on/off, y/n) are not booleans in a policy: write true or false"),
+                );
+                None
+            }
             other => {
                 self.error(
                     node.pos,

@@ -101,7 +101,8 @@ pub fn decode_text(bytes: &[u8]) -> Result<String, TextError> {
             let pos = position_after(&text[..offset]);
             let name = match c {
                 '\0' => "a NUL byte".to_string(),
-                '\u{1b}' => "an escape character (U+001B, which starts terminal escape sequences)".to_string(),
+                '\u{1b}' => "an escape character (U+001B, which starts terminal escape sequences)"
+                    .to_string(),
                 _ => format!("the invisible or control character U+{:04X}", c as u32),
             };
             return Err(TextError {
@@ -181,7 +182,10 @@ pub fn resolve_inside(root: &Path, path: &Path) -> Result<PathBuf, String> {
     };
     let mut full = resolved;
     for part in missing.iter().rev() {
-        if part.components().any(|c| !matches!(c, Component::Normal(_))) {
+        if part
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+        {
             return Err(format!("{} leaves the project folder", path.display()));
         }
         full.push(part);

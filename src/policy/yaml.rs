@@ -148,7 +148,8 @@ fn first_line(message: &str) -> String {
             "mappings and lists nest deeper than {MAX_DEPTH} levels; a policy needs four"
         );
     }
-    if line.contains("alias replay limit exceeded") || line.starts_with("budget breached: Nodes")
+    if line.contains("alias replay limit exceeded")
+        || line.starts_with("budget breached: Nodes")
         || line.starts_with("budget breached: Events")
     {
         return format!(
