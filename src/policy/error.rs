@@ -166,23 +166,36 @@ fn render(text: &str) -> (String, Vec<usize>) {
             continue;
         }
         offsets.push(out_len);
-        let c = chars[i];
-        if is_unsafe_char(c) {
-            let escaped = match c {
-                '\t' => "\\t".to_string(),
-                '\n' => "\\n".to_string(),
-                '\r' => "\\r".to_string(),
-                _ => format!("\\u{{{:x}}}", c as u32),
-            };
-            out_len += escaped.chars().count();
-            out.push_str(&escaped);
-        } else {
-            out.push(c);
-            out_len += 1;
-        }
+        out_len += push_char(&mut out, chars[i]);
         i += 1;
     }
     (out, offsets)
+}
+
+/// `text` with every character `is_unsafe_char` names written as an escape (`\n`,
+/// `\u{1b}`); nothing masked or cut.
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        push_char(&mut out, c);
+    }
+    out
+}
+
+/// Pushes `c`, escaped when unsafe; returns how many characters were written.
+fn push_char(out: &mut String, c: char) -> usize {
+    if !is_unsafe_char(c) {
+        out.push(c);
+        return 1;
+    }
+    let escaped = match c {
+        '\t' => "\\t".to_string(),
+        '\n' => "\\n".to_string(),
+        '\r' => "\\r".to_string(),
+        _ => format!("\\u{{{:x}}}", c as u32),
+    };
+    out.push_str(&escaped);
+    escaped.chars().count()
 }
 
 /// Characters never written raw to a terminal: C0 and C1 controls and DEL (escape

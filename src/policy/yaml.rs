@@ -176,6 +176,68 @@ fn first_line(message: &str) -> String {
     line.to_string()
 }
 
+/// Text as a YAML scalar that reads back as exactly that string: plain when it is a
+/// plain name or interval (`created_at`, `30 days`), else double-quoted with every
+/// character YAML or a terminal could take for something else escaped (quotes,
+/// backslashes, line breaks including U+0085/U+2028/U+2029, control characters).
+pub fn scalar(text: &str) -> String {
+    if is_plain_safe(text) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            c if crate::policy::error::is_unsafe_char(c) || !is_yaml_printable(c) => {
+                out.push_str(&format!("\\U{:08x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// YAML 1.2's printable characters (c-printable), which may stand unescaped in a
+/// double-quoted scalar.
+fn is_yaml_printable(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+}
+
+/// Whether `text` may be written as a plain scalar: lower-case words of letters, digits,
+/// `_` and inner dots (`public.events`) separated by single spaces, that YAML reads as a
+/// string (not a number, a boolean or null, in YAML 1.1 or 1.2).
+fn is_plain_safe(text: &str) -> bool {
+    const RESERVED: [&str; 12] = [
+        "null", "true", "false", "yes", "no", "on", "off", "y", "n", "nan", "inf", "_",
+    ];
+    let words_ok = !text.is_empty()
+        && text.split(' ').all(|w| {
+            !w.is_empty()
+                && !w.starts_with('.')
+                && !w.ends_with('.')
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
+        });
+    let number_like = text.chars().all(|c| c.is_ascii_digit() || c == '_')
+        || text.starts_with(|c: char| c.is_ascii_digit()) && !text.contains(' ');
+    words_ok && !number_like && !RESERVED.contains(&text)
+}
+
+/// Text for one line of a YAML comment: line breaks and control characters are written
+/// as escapes (`\n`, `\u{2028}`), so the comment stays one line and adds no key.
+pub fn comment_text(text: &str) -> String {
+    crate::policy::error::escape_controls(text)
+}
+
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let spanned = Spanned::<serde_saphyr::Tagged<Value>>::deserialize(deserializer)?;
