@@ -166,14 +166,14 @@ pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, Po
 /// project's reviewers see. Reported at the key in retentionc.yaml when it is set there.
 fn check_folders(config: &Config, file: Option<(&Path, &str)>) -> Result<(), PolicyErrors> {
     let mut errors = Vec::new();
-    for (key, folder) in [
-        ("policies", config.policies_path()),
-        ("generated", config.generated_path()),
+    for (key, folder, written) in [
+        ("policies", config.policies_path(), &config.policies_dir),
+        ("generated", config.generated_path(), &config.generated_dir),
     ] {
         let Err(why) = resolve_inside(&config.root, &folder) else {
             continue;
         };
-        let message = format!("the {key} folder {}: {why}", folder.display());
+        let message = format!("the {key} folder \"{}\" {why}", written.display());
         match file {
             Some((path, text)) => {
                 let mut reader = Reader::new(path, text);

@@ -303,7 +303,9 @@ fn secret_values(chars: &[char], ranges: &mut Vec<std::ops::Range<usize>>) {
                     .find(|&k| chars[k] == quote)
                     .unwrap_or(chars.len()),
                 _ => (j..chars.len())
-                    .find(|&k| chars[k].is_whitespace() || matches!(chars[k], '&' | ';' | ','))
+                    .find(|&k| {
+                        chars[k].is_whitespace() || matches!(chars[k], '&' | ';' | ',' | '"' | '\'')
+                    })
                     .unwrap_or(chars.len()),
             };
             let value_start = if matches!(chars.get(j), Some('"' | '\'')) {
@@ -350,6 +352,7 @@ mod tests {
             ("password: hunter2", "hunter2"),
             ("{\"api_key\": \"abc123\"}", "abc123"),
             ("postgres://app:s3cr3t@db/app?password=other", "other"),
+            ("unknown key \"password=s3cr3t\"", "s3cr3t"),
         ] {
             let out = shown(text, 1000);
             assert!(!out.contains(hidden), "{text} -> {out}");
@@ -360,6 +363,7 @@ mod tests {
             "postgres://app@db/app"
         );
         assert_eq!(shown("table: public.events", 1000), "table: public.events");
+        assert_eq!(shown("\"password=s3cr3t\": 1", 1000), "\"password=***\": 1");
     }
 
     #[test]

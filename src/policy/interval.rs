@@ -316,6 +316,11 @@ fn parse_unit_pairs(text: &str) -> Result<Interval, IntervalError> {
                     "\"{text}\" is negative (\"ago\"); expected an interval longer than zero"
                 )));
             }
+            (Word::Unit(u), None) if u == text => {
+                return Err(IntervalError(format!(
+                    "\"{text}\" is not an interval; expected \"N unit\" pairs such as \"30 days\" or \"1 day 12 hours\""
+                )));
+            }
             (Word::Unit(u), None) => {
                 return Err(IntervalError(format!(
                     "\"{u}\" in \"{text}\" has no number before it; expected \"N unit\" pairs such as \"1 day 12 hours\""
@@ -593,6 +598,7 @@ pub fn parse_bounded(text: &str, bounds: &IntervalBounds) -> Result<Interval, St
         let days = bounds
             .max
             .calendar_days()
+            .filter(|_| bounds.max.months != 0)
             .map(|d| format!(" ({d} days)"))
             .unwrap_or_default();
         format!("{}{days}", bounds.max)

@@ -141,7 +141,9 @@ fn check_policy_shape(
     // A misspelt key ("retension") was already reported with its correction; saying the
     // key is missing as well would only send the reader looking for a second mistake.
     let present_or_misspelt = |key: &str| fields.has(key) || fields.was_misspelt(key);
-    if !present_or_misspelt("retention") && !present_or_misspelt("deletes") {
+    // An unknown key no suggestion matched may still be a mangled "retention".
+    if !present_or_misspelt("retention") && !present_or_misspelt("deletes") && !fields.had_unknown()
+    {
         reader.error(fields.pos(), "", "a policy needs at least one of \"retention\" or \"deletes\"; without them it would do nothing");
     }
     if let Some(node) = fields.get("retention")
@@ -290,6 +292,17 @@ pub fn parse_start(text: &str) -> Result<String, String> {
     let t = text.trim();
     let expected = "expected a date such as \"2026-01-01\" or a timestamp such as \"2026-01-01 00:00:00\" (an offset such as +00, +05:30 or Z may follow)";
     let bad = || format!("{expected}, found \"{text}\"");
+    let out_of_bounds = || {
+        format!(
+            "expected a start from {}-01-01 to {}-12-31, found \"{text}\"",
+            START_YEARS.start(),
+            START_YEARS.end()
+        )
+    };
+    let year_digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    if year_digits > 4 && t.as_bytes().get(year_digits) == Some(&b'-') {
+        return Err(out_of_bounds());
+    }
     let (date, rest) = t.split_at(t.len().min(10));
     let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
         .ok()
@@ -305,11 +318,7 @@ pub fn parse_start(text: &str) -> Result<String, String> {
     }
     let year = chrono::Datelike::year(&date);
     if !START_YEARS.contains(&year) {
-        return Err(format!(
-            "expected a start from {}-01-01 to {}-12-31, found \"{text}\"",
-            START_YEARS.start(),
-            START_YEARS.end()
-        ));
+        return Err(out_of_bounds());
     }
     Ok(t.to_string())
 }

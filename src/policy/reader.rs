@@ -25,6 +25,8 @@ pub struct Fields<'n> {
     pos: Pos,
     /// Allowed keys that an unknown key of this mapping was taken for ("did you mean").
     suggested: Vec<String>,
+    /// Whether the mapping had a key that is not allowed (reported already).
+    unknown: bool,
 }
 
 impl<'n> Fields<'n> {
@@ -52,6 +54,11 @@ impl<'n> Fields<'n> {
     /// then "missing key `name`" would only repeat that error.
     pub fn was_misspelt(&self, name: &str) -> bool {
         self.suggested.iter().any(|s| s == name)
+    }
+
+    /// Whether an unknown key was reported for this mapping.
+    pub fn had_unknown(&self) -> bool {
+        self.unknown
     }
 }
 
@@ -124,12 +131,14 @@ impl<'a> Reader<'a> {
         };
         let mut kept = Vec::new();
         let mut suggested = Vec::new();
+        let mut unknown = false;
         for (key, value) in entries {
             let key_path = join(path, &key.name);
             if allowed.contains(&key.name.as_str()) {
                 self.positions.insert(key_path, key.pos);
                 kept.push((key, value));
             } else {
+                unknown = true;
                 let hint = match suggest::nearest(&key.name, allowed) {
                     Some(near) => {
                         suggested.push(near.to_string());
@@ -149,6 +158,7 @@ impl<'a> Reader<'a> {
             entries: kept,
             pos: node.pos,
             suggested,
+            unknown,
         })
     }
 

@@ -164,13 +164,10 @@ pub fn resolve_inside(root: &Path, path: &Path) -> Result<PathBuf, String> {
             Ok(resolved) => break resolved,
             Err(_) => {
                 let Some(name) = existing.file_name().map(PathBuf::from) else {
-                    return Err(format!("{} leaves the project folder", path.display()));
+                    return Err("leaves the project folder".to_string());
                 };
                 if std::fs::symlink_metadata(&existing).is_ok() {
-                    return Err(format!(
-                        "{} is a symbolic link to a place that does not exist",
-                        path.display()
-                    ));
+                    return Err("is a symbolic link to a place that does not exist".to_string());
                 }
                 missing.push(name);
                 existing = match existing.parent() {
@@ -186,7 +183,7 @@ pub fn resolve_inside(root: &Path, path: &Path) -> Result<PathBuf, String> {
             .components()
             .any(|c| !matches!(c, Component::Normal(_)))
         {
-            return Err(format!("{} leaves the project folder", path.display()));
+            return Err("leaves the project folder".to_string());
         }
         full.push(part);
     }
@@ -194,9 +191,8 @@ pub fn resolve_inside(root: &Path, path: &Path) -> Result<PathBuf, String> {
         Ok(full)
     } else {
         Err(format!(
-            "leads outside the project folder (to {}); policy files, the policies folder and the generated folder must lie inside {} (symbolic links within it are fine)",
-            full.display(),
-            root.display()
+            "leads outside the project folder (to {}); policy files, the policies folder and the generated folder must lie inside the folder of retentionc.yaml (symbolic links within it are fine)",
+            full.display()
         ))
     }
 }

@@ -77,8 +77,10 @@ pub struct SyntaxError {
     pub message: String,
 }
 
-/// Deepest nesting of mappings and lists read; a policy needs four levels.
-pub const MAX_DEPTH: usize = 32;
+/// Deepest nesting of mappings and lists read; a policy needs four levels. Each level
+/// costs stack in the YAML library (tens of KiB in a debug build), so the limit also
+/// keeps a parse well inside a 2 MiB thread stack.
+pub const MAX_DEPTH: usize = 16;
 /// Most YAML nodes in one file (a policy has a few dozen).
 pub const MAX_NODES: usize = 20_000;
 /// Most events that aliases (`*name`) may replay in one file: a small policy repeated by
@@ -155,6 +157,9 @@ fn first_line(message: &str) -> String {
         return format!(
             "the file expands to more than {MAX_NODES} values (aliases repeating aliases?); a policy needs a few dozen"
         );
+    }
+    if line.starts_with("budget breached: Documents") {
+        return "the file holds more than 1024 YAML documents; split it".to_string();
     }
     if line.starts_with("budget breached") {
         return format!("the file is too large or complex to be a policy ({line})");
@@ -238,8 +243,39 @@ pub fn comment_text(text: &str) -> String {
     crate::policy::error::escape_controls(text)
 }
 
+thread_local! {
+    /// How deep the node being read is nested, so that recursion stops at `MAX_DEPTH`
+    /// whatever the parser's own limits (flow collections `[[[...` nest cheaply).
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One level of nesting, given back when the node is read (or fails).
+struct DepthGuard;
+
+impl DepthGuard {
+    fn enter() -> Option<DepthGuard> {
+        let depth = DEPTH.get() + 1;
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        DEPTH.set(depth);
+        Some(DepthGuard)
+    }
+}
+
+impl Drop for DepthGuard {
+    fn drop(&mut self) {
+        DEPTH.set(DEPTH.get() - 1);
+    }
+}
+
+const TOO_DEEP: &str = "recursion limit exceeded";
+
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Some(_depth) = DepthGuard::enter() else {
+            return Err(de::Error::custom(TOO_DEEP));
+        };
         let spanned = Spanned::<serde_saphyr::Tagged<Value>>::deserialize(deserializer)?;
         if let Some(tag) = spanned.value.1 {
             // Known tags too (`!!str`, `!!binary`): a reviewer reads the plain value.
