@@ -166,6 +166,11 @@ pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, Po
 /// project's reviewers see. Reported at the key in retentionc.yaml when it is set there.
 fn check_folders(config: &Config, file: Option<(&Path, &str)>) -> Result<(), PolicyErrors> {
     let mut errors = Vec::new();
+    if std::fs::canonicalize(&config.root).is_err() {
+        // No project folder yet (a path given for init): nothing can be read or written
+        // outside of it, and reading the policies folder reports its absence.
+        return Ok(());
+    }
     for (key, folder, written) in [
         ("policies", config.policies_path(), &config.policies_dir),
         ("generated", config.generated_path(), &config.generated_dir),

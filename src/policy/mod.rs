@@ -11,6 +11,7 @@ pub mod reader;
 pub mod source;
 pub mod suggest;
 pub mod where_clause;
+pub mod write;
 pub mod yaml;
 
 use std::collections::BTreeMap;
