@@ -11,14 +11,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Data-retention policies for PostgreSQL, compiled to reviewed SQL"
 )]
 pub struct Cli {
-    /// Project settings file; its folder is the project root.
-    #[arg(
-        long,
-        global = true,
-        default_value = "retentionc.yaml",
-        value_name = "PATH"
-    )]
-    pub config: PathBuf,
+    /// Project settings file; its folder is the project root. Must exist when given;
+    /// without it, ./retentionc.yaml, or the defaults when that is absent.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use crate::model::{Config, PartmanMajor};
 use crate::policy::error::{PolicyError, PolicyErrors};
 use crate::policy::ident::Ident;
-use crate::policy::interval::parse_interval;
+use crate::policy::interval::{Interval, IntervalBounds, parse_bounded};
 use crate::policy::reader::Reader;
+use crate::policy::source::{read_source, resolve_inside};
 use crate::policy::yaml::{Pos, Value, parse_documents};
 
 const CONFIG_KEYS: [&str; 6] = [
@@ -19,6 +20,39 @@ const CONFIG_KEYS: [&str; 6] = [
 ];
 
 pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 5_000;
+/// `lock_timeout` from 1 millisecond (0 would disable it) to 1 hour (PostgreSQL's own
+/// limit is about 24 days; a retention statement should not queue for longer than this).
+pub const LOCK_TIMEOUT_BOUNDS: IntervalBounds = IntervalBounds {
+    min: Interval {
+        months: 0,
+        days: 0,
+        micros: 1_000,
+    },
+    max: Interval {
+        months: 0,
+        days: 0,
+        micros: 3_600_000_000,
+    },
+};
+
+/// The settings file to read: `explicit` (`--config PATH`) must exist; without it,
+/// `./retentionc.yaml`, whose absence means the defaults.
+pub fn config_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match explicit {
+        Some(path) => match std::fs::metadata(path) {
+            Ok(_) => Ok(path.to_path_buf()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+                "--config {}: the file does not exist (without --config, a missing ./retentionc.yaml means the defaults)",
+                crate::policy::error::shown(&path.display().to_string(), 400)
+            ),
+            Err(e) => anyhow::bail!("--config {}: {e}", path.display()),
+        },
+        None => Ok(PathBuf::from(DEFAULT_CONFIG_FILE)),
+    }
+}
+
+/// The settings file read when no `--config` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "retentionc.yaml";
 
 fn defaults(root: PathBuf) -> Config {
     Config {
@@ -39,22 +73,15 @@ pub fn load_config(path: &Path) -> Result<Config, PolicyErrors> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(defaults(root)),
-        Err(e) => return Err(file_error(path, format!("cannot read the file: {e}"))),
-    };
+    if let Err(e) = std::fs::symlink_metadata(path)
+        && e.kind() == std::io::ErrorKind::NotFound
+    {
+        let config = defaults(root);
+        check_folders(&config, None)?;
+        return Ok(config);
+    }
+    let text = read_source(path, path, None).map_err(|e| PolicyErrors(vec![e]))?;
     parse_config(path, &text, root)
-}
-
-fn file_error(path: &Path, message: String) -> PolicyErrors {
-    PolicyErrors(vec![PolicyError {
-        file: path.to_path_buf(),
-        pos: Pos { line: 1, column: 1 },
-        key: String::new(),
-        message,
-        line_text: None,
-    }])
 }
 
 pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, PolicyErrors> {
@@ -65,6 +92,7 @@ pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, Po
         PolicyErrors(reader.errors)
     })?;
     let Some(node) = docs.first() else {
+        check_folders(&config, Some((path, text)))?;
         return Ok(config);
     };
     let mut reader = Reader::new(path, text);
@@ -126,45 +154,86 @@ pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, Po
             config.lock_timeout_ms = ms
         }
     }
-    if reader.errors.is_empty() {
-        Ok(config)
+    if !reader.errors.is_empty() {
+        return Err(PolicyErrors(reader.errors));
+    }
+    check_folders(&config, Some((path, text)))?;
+    Ok(config)
+}
+
+/// The policies and generated folders must lie inside the project folder (links
+/// followed): a policy read from elsewhere, or SQL written elsewhere, is not what the
+/// project's reviewers see. Reported at the key in retentionc.yaml when it is set there.
+fn check_folders(config: &Config, file: Option<(&Path, &str)>) -> Result<(), PolicyErrors> {
+    let mut errors = Vec::new();
+    if std::fs::canonicalize(&config.root).is_err() {
+        // No project folder yet (a path given for init): nothing can be read or written
+        // outside of it, and reading the policies folder reports its absence.
+        return Ok(());
+    }
+    for (key, folder, written) in [
+        ("policies", config.policies_path(), &config.policies_dir),
+        ("generated", config.generated_path(), &config.generated_dir),
+    ] {
+        let Err(why) = resolve_inside(&config.root, &folder) else {
+            continue;
+        };
+        let message = format!("the {key} folder \"{}\" {why}", written.display());
+        match file {
+            Some((path, text)) => {
+                let mut reader = Reader::new(path, text);
+                let pos = key_position(text, key).unwrap_or(Pos { line: 1, column: 1 });
+                reader.error(pos, key, message);
+                errors.append(&mut reader.errors);
+            }
+            None => errors.push(PolicyError {
+                file: config.root.join(DEFAULT_CONFIG_FILE),
+                pos: Pos { line: 1, column: 1 },
+                key: key.to_string(),
+                message,
+                line_text: None,
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
     } else {
-        Err(PolicyErrors(reader.errors))
+        Err(PolicyErrors(errors))
     }
 }
 
-/// PostgreSQL setting syntax (`5s`, `500ms`, `1min`) or interval text (`5 seconds`).
+/// Where `key`'s value stands in retentionc.yaml, if the key is set there.
+fn key_position(text: &str, key: &str) -> Option<Pos> {
+    let docs = parse_documents(text).ok()?;
+    let Value::Map(entries) = &docs.first()?.value else {
+        return None;
+    };
+    entries
+        .iter()
+        .find(|(k, _)| k.name == key)
+        .map(|(_, value)| value.pos)
+}
+
+/// PostgreSQL setting syntax (`5s`, `500ms`, `1min`, `1h`) or interval text (`5 seconds`),
+/// within `LOCK_TIMEOUT_BOUNDS`; milliseconds.
 pub fn parse_lock_timeout(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let digits: String = t.chars().take_while(|c| c.is_ascii_digit()).collect();
-    let unit = t[digits.len()..].trim();
-    let factor = match unit {
-        "ms" => Some(1),
-        "s" => Some(1_000),
-        "min" => Some(60_000),
-        "h" => Some(3_600_000),
-        _ => None,
-    };
-    let ms = match (digits.parse::<u64>(), factor) {
-        (Ok(n), Some(f)) => n * f,
-        _ => {
-            let interval = parse_interval(t).map_err(|_| {
-                format!(
-                    "expected a duration such as \"5s\", \"500ms\" or \"1min\", found \"{text}\""
-                )
-            })?;
-            if interval.months != 0 || interval.days != 0 {
-                return Err(format!(
-                    "a lock timeout of \"{text}\" is far too long; expected seconds or minutes"
-                ));
-            }
-            (interval.micros / 1000) as u64
+    let interval = parse_bounded(text, &LOCK_TIMEOUT_BOUNDS).map_err(|message| {
+        if message.starts_with("expected an interval") {
+            format!(
+                "expected a duration such as \"5s\", \"500ms\" or \"1min\", found \"{}\"",
+                text.trim()
+            )
+        } else {
+            message
         }
-    };
-    if ms == 0 {
-        return Err("0 disables lock_timeout, so a blocked statement would wait forever; expected a duration such as \"5s\"".into());
+    })?;
+    if interval.micros % 1000 != 0 {
+        return Err(format!(
+            "expected whole milliseconds (PostgreSQL's lock_timeout unit), found \"{}\"",
+            text.trim()
+        ));
     }
-    Ok(ms)
+    Ok((interval.micros / 1000) as u64)
 }
 
 #[cfg(test)]
@@ -204,7 +273,28 @@ mod tests {
         assert_eq!(parse_lock_timeout("5s"), Ok(5000));
         assert_eq!(parse_lock_timeout("2 seconds"), Ok(2000));
         assert_eq!(parse_lock_timeout("1min"), Ok(60000));
+        assert_eq!(parse_lock_timeout("500ms"), Ok(500));
+        assert_eq!(parse_lock_timeout("1h"), Ok(3_600_000));
+        assert_eq!(parse_lock_timeout("60 min"), Ok(3_600_000));
+        assert_eq!(parse_lock_timeout("1 ms"), Ok(1));
         assert!(parse_lock_timeout("0").is_err());
         assert!(parse_lock_timeout("soon").is_err());
+        for too_long in [
+            "61min",
+            "1 hour 1 millisecond",
+            "1 day",
+            "99999999999h",
+            "2147483648ms",
+        ] {
+            let err = parse_lock_timeout(too_long).unwrap_err();
+            assert!(
+                err.starts_with("expected at most 1 hour"),
+                "{too_long}: {err}"
+            );
+        }
+        for too_short in ["0s", "0 ms", "999 microseconds"] {
+            let err = parse_lock_timeout(too_short).unwrap_err();
+            assert!(err.contains("at least 1 millisecond"), "{too_short}: {err}");
+        }
     }
 }

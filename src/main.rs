@@ -11,7 +11,7 @@ use clap::{CommandFactory, Parser};
 
 use retentionc::cli::{Cli, Command};
 use retentionc::policy::error::PolicyErrors;
-use retentionc::{apply, compile, import, init, plan, policy, run, schema, status};
+use retentionc::{apply, compile, config, import, init, plan, policy, run, schema, status};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,9 +30,15 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
+    let config = match (&cli.command, cli.config) {
+        // init writes the settings file, so it need not exist yet; schema and
+        // completions do not read it.
+        (Command::Init { .. } | Command::Schema | Command::Completions { .. }, Some(path)) => path,
+        (_, explicit) => config::config_path(explicit.as_deref())?,
+    };
     match cli.command {
         Command::Compile { check, remove } => {
-            let project = policy::load_project(&cli.config)?;
+            let project = policy::load_project(&config)?;
             let remove = remove
                 .iter()
                 .map(|t| {
@@ -56,16 +62,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stdout.flush()?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Init { force } => init::init(&cli.config, force, &mut stdout),
+        Command::Init { force } => init::init(&config, force, &mut stdout),
         Command::Schema => {
             schema::print(&mut stdout)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan(args) => block_on(plan::command(&cli.config, &args)),
-        Command::Apply(args) => block_on(apply::command(&cli.config, &args)),
-        Command::Run(args) => block_on(run::run(&cli.config, &args)),
-        Command::Status(args) => block_on(status::status(&cli.config, &args)),
-        Command::Import(args) => block_on(import::import(&cli.config, &args)),
+        Command::Plan(args) => block_on(plan::command(&config, &args)),
+        Command::Apply(args) => block_on(apply::command(&config, &args)),
+        Command::Run(args) => block_on(run::run(&config, &args)),
+        Command::Status(args) => block_on(status::status(&config, &args)),
+        Command::Import(args) => block_on(import::import(&config, &args)),
     }
 }
 

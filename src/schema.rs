@@ -17,14 +17,14 @@ const IDENT: &str = r"^[a-z_][a-z0-9_]*$";
 const QUALIFIED_NAME: &str = r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$";
 /// A delete rule's name.
 const RULE_NAME: &str = r"^[a-z][a-z0-9_]*$";
-/// `N unit` pairs (`1 day 12 hours`) or ISO 8601 (`P30D`, `PT1H`); a bare number is refused.
+/// `N unit` pairs (`1 day 12 hours`, `180d`, `6 mons`) or ISO 8601 (`P30D`, `PT1H`); a bare
+/// number is refused. Units are checked by the compiler, which suggests the nearest one.
 const INTERVAL: &str = concat!(
-    r"^\s*(?:[Pp][0-9YMWDTHSymwdths.]+",
-    r"|[0-9]+\s+(?:[Ss]econd|[Mm]inute|[Hh]our|[Dd]ay|[Ww]eek|[Mm]onth|[Yy]ear|SECOND|MINUTE|HOUR|DAY|WEEK|MONTH|YEAR)[sS]?",
-    r"(?:\s+[0-9]+\s+(?:[Ss]econd|[Mm]inute|[Hh]our|[Dd]ay|[Ww]eek|[Mm]onth|[Yy]ear|SECOND|MINUTE|HOUR|DAY|WEEK|MONTH|YEAR)[sS]?)*)\s*$"
+    r"^\s*(?:P[0-9YMWDTHS.]+",
+    r"|\+?[0-9]+\s*[A-Za-z]+(?:\s+\+?[0-9]+\s*[A-Za-z]+)*)\s*$"
 );
 /// A date or a timestamp: `2026-01-01`, `2026-01-01 00:00:00`, RFC 3339.
-const START: &str = r"^\s*[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[ T][0-9]{2}:[0-9]{2}:[0-9]{2}.*)?\s*$";
+const START: &str = r"^\s*[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[ T][0-9]{2}:[0-9]{2}.*)?\s*$";
 /// Five cron fields, `N seconds` (pg_cron 1.5+), or a macro such as `@daily`.
 const CRON: &str = concat!(
     r"^\s*(?:[0-9A-Za-z*/,-]+(?:\s+[0-9A-Za-z*/,-]+){4}",

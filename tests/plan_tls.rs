@@ -115,6 +115,7 @@ async fn tls_modes_against_a_server_that_requires_tls() {
     // A whole plan over verify-full, through the binary, with the libpq variables.
     let project = tempfile::tempdir().unwrap();
     std::fs::create_dir(project.path().join("policies")).unwrap();
+    std::fs::write(project.path().join("retentionc.yaml"), "").unwrap();
     db.psql(&[
         "-c",
         "CREATE TABLE public.t (at timestamptz NOT NULL) PARTITION BY RANGE (at)",
@@ -221,6 +222,7 @@ async fn a_password_never_appears_in_any_error() {
     // Through the binary: stderr and stdout hold no password.
     let project = tempfile::tempdir().unwrap();
     std::fs::create_dir(project.path().join("policies")).unwrap();
+    std::fs::write(project.path().join("retentionc.yaml"), "").unwrap();
     std::fs::write(
         project.path().join("policies/t.yaml"),
         "table: public.t\ndeletes:\n  - name: all\n    where: \"true\"\n",

@@ -16,6 +16,7 @@ use crate::model::{Config, Epoch, Interval, PartmanMajor, Policy};
 use crate::policy::ident::{Ident, QualifiedName};
 use crate::policy::parse::DEFAULT_PREMAKE;
 use crate::policy::parse_policy_text;
+use crate::policy::yaml::{comment_text, scalar};
 
 /// What import does with one registered table.
 #[derive(Debug)]
@@ -439,8 +440,11 @@ impl Draft {
         let mut text = String::new();
         let _ = writeln!(
             text,
-            "# Imported by `retentionc import` from {}.part_config (pg_partman {version}).",
-            config.partman_schema
+            "# {}",
+            comment_text(&format!(
+                "Imported by `retentionc import` from {}.part_config (pg_partman {version}).",
+                config.partman_schema
+            ))
         );
         for (kind, heading) in [
             (
@@ -460,14 +464,14 @@ impl Draft {
             if !notes.is_empty() {
                 let _ = writeln!(text, "#\n# {heading}");
                 for n in notes {
-                    let _ = writeln!(text, "#   - {}", n.text);
+                    let _ = writeln!(text, "#   - {}", comment_text(&n.text));
                 }
             }
         }
-        let _ = writeln!(text, "table: {}", self.table);
+        let _ = writeln!(text, "table: {}", scalar(&self.table.to_string()));
         let _ = writeln!(text, "partitioning:");
-        let _ = writeln!(text, "  column: {}", yaml_plain(self.column.as_str()));
-        let _ = writeln!(text, "  interval: {}", self.interval);
+        let _ = writeln!(text, "  column: {}", scalar(self.column.as_str()));
+        let _ = writeln!(text, "  interval: {}", scalar(&self.interval.to_string()));
         let _ = writeln!(text, "  premake: {}", self.premake);
         if self.epoch != Epoch::None {
             let _ = writeln!(text, "  epoch: {}", self.epoch.as_str());
@@ -476,7 +480,7 @@ impl Draft {
             let _ = writeln!(text, "  default_partition: false");
         }
         let _ = writeln!(text, "retention:");
-        let _ = writeln!(text, "  keep: {}", self.keep);
+        let _ = writeln!(text, "  keep: {}", scalar(&self.keep.to_string()));
         match &self.expired {
             ExpiredDraft::Drop => {
                 let _ = writeln!(text, "  expired: drop");
@@ -486,23 +490,13 @@ impl Draft {
             }
             ExpiredDraft::Archive(schema) => {
                 let _ = writeln!(text, "  expired: archive");
-                let _ = writeln!(text, "  archive_schema: {}", yaml_plain(schema.as_str()));
+                let _ = writeln!(text, "  archive_schema: {}", scalar(schema.as_str()));
             }
         }
         if self.keep_index {
             let _ = writeln!(text, "  keep_index: true");
         }
         text
-    }
-}
-
-/// An identifier as a YAML scalar: quoted when YAML would read it as something else.
-fn yaml_plain(name: &str) -> String {
-    const RESERVED: [&str; 9] = ["null", "true", "false", "yes", "no", "on", "off", "y", "n"];
-    if RESERVED.contains(&name) {
-        format!("\"{name}\"")
-    } else {
-        name.to_string()
     }
 }
 
@@ -776,5 +770,125 @@ mod tests {
             p.policy.partitioning.as_ref().unwrap().column.as_str(),
             "on"
         );
+    }
+
+    #[test]
+    fn catalog_text_stays_inside_its_comment_line() {
+        let hostile = [
+            "YYYY\ndeletes:\n  - name: all\n    where: \"true\"\nschedule: \"* * * * *\"",
+            "YYYY\r\nschedule: '* * * * *'",
+            "YYYY\rschedule: x",
+            "YYYY\u{2028}schedule: x",
+            "YYYY\u{85}schedule: x",
+            "YYYY\u{2029}# x",
+            "a # b: c \"d\" 'e' : f - [g] {h} &i *j !k |l >m %n @o `p",
+            "\u{1b}[31mred\u{7}\u{0}\u{9b}",
+        ];
+        for text in hostile {
+            let live = v5_daily(json!({
+                "retention": "30 days",
+                "datetime_string": text,
+                "template_table": text,
+                "constraint_cols": [text],
+            }));
+            let p = match import_table(&live, &config(5), text, Path::new("policies/x.yaml")) {
+                Outcome::Imported(p) => *p,
+                Outcome::Skipped(s) => panic!("{text:?} skipped: {}", s.reason),
+            };
+            assert!(p.policy.deletes.is_empty(), "{text:?}:\n{}", p.text);
+            assert!(p.policy.schedule.is_none(), "{text:?}:\n{}", p.text);
+            // Every line is a comment or one of the keys import writes.
+            for line in p.text.lines() {
+                let key = line.trim_start().split(':').next().unwrap_or_default();
+                assert!(
+                    line.starts_with('#')
+                        || [
+                            "table",
+                            "partitioning",
+                            "column",
+                            "interval",
+                            "premake",
+                            "retention",
+                            "keep",
+                            "expired",
+                            "keep_index",
+                        ]
+                        .contains(&key),
+                    "{text:?}: stray line {line:?} in\n{}",
+                    p.text
+                );
+            }
+            let comments = p.text.lines().filter(|l| l.starts_with('#')).count();
+            // The header, two lines per heading of a kind of note, and one line per note.
+            let mut kinds: Vec<NoteKind> = p.notes.iter().map(|n| n.kind).collect();
+            kinds.sort_by_key(|k| k.label());
+            kinds.dedup();
+            assert_eq!(
+                comments,
+                1 + 2 * kinds.len() + p.notes.len(),
+                "{text:?}:\n{}",
+                p.text
+            );
+            assert!(
+                !p.text
+                    .chars()
+                    .any(|c| crate::policy::error::is_unsafe_char(c) && c != '\n'),
+                "{text:?}: raw control character in\n{:?}",
+                p.text
+            );
+        }
+    }
+
+    #[test]
+    fn every_scalar_import_writes_reads_back_as_the_same_string() {
+        for text in [
+            "created_at",
+            "on",
+            "null",
+            "1 day",
+            "30",
+            "1e3",
+            "a: b",
+            "a #b",
+            "#a",
+            "- a",
+            "'q'",
+            "\"q\"",
+            "back\\slash",
+            "line\nbreak",
+            "\u{2028}\u{2029}\u{85}",
+            "\u{1b}\u{0}\u{7f}\u{feff}",
+            " lead",
+            "trail ",
+            "",
+            "é ü 日本",
+            "[a]",
+            "{a}",
+            "*a",
+            "&a",
+            "!a",
+            "|",
+            ">",
+            "%a",
+            "@a",
+            "`a",
+            "~",
+            ".inf",
+            "0x1f",
+            "public.events",
+        ] {
+            let yaml = format!("k: {}\n", scalar(text));
+            let docs = crate::policy::yaml::parse_documents(&yaml)
+                .unwrap_or_else(|e| panic!("{text:?} as {yaml:?}: {e:?}"));
+            let crate::policy::yaml::Value::Map(entries) = &docs[0].value else {
+                panic!("{yaml:?}")
+            };
+            assert_eq!(entries.len(), 1, "{yaml:?}");
+            assert_eq!(
+                entries[0].1.value,
+                crate::policy::yaml::Value::Str(text.to_string()),
+                "{text:?} written as {yaml:?}"
+            );
+        }
     }
 }

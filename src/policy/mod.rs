@@ -8,8 +8,10 @@ pub mod ident;
 pub mod interval;
 pub mod parse;
 pub mod reader;
+pub mod source;
 pub mod suggest;
 pub mod where_clause;
+pub mod write;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -29,21 +31,29 @@ pub fn load_project(config_path: &Path) -> Result<Project, PolicyErrors> {
 }
 
 /// The policy files of a project: `*.yaml` and `*.yml` in the policies folder, sorted.
+/// The folder must lie inside the project folder (links followed); so must each file,
+/// which `load_policies` checks as it reads it. Entries that are not folders are listed
+/// even when they are not readable files (a broken link), so that a policy never
+/// disappears without an error.
 pub fn policy_files(config: &Config) -> Result<Vec<PathBuf>, PolicyErrors> {
     let dir = config.policies_path();
-    let entries = std::fs::read_dir(&dir).map_err(|e| {
+    let folder_error = |message: String| {
         PolicyErrors(vec![PolicyError {
-            file: dir.clone(),
+            file: display_path(&config.root, &dir),
             pos: Pos { line: 1, column: 1 },
             key: String::new(),
-            message: format!("cannot read the policies folder: {e}"),
+            message,
             line_text: None,
         }])
-    })?;
+    };
+    source::resolve_inside(&config.root, &dir)
+        .map_err(|why| folder_error(format!("the policies folder {why}")))?;
+    let entries = std::fs::read_dir(&dir)
+        .map_err(|e| folder_error(format!("cannot read the policies folder: {e}")))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+            !p.is_dir() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
         })
         .collect();
     files.sort();
@@ -55,19 +65,13 @@ pub fn load_policies(config: &Config) -> Result<Vec<Policy>, PolicyErrors> {
     let mut policies = Vec::new();
     for path in policy_files(config)? {
         let shown = display_path(&config.root, &path);
-        match std::fs::read_to_string(&path) {
+        match source::read_source(&path, &shown, Some(&config.root)) {
             Ok(text) => {
                 let (mut found, mut errs) = parse_policy_text(&shown, &text, config);
                 policies.append(&mut found);
                 errors.append(&mut errs);
             }
-            Err(e) => errors.push(PolicyError {
-                file: shown,
-                pos: Pos { line: 1, column: 1 },
-                key: String::new(),
-                message: format!("cannot read the file: {e}"),
-                line_text: None,
-            }),
+            Err(e) => errors.push(e),
         }
     }
     check_across_policies(&config.root, &policies, &mut errors);
@@ -97,9 +101,7 @@ pub fn parse_policy_text(
     }
     let mut policies = Vec::new();
     for (index, node) in docs.iter().enumerate() {
-        if let Some(policy) =
-            parse::parse_policy(&mut reader, node, index + 1, config.partman_version)
-        {
+        if let Some(policy) = parse::parse_policy(&mut reader, node, index + 1, config) {
             policies.push(policy);
         }
     }
@@ -150,13 +152,9 @@ fn cross_error(root: &Path, policy: &Policy, key: &str, message: String) -> Poli
         .copied()
         .unwrap_or(Pos { line: 1, column: 1 });
     // source.file is shown relative to the project root, not to the working directory.
-    let line_text = std::fs::read_to_string(root.join(&policy.source.file))
+    let line_text = source::read_source(&root.join(&policy.source.file), &policy.source.file, None)
         .ok()
-        .and_then(|t| {
-            t.lines()
-                .nth(pos.line.saturating_sub(1) as usize)
-                .map(str::to_string)
-        });
+        .and_then(|t| error::source_line(&t, pos.line).map(str::to_string));
     PolicyError {
         file: policy.source.file.clone(),
         pos,

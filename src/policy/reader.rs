@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::policy::error::PolicyError;
+use crate::policy::error::{PolicyError, line_count, source_line};
 use crate::policy::suggest;
 use crate::policy::yaml::{Key, Node, Pos, Value};
 
@@ -25,6 +25,8 @@ pub struct Fields<'n> {
     pos: Pos,
     /// Allowed keys that an unknown key of this mapping was taken for ("did you mean").
     suggested: Vec<String>,
+    /// Whether the mapping had a key that is not allowed (reported already).
+    unknown: bool,
 }
 
 impl<'n> Fields<'n> {
@@ -53,6 +55,11 @@ impl<'n> Fields<'n> {
     pub fn was_misspelt(&self, name: &str) -> bool {
         self.suggested.iter().any(|s| s == name)
     }
+
+    /// Whether an unknown key was reported for this mapping.
+    pub fn had_unknown(&self) -> bool {
+        self.unknown
+    }
 }
 
 pub fn join(parent: &str, key: &str) -> String {
@@ -78,11 +85,8 @@ impl<'a> Reader<'a> {
     }
 
     pub fn error(&mut self, pos: Pos, key: &str, message: impl Into<String>) {
-        let line_text = self
-            .text
-            .lines()
-            .nth(pos.line.saturating_sub(1) as usize)
-            .map(|l| l.trim_end().to_string());
+        let pos = self.clamp(pos);
+        let line_text = source_line(self.text, pos.line).map(str::to_string);
         self.errors.push(PolicyError {
             file: self.file.clone(),
             pos,
@@ -90,6 +94,16 @@ impl<'a> Reader<'a> {
             message: message.into(),
             line_text,
         });
+    }
+
+    /// `pos` moved inside the text: a parser may report no place (0:0) or the end of input.
+    fn clamp(&self, pos: Pos) -> Pos {
+        let line = pos.line.clamp(1, line_count(self.text));
+        let length = source_line(self.text, line).map_or(0, |l| l.chars().count()) as u64;
+        Pos {
+            line,
+            column: pos.column.clamp(1, length + 1),
+        }
     }
 
     /// The node as a mapping with only `allowed` keys; reports others with a suggestion.
@@ -117,12 +131,14 @@ impl<'a> Reader<'a> {
         };
         let mut kept = Vec::new();
         let mut suggested = Vec::new();
+        let mut unknown = false;
         for (key, value) in entries {
             let key_path = join(path, &key.name);
             if allowed.contains(&key.name.as_str()) {
                 self.positions.insert(key_path, key.pos);
                 kept.push((key, value));
             } else {
+                unknown = true;
                 let hint = match suggest::nearest(&key.name, allowed) {
                     Some(near) => {
                         suggested.push(near.to_string());
@@ -142,6 +158,7 @@ impl<'a> Reader<'a> {
             entries: kept,
             pos: node.pos,
             suggested,
+            unknown,
         })
     }
 
@@ -187,6 +204,17 @@ impl<'a> Reader<'a> {
     pub fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
         match &node.value {
             Value::Bool(b) => Some(*b),
+            Value::Str(s)
+                if ["y", "yes", "n", "no", "on", "off"]
+                    .contains(&s.to_ascii_lowercase().as_str()) =>
+            {
+                self.error(
+                    node.pos,
+                    path,
+                    format!("expected true or false, found \"{s}\"; YAML 1.1 spellings (yes/no, on/off, y/n) are not booleans in a policy: write true or false"),
+                );
+                None
+            }
             other => {
                 self.error(
                     node.pos,

@@ -77,12 +77,40 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// Deepest nesting of mappings and lists read; a policy needs four levels. Each level
+/// costs stack in the YAML library (tens of KiB in a debug build), so the limit also
+/// keeps a parse well inside a 2 MiB thread stack.
+pub const MAX_DEPTH: usize = 16;
+/// Most YAML nodes in one file (a policy has a few dozen).
+pub const MAX_NODES: usize = 20_000;
+/// Most events that aliases (`*name`) may replay in one file: a small policy repeated by
+/// aliases stays far below it, an alias bomb ("billion laughs") stops at it.
+pub const MAX_ALIAS_REPLAY: usize = 10_000;
+
 /// Parses every YAML document in `text`. Empty documents are skipped.
+///
+/// YAML is read as 1.2: only `true`/`false` are booleans (`yes`, `on`, `y` stay text, so a
+/// boolean key can refuse them with a hint), and tags (`!!python/object`, `!custom`,
+/// even `!!str`) are refused: a policy says what it means in plain values. Budgets bound
+/// the work a hostile file can cause: nesting depth, node count, alias replay.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
     let mut options = serde_saphyr::Options::default();
     // A repeated key is a mistake in a reviewed policy, never an override.
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
     options.with_snippet = false;
+    options.strict_booleans = true;
+    options.reject_unsupported_tags = true;
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_reader_input_bytes = Some(crate::policy::source::MAX_FILE_BYTES as usize);
+    budget.max_total_scalar_bytes = crate::policy::source::MAX_FILE_BYTES as usize;
+    budget.max_depth = MAX_DEPTH;
+    budget.max_nodes = MAX_NODES;
+    budget.max_events = 5 * MAX_NODES;
+    budget.max_aliases = 1_000;
+    budget.max_anchors = 1_000;
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = MAX_ALIAS_REPLAY;
+    options.alias_limits.max_replay_stack_depth = MAX_DEPTH;
     let docs: Vec<Option<Node>> = serde_saphyr::from_str_multiple_with_options::<
         Option<Node>,
         Vec<Option<Node>>,
@@ -96,6 +124,8 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
             })
             .unwrap_or_default();
         SyntaxError {
+            // The library may not know a place (an error at the end of input); the
+            // caller clamps it into the text.
             pos,
             message: first_line(&err.to_string()),
         }
@@ -115,6 +145,30 @@ fn first_line(message: &str) -> String {
         None => line,
     };
     // Say it in the user's terms, not the library's (which suggests changing its options).
+    if line.starts_with("budget breached: Depth") || line.contains("recursion limit exceeded") {
+        return format!(
+            "mappings and lists nest deeper than {MAX_DEPTH} levels; a policy needs four"
+        );
+    }
+    if line.contains("alias replay limit exceeded")
+        || line.starts_with("budget breached: Nodes")
+        || line.starts_with("budget breached: Events")
+    {
+        return format!(
+            "the file expands to more than {MAX_NODES} values (aliases repeating aliases?); a policy needs a few dozen"
+        );
+    }
+    if line.starts_with("budget breached: Documents") {
+        return "the file holds more than 1024 YAML documents; split it".to_string();
+    }
+    if line.starts_with("budget breached") {
+        return format!("the file is too large or complex to be a policy ({line})");
+    }
+    if let Some(tag) = line.strip_prefix("unsupported tag ") {
+        return format!(
+            "the tag {tag} is not allowed; write plain values (policies use no YAML tags)"
+        );
+    }
     if let Some(rest) = line.strip_prefix("duplicate mapping key: ") {
         let key = rest
             .split(", set DuplicateKeyPolicy")
@@ -127,15 +181,113 @@ fn first_line(message: &str) -> String {
     line.to_string()
 }
 
+/// Text as a YAML scalar that reads back as exactly that string: plain when it is a
+/// plain name or interval (`created_at`, `30 days`), else double-quoted with every
+/// character YAML or a terminal could take for something else escaped (quotes,
+/// backslashes, line breaks including U+0085/U+2028/U+2029, control characters).
+pub fn scalar(text: &str) -> String {
+    if is_plain_safe(text) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            c if crate::policy::error::is_unsafe_char(c) || !is_yaml_printable(c) => {
+                out.push_str(&format!("\\U{:08x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// YAML 1.2's printable characters (c-printable), which may stand unescaped in a
+/// double-quoted scalar.
+fn is_yaml_printable(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+}
+
+/// Whether `text` may be written as a plain scalar: lower-case words of letters, digits,
+/// `_` and inner dots (`public.events`) separated by single spaces, that YAML reads as a
+/// string (not a number, a boolean or null, in YAML 1.1 or 1.2).
+fn is_plain_safe(text: &str) -> bool {
+    const RESERVED: [&str; 12] = [
+        "null", "true", "false", "yes", "no", "on", "off", "y", "n", "nan", "inf", "_",
+    ];
+    let words_ok = !text.is_empty()
+        && text.split(' ').all(|w| {
+            !w.is_empty()
+                && !w.starts_with('.')
+                && !w.ends_with('.')
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
+        });
+    let number_like = text.chars().all(|c| c.is_ascii_digit() || c == '_')
+        || text.starts_with(|c: char| c.is_ascii_digit()) && !text.contains(' ');
+    words_ok && !number_like && !RESERVED.contains(&text)
+}
+
+/// Text for one line of a YAML comment: line breaks and control characters are written
+/// as escapes (`\n`, `\u{2028}`), so the comment stays one line and adds no key.
+pub fn comment_text(text: &str) -> String {
+    crate::policy::error::escape_controls(text)
+}
+
+thread_local! {
+    /// How deep the node being read is nested, so that recursion stops at `MAX_DEPTH`
+    /// whatever the parser's own limits (flow collections `[[[...` nest cheaply).
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One level of nesting, given back when the node is read (or fails).
+struct DepthGuard;
+
+impl DepthGuard {
+    fn enter() -> Option<DepthGuard> {
+        let depth = DEPTH.get() + 1;
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        DEPTH.set(depth);
+        Some(DepthGuard)
+    }
+}
+
+impl Drop for DepthGuard {
+    fn drop(&mut self) {
+        DEPTH.set(DEPTH.get() - 1);
+    }
+}
+
+const TOO_DEEP: &str = "recursion limit exceeded";
+
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let spanned = Spanned::<Value>::deserialize(deserializer)?;
+        let Some(_depth) = DepthGuard::enter() else {
+            return Err(de::Error::custom(TOO_DEEP));
+        };
+        let spanned = Spanned::<serde_saphyr::Tagged<Value>>::deserialize(deserializer)?;
+        if let Some(tag) = spanned.value.1 {
+            // Known tags too (`!!str`, `!!binary`): a reviewer reads the plain value.
+            let tag = tag.replace("tag:yaml.org,2002:", "!!");
+            return Err(de::Error::custom(format!("unsupported tag `{tag}`")));
+        }
         Ok(Node {
             pos: Pos {
                 line: spanned.referenced.line(),
                 column: spanned.referenced.column(),
             },
-            value: spanned.value,
+            value: spanned.value.0,
         })
     }
 }
