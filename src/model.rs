@@ -315,3 +315,30 @@ impl Project {
         self.policies.iter().find(|p| p.table.to_string() == table)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_procedure_names_fit_postgresql_and_stay_apart() {
+        let name = |t: &str| prune_procedure_name(&QualifiedName::parse(t).unwrap()).to_string();
+        assert_eq!(name("public.app_logs"), "prune_app_logs");
+        // prune_ + 57 bytes is 63: still the plain name.
+        let fits = format!("public.{}", "e".repeat(57));
+        assert_eq!(name(&fits), format!("prune_{}", "e".repeat(57)));
+        // Longer: a prefix and a hash of schema.table, 63 bytes, different for names
+        // that share their first 48 bytes or their schema.
+        let long_a = format!("public.{}a", "e".repeat(62));
+        let long_b = format!("public.{}b", "e".repeat(62));
+        let other_schema = format!("audit.{}a", "e".repeat(62));
+        let names = [name(&long_a), name(&long_b), name(&other_schema)];
+        for n in &names {
+            assert_eq!(n.len(), 63, "{n}");
+            assert!(n.starts_with(&format!("prune_{}_", "e".repeat(48))), "{n}");
+        }
+        assert_ne!(names[0], names[1]);
+        assert_ne!(names[0], names[2]);
+        assert_eq!(name(&long_a), names[0], "stable");
+    }
+}

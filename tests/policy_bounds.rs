@@ -112,9 +112,9 @@ fn each_bound_holds_at_its_edge_and_is_named_just_past_it() {
         ),
         (
             "table: public.events",
-            &format!("table: public.{}", "e".repeat(57)),
-            &format!("table: public.{}", "e".repeat(58)),
-            "longer than 63 bytes",
+            &format!("table: public.{}", "e".repeat(63)),
+            &format!("table: public.{}", "e".repeat(64)),
+            "is 64 bytes long; PostgreSQL names are at most 63",
         ),
         (
             "  column: created_at",
