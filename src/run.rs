@@ -13,7 +13,6 @@ mod dry_run;
 pub mod partitions;
 pub mod progress;
 pub mod report;
-pub mod session;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -24,15 +23,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
 use tokio_postgres::error::SqlState;
 
 use crate::cli::{DbArgs, RunArgs};
+use crate::db::interrupt::{self, EXIT_INTERRUPTED, Stop, Stopped};
+use crate::db::{self, Session};
 use crate::model::{Config, Policy, Project};
 use crate::policy::{self, ident::quote_ident, ident::quote_literal};
 use progress::{ProgressDisplay, PruneNotice, parse_notice};
 pub use report::{Maintenance, Outcome, RuleReport, TableReport, write_report};
-use session::Session;
 
 /// `application_name` of run's session, which `run_log.run_by` records.
 pub const APPLICATION_NAME: &str = "retentionc";
@@ -41,9 +40,6 @@ pub const APPLICATION_NAME: &str = "retentionc";
 /// lock is held elsewhere; waits double from `FIRST_BACKOFF` in between.
 const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-
-/// Exit status after Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
-const EXIT_INTERRUPTED: u8 = 130;
 
 pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
     let project = policy::load_project(config_path)?;
@@ -56,12 +52,13 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
     if args.dry_run {
         return dry_run::dry_run(&project.config, &policies, &args.db, &mut stdout).await;
     }
-    let session = Session::open(&args.db, APPLICATION_NAME).await?;
+    let session = db::connect(&args.db, APPLICATION_NAME).await?;
+    // A signal stops the statement in flight; the report and run_log still say what happened.
+    let _graceful = interrupt::graceful();
     let mut runner = Runner {
         config: &project.config,
         db: &args.db,
         session,
-        stop: session::interrupt_signal(),
     };
     runner.prepare_session().await?;
 
@@ -142,18 +139,21 @@ struct Runner<'a> {
     config: &'a Config,
     db: &'a DbArgs,
     session: Session,
-    stop: watch::Receiver<bool>,
 }
 
 /// A statement's failure, or the run's interruption.
 enum StepError {
-    Db(tokio_postgres::Error),
+    /// The statement failed; `lost` says why when the connection ended.
+    Db {
+        error: tokio_postgres::Error,
+        lost: Option<String>,
+    },
     Interrupted,
 }
 
 impl StepError {
     fn is_lock_timeout(&self) -> bool {
-        matches!(self, StepError::Db(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE))
+        matches!(self, StepError::Db { error, .. } if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE))
     }
 
     fn describe(&self) -> String {
@@ -161,7 +161,10 @@ impl StepError {
             StepError::Interrupted => {
                 "interrupted (Ctrl-C or SIGTERM); committed batches stay".into()
             }
-            StepError::Db(e) => {
+            StepError::Db {
+                lost: Some(lost), ..
+            } => lost.clone(),
+            StepError::Db { error: e, .. } => {
                 let text = describe_db_error(e);
                 let missing = [
                     SqlState::UNDEFINED_FUNCTION,
@@ -197,7 +200,7 @@ pub fn describe_db_error(e: &tokio_postgres::Error) -> String {
 
 impl Runner<'_> {
     fn interrupted(&self) -> bool {
-        *self.stop.borrow()
+        interrupt::interrupted()
     }
 
     fn lock_timeout(&self) -> String {
@@ -218,10 +221,16 @@ impl Runner<'_> {
     }
 
     /// A fresh session when the last one was lost (a failed table must not fail the rest).
+    /// Not after a stall (the network is what failed: trying again would only wait as long
+    /// again) nor after an interruption, when the run must end quickly.
     async fn reconnect_if_lost(&mut self) -> Result<()> {
         if self.session.client.is_closed() {
-            eprintln!("database connection lost; connecting again");
-            self.session = Session::open(self.db, APPLICATION_NAME).await?;
+            let lost = self.session.lost().unwrap_or_default();
+            if self.session.control.stalled() || self.interrupted() {
+                bail!("{lost}");
+            }
+            eprintln!("{lost}; connecting again");
+            self.session = db::connect(self.db, APPLICATION_NAME).await?;
             self.prepare_session().await?;
         }
         Ok(())
@@ -292,36 +301,19 @@ impl Runner<'_> {
 
     /// Runs `fut` (a statement on this session), cancelling it on Ctrl-C or SIGTERM.
     async fn interruptible<T>(
-        stop: &watch::Receiver<bool>,
-        canceller: &session::Canceller,
+        control: &db::Control,
         fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, StepError> {
-        if *stop.borrow() {
+        if interrupt::interrupted() {
             return Err(StepError::Interrupted);
         }
-        let mut stop = stop.clone();
-        let mut watching = true;
-        tokio::pin!(fut);
-        loop {
-            tokio::select! {
-                result = &mut fut => {
-                    return match result {
-                        Ok(v) => Ok(v),
-                        Err(_) if *stop.borrow() => Err(StepError::Interrupted),
-                        Err(e) => Err(StepError::Db(e)),
-                    };
-                }
-                changed = stop.changed(), if watching => {
-                    match changed {
-                        Ok(()) if *stop.borrow() => {
-                            watching = false;
-                            canceller.cancel().await;
-                        }
-                        Ok(()) => {}
-                        Err(_) => watching = false,
-                    }
-                }
-            }
+        match interrupt::until_interrupted(control, Stop::CancelAndWait, fut).await {
+            Stopped::Finished(Ok(v)) | Stopped::Interrupted(Some(Ok(v))) => Ok(v),
+            Stopped::Finished(Err(e)) => Err(StepError::Db {
+                error: e,
+                lost: control.lost(),
+            }),
+            Stopped::Interrupted(_) => Err(StepError::Interrupted),
         }
     }
 
@@ -406,7 +398,7 @@ impl Runner<'_> {
 
     async fn maintain_once(&self, table: &str) -> Result<serde_json::Value, StepError> {
         let client = &self.session.client;
-        let canceller = &self.session.canceller;
+        let control = &self.session.control;
         let begin = format!(
             "BEGIN; SET LOCAL lock_timeout = {}",
             quote_literal(&self.lock_timeout())
@@ -418,7 +410,7 @@ impl Runner<'_> {
             client.batch_execute("COMMIT").await?;
             Ok(row.get::<_, serde_json::Value>(0))
         };
-        let result = Self::interruptible(&self.stop, canceller, work).await;
+        let result = Self::interruptible(control, work).await;
         if result.is_err() && !client.is_closed() {
             let _ = client.batch_execute("ROLLBACK").await;
         }
@@ -519,9 +511,8 @@ impl Runner<'_> {
         let Session {
             client,
             notices,
-            canceller,
+            control,
         } = &mut self.session;
-        let stop = &self.stop;
         let mut handle = |notice: tokio_postgres::error::DbError, display: &mut ProgressDisplay| {
             match parse_notice(notice.message()) {
                 Some(PruneNotice::Progress { rule, deleted }) => display.update(&rule, deleted),
@@ -533,7 +524,7 @@ impl Runner<'_> {
             }
         };
         let result = {
-            let statement = Self::interruptible(stop, canceller, client.batch_execute(call));
+            let statement = Self::interruptible(control, client.batch_execute(call));
             tokio::pin!(statement);
             loop {
                 tokio::select! {

@@ -116,9 +116,7 @@ pub fn text(output: &Output) -> String {
 }
 
 pub fn db_args(db: &TestDb) -> DbArgs {
-    DbArgs {
-        database_url: Some(db.url.clone()),
-    }
+    DbArgs::url(db.url.clone())
 }
 
 fn planned(file: &str, statements: &[retentionc::render::Statement]) -> Vec<PlannedStatement> {
