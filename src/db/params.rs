@@ -762,20 +762,6 @@ pub fn parse_stall_timeout(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
-/// The names of every libpq parameter retentionc honours, for the documentation's test.
-pub fn honoured_keywords() -> Vec<&'static str> {
-    KEYWORDS
-        .iter()
-        .filter(|k| !matches!(k.rule, Rule::Refused(_)))
-        .map(|k| k.name)
-        .collect()
-}
-
-/// Every libpq parameter with its environment variable, for the documentation's test.
-pub fn all_keywords() -> Vec<(&'static str, Option<&'static str>)> {
-    KEYWORDS.iter().map(|k| (k.name, k.env)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1029,6 +1015,34 @@ mod tests {
                 "definition of service \"missing\" not found (looked in {file_text}, /nonexistent/pg_service.conf)"
             )
         );
+    }
+
+    #[test]
+    fn the_user_documentation_names_every_parameter_and_variable() {
+        let doc = include_str!("../../docs/connections.md");
+        let mut names: Vec<&str> = KEYWORDS
+            .iter()
+            .flat_map(|k| [Some(k.name), k.env])
+            .flatten()
+            .collect();
+        names.extend(SESSION_VARIABLES.iter().map(|(var, _)| *var));
+        names.extend([
+            "PGSERVICEFILE",
+            "PGSYSCONFDIR",
+            "DATABASE_URL",
+            "RETENTIONC_STALL_TIMEOUT",
+        ]);
+        let missing: Vec<&str> = names
+            .into_iter()
+            .filter(|n| !doc.contains(&format!("`{n}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/connections.md does not name {missing:?}"
+        );
+        for pin in options::pinned(DEFAULT_STALL_TIMEOUT) {
+            assert!(doc.contains(&format!("`{}`", pin.name)), "{}", pin.name);
+        }
     }
 
     #[test]

@@ -62,11 +62,7 @@ pub fn find(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Service,
 }
 
 /// The `key=value` lines of section `[name]`, if the file has it.
-fn section(
-    text: &str,
-    name: &str,
-    file: &Path,
-) -> Result<Option<Vec<Param>>, String> {
+fn section(text: &str, name: &str, file: &Path) -> Result<Option<Vec<Param>>, String> {
     let mut current: Option<&str> = None;
     let mut found: Option<Vec<Param>> = None;
     for (index, raw) in text.lines().enumerate() {

@@ -240,8 +240,27 @@ async fn attempt(
     {
         return Err(format!("the server is not {}", describe_target(wanted)));
     }
+    session
+        .client
+        .batch_execute(CONNECTION_CHECK)
+        .await
+        .map_err(|e| error_text(&e))?;
     Ok(session)
 }
+
+/// The server checks every second, even while a statement runs or waits for a lock, that
+/// its client is still connected, and ends the session when it is not (PostgreSQL 14+, on
+/// platforms that support it; elsewhere the setting is left alone). A session whose client
+/// vanished then lets go of its locks as soon as the server learns of it.
+const CONNECTION_CHECK: &str = "DO $retentionc$
+BEGIN
+    IF current_setting('server_version_num')::int >= 140000 THEN
+        PERFORM set_config('client_connection_check_interval', '1000', false);
+    END IF;
+EXCEPTION WHEN OTHERS THEN
+    NULL;
+END
+$retentionc$";
 
 /// A connection on one endpoint, with the task that drives it.
 struct Opened {

@@ -174,3 +174,66 @@ impl AsyncWrite for Socket {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::params::{DEFAULT_STALL_TIMEOUT, resolve};
+
+    async fn socket_with(conninfo: &str) -> (TcpStream, tokio::net::TcpListener) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let env = |_: &str| None;
+        let params = resolve(
+            Some(&format!("host=127.0.0.1 port={port} {conninfo}")),
+            "DATABASE_URL",
+            DEFAULT_STALL_TIMEOUT,
+            &env,
+        )
+        .unwrap();
+        let endpoint = endpoints(&params.hosts[0]).await.unwrap().remove(0);
+        match open(&endpoint, &params, Some(Duration::from_secs(5)))
+            .await
+            .unwrap()
+        {
+            Socket::Tcp(stream) => (stream, listener),
+            Socket::Unix(_) => unreachable!("a TCP endpoint"),
+        }
+    }
+
+    #[tokio::test]
+    async fn keepalives_are_on_by_default_and_libpq_parameters_set_the_socket() {
+        let (stream, _listener) = socket_with("").await;
+        let socket = socket2::SockRef::from(&stream);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(
+            socket.tcp_keepalive_time().unwrap(),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            socket.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), 6);
+
+        let (stream, _listener) = socket_with(
+            "keepalives_idle=5 keepalives_interval=2 keepalives_count=3 tcp_user_timeout=1500",
+        )
+        .await;
+        let socket = socket2::SockRef::from(&stream);
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), Duration::from_secs(5));
+        assert_eq!(
+            socket.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), 3);
+        // Milliseconds, as libpq reads it.
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_millis(1500))
+        );
+
+        let (stream, _listener) = socket_with("keepalives=0").await;
+        assert!(!socket2::SockRef::from(&stream).keepalive().unwrap());
+    }
+}
