@@ -1,19 +1,22 @@
 //! Connecting to PostgreSQL, in one place: where the settings come from (`params`: a URL or
-//! keyword string, services, `.pgpass`, the libpq `PG*` variables), TLS (`tls`), the session
-//! settings retentionc pins (`options`), and the session itself (`session`): notices forwarded,
-//! its statement cancellable, a stalled connection detected (`wire`), Ctrl-C and SIGTERM
-//! handled within a bounded time (`interrupt`). A password never appears in any message.
+//! keyword string, services, `.pgpass`, the libpq `PG*` variables; `keywords`: which libpq
+//! parameters are honoured), TLS (`tls`), the session settings retentionc pins (`options`), and
+//! the session itself (`session`): notices forwarded, its statement cancellable, a stalled
+//! connection detected (`stall`, `wire`), Ctrl-C and SIGTERM handled within a bounded time
+//! (`interrupt`). A password never appears in any message.
 //!
 //! Every command opens its sessions with [`connect`]: `db::connect(&args.db, "retentionc plan")`
 //! gives a [`Session`], which derefs to a `tokio_postgres::Client`.
 
 mod conninfo;
 pub mod interrupt;
+mod keywords;
 mod options;
 pub mod params;
 mod pgpass;
 mod service;
 mod session;
+mod stall;
 mod tls;
 mod transport;
 mod wire;

@@ -1,18 +1,10 @@
 //! A session: one connection, opened with the resolved settings, whose notices reach the
 //! caller, whose running statement can be cancelled, and which is declared dead when the
-//! server stops answering.
-//!
-//! Stalls are found by watching the socket (`wire`): while a request waits for its answer and
-//! nothing has come from the server for half the stall bound, a second connection (the
-//! liveness check, kept for later checks) asks `pg_stat_activity` whether the server is still
-//! working on it. A server that is working (a long statement, a lock wait) keeps the session
-//! alive however long it takes; a server that is not, or no answer to the check within the
-//! rest of the bound, and the connection is declared dead: every call waiting on it fails.
-//! Progress notices (the prune procedure sends one per batch) count as answers.
+//! server stops answering (`stall`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use tokio::sync::mpsc;
@@ -24,7 +16,7 @@ use super::pgpass;
 use super::tls::{self, WatchedTls};
 use super::transport::{self, Endpoint, Socket};
 use super::wire::{Watched, Wire};
-use super::{interrupt, options};
+use super::{interrupt, options, stall};
 
 /// A connected session. The fields are public so that a caller can borrow them apart (the
 /// client for a statement, the notices while it runs); the session also derefs to its client.
@@ -65,20 +57,21 @@ pub struct Control {
     link: Arc<Link>,
 }
 
-struct Link {
-    params: Arc<Params>,
-    endpoint: Endpoint,
-    wire: Wire,
+/// One connection, as the session, its control and its watchdog share it.
+pub(super) struct Link {
+    pub(super) params: Arc<Params>,
+    pub(super) endpoint: Endpoint,
+    pub(super) wire: Wire,
     token: CancelToken,
-    ended: Arc<Ended>,
+    pub(super) ended: Arc<Ended>,
     /// The watchdog declared the connection dead.
-    stalled: AtomicBool,
+    pub(super) stalled: AtomicBool,
 }
 
 /// Set by the task driving the connection when it ends.
 #[derive(Default)]
-struct Ended {
-    done: AtomicBool,
+pub(super) struct Ended {
+    pub(super) done: AtomicBool,
     reason: Mutex<Option<String>>,
 }
 
@@ -233,7 +226,7 @@ async fn attempt(
             link: Arc::clone(&link),
         },
     };
-    tokio::spawn(watch_for_stalls(link, application_name.to_string()));
+    tokio::spawn(stall::watch(link, application_name.to_string()));
     if !matches_target(&session.client, wanted)
         .await
         .map_err(|e| error_text(&e))?
@@ -263,14 +256,14 @@ END
 $retentionc$";
 
 /// A connection on one endpoint, with the task that drives it.
-struct Opened {
-    client: Client,
+pub(super) struct Opened {
+    pub(super) client: Client,
     notices: mpsc::UnboundedReceiver<DbError>,
     wire: Wire,
     ended: Arc<Ended>,
 }
 
-async fn connect_on(
+pub(super) async fn connect_on(
     params: &Params,
     endpoint: &Endpoint,
     application_name: &str,
@@ -388,123 +381,6 @@ async fn drive<T>(
     };
     *ended.reason.lock().unwrap_or_else(|e| e.into_inner()) = reason;
     ended.done.store(true, Ordering::SeqCst);
-}
-
-/// The watchdog of one session (see the module documentation). Ends with the connection.
-async fn watch_for_stalls(link: Arc<Link>, application_name: String) {
-    let bound = link.params.stall_timeout;
-    let suspicious = bound / 2;
-    let tick = (bound / 20).clamp(Duration::from_millis(50), Duration::from_millis(500));
-    let mut checker: Option<Client> = None;
-    let mut checked_at: Option<Instant> = None;
-    while !link.ended.done.load(Ordering::SeqCst) {
-        tokio::time::sleep(tick).await;
-        let (outstanding, last_heard, pid) = {
-            let state = link.wire.lock();
-            (state.outstanding, state.last_heard, state.backend_pid)
-        };
-        // Silence counts from the last byte, or from the last check that found the server
-        // at work.
-        let quiet_since = match checked_at {
-            Some(at) if at > last_heard => at,
-            _ => last_heard,
-        };
-        if outstanding == 0 || quiet_since.elapsed() < suspicious {
-            continue;
-        }
-        let remaining = bound.saturating_sub(quiet_since.elapsed()).max(tick);
-        let verdict = match pid {
-            Some(pid) => tokio::time::timeout(
-                remaining,
-                check_liveness(&link, &mut checker, pid, &application_name),
-            )
-            .await
-            .unwrap_or(Verdict::NoAnswer),
-            None => {
-                tokio::time::sleep(remaining).await;
-                Verdict::NoAnswer
-            }
-        };
-        match verdict {
-            Verdict::Working | Verdict::CannotTell => checked_at = Some(Instant::now()),
-            Verdict::NoAnswer | Verdict::NotWorking(_) => {
-                if link.wire.lock().last_heard > quiet_since {
-                    continue; // the answer came while checking
-                }
-                let why = match &verdict {
-                    Verdict::NotWorking(state) => format!(
-                        "; the server is not working on retentionc's request (its session is {state})"
-                    ),
-                    _ => String::new(),
-                };
-                let reason = format!(
-                    "no answer from the server at {} for {} s{why}: the connection is considered lost (--stall-timeout {}s)",
-                    link.endpoint.describe(),
-                    bound.as_secs(),
-                    bound.as_secs()
-                );
-                eprintln!("error: {reason}");
-                link.stalled.store(true, Ordering::SeqCst);
-                link.wire.kill(reason);
-                break;
-            }
-        }
-    }
-}
-
-enum Verdict {
-    /// The server is running the session's statement (or waiting for a lock for it).
-    Working,
-    /// The session is gone, idle, or blocked sending to a client that does not read.
-    NotWorking(String),
-    /// The check itself got no answer.
-    NoAnswer,
-    /// The server answered the check but could not say (no permission, too many clients).
-    CannotTell,
-}
-
-async fn check_liveness(
-    link: &Link,
-    checker: &mut Option<Client>,
-    pid: i32,
-    application_name: &str,
-) -> Verdict {
-    if checker.as_ref().is_none_or(|c| c.is_closed()) {
-        let name = format!("{application_name} (liveness check)");
-        match connect_on(&link.params, &link.endpoint, &name).await {
-            Ok(opened) => *checker = Some(opened.client),
-            Err(e) if e.contains("db error") => return Verdict::CannotTell,
-            Err(_) => return Verdict::NoAnswer,
-        }
-    }
-    let client = checker.as_ref().expect("connected above");
-    let row = client
-        .query_opt(
-            "SELECT coalesce(state, ''), coalesce(wait_event, '') FROM pg_catalog.pg_stat_activity WHERE pid = $1",
-            &[&pid],
-        )
-        .await;
-    match row {
-        Ok(None) => Verdict::NotWorking("gone".into()),
-        Ok(Some(row)) => {
-            let state: String = row.get(0);
-            let wait_event: String = row.get(1);
-            match (state.as_str(), wait_event.as_str()) {
-                // Sending a result the client does not read: that is the stall itself.
-                ("active", "ClientWrite") => {
-                    Verdict::NotWorking("blocked sending its answer".into())
-                }
-                ("active", _) | ("fastpath function call", _) => Verdict::Working,
-                ("", _) => Verdict::CannotTell, // another role's session: state hidden
-                (other, _) => Verdict::NotWorking(format!("\"{other}\"")),
-            }
-        }
-        Err(e) if e.as_db_error().is_some() => Verdict::CannotTell,
-        Err(_) => {
-            *checker = None;
-            Verdict::NoAnswer
-        }
-    }
 }
 
 async fn matches_target(
