@@ -270,6 +270,79 @@ async fn sigterm_or_ctrl_c_end_a_run_on_a_frozen_network_within_seconds() {
     }
 }
 
+/// A TCP proxy to `target` that records each connection's first request code: SSLRequest
+/// (80877103) when the client starts TLS, CancelRequest (80877102) for a cancel sent in clear.
+async fn recording_proxy(target: u16) -> (String, Arc<std::sync::Mutex<Vec<u32>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let codes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&codes);
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut client, _)) = listener.accept().await {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut first = [0u8; 8];
+                if client.read_exact(&mut first).await.is_err() {
+                    return;
+                }
+                let code = u32::from_be_bytes([first[4], first[5], first[6], first[7]]);
+                seen.lock().unwrap().push(code);
+                let mut server = tokio::net::TcpStream::connect(("127.0.0.1", target))
+                    .await
+                    .unwrap();
+                server.write_all(&first).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    (address, codes)
+}
+
+/// The cancel request is sent as the session was opened: over TLS, the certificate checked
+/// (sslmode=verify-full), never in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cancel_request_goes_over_tls_like_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::cluster::make_test_certs(dir.path());
+    let cluster = Arc::new(Cluster::start(common::cluster::ClusterOptions {
+        ssl: Some(certs.server.clone()),
+        require_ssl: true,
+        ..Default::default()
+    }));
+    let db = cluster.database(Partman::V5);
+    let project = slow_prune_project(&db, 10_000);
+    let (address, codes) = recording_proxy(cluster.port()).await;
+    let url = format!(
+        "postgres://postgres@{address}/{}?sslmode=verify-full&sslrootcert={}",
+        db.name,
+        certs.ca_cert.display()
+    );
+    let before = expired_revoked(&db);
+    let child = with_stall_bound(project.command(&["run"]))
+        .env("DATABASE_URL", &url)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while expired_revoked(&db) > before - 200 {
+        assert!(Instant::now() < deadline, "the prune never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal(&child, "-TERM");
+    let (out, took) = wait_at_most(child, Duration::from_secs(10), "a run sent SIGTERM");
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(took < Duration::from_secs(3), "{took:?}: {}", text(&out));
+    assert!(!stderr(&out).contains("could not cancel"), "{}", text(&out));
+    // The session and its cancel request (and nothing else) connected, all of them over TLS.
+    let codes = codes.lock().unwrap().clone();
+    assert!(codes.len() >= 2, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 80_877_103), "{codes:?}");
+    // The cancel arrived: the prune stopped.
+    let left = expired_revoked(&db);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(expired_revoked(&db), left, "the prune went on");
+}
+
 /// With the network working, a statement that runs longer than the stall bound without
 /// sending anything (here one row that takes 6 s to check) is left to finish: the server
 /// says it is working on it.
