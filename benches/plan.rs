@@ -81,14 +81,10 @@ fn main() {
             let mut changes = 0;
             for _ in 0..5 {
                 let t = Instant::now();
-                let client = retentionc::db::connect(
-                    &DbArgs {
-                        database_url: Some(db.url.clone()),
-                    },
-                    "retentionc bench",
-                )
-                .await
-                .unwrap();
+                let client =
+                    retentionc::db::connect(&DbArgs::url(db.url.clone()), "retentionc bench")
+                        .await
+                        .unwrap();
                 let planned = retentionc::plan::make_plan_detailed(&client, &project)
                     .await
                     .unwrap();

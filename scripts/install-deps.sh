@@ -13,7 +13,8 @@ set -euo pipefail
 PG_MAJOR=15
 PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
 PACKAGES=(postgresql-common "postgresql-${PG_MAJOR}" "postgresql-client-${PG_MAJOR}"
-          "postgresql-${PG_MAJOR}-partman" "postgresql-${PG_MAJOR}-cron" util-linux socat)
+          "postgresql-${PG_MAJOR}-partman" "postgresql-${PG_MAJOR}-cron" util-linux
+          socat procps)  # the network-fault tests' proxy, and kill(1) to freeze it
 PARTMAN5_PACKAGE=postgresql-17-partman
 PARTMAN5_VERSION=5.2.4
 PARTMAN4_VERSION=4.7.2

@@ -57,12 +57,27 @@ pub enum Command {
     },
 }
 
-/// How to reach the database: URL, else DATABASE_URL, else the libpq PG* variables.
-#[derive(Debug, Clone, Args)]
+/// How to reach the database: URL, else DATABASE_URL, else the libpq PG* variables
+/// (docs/connections.md).
+#[derive(Debug, Clone, Default, Args)]
 pub struct DbArgs {
     /// postgres://user@host:port/db?sslmode=verify-full&sslrootcert=ca.pem, or a libpq key=value string.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
     pub database_url: Option<String>,
+    /// No answer from the server for this long while it is not working on retentionc's
+    /// request: the connection is declared dead [default: 30s].
+    #[arg(long, env = "RETENTIONC_STALL_TIMEOUT", value_name = "DURATION", value_parser = crate::db::params::parse_stall_timeout)]
+    pub stall_timeout: Option<std::time::Duration>,
+}
+
+impl DbArgs {
+    /// The arguments of `--database-url URL` alone.
+    pub fn url(url: impl Into<String>) -> DbArgs {
+        DbArgs {
+            database_url: Some(url.into()),
+            ..DbArgs::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

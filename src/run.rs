@@ -13,7 +13,6 @@ mod dry_run;
 pub mod partitions;
 pub mod progress;
 pub mod report;
-pub mod session;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -24,17 +23,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
 use tokio_postgres::error::SqlState;
 
 use crate::apply::locks::{Blocker, LockWatch};
 use crate::cli::{DbArgs, RunArgs};
+use crate::db::interrupt::{self, EXIT_INTERRUPTED, Stop, Stopped};
 use crate::db::lock_failure::{LockFailure, lock_failure};
+use crate::db::{self, Session};
 use crate::model::{Config, Policy, Project};
 use crate::policy::{self, ident::quote_ident, ident::quote_literal};
 use progress::{ProgressDisplay, PruneNotice, parse_notice};
 pub use report::{Maintenance, Outcome, RuleReport, TableReport, write_report};
-use session::Session;
 
 /// `application_name` of run's session, which `run_log.run_by` records.
 pub const APPLICATION_NAME: &str = "retentionc";
@@ -43,9 +42,6 @@ pub const APPLICATION_NAME: &str = "retentionc";
 /// lock is held elsewhere; waits double from `FIRST_BACKOFF` in between.
 const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-
-/// Exit status after Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
-const EXIT_INTERRUPTED: u8 = 130;
 
 pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
     let project = policy::load_project(config_path)?;
@@ -58,13 +54,14 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
     if args.dry_run {
         return dry_run::dry_run(&project.config, &policies, &args.db, &mut stdout).await;
     }
-    let session = Session::open(&args.db, APPLICATION_NAME).await?;
+    let session = db::connect(&args.db, APPLICATION_NAME).await?;
+    // A signal stops the statement in flight; the report and run_log still say what happened.
+    let _graceful = interrupt::graceful();
     let lock_timeout = Duration::from_millis(project.config.lock_timeout_ms);
     let mut runner = Runner {
         config: &project.config,
         db: &args.db,
         session,
-        stop: session::interrupt_signal(),
         run_id: format!(
             "{}-{}",
             Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
@@ -151,7 +148,6 @@ struct Runner<'a> {
     config: &'a Config,
     db: &'a DbArgs,
     session: Session,
-    stop: watch::Receiver<bool>,
     /// Tags this run's run_log rows (`detail->>'run_id'`), so that what the server
     /// committed can be read back after a lost connection.
     run_id: String,
@@ -164,6 +160,8 @@ enum StepError {
     Db(tokio_postgres::Error, Option<Blocker>),
     /// Refused before it ran, with the reason (e.g. the role may not act as the owner).
     Refused(String),
+    /// The connection ended (lost or stalled), with the reason.
+    Lost(String),
     Interrupted,
 }
 
@@ -182,7 +180,7 @@ impl StepError {
             StepError::Interrupted => {
                 "interrupted (Ctrl-C or SIGTERM); committed batches stay".into()
             }
-            StepError::Refused(reason) => reason.clone(),
+            StepError::Refused(reason) | StepError::Lost(reason) => reason.clone(),
             StepError::Db(e, blocker) => {
                 if let Some(failure) = lock_failure(e) {
                     let what = match failure {
@@ -267,7 +265,7 @@ struct LoggedRule {
 
 impl Runner<'_> {
     fn interrupted(&self) -> bool {
-        *self.stop.borrow()
+        interrupt::interrupted()
     }
 
     fn lock_timeout(&self) -> String {
@@ -289,10 +287,16 @@ impl Runner<'_> {
     }
 
     /// A fresh session when the last one was lost (a failed table must not fail the rest).
+    /// Not after a stall (the network is what failed: trying again would only wait as long
+    /// again) nor after an interruption, when the run must end quickly.
     async fn reconnect_if_lost(&mut self) -> Result<()> {
         if self.session.client.is_closed() {
-            eprintln!("database connection lost; connecting again");
-            self.session = Session::open(self.db, APPLICATION_NAME).await?;
+            let lost = self.session.lost().unwrap_or_default();
+            if self.session.control.stalled() || self.interrupted() {
+                bail!("{lost}");
+            }
+            eprintln!("{lost}; connecting again");
+            self.session = db::connect(self.db, APPLICATION_NAME).await?;
             self.prepare_session().await?;
         }
         Ok(())
@@ -412,36 +416,19 @@ impl Runner<'_> {
 
     /// Runs `fut` (a statement on this session), cancelling it on Ctrl-C or SIGTERM.
     async fn interruptible<T>(
-        stop: &watch::Receiver<bool>,
-        canceller: &session::Canceller,
+        control: &db::Control,
         fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, StepError> {
-        if *stop.borrow() {
+        if interrupt::interrupted() {
             return Err(StepError::Interrupted);
         }
-        let mut stop = stop.clone();
-        let mut watching = true;
-        tokio::pin!(fut);
-        loop {
-            tokio::select! {
-                result = &mut fut => {
-                    return match result {
-                        Ok(v) => Ok(v),
-                        Err(_) if *stop.borrow() => Err(StepError::Interrupted),
-                        Err(e) => Err(StepError::Db(e, None)),
-                    };
-                }
-                changed = stop.changed(), if watching => {
-                    match changed {
-                        Ok(()) if *stop.borrow() => {
-                            watching = false;
-                            canceller.cancel().await;
-                        }
-                        Ok(()) => {}
-                        Err(_) => watching = false,
-                    }
-                }
-            }
+        match interrupt::until_interrupted(control, Stop::CancelAndWait, fut).await {
+            Stopped::Finished(Ok(v)) | Stopped::Interrupted(Some(Ok(v))) => Ok(v),
+            Stopped::Finished(Err(e)) => Err(match control.lost() {
+                Some(lost) => StepError::Lost(lost),
+                None => StepError::Db(e, None),
+            }),
+            Stopped::Interrupted(_) => Err(StepError::Interrupted),
         }
     }
 
@@ -532,7 +519,7 @@ impl Runner<'_> {
         let table = policy.table.to_string();
         let time_zone = policy.time_zone_or_utc();
         let client = &self.session.client;
-        let canceller = &self.session.canceller;
+        let control = &self.session.control;
         let begin = format!(
             "BEGIN; SET LOCAL lock_timeout = {}",
             quote_literal(&self.lock_timeout())
@@ -540,24 +527,20 @@ impl Runner<'_> {
         let call = crate::render::maintain_call(self.config);
         let pid = self.backend_pid().await;
         let result = async {
-            Self::interruptible(&self.stop, canceller, client.batch_execute(&begin)).await?;
+            Self::interruptible(control, client.batch_execute(&begin)).await?;
             self.set_role(&table, owner, true).await?;
             let (row, blocker) = self
                 .lock_watch
                 .watch(
                     pid,
-                    Self::interruptible(
-                        &self.stop,
-                        canceller,
-                        client.query_one(&call, &[&table, &time_zone]),
-                    ),
+                    Self::interruptible(control, client.query_one(&call, &[&table, &time_zone])),
                 )
                 .await;
             let row = row.map_err(|e| match e {
                 StepError::Db(e, _) => StepError::Db(e, blocker),
                 other => other,
             })?;
-            Self::interruptible(&self.stop, canceller, client.batch_execute("COMMIT")).await?;
+            Self::interruptible(control, client.batch_execute("COMMIT")).await?;
             Ok(row.get::<_, serde_json::Value>(0))
         }
         .await;
@@ -682,9 +665,8 @@ impl Runner<'_> {
         let Session {
             client,
             notices,
-            canceller,
+            control,
         } = &mut self.session;
-        let stop = &self.stop;
         let handle = |notice: tokio_postgres::error::DbError, display: &mut ProgressDisplay| {
             match parse_notice(notice.message()) {
                 Some(PruneNotice::Progress { rule, deleted }) => display.update(&rule, deleted),
@@ -696,7 +678,7 @@ impl Runner<'_> {
             }
         };
         let result = {
-            let statement = Self::interruptible(stop, canceller, client.batch_execute(call));
+            let statement = Self::interruptible(control, client.batch_execute(call));
             tokio::pin!(statement);
             loop {
                 tokio::select! {

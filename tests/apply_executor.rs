@@ -322,6 +322,9 @@ async fn destructive_change_needs_allow_data_loss() {
     writer.finish(&db, TABLE).await;
 }
 
+/// An edit someone makes to a saved plan file.
+type PlanEdit = Box<dyn Fn(&mut Plan)>;
+
 /// A saved plan is data: apply makes the plan again under its lock and runs the reviewed
 /// files' statements, so a plan edited to run anything else is refused, whatever it says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -330,7 +333,7 @@ async fn an_edited_plan_is_refused_and_changes_nothing() {
     project.write_policy("events", &policy_yaml(TABLE, "4 days", ""));
     let reviewed = plan_now(&db, &project).await;
     assert_eq!(reviewed.changes.len(), 1, "{:#?}", reviewed.changes);
-    let edits: Vec<(&str, Box<dyn Fn(&mut Plan)>)> = vec![
+    let edits: Vec<(&str, PlanEdit)> = vec![
         (
             "a statement replaced",
             Box::new(|p: &mut Plan| {

@@ -63,28 +63,18 @@ impl TestProject {
 }
 
 async fn plan_of(db: &TestDb, project: &TestProject) -> Plan {
-    let client = retentionc::db::connect(
-        &DbArgs {
-            database_url: Some(db.url.clone()),
-        },
-        "retentionc test",
-    )
-    .await
-    .unwrap();
+    let client = retentionc::db::connect(&DbArgs::url(db.url.clone()), "retentionc test")
+        .await
+        .unwrap();
     make_plan(&client, &project.load())
         .await
         .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 async fn plan_error(db: &TestDb, project: &TestProject) -> String {
-    let client = retentionc::db::connect(
-        &DbArgs {
-            database_url: Some(db.url.clone()),
-        },
-        "retentionc test",
-    )
-    .await
-    .unwrap();
+    let client = retentionc::db::connect(&DbArgs::url(db.url.clone()), "retentionc test")
+        .await
+        .unwrap();
     match make_plan(&client, &project.load()).await {
         Ok(plan) => panic!("expected an error, planned {:#?}", plan.changes),
         Err(e) => format!("{e:#}"),
@@ -164,14 +154,9 @@ fn setup(partman: Partman) -> (TestDb, TestProject) {
 
 async fn empty_database_needs_everything(partman: Partman) {
     let (db, project) = setup(partman);
-    let client = retentionc::db::connect(
-        &DbArgs {
-            database_url: Some(db.url.clone()),
-        },
-        "t",
-    )
-    .await
-    .unwrap();
+    let client = retentionc::db::connect(&DbArgs::url(db.url.clone()), "t")
+        .await
+        .unwrap();
     let planned = make_plan_detailed(&client, &project.load()).await.unwrap();
     assert_eq!(
         kinds(&planned.plan),
@@ -636,7 +621,7 @@ fn catalog_reads_a_fixed_number_of_statements() {
             let refs: Vec<(&str, &str)> = policies.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
             let project = TestProject::new(Partman::V5, &refs);
             project.apply_with_psql(&db);
-            let client = retentionc::db::connect(&DbArgs { database_url: Some(db.url.clone()) }, "t").await.unwrap();
+            let client = retentionc::db::connect(&DbArgs::url(db.url.clone()), "t").await.unwrap();
             let planned = make_plan_detailed(&client, &project.load()).await.unwrap();
             assert!(!planned.plan.has_changes());
             counts.push(planned.statements_sent);

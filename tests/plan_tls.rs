@@ -12,9 +12,7 @@ use common::cluster::{
 use retentionc::cli::DbArgs;
 
 fn args(url: String) -> DbArgs {
-    DbArgs {
-        database_url: Some(url),
-    }
+    DbArgs::url(url)
 }
 
 async fn uses_tls(url: String) -> Result<bool, String> {

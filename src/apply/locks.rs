@@ -144,7 +144,7 @@ impl LockWatch {
                 loop {
                     if guard.is_none() {
                         match db::connect(&db, "retentionc apply: lock watch").await {
-                            Ok(client) => *guard = Some(client),
+                            Ok(session) => *guard = Some(session.client),
                             Err(_) => return, // best effort: the error text still names something
                         }
                     }

@@ -26,6 +26,7 @@ use tokio_postgres::Client;
 
 use crate::cli::ApplyArgs;
 use crate::config::parse_lock_timeout;
+use crate::db::interrupt::{self, Stop, Stopped};
 use crate::model::Project;
 use crate::plan::Plan;
 use crate::{db, policy};
@@ -82,7 +83,9 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
             // Planned without the lock, and shown; a person may take minutes to answer, and
             // no transaction stays open meanwhile. The answer covers this plan only: the
             // locked transaction checks the database still has the fingerprint it was made at.
-            let plan = plan_outside_transaction(&client, &project).await?;
+            let plan = plan_outside_transaction(&client, &project)
+                .await
+                .map_err(|e| after_lost_connection(&client, e))?;
             write_plan(&mut out, &plan)?; // "No changes: ..." when there are none
             if !plan.has_changes() {
                 return Ok(ExitCode::SUCCESS);
@@ -97,7 +100,37 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
     };
 
     let started = Instant::now();
-    match execute(&client, &project, source, &options, &watch, &mut out).await? {
+    // Ctrl-C or SIGTERM from here on: nothing more is sent, and the server rolls back.
+    let graceful = interrupt::graceful();
+    let stopped = interrupt::until_interrupted(
+        &client.control,
+        Stop::CloseUnlessCommitting,
+        execute(&client, &project, source, &options, &watch, &mut out),
+    )
+    .await;
+    drop(graceful);
+    let outcome = match stopped {
+        Stopped::Finished(result) => result.map_err(|e| after_lost_connection(&client, e))?,
+        Stopped::Interrupted(Some(Ok(outcome))) => {
+            write_outcome(&mut out, &outcome, started)?;
+            eprintln!("interrupted after the apply had committed: its changes are in place");
+            return Ok(ExitCode::from(interrupt::EXIT_INTERRUPTED));
+        }
+        Stopped::Interrupted(Some(Err(e))) => {
+            eprintln!("interrupted: the apply was not committed, nothing was changed ({e:#})");
+            return Ok(ExitCode::from(interrupt::EXIT_INTERRUPTED));
+        }
+        Stopped::Interrupted(None) => {
+            eprintln!("{}", interrupted_without_answer(&client.control));
+            return Ok(ExitCode::from(interrupt::EXIT_INTERRUPTED));
+        }
+    };
+    write_outcome(&mut out, &outcome, started)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_outcome(out: &mut dyn Write, outcome: &ApplyOutcome, started: Instant) -> Result<()> {
+    match outcome {
         // The plan printed under the lock said "No changes: ...".
         ApplyOutcome::NoChanges => {}
         ApplyOutcome::Applied {
@@ -110,7 +143,35 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
             started.elapsed().as_millis()
         )?,
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+/// What an apply stopped by a signal, whose server did not answer, left behind.
+fn interrupted_without_answer(control: &db::Control) -> String {
+    if control.commit_in_flight() {
+        "interrupted while the server was committing the apply, and no answer came: whether it was committed is unknown; `retentionc plan` shows what is in place".into()
+    } else {
+        format!(
+            "interrupted: the apply was not committed, nothing was changed (the server rolls its transaction back once it sees the connection closed, or after {} s without an answer: idle_in_transaction_session_timeout)",
+            control.stall_timeout().as_secs()
+        )
+    }
+}
+
+/// An error after the connection was lost says so, and what became of the apply.
+fn after_lost_connection(session: &db::Session, error: anyhow::Error) -> anyhow::Error {
+    let Some(lost) = session.lost() else {
+        return error;
+    };
+    if session.control.commit_in_flight() {
+        error.context(format!(
+            "{lost}; the COMMIT got no answer, so whether the apply was committed is unknown: `retentionc plan` shows what is in place"
+        ))
+    } else {
+        error.context(format!(
+            "{lost}; the apply was not committed, nothing was changed"
+        ))
+    }
 }
 
 fn read_saved_plan(path: &Path) -> Result<Plan> {

@@ -1,6 +1,12 @@
-//! TLS for connections: which server certificates each `sslmode` accepts (rustls).
+//! TLS for connections: which server certificates each `sslmode` accepts (rustls), and the
+//! connector that hands the encrypted stream to the connection's watcher.
+//!
+//! As in libpq, `prefer` and `require` encrypt without checking the certificate unless a
+//! root certificate is given, in which case they check it as `verify-ca` does.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -12,8 +18,106 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::SslMode;
+use super::wire::{Watched, Wire};
+
+/// libpq's `sslmode` values (`allow` is read as `prefer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn parse(text: &str) -> Result<SslMode> {
+        Ok(match text {
+            "disable" => SslMode::Disable,
+            "allow" | "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            other => bail!(
+                "invalid sslmode \"{other}\": expected disable, allow, prefer, require, verify-ca or verify-full"
+            ),
+        })
+    }
+
+    /// What tokio-postgres negotiates for this mode (certificates are rustls's business).
+    pub fn negotiation(self) -> tokio_postgres::config::SslMode {
+        use tokio_postgres::config::SslMode as Negotiation;
+        match self {
+            SslMode::Disable => Negotiation::Disable,
+            SslMode::Prefer => Negotiation::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => Negotiation::Require,
+        }
+    }
+}
+
+/// The TLS settings of a connection: `sslmode` and `sslrootcert`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub mode: SslMode,
+    pub root_cert: Option<PathBuf>,
+}
+
+/// The rustls connector for `host` (None with `sslmode=disable`), used alike by sessions,
+/// their cancel requests and liveness checks.
+pub fn connector<S>(
+    tls: &TlsSettings,
+    host: &str,
+) -> Result<Option<<MakeRustlsConnect as MakeTlsConnect<S>>::TlsConnect>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if tls.mode == SslMode::Disable {
+        return Ok(None);
+    }
+    let mut make = MakeRustlsConnect::new(tls_client_config(tls.mode, tls.root_cert.as_deref())?);
+    let connect = MakeTlsConnect::<S>::make_tls_connect(&mut make, host)
+        .unwrap_or_else(|never| match never {});
+    Ok(Some(connect))
+}
+
+/// A TLS connector whose encrypted stream reports to a connection's [`Wire`]. Without an
+/// inner connector (`sslmode=disable`) tokio-postgres never asks it to connect.
+pub struct WatchedTls<T> {
+    pub inner: Option<T>,
+    pub wire: Wire,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<S, T> TlsConnect<S> for WatchedTls<T>
+where
+    T: TlsConnect<S>,
+    T::Future: Send + 'static,
+    T::Stream: Send + 'static,
+{
+    type Stream = Watched<T::Stream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Stream, BoxError>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        let Some(inner) = self.inner else {
+            return Box::pin(std::future::ready(Err::<Self::Stream, BoxError>(
+                "TLS is off for this connection (sslmode=disable)".into(),
+            )));
+        };
+        self.wire.start_tls();
+        let wire = self.wire;
+        let handshake = inner.connect(stream);
+        Box::pin(async move {
+            let stream = handshake.await.map_err(Into::into)?;
+            Ok(wire.tls(stream))
+        })
+    }
+}
 
 pub(super) fn mode_name(mode: SslMode) -> &'static str {
     match mode {

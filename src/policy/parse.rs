@@ -740,6 +740,19 @@ fn check_cron_field(field: &str, spec: &CronField) -> Result<(), String> {
     Ok(())
 }
 
+/// A zone name from the IANA time zone database (as PostgreSQL's `pg_timezone_names`
+/// knows them), spelt exactly: `Europe/Paris`, `America/New_York`, `UTC`.
+fn check_time_zone(text: &str) -> Result<String, String> {
+    match text.parse::<chrono_tz::Tz>() {
+        Ok(_) => Ok(text.to_string()),
+        Err(_) => Err(format!(
+            "expected a time zone name such as \"Europe/Paris\" or \"UTC\", found \"{}\"; \
+             names are those of the IANA time zone database, spelt exactly (abbreviations such as \"PST\" and offsets such as \"+02\" are not zones)",
+            text.escape_debug()
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -811,18 +824,5 @@ mod tests {
                 .unwrap_err()
                 .contains("from 1900-01-01 to 9999-12-31")
         );
-    }
-}
-
-/// A zone name from the IANA time zone database (as PostgreSQL's `pg_timezone_names`
-/// knows them), spelt exactly: `Europe/Paris`, `America/New_York`, `UTC`.
-fn check_time_zone(text: &str) -> Result<String, String> {
-    match text.parse::<chrono_tz::Tz>() {
-        Ok(_) => Ok(text.to_string()),
-        Err(_) => Err(format!(
-            "expected a time zone name such as \"Europe/Paris\" or \"UTC\", found \"{}\"; \
-             names are those of the IANA time zone database, spelt exactly (abbreviations such as \"PST\" and offsets such as \"+02\" are not zones)",
-            text.escape_debug()
-        )),
     }
 }

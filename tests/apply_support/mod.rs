@@ -114,9 +114,7 @@ pub fn text(output: &Output) -> String {
 }
 
 pub fn db_args(db: &TestDb) -> DbArgs {
-    DbArgs {
-        database_url: Some(db.url.clone()),
-    }
+    DbArgs::url(db.url.clone())
 }
 
 /// The test table: hourly range partitions on `mtime`.
