@@ -31,7 +31,7 @@ fn password_cluster() -> (Arc<Cluster>, TestDb) {
 /// `retentionc plan` on an empty project, with only the environment given (`HOME` and
 /// `PGSYSCONFDIR` pointing at `home`, so no file of the machine's user is read).
 fn plan_with_env(home: &Path, vars: &[(&str, &str)]) -> std::process::Output {
-    let project = TestProject::new();
+    let project = TestProject::new().compiled();
     let mut command = project.command(&["plan"]);
     command.env("HOME", home).env("PGSYSCONFDIR", home);
     for (key, value) in vars {

@@ -149,8 +149,11 @@ fn slow_prune_project(db: &TestDb, rows: i64) -> TestProject {
         &format!("INSERT INTO public.sessions (last_seen_at, revoked) SELECT now() - interval '3 days', n % 4 <> 0 FROM generate_series(1, {rows}) n"),
         "-c",
         "VACUUM ANALYZE public.sessions",
+        // A condition may not call pg_sleep; a STABLE function of the row may.
+        "-c",
+        "CREATE FUNCTION public.slowly_true(bigint) RETURNS boolean STABLE LANGUAGE plpgsql AS 'BEGIN PERFORM pg_sleep(0.001); RETURN true; END'",
     ]);
-    let slow = "table: public.sessions\ndeletes:\n  - name: revoked\n    where: \"revoked AND pg_sleep(0.001)::text = ''\"\n    older_than: 1 day\n    column: last_seen_at\n    batch_size: 50\n";
+    let slow = "table: public.sessions\ndeletes:\n  - name: revoked\n    where: \"revoked AND public.slowly_true(id)\"\n    older_than: 1 day\n    column: last_seen_at\n    batch_size: 50\n";
     let project = TestProject::for_db(db).policy("sessions", slow).compiled();
     project.install_with_psql(db);
     project
@@ -354,8 +357,10 @@ async fn a_long_statement_that_sends_nothing_is_not_taken_for_a_stall() {
         "CREATE TABLE public.jobs (id bigserial PRIMARY KEY, finished_at timestamptz NOT NULL)",
         "-c",
         "INSERT INTO public.jobs (finished_at) VALUES (now() - interval '3 days')",
+        "-c",
+        "CREATE FUNCTION public.after_six_seconds(bigint) RETURNS boolean STABLE LANGUAGE plpgsql AS 'BEGIN PERFORM pg_sleep(6); RETURN true; END'",
     ]);
-    let slow = "table: public.jobs\ndeletes:\n  - name: old\n    where: \"pg_sleep(6)::text = ''\"\n    older_than: 1 day\n    column: finished_at\n";
+    let slow = "table: public.jobs\ndeletes:\n  - name: old\n    where: \"public.after_six_seconds(id)\"\n    older_than: 1 day\n    column: finished_at\n";
     let project = TestProject::for_db(&db).policy("jobs", slow).compiled();
     project.install_with_psql(&db);
     let proxy = Proxy::start(db.cluster.port());

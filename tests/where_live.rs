@@ -273,7 +273,7 @@ fn plan_refuses_volatile_or_unknown_functions_and_accepts_stable_and_immutable_o
             ("random() < 0.5", "calls random(), which is VOLATILE"),
             (
                 "public.volatile_fn(level) = 'x'",
-                "calls volatile_fn(text), which is VOLATILE",
+                "calls public.volatile_fn(text), which is VOLATILE",
             ),
             (
                 "stable_fn(level) = 'x'",
