@@ -137,6 +137,9 @@ pub struct RunArgs {
     /// Show what would be dropped, detached, moved or deleted; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: count the rows instead of asking the planner for an estimate.
+    #[arg(long, requires = "dry_run")]
+    pub exact: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -52,7 +52,12 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if args.dry_run {
-        return dry_run::dry_run(&project.config, &policies, &args.db, &mut stdout).await;
+        let rows = if args.exact {
+            dry_run::Rows::Counted
+        } else {
+            dry_run::Rows::Estimated
+        };
+        return dry_run::dry_run(&project.config, &policies, &args.db, rows, &mut stdout).await;
     }
     let session = db::connect(&args.db, APPLICATION_NAME).await?;
     // A signal stops the statement in flight; the report and run_log still say what happened.

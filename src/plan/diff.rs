@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use crate::catalog::Live;
 use crate::model::RuleFingerprint;
-use crate::model::{Epoch, Interval, Policy, Project, QualifiedName};
+use crate::model::{Interval, Policy, Project, QualifiedName};
 use crate::plan::checks;
-use crate::plan::impact::{expired_partitions, range_bounds, time_text};
+use crate::plan::impact::{expired_children, expired_partitions, survivors_from, time_text};
 use crate::plan::{Change, ChangeKind, Impact, Plan, PlannedStatement, RuleImpact, SettingChange};
 use crate::policy::error::PolicyErrors;
 use crate::policy::interval::parse_interval;
@@ -67,18 +67,21 @@ fn stricter<'d>(want: &'d state::Prune, have: Option<&state::Prune>) -> Vec<&'d 
     state::stricter_rules(desired, live)
 }
 
-/// With the policy's retention, the upper bound of the newest partition the next
-/// maintenance expires, as (partition column, bound text): rows below it are gone before
-/// the delete rules run.
+/// With the policy's retention, the partition column and the lowest value of it that
+/// survives the next maintenance: rows below it are gone before the delete rules run.
 fn surviving_partitions_from(policy: &Policy, live: &Live) -> Option<(String, String)> {
     let keep = policy.retention.as_ref()?.keep;
     let partitioning = policy.partitioning.as_ref()?;
     let children = live.children.get(&policy.table.to_string())?;
-    let impact = expired_partitions(children, partitioning.epoch, live.now, &keep, "drop");
-    let newest = impact.expired_partitions.last()?;
-    let child = children.iter().find(|c| c.name == newest.name)?;
-    let (_, to) = range_bounds(&child.bound)?;
-    Some((partitioning.column.to_string(), to))
+    let expired = expired_children(
+        children,
+        partitioning.epoch,
+        live.now,
+        &keep,
+        &partitioning.interval,
+    );
+    let bound = survivors_from(&expired)?;
+    Some((partitioning.column.to_string(), bound))
 }
 
 fn planned(file: &CompiledFile, statement: &crate::render::Statement) -> PlannedStatement {
@@ -327,12 +330,7 @@ impl Compared<'_> {
             return None;
         }
         let keep = interval_of(new)?;
-        let epoch = self
-            .policy
-            .partitioning
-            .as_ref()
-            .map(|p| p.epoch)
-            .unwrap_or(Epoch::None);
+        let partitioning = self.policy.partitioning.as_ref()?;
         let expired = self
             .policy
             .retention
@@ -347,9 +345,10 @@ impl Compared<'_> {
             .unwrap_or(&[]);
         Some(expired_partitions(
             children,
-            epoch,
+            partitioning.epoch,
             self.live.now,
             &keep,
+            &partitioning.interval,
             expired,
         ))
     }

@@ -1,6 +1,7 @@
-//! What a change would expire: the partitions the next maintenance would remove, read
-//! from their bounds (as pg_partman decides, never from their names), with row
-//! estimates from statistics.
+//! Which partitions maintenance expires, decided in one place for plan, `run --dry-run`
+//! and status: pg_partman's own rule (drop_partition_time.sql, the same in 4.7.2 and 5.x),
+//! a child whose lower bound plus the partition interval is before `now - retention`,
+//! oldest first, never the set's last child; read from the bounds, never from names.
 
 use chrono::{DateTime, Days, Months, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 
@@ -21,6 +22,67 @@ pub fn cutoff(now: DateTime<Utc>, keep: &Interval) -> DateTime<Utc> {
         t = t.checked_sub_days(Days::new(keep.days as u64)).unwrap_or(t);
     }
     t - TimeDelta::microseconds(keep.micros)
+}
+
+/// `t + interval` as PostgreSQL computes `timestamptz + interval` in UTC.
+pub fn plus(t: DateTime<Utc>, interval: &Interval) -> DateTime<Utc> {
+    let mut t = t;
+    if interval.months > 0 {
+        t = t
+            .checked_add_months(Months::new(interval.months as u32))
+            .unwrap_or(t);
+    }
+    if interval.days > 0 {
+        t = t
+            .checked_add_days(Days::new(interval.days as u64))
+            .unwrap_or(t);
+    }
+    t + TimeDelta::microseconds(interval.micros)
+}
+
+/// A child of a partition set with its bounds read as points in time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedChild<'c> {
+    pub child: &'c ChildPartition,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// The range children of a set, oldest first (the default partition and children whose
+/// bounds are not times are left out).
+pub fn timed_children(children: &[ChildPartition], epoch: Epoch) -> Vec<TimedChild<'_>> {
+    let mut timed: Vec<TimedChild> = children
+        .iter()
+        .filter_map(|child| {
+            let (from, to) = range_bounds(&child.bound)?;
+            Some(TimedChild {
+                child,
+                from: bound_time(&from, epoch)?,
+                to: bound_time(&to, epoch)?,
+            })
+        })
+        .collect();
+    timed.sort_by_key(|c| c.from);
+    timed
+}
+
+/// The children maintenance expires at `now` with retention `keep` and partitions of
+/// `interval`: pg_partman's rule, oldest first, the set's last child never.
+pub fn expired_children<'c>(
+    children: &'c [ChildPartition],
+    epoch: Epoch,
+    now: DateTime<Utc>,
+    keep: &Interval,
+    interval: &Interval,
+) -> Vec<TimedChild<'c>> {
+    let cut = cutoff(now, keep);
+    let timed = timed_children(children, epoch);
+    let keep_last = timed.len().saturating_sub(1);
+    timed
+        .into_iter()
+        .take(keep_last)
+        .take_while(|c| plus(c.from, interval) < cut)
+        .collect()
 }
 
 /// The `FROM` and `TO` values of `FOR VALUES FROM (...) TO (...)`, unquoted;
@@ -61,48 +123,48 @@ pub fn time_text(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-/// The children whose upper bound is before `now - keep`: what pg_partman's next
-/// maintenance would expire with retention `keep`.
+/// What the next maintenance expires with retention `keep` (see `expired_children`), as
+/// a plan's impact.
 pub fn expired_partitions(
     children: &[ChildPartition],
     epoch: Epoch,
     now: DateTime<Utc>,
     keep: &Interval,
+    interval: &Interval,
     expired: &str,
 ) -> Impact {
-    let cut = cutoff(now, keep);
-    let mut chosen: Vec<(DateTime<Utc>, DateTime<Utc>, &ChildPartition)> = children
-        .iter()
-        .filter_map(|child| {
-            let (from, to) = range_bounds(&child.bound)?;
-            let (from, to) = (bound_time(&from, epoch)?, bound_time(&to, epoch)?);
-            (to < cut).then_some((from, to, child))
-        })
-        .collect();
-    chosen.sort_by_key(|(from, _, _)| *from);
+    let chosen = expired_children(children, epoch, now, keep, interval);
     let estimate =
         |c: &ChildPartition| (c.estimated_rows >= 0.0).then(|| c.estimated_rows.round() as u64);
     Impact {
         partitions: chosen.len() as u64,
-        from: chosen.first().map(|(from, _, _)| time_text(*from)),
-        to: chosen.last().map(|(_, to, _)| time_text(*to)),
-        estimated_rows: chosen.iter().filter_map(|(_, _, c)| estimate(c)).sum(),
+        from: chosen.first().map(|c| time_text(c.from)),
+        to: chosen.last().map(|c| time_text(c.to)),
+        estimated_rows: chosen.iter().filter_map(|c| estimate(c.child)).sum(),
         expired: Some(expired.to_string()),
         expired_partitions: chosen
             .iter()
-            .map(|(from, to, c)| ExpiredPartition {
-                name: c.name.clone(),
-                from: Some(time_text(*from)),
-                to: Some(time_text(*to)),
-                estimated_rows: estimate(c),
+            .map(|c| ExpiredPartition {
+                name: c.child.name.clone(),
+                from: Some(time_text(c.from)),
+                to: Some(time_text(c.to)),
+                estimated_rows: estimate(c.child),
             })
             .collect(),
         partitions_without_statistics: chosen
             .iter()
-            .filter(|(_, _, c)| estimate(c).is_none())
+            .filter(|c| estimate(c.child).is_none())
             .count() as u64,
         rules: Vec::new(),
     }
+}
+
+/// The lowest value of the partition column that survives the expiry of `expired` (the
+/// upper bound of its newest child, as the text PostgreSQL wrote it): rows below it are
+/// gone before the same run's delete rules run.
+pub fn survivors_from(expired: &[TimedChild<'_>]) -> Option<String> {
+    let newest = expired.last()?;
+    range_bounds(&newest.child.bound).map(|(_, to)| to)
 }
 
 #[cfg(test)]
@@ -220,6 +282,7 @@ mod tests {
                 days: 3,
                 micros: 11 * 3_600_000_000,
             },
+            &DAY,
             "drop",
         );
         assert_eq!(impact.partitions, 2);
@@ -236,9 +299,124 @@ mod tests {
                 days: 30,
                 micros: 0,
             },
+            &DAY,
             "drop",
         );
         assert_eq!(none.partitions, 0);
         assert_eq!(none.from, None);
+    }
+
+    const DAY: Interval = Interval {
+        months: 0,
+        days: 1,
+        micros: 0,
+    };
+
+    fn daily(day: u32) -> ChildPartition {
+        child(
+            &format!("public.t_p202611{day:02}"),
+            &format!(
+                "FOR VALUES FROM ('2026-11-{day:02} 00:00:00+00') TO ('2026-11-{:02} 00:00:00+00')",
+                day + 1
+            ),
+            10.0,
+        )
+    }
+
+    #[test]
+    fn the_rule_is_pg_partmans_start_plus_interval_before_the_cutoff() {
+        let children: Vec<ChildPartition> = (20..=23).map(daily).collect();
+        let keep = Interval {
+            months: 0,
+            days: 2,
+            micros: 0,
+        };
+        // now - 2 days = the 23rd 12:00: the 20th, 21st and 22nd end before it.
+        let expired = expired_children(
+            &children,
+            Epoch::None,
+            at("2026-11-25T12:00:00Z"),
+            &keep,
+            &DAY,
+        );
+        let names: Vec<&str> = expired.iter().map(|c| c.child.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "public.t_p20261120",
+                "public.t_p20261121",
+                "public.t_p20261122"
+            ]
+        );
+        // A child ending exactly at the cutoff stays (strictly before).
+        let expired = expired_children(
+            &children,
+            Epoch::None,
+            at("2026-11-25T00:00:00Z"),
+            &keep,
+            &DAY,
+        );
+        assert_eq!(expired.len(), 2);
+        // pg_partman adds the set's interval to the start: a hand-made child wider than
+        // one interval expires by its start, as pg_partman decides.
+        let wide = vec![
+            child(
+                "public.t_old",
+                "FOR VALUES FROM ('2026-11-01 00:00:00+00') TO ('2026-11-21 00:00:00+00')",
+                5.0,
+            ),
+            daily(21),
+        ];
+        let expired = expired_children(&wide, Epoch::None, at("2026-11-05T00:00:00Z"), &keep, &DAY);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].child.name, "public.t_old");
+        assert_eq!(
+            survivors_from(&expired).as_deref(),
+            Some("2026-11-21 00:00:00+00")
+        );
+    }
+
+    #[test]
+    fn the_last_child_of_a_set_is_never_expired() {
+        let children: Vec<ChildPartition> = (20..=22).map(daily).collect();
+        let keep = Interval {
+            months: 0,
+            days: 1,
+            micros: 0,
+        };
+        let expired = expired_children(
+            &children,
+            Epoch::None,
+            at("2026-12-30T00:00:00Z"),
+            &keep,
+            &DAY,
+        );
+        let names: Vec<&str> = expired.iter().map(|c| c.child.name.as_str()).collect();
+        assert_eq!(names, ["public.t_p20261120", "public.t_p20261121"]);
+        // The default partition is not a child that counts.
+        let mut with_default = children.clone();
+        with_default.push(child("public.t_default", "DEFAULT", 1.0));
+        assert_eq!(
+            expired_children(
+                &with_default,
+                Epoch::None,
+                at("2026-12-30T00:00:00Z"),
+                &keep,
+                &DAY
+            )
+            .len(),
+            2
+        );
+        assert!(
+            expired_children(
+                &children[..1],
+                Epoch::None,
+                at("2026-12-30T00:00:00Z"),
+                &keep,
+                &DAY
+            )
+            .is_empty()
+        );
+        assert!(survivors_from(&[]).is_none());
     }
 }
