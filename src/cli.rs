@@ -106,6 +106,8 @@ pub struct ApplyArgs {
 pub enum StatusFormat {
     Text,
     Json,
+    /// Prometheus text format, for node_exporter's textfile collector.
+    Prometheus,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -126,7 +128,7 @@ pub struct StatusArgs {
     pub db: DbArgs,
     #[arg(long, value_enum, default_value = "text")]
     pub format: StatusFormat,
-    /// Exit 3 when a table holds data older than its policy allows.
+    /// Exit 3 when any promise of any policy is broken (see docs/run-status.md).
     #[arg(long)]
     pub check: bool,
 }

@@ -17,6 +17,7 @@ pub mod db;
 pub mod import;
 pub mod init;
 pub mod model;
+pub mod output;
 pub mod plan;
 pub mod policy;
 pub mod render;
