@@ -499,13 +499,10 @@ pub fn evaluate(policy: &Policy, config: &Config, facts: &Facts) -> TableStatus 
         };
         // Without older_than, matching rows are overdue only once a run should have
         // removed them: one period after the last successful run (or ever, never run).
+        let last_ok_of_rule = last_ok.get(&format!("delete:{name}")).copied().flatten();
         let waited = match allowed {
             Some(_) => true,
-            None => last_ok
-                .get(&format!("delete:{name}"))
-                .copied()
-                .flatten()
-                .is_none_or(|ok| ok < cutoff(now, &period)),
+            None => last_ok_of_rule.is_none_or(|ok| ok < cutoff(now, &period)),
         };
         let holds = match overdue {
             Ok(found) => !(found && waited),
@@ -529,14 +526,15 @@ pub fn evaluate(policy: &Policy, config: &Config, facts: &Facts) -> TableStatus 
                 "run `retentionc run`; if runs succeed, see the last run of this rule".into(),
             )),
             (Ok(_), None) if !holds => status.findings.push(rule_finding(
-                format!(
-                    "rows matching rule {name} remain, {} after its last successful run",
-                    if period.comparable() > 0 {
-                        format!("more than one schedule period ({period})")
-                    } else {
-                        "and there is no schedule".to_string()
-                    }
-                ),
+                match (period.comparable() > 0, last_ok_of_rule) {
+                    (false, _) => format!("rows matching rule {name} remain"),
+                    (true, Some(_)) => format!(
+                        "rows matching rule {name} remain more than one schedule period ({period}) after its last successful run"
+                    ),
+                    (true, None) => format!(
+                        "rows matching rule {name} remain, and the rule never ran successfully"
+                    ),
+                },
                 "run `retentionc run`; if runs succeed, see the last run of this rule".into(),
             )),
             _ => {}
