@@ -16,6 +16,7 @@ pub mod config;
 pub mod db;
 pub mod import;
 pub mod init;
+pub mod man;
 pub mod model;
 pub mod output;
 pub mod plan;

@@ -11,7 +11,7 @@ use clap::{CommandFactory, Parser};
 
 use retentionc::cli::{Cli, Command};
 use retentionc::policy::error::PolicyErrors;
-use retentionc::{apply, compile, import, init, output, plan, policy, run, schema, status};
+use retentionc::{apply, compile, import, init, man, output, plan, policy, run, schema, status};
 
 /// Exit status when stdout was closed early (`retentionc status | head -1`): what a
 /// shell reports for a program ended by SIGPIPE, without its message.
@@ -66,6 +66,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut Cli::command(), "retentionc", &mut script);
             stdout.write_all(&script)?;
             stdout.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir: None } => {
+            man::write_main_page(&mut stdout)?;
+            stdout.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man {
+            out_dir: Some(dir),
+        } => {
+            for page in man::write_pages(&dir)? {
+                writeln!(stdout, "{}", page.display())?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Init { force } => init::init(&cli.config, force, &mut stdout),

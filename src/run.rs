@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio_postgres::error::SqlState;
 
-use crate::cli::{DbArgs, RunArgs};
+use crate::cli::{DbArgs, LogFormat, RunArgs};
 use crate::model::{Config, Policy, Project};
 use crate::policy::{self, ident::quote_ident, ident::quote_literal};
 use progress::{ProgressDisplay, PruneNotice, parse_notice};
@@ -50,7 +50,12 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
     let policies = select_policies(&project, &args.tables)?;
     let mut stdout = std::io::stdout().lock();
     if policies.is_empty() {
-        writeln!(stdout, "no policies: nothing to run")?;
+        match args.log_format {
+            LogFormat::Text => writeln!(stdout, "no policies: nothing to run")?,
+            LogFormat::Json => {
+                report::write_event(&report::run_event(0, 0, 0, false), &mut stdout)?
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if args.dry_run {
@@ -71,7 +76,10 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
             break;
         }
         let report = runner.run_table(policy).await;
-        write_report(&report, &mut stdout)?;
+        match args.log_format {
+            LogFormat::Text => write_report(&report, &mut stdout)?,
+            LogFormat::Json => report::write_json_events(&report, &mut stdout)?,
+        }
         stdout.flush()?;
         reports.push(report);
     }
@@ -85,7 +93,13 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
         .filter(|r| r.outcome() == Outcome::Skipped)
         .count();
     let ok = reports.len() - failed - skipped;
-    writeln!(stdout, "run: {ok} ok, {skipped} skipped, {failed} failed")?;
+    match args.log_format {
+        LogFormat::Text => writeln!(stdout, "run: {ok} ok, {skipped} skipped, {failed} failed")?,
+        LogFormat::Json => report::write_event(
+            &report::run_event(ok, skipped, failed, interrupted),
+            &mut stdout,
+        )?,
+    }
     if interrupted {
         eprintln!("interrupted: committed batches stay; the next run continues from there");
         return Ok(ExitCode::from(EXIT_INTERRUPTED));
@@ -235,6 +249,8 @@ impl Runner<'_> {
             maintenance: None,
             deletes: Vec::new(),
             elapsed: Duration::ZERO,
+            maintenance_elapsed: None,
+            deletes_elapsed: None,
         };
         if let Err(e) = self.reconnect_if_lost().await {
             let error = format!("{e:#}");
@@ -256,7 +272,9 @@ impl Runner<'_> {
             return report;
         }
         if policy.partitioning.is_some() {
+            let maintenance_started = Instant::now();
             let maintenance = self.maintain(&table).await;
+            report.maintenance_elapsed = Some(maintenance_started.elapsed());
             // pg_partman's warnings (e.g. refusing to drop a set's last partition) belong
             // to this table; its notices are chatter.
             for notice in self.session.drain_notices() {
@@ -283,7 +301,9 @@ impl Runner<'_> {
                     })
                     .collect();
             } else {
+                let deletes_started = Instant::now();
                 report.deletes = self.prune(policy, procedure.as_str()).await;
+                report.deletes_elapsed = Some(deletes_started.elapsed());
             }
         }
         report.elapsed = started.elapsed();
