@@ -135,7 +135,10 @@ fn main() {
             ms(sorted[sorted.len() / 2]),
             ms(anchors[anchors.len() / 2])
         );
-        assert_eq!(lapsed, 0, "a freshly applied and run set holds every promise");
+        assert_eq!(
+            lapsed, 0,
+            "a freshly applied and run set holds every promise"
+        );
         if n == 1000 {
             assert!(
                 sorted[sorted.len() / 2] < Duration::from_secs(1),

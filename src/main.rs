@@ -37,10 +37,13 @@ fn main() -> ExitCode {
 
 /// The reader of our output went away: not an error of ours to report.
 fn output_closed(err: &anyhow::Error) -> bool {
+    let broken = Some(std::io::ErrorKind::BrokenPipe);
     err.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        cause.downcast_ref::<std::io::Error>().map(|e| e.kind()) == broken
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(|e| e.io_error_kind())
+                == broken
     })
 }
 
@@ -73,9 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stdout.flush()?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man {
-            out_dir: Some(dir),
-        } => {
+        Command::Man { out_dir: Some(dir) } => {
             for page in man::write_pages(&dir)? {
                 writeln!(stdout, "{}", page.display())?;
             }

@@ -38,8 +38,7 @@ fn validate(schema: &str, files: &[PathBuf]) {
 fn action_yml_is_a_valid_composite_action() {
     validate("vendor.github-actions", &[repo_path("action.yml")]);
     let action: serde_json::Value =
-        serde_saphyr::from_str(&std::fs::read_to_string(repo_path("action.yml")).unwrap())
-            .unwrap();
+        serde_saphyr::from_str(&std::fs::read_to_string(repo_path("action.yml")).unwrap()).unwrap();
     assert_eq!(action["runs"]["using"], "composite");
     assert_eq!(action["inputs"]["database-url"]["required"], true);
     let steps = action["runs"]["steps"].to_string();

@@ -108,11 +108,9 @@ pub fn write_report(report: &TableReport, out: &mut impl Write) -> std::io::Resu
                 "{t}: maintenance: SKIPPED: another pg_partman maintenance is running ({attempts} attempts)"
             )?;
         }
-        Some(Maintenance::Failed { error }) => writeln!(
-            out,
-            "{t}: maintenance: FAILED: {}",
-            terminal(error)
-        )?,
+        Some(Maintenance::Failed { error }) => {
+            writeln!(out, "{t}: maintenance: FAILED: {}", terminal(error))?
+        }
     }
     for rule in &report.deletes {
         match &rule.error {
@@ -409,9 +407,15 @@ mod tests {
         let mut out = Vec::new();
         write_report(&r, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(!text.contains('\x1b') && !text.contains('\u{202e}'), "{text:?}");
+        assert!(
+            !text.contains('\x1b') && !text.contains('\u{202e}'),
+            "{text:?}"
+        );
         assert!(text.contains("dropped: public.\"t\\x1b[2J\""), "{text}");
-        assert!(text.contains("FAILED after 0 rows: bad\\nnews \\u{202e}\n"), "{text}");
+        assert!(
+            text.contains("FAILED after 0 rows: bad\\nnews \\u{202e}\n"),
+            "{text}"
+        );
     }
 
     #[test]
