@@ -573,7 +573,177 @@ pub fn human_seconds(seconds: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+
     use super::*;
+    use crate::catalog::{PartConfigRow, TableInfo};
+    use crate::status::facts::StepRuns;
+
+    fn policy(text: &str) -> (Policy, Config) {
+        let config =
+            crate::config::parse_config(Path::new("retentionc.yaml"), "", PathBuf::from("."))
+                .unwrap();
+        let (mut found, errors) =
+            crate::policy::parse_policy_text(Path::new("policies/p.yaml"), text, &config);
+        assert!(errors.is_empty(), "{errors:?}");
+        (found.remove(0), config)
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn hourly(table: &str, from_hour: u32, to_hour: u32, skip: &[u32]) -> Vec<ChildPartition> {
+        let mut children: Vec<ChildPartition> = (from_hour..to_hour)
+            .filter(|h| !skip.contains(h))
+            .map(|h| ChildPartition {
+                name: format!("{table}_p{h:02}"),
+                bound: format!(
+                    "FOR VALUES FROM ('2026-11-25 {h:02}:00:00+00') TO ('2026-11-25 {:02}:00:00+00')",
+                    h + 1
+                ),
+                estimated_rows: 0.0,
+            })
+            .collect();
+        children.push(ChildPartition {
+            name: format!("{table}_default"),
+            bound: "DEFAULT".into(),
+            estimated_rows: 0.0,
+        });
+        children
+    }
+
+    /// Facts for `public.t`: exists, registered, the given children, nothing else.
+    fn facts(now: &str, children: Vec<ChildPartition>) -> Facts {
+        let mut facts = Facts::default();
+        facts.live.now = at(now);
+        facts.live.tables.insert(
+            "public.t".into(),
+            TableInfo {
+                relkind: "p".into(),
+                partition_strategy: Some("r".into()),
+                partition_key: vec!["at".into()],
+                key_count: 1,
+                columns: vec![],
+            },
+        );
+        facts.live.part_config.push(PartConfigRow {
+            parent_table: "public.t".into(),
+            control: "at".into(),
+            partition_interval: "01:00:00".into(),
+            partition_interval_parsed: None,
+            premake: 4,
+            retention: None,
+            retention_parsed: None,
+            retention_schema: None,
+            retention_keep_table: false,
+            retention_keep_index: false,
+            infinite_time_partitions: true,
+            epoch: "none".into(),
+        });
+        facts.live.children.insert("public.t".into(), children);
+        facts.oldest.insert("public.t".into(), Ok(None));
+        facts.default_rows.insert("public.t".into(), Ok(0));
+        facts
+    }
+
+    const HOURLY: &str = "table: public.t\npartitioning:\n  column: at\n  interval: 1 hour\n  premake: 4\nretention:\n  keep: 2 hours\n";
+
+    fn checks(status: &TableStatus) -> Vec<Check> {
+        status.findings.iter().map(|f| f.check).collect()
+    }
+
+    #[test]
+    fn a_missing_child_inside_the_range_is_a_gap_and_premade_children_are_counted() {
+        let (policy, config) = policy(HOURLY);
+        let status = evaluate(
+            &policy,
+            &config,
+            &facts("2026-11-25T10:30:00Z", hourly("public.t", 8, 15, &[])),
+        );
+        assert_eq!(checks(&status), []);
+        assert_eq!(status.partitions.as_ref().unwrap().premade_ahead, 4);
+
+        let status = evaluate(
+            &policy,
+            &config,
+            &facts("2026-11-25T10:30:00Z", hourly("public.t", 8, 15, &[9])),
+        );
+        assert_eq!(checks(&status), [Check::PartitionGap]);
+        let gap = &status.partitions.as_ref().unwrap().gaps[0];
+        assert_eq!(
+            (gap.from.as_str(), gap.to.as_str()),
+            ("2026-11-25T09:00:00Z", "2026-11-25T10:00:00Z")
+        );
+
+        // Two ahead of premake 4 is half: still fine; one is not.
+        let status = evaluate(
+            &policy,
+            &config,
+            &facts("2026-11-25T12:30:00Z", hourly("public.t", 8, 15, &[])),
+        );
+        assert_eq!(checks(&status), []);
+        let status = evaluate(
+            &policy,
+            &config,
+            &facts("2026-11-25T13:30:00Z", hourly("public.t", 8, 15, &[])),
+        );
+        assert_eq!(checks(&status), [Check::PremakeLow]);
+    }
+
+    #[test]
+    fn oldest_row_is_allowed_keep_plus_one_interval() {
+        let (policy, config) = policy(HOURLY);
+        let mut f = facts("2026-11-25T12:00:00Z", hourly("public.t", 8, 17, &[]));
+        f.oldest
+            .insert("public.t".into(), Ok(Some(at("2026-11-25T09:00:00Z"))));
+        assert_eq!(checks(&evaluate(&policy, &config, &f)), []);
+        f.oldest
+            .insert("public.t".into(), Ok(Some(at("2026-11-25T08:59:59Z"))));
+        let status = evaluate(&policy, &config, &f);
+        assert_eq!(checks(&status), [Check::Retention]);
+        assert!(
+            status.findings[0]
+                .problem
+                .contains("older than its policy allows (3 hours)")
+        );
+    }
+
+    #[test]
+    fn a_rule_without_older_than_waits_one_period_after_its_last_run() {
+        let (policy, config) = policy(
+            "table: public.t\ndeletes:\n  - name: gone\n    where: \"deleted\"\nschedule: \"0 * * * *\"\n",
+        );
+        let mut f = facts("2026-11-25T12:00:00Z", vec![]);
+        f.overdue
+            .insert(("public.t".into(), "gone".into()), Ok(true));
+        let ran = |started: &str| StepRuns {
+            last: Some(RunRow {
+                outcome: "ok".into(),
+                started_at: at(started),
+                finished_at: at(started),
+                run_by: "retentionc".into(),
+                partitions_created: 0,
+                partitions_removed: 0,
+                rows_deleted: 0,
+                error: None,
+            }),
+            last_ok_started: Some(at(started)),
+        };
+        let step = ("public.t".to_string(), "delete:gone".to_string());
+        f.runs.insert(step.clone(), ran("2026-11-25T11:30:00Z"));
+        assert_eq!(checks(&evaluate(&policy, &config, &f)), []);
+        f.runs.insert(step.clone(), ran("2026-11-25T10:30:00Z"));
+        assert_eq!(checks(&evaluate(&policy, &config, &f)), [Check::DeleteRule]);
+        // Three hourly periods without success: stale as well.
+        f.runs.insert(step, ran("2026-11-25T09:00:00Z"));
+        assert_eq!(
+            checks(&evaluate(&policy, &config, &f)),
+            [Check::RunStale, Check::DeleteRule]
+        );
+    }
 
     #[test]
     fn ages_read_well() {
