@@ -4,8 +4,8 @@
 //! is one catalog query over the same tables (`to_regclass` of every name joined to
 //! pg_class): the least any per-table report must cost.
 //!
-//! Setup per size: daily-partitioned tables with an index on the time column, a few rows
-//! each, every other one with a delete rule, all applied through the generated SQL in
+//! Setup per size: daily-partitioned tables with an index on the time column, rows over
+//! the last three days (the oldest child holds rows, as in a table retention trims), every other one with a delete rule, all applied through the generated SQL in
 //! one psql session, and 20 run_log rows per step. `BENCH_SIZES=100,1000` picks sizes.
 //! Target: the statement count does not grow with the tables, and 1,000 tables take
 //! under 1 s (asserted here, never in a test).
@@ -44,6 +44,8 @@ fn main() {
         .unwrap();
         let policies = project_dir.path().join("policies");
         std::fs::create_dir(&policies).unwrap();
+        // Children from three days back: the rows of the last three days land in them.
+        let start = db.scalar("SELECT (current_date - 3)::text");
         let mut ddl = String::new();
         for i in 0..n {
             ddl.push_str(&format!(
@@ -51,14 +53,16 @@ fn main() {
                  CREATE INDEX ON public.t{i:04} (at);\n"
             ));
             let mut policy = format!(
-                "table: public.t{i:04}\npartitioning:\n  column: at\n  interval: 1 day\n  premake: 2\nretention:\n  keep: 30 days\nschedule: \"0 3 * * *\"\n"
+                "table: public.t{i:04}\npartitioning:\n  column: at\n  interval: 1 day\n  premake: 2\n  start: \"{start}\"\nretention:\n  keep: 30 days\nschedule: \"0 3 * * *\"\n"
             );
             if i % 2 == 0 {
                 policy.push_str("deletes:\n  - name: debug\n    where: \"level = 'debug'\"\n    older_than: 1 day\n");
             }
             std::fs::write(policies.join(format!("t{i:04}.yaml")), policy).unwrap();
         }
-        db.psql(&["-q", "-c", &ddl]);
+        let ddl_path = project_dir.path().join("tables.sql");
+        std::fs::write(&ddl_path, ddl).unwrap();
+        db.psql(&["-q", "-f", ddl_path.to_str().unwrap()]);
         let project =
             retentionc::policy::load_project(&project_dir.path().join("retentionc.yaml")).unwrap();
         // The generated files without their pg_cron statements (no pg_cron here), one
@@ -80,7 +84,7 @@ fn main() {
             "COMMIT;\n\
              DO $$ DECLARE t text; BEGIN
                FOR t IN SELECT parent_table FROM partman.part_config LOOP
-                 EXECUTE format('INSERT INTO %s (id, at, level) SELECT g, now() - g * interval ''1 hour'', ''info'' FROM generate_series(1, 5) g', t);
+                 EXECUTE format('INSERT INTO %s (id, at, level) SELECT g, now() - g * interval ''6 hours'', ''info'' FROM generate_series(0, 12) g', t);
                END LOOP; END $$;\n\
              INSERT INTO retention.run_log (started_at, table_name, step, outcome)
                SELECT now() - g * interval '1 day', c.parent_table, s.step, 'ok'

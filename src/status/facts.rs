@@ -1,15 +1,17 @@
-//! What `status` reads, in a fixed number of statements whatever the number of tables:
-//! the catalog's live state (`catalog::read_live`: part_config, the tables, their
-//! children with bounds, retentionc's objects, the last apply), then one set-based query
-//! for each kind of per-table fact: the oldest row of every retention table (a `UNION
-//! ALL` of index-backed `min()`s), whether rows older than each delete rule allows remain
-//! (`EXISTS`, never a count), rows in every default partition (capped), the last run and
-//! the last successful run of every step (`LATERAL` over run_log's index), and when
-//! each table was first applied. Nothing here writes; nothing here decides.
+//! What `status` reads, in one read-only snapshot, with set-based queries: the catalog's
+//! live state (`catalog::read_live`: part_config, the tables, their children with
+//! bounds, retentionc's objects, the last apply), then one query per kind of per-table
+//! fact for up to 100 tables at a time: the oldest row of every retention table (index-
+//! backed `min()`s, the oldest child first), whether rows older than each delete rule
+//! allows remain (`EXISTS`, never a count), rows in every default partition (capped),
+//! then one query for the last run and the last successful run of every step (`LATERAL`
+//! over run_log's index) and one for when each table was first applied. The number of
+//! statements does not depend on the number of tables up to 100; beyond, each kind of
+//! fact takes one statement per 100 tables. Nothing here writes; nothing here decides.
 //!
 //! A query that fails as a whole (a `where` that no longer plans, a column dropped) is
-//! retried branch by branch under savepoints, so the one failing table or rule is
-//! reported and the rest are still checked.
+//! retried branch by branch, so the one failing table or rule is reported and the rest
+//! are still checked.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +22,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::catalog::{self, Counting, Live};
 use crate::model::{Config, Epoch, Project};
-use crate::plan::impact::cutoff;
+use crate::plan::impact::{bound_time, cutoff, range_bounds};
 use crate::policy::ident::quote_ident;
 
 use super::window;
@@ -28,6 +30,9 @@ use super::window;
 /// Most rows counted in a default partition: enough to say "some" or "many", bounded
 /// work whatever it holds.
 pub const DEFAULT_ROWS_CAP: i64 = 1000;
+
+/// Branches of one `UNION ALL` statement (see [`union_all`]).
+const BRANCHES_PER_STATEMENT: usize = 100;
 
 /// A fact that could not be read for one table or rule (the message says why).
 pub type Probe<T> = Result<T, String>;
@@ -155,67 +160,72 @@ struct Branch<K> {
     expr: String,
 }
 
-/// Runs `SELECT i, <expr> UNION ALL ...` over every branch as one statement; when that
-/// fails, each branch alone under a savepoint, so that one bad branch is reported as
-/// that branch's error.
+/// Runs `SELECT i, <expr> UNION ALL ...` over the branches, [`BRANCHES_PER_STATEMENT`]
+/// at a time (PostgreSQL plans one very long `UNION ALL` in more than linear time). Each
+/// statement runs under a savepoint that is rolled back once its rows are read: that
+/// releases the locks it took on the tables, so a status of thousands of tables never
+/// holds them all at once (the lock table is shared by the whole server), while the
+/// snapshot stays the transaction's. When a statement fails, each of its branches runs
+/// alone, so that one bad branch is reported as that branch's error.
 async fn union_all<K: Ord + Clone, T>(
     client: &Counting<'_, Client>,
     branches: Vec<Branch<K>>,
     params: &[&(dyn ToSql + Sync)],
     get: impl Fn(&tokio_postgres::Row) -> T,
 ) -> Result<BTreeMap<K, Probe<T>>> {
+    const RESTART: &str = "ROLLBACK TO SAVEPOINT retentionc_status";
     let mut out = BTreeMap::new();
-    if branches.is_empty() {
-        return Ok(out);
-    }
-    let sql = branches
-        .iter()
-        .enumerate()
-        .map(|(i, b)| format!("SELECT {i}::int4, {}", b.expr))
-        .collect::<Vec<_>>()
-        .join("\nUNION ALL ");
-    client
-        .batch_execute("SAVEPOINT retentionc_status")
-        .await
-        .context("starting a savepoint")?;
-    match client.query(&sql, params).await {
-        Ok(rows) => {
-            for row in &rows {
-                let i: i32 = row.get(0);
-                out.insert(branches[i as usize].key.clone(), Ok(get(row)));
+    for chunk in branches.chunks(BRANCHES_PER_STATEMENT) {
+        client
+            .batch_execute("SAVEPOINT retentionc_status")
+            .await
+            .context("starting a savepoint")?;
+        let sql = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("SELECT {i}::int4, {}", b.expr))
+            .collect::<Vec<_>>()
+            .join("\nUNION ALL ");
+        match client.query(&sql, params).await {
+            Ok(rows) => {
+                for row in &rows {
+                    let i: i32 = row.get(0);
+                    out.insert(chunk[i as usize].key.clone(), Ok(get(row)));
+                }
             }
-            client
-                .batch_execute("RELEASE SAVEPOINT retentionc_status")
-                .await?;
-        }
-        Err(_) => {
-            for (i, branch) in branches.iter().enumerate() {
-                client
-                    .batch_execute("ROLLBACK TO SAVEPOINT retentionc_status")
-                    .await?;
-                let one = format!("SELECT {i}::int4, {}", branch.expr);
-                let result = match client.query(&one, params).await {
-                    Ok(rows) => Ok(get(&rows[0])),
-                    Err(e) => Err(crate::run::describe_db_error(&e)),
-                };
-                out.insert(branch.key.clone(), result);
+            Err(_) => {
+                for branch in chunk {
+                    client.batch_execute(RESTART).await?;
+                    let one = format!("SELECT 0::int4, {}", branch.expr);
+                    let result = match client.query(&one, params).await {
+                        Ok(rows) => Ok(get(&rows[0])),
+                        Err(e) => Err(crate::run::describe_db_error(&e)),
+                    };
+                    out.insert(branch.key.clone(), result);
+                }
             }
-            client
-                .batch_execute("ROLLBACK TO SAVEPOINT retentionc_status")
-                .await?;
         }
+        client
+            .batch_execute(
+                "ROLLBACK TO SAVEPOINT retentionc_status; RELEASE SAVEPOINT retentionc_status",
+            )
+            .await?;
     }
     Ok(out)
 }
 
-/// The oldest row of every table whose policy has partitioned retention: `min()` of the
-/// control column over the parent, which each partition's index answers.
+/// The oldest row of every table whose policy has partitioned retention. First the
+/// oldest child alone (by its bounds), for every table at once: the oldest row lives there
+/// whenever it holds any, and one child with its index is cheap to plan and to lock. Then,
+/// for the tables whose oldest child is empty, `min()` over the parent (each partition's
+/// index answers it). Rows in the default partition are their own check.
 async fn oldest_rows(
     client: &Counting<'_, Client>,
     project: &Project,
     live: &Live,
 ) -> Result<BTreeMap<String, Probe<Option<DateTime<Utc>>>>> {
-    let mut branches = Vec::new();
+    let mut first_children = Vec::new();
+    let mut parents = BTreeMap::new();
     for policy in &project.policies {
         let (Some(partitioning), Some(_)) = (&policy.partitioning, &policy.retention) else {
             continue;
@@ -224,17 +234,44 @@ async fn oldest_rows(
         if !has_column(live, &table, partitioning.column.as_str()) {
             continue;
         }
-        let column = quote_ident(partitioning.column.as_str());
-        branches.push(Branch {
-            key: table,
-            expr: format!(
-                "(SELECT {} FROM {})",
-                as_time(&format!("min({column})"), partitioning.epoch),
-                policy.table.quoted()
-            ),
-        });
+        let oldest = as_time(
+            &format!("min({})", quote_ident(partitioning.column.as_str())),
+            partitioning.epoch,
+        );
+        let first_child = live
+            .children
+            .get(&table)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                let (from, _) = range_bounds(&c.bound)?;
+                Some((bound_time(&from, partitioning.epoch)?, c))
+            })
+            .min_by_key(|(from, _)| *from);
+        if let Some((_, child)) = first_child {
+            // `name` is `format('%I.%I', ...)` from the catalog: already quoted.
+            first_children.push(Branch {
+                key: table.clone(),
+                expr: format!("(SELECT {oldest} FROM ONLY {})", child.name),
+            });
+        }
+        parents.insert(
+            table.clone(),
+            Branch {
+                key: table,
+                expr: format!("(SELECT {oldest} FROM {})", policy.table.quoted()),
+            },
+        );
     }
-    union_all(client, branches, &[], |row| row.get(1)).await
+    let mut found = union_all(client, first_children, &[], |row| row.get(1)).await?;
+    found.retain(|_, oldest: &mut Probe<Option<DateTime<Utc>>>| matches!(oldest, Ok(Some(_))));
+    let rest: Vec<Branch<String>> = parents
+        .into_iter()
+        .filter(|(table, _)| !found.contains_key(table))
+        .map(|(_, branch)| branch)
+        .collect();
+    found.extend(union_all(client, rest, &[], |row| row.get(1)).await?);
+    Ok(found)
 }
 
 /// For every delete rule of a table that exists: `EXISTS` a row matching it that is
