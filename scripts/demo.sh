@@ -90,7 +90,7 @@ die() { printf 'demo: ERROR: %s\n' "$*" >&2; exit 1; }
 if [ "$INSTALL" = 1 ]; then
     say "Installing PostgreSQL 15, pg_partman and pg_cron (scripts/install-deps.sh)"
     [ -f "$REPO/scripts/install-deps.sh" ] || die "scripts/install-deps.sh is missing"
-    bash "$REPO/scripts/install-deps.sh"
+    bash "$REPO/scripts/install-deps.sh" --demo
 fi
 # PostgreSQL 15's own programs; with --database-url, psql and pgbench from PATH will do.
 pg_program() {

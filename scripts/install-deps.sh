@@ -12,13 +12,17 @@
 # The trixie package is fetched with `apt-get download` through a private apt
 # configuration in a temporary folder: the machine's own apt sources stay on Debian 12.
 # Idempotent: when everything is in place it returns in well under a second.
+# `--demo`: only what scripts/demo.sh needs (no promtool, man-db or check-jsonschema).
 set -euo pipefail
+
+TEST_TOOLS=1
+[ "${1:-}" != "--demo" ] || TEST_TOOLS=0
 
 PG_MAJOR=15
 PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
 PACKAGES=(postgresql-common "postgresql-${PG_MAJOR}" "postgresql-client-${PG_MAJOR}"
-          "postgresql-${PG_MAJOR}-partman" "postgresql-${PG_MAJOR}-cron" util-linux
-          prometheus man-db python3-venv git)
+          "postgresql-${PG_MAJOR}-partman" "postgresql-${PG_MAJOR}-cron" util-linux)
+[ "$TEST_TOOLS" = 0 ] || PACKAGES+=(prometheus man-db python3-venv git)
 PARTMAN5_PACKAGE=postgresql-17-partman
 PARTMAN5_VERSION=5.2.4
 PARTMAN4_VERSION=4.7.2
@@ -63,12 +67,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     [ "$added_policy" = 0 ] || $SUDO rm -f "$policy_rc"
 fi
-command -v promtool >/dev/null || die "promtool missing after installing prometheus"
+[ "$TEST_TOOLS" = 0 ] || command -v promtool >/dev/null || die "promtool missing after installing prometheus"
 
 # --- 1b. check-jsonschema (PyPI), for the GitHub Action and workflow files -------------
 CHECK_JSONSCHEMA_VERSION=0.39.0
 CI_VENV=/opt/retentionc-ci/venv
-if ! "$CI_VENV/bin/check-jsonschema" --version 2>/dev/null | grep -q "$CHECK_JSONSCHEMA_VERSION"; then
+if [ "$TEST_TOOLS" = 1 ] && ! "$CI_VENV/bin/check-jsonschema" --version 2>/dev/null | grep -q "$CHECK_JSONSCHEMA_VERSION"; then
     log "installing check-jsonschema ${CHECK_JSONSCHEMA_VERSION} into ${CI_VENV}"
     $SUDO python3 -m venv "$CI_VENV"
     $SUDO "$CI_VENV/bin/pip" install -q "check-jsonschema==${CHECK_JSONSCHEMA_VERSION}"
@@ -171,4 +175,4 @@ done
 [ -f "${EXT_DIR}/pg_cron.control" ] || die "pg_cron.control missing from ${EXT_DIR}"
 [ -f "$("${PG_BIN}/pg_config" --pkglibdir)/pg_cron.so" ] || die "pg_cron.so missing"
 id postgres >/dev/null 2>&1 || die "no postgres user (postgresql-common should create it)"
-log "ok: PostgreSQL ${PG_MAJOR}, pg_cron, pg_partman ${PARTMAN4_VERSION} + ${PARTMAN5_VERSION} (CREATE EXTENSION itself is checked by tests/cluster_smoke.rs), promtool, man, check-jsonschema"
+log "ok: PostgreSQL ${PG_MAJOR}, pg_cron, pg_partman ${PARTMAN4_VERSION} + ${PARTMAN5_VERSION} (CREATE EXTENSION itself is checked by tests/cluster_smoke.rs)$([ "$TEST_TOOLS" = 0 ] || echo ', promtool, man, check-jsonschema')"
