@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The retentionc sandbox demo, one command, on a fresh Debian 12 machine (elsewhere, the
-# same demo runs in Docker: `docker compose run --rm demo`, see README.md):
+# The retentionc sandbox demo, one command, on a fresh Debian 12 machine, as root or as a
+# user with sudo (elsewhere, the same demo runs in Docker: `docker compose run --rm demo`,
+# see README.md):
 #
-#   sudo scripts/demo.sh               # 60 seconds of inserts
-#   sudo scripts/demo.sh --seconds 20  # shorter
+#   scripts/demo.sh               # 60 seconds of inserts
+#   scripts/demo.sh --seconds 20  # shorter
 #
-# 1. installs PostgreSQL 15, pg_partman and pg_cron (scripts/install-deps.sh) and builds
-#    retentionc (cargo build), unless RETENTIONC_BIN names a built binary;
+# 1. installs PostgreSQL 15, pg_partman and pg_cron (scripts/install-deps.sh, through sudo
+#    when not root) and builds retentionc (cargo build --release), unless RETENTIONC_BIN
+#    names a built binary;
 # 2. starts a throwaway PostgreSQL cluster in a temporary folder, on a free port of
 #    127.0.0.1, with pg_cron preloaded and the time zone UTC, and creates pg_partman 5.2.4
 #    in schema partman and the table public.test_table1, partitioned by range on mtime;
@@ -88,7 +90,7 @@ die() { printf 'demo: ERROR: %s\n' "$*" >&2; exit 1; }
 if [ "$INSTALL" = 1 ]; then
     say "Installing PostgreSQL 15, pg_partman and pg_cron (scripts/install-deps.sh)"
     [ -f "$REPO/scripts/install-deps.sh" ] || die "scripts/install-deps.sh is missing"
-    bash "$REPO/scripts/install-deps.sh"
+    bash "$REPO/scripts/install-deps.sh" --demo
 fi
 # PostgreSQL 15's own programs; with --database-url, psql and pgbench from PATH will do.
 pg_program() {
@@ -114,9 +116,15 @@ else
     # build-essential, with curl for rustup.
     if ! command -v cc >/dev/null 2>&1 || { ! command -v cargo >/dev/null 2>&1 && ! command -v curl >/dev/null 2>&1; }; then
         say "Installing a C compiler and curl (apt-get install build-essential curl)"
-        [ "$(id -u)" -eq 0 ] || die "run as root (sudo scripts/demo.sh) to install build-essential, or install it yourself"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends build-essential curl ca-certificates >/dev/null
+        if [ "$(id -u)" -eq 0 ]; then
+            as_root=()
+        elif command -v sudo >/dev/null 2>&1; then
+            as_root=(sudo)
+        else
+            die "installing build-essential needs root: run as root, or as a user with sudo (or install build-essential and curl yourself)"
+        fi
+        "${as_root[@]}" apt-get update -qq
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends build-essential curl ca-certificates >/dev/null
     fi
     if ! command -v cargo >/dev/null 2>&1; then
         say "Installing Rust with rustup (https://rustup.rs), for this user only"
@@ -124,9 +132,9 @@ else
         # shellcheck disable=SC1091
         . "$HOME/.cargo/env"
     fi
-    say "Building retentionc (cargo build; a few minutes the first time)"
-    (cd "$REPO" && cargo build --quiet --bin retentionc)
-    RETENTIONC="$REPO/target/debug/retentionc"
+    say "Building retentionc (cargo build --release; a few minutes the first time)"
+    (cd "$REPO" && cargo build --release --locked --quiet --bin retentionc)
+    RETENTIONC="$REPO/target/release/retentionc"
 fi
 [ -x "$RETENTIONC" ] || die "no retentionc binary at $RETENTIONC"
 

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Installs what retentionc's test suite needs on Debian 12 (bookworm), as root:
+# Installs what retentionc's test suite needs on Debian 12 (bookworm), as root (or as a
+# user with sudo):
 #   - PostgreSQL 15 with pg_partman 4.7.2 and pg_cron 1.4 (Debian 12 packages);
+#   - promtool (Debian's prometheus package; its server is not started), man-db, and
+#     check-jsonschema (PyPI, in a virtualenv under /opt/retentionc-ci) for the
+#     monitoring, manual-page and GitHub Action tests;
 #   - pg_partman 5.2.4's extension scripts, taken from Debian 13's (trixie)
 #     postgresql-17-partman and copied beside 4.7.2 into PostgreSQL 15's extension
 #     folder, so that each test database can choose
@@ -8,13 +12,19 @@
 # The trixie package is fetched with `apt-get download` through a private apt
 # configuration in a temporary folder: the machine's own apt sources stay on Debian 12.
 # Idempotent: when everything is in place it returns in well under a second.
+# `--demo`: only what scripts/demo.sh needs (no promtool, man-db or check-jsonschema).
 set -euo pipefail
+
+TEST_TOOLS=1
+[ "${1:-}" != "--demo" ] || TEST_TOOLS=0
 
 PG_MAJOR=15
 PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
 PACKAGES=(postgresql-common "postgresql-${PG_MAJOR}" "postgresql-client-${PG_MAJOR}"
-          "postgresql-${PG_MAJOR}-partman" "postgresql-${PG_MAJOR}-cron" util-linux
-          socat procps)  # the network-fault tests' proxy, and kill(1) to freeze it
+          "postgresql-${PG_MAJOR}-partman" "postgresql-${PG_MAJOR}-cron" util-linux)
+# The network-fault tests' proxy (socat) and kill(1) to freeze it (procps); promtool, man,
+# check-jsonschema's Python and git for the monitoring and install tests.
+[ "$TEST_TOOLS" = 0 ] || PACKAGES+=(socat procps prometheus man-db python3-venv git)
 PARTMAN5_PACKAGE=postgresql-17-partman
 PARTMAN5_VERSION=5.2.4
 PARTMAN4_VERSION=4.7.2
@@ -47,7 +57,27 @@ if [ "${#missing[@]}" -gt 0 ]; then
         && ! grep -q '^create_main_cluster' /etc/postgresql-common/createcluster.conf; then
         echo 'create_main_cluster = false' | $SUDO tee -a /etc/postgresql-common/createcluster.conf >/dev/null
     fi
+    # Only promtool is wanted from the prometheus package: keep its server (and any other
+    # service these packages bring) from starting, unless a policy is in place already.
+    policy_rc=/usr/sbin/policy-rc.d
+    added_policy=0
+    if [ ! -e "$policy_rc" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy_rc" >/dev/null
+        $SUDO chmod 0755 "$policy_rc"
+        added_policy=1
+    fi
     $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ "$added_policy" = 0 ] || $SUDO rm -f "$policy_rc"
+fi
+[ "$TEST_TOOLS" = 0 ] || command -v promtool >/dev/null || die "promtool missing after installing prometheus"
+
+# --- 1b. check-jsonschema (PyPI), for the GitHub Action and workflow files -------------
+CHECK_JSONSCHEMA_VERSION=0.39.0
+CI_VENV=/opt/retentionc-ci/venv
+if [ "$TEST_TOOLS" = 1 ] && ! "$CI_VENV/bin/check-jsonschema" --version 2>/dev/null | grep -q "$CHECK_JSONSCHEMA_VERSION"; then
+    log "installing check-jsonschema ${CHECK_JSONSCHEMA_VERSION} into ${CI_VENV}"
+    $SUDO python3 -m venv "$CI_VENV"
+    $SUDO "$CI_VENV/bin/pip" install -q "check-jsonschema==${CHECK_JSONSCHEMA_VERSION}"
 fi
 [ -x "${PG_BIN}/initdb" ] || die "${PG_BIN}/initdb missing after install"
 
@@ -147,4 +177,4 @@ done
 [ -f "${EXT_DIR}/pg_cron.control" ] || die "pg_cron.control missing from ${EXT_DIR}"
 [ -f "$("${PG_BIN}/pg_config" --pkglibdir)/pg_cron.so" ] || die "pg_cron.so missing"
 id postgres >/dev/null 2>&1 || die "no postgres user (postgresql-common should create it)"
-log "ok: PostgreSQL ${PG_MAJOR}, pg_cron, pg_partman ${PARTMAN4_VERSION} + ${PARTMAN5_VERSION} (CREATE EXTENSION itself is checked by tests/cluster_smoke.rs)"
+log "ok: PostgreSQL ${PG_MAJOR}, pg_cron, pg_partman ${PARTMAN4_VERSION} + ${PARTMAN5_VERSION} (CREATE EXTENSION itself is checked by tests/cluster_smoke.rs)$([ "$TEST_TOOLS" = 0 ] || echo ', promtool, man, check-jsonschema')"

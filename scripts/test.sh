@@ -4,7 +4,9 @@
 #   2. cargo build --all-targets;
 #   3. cargo test: the whole suite. Integration tests start their own throwaway PostgreSQL
 #      clusters (tests/common/cluster.rs); this script starts none;
-#   4. retentionc compile --check on the repository's policies/, when that folder exists.
+#   4. installing: cargo install --path and --git (release profile), cargo package, man
+#      pages (tests/install.rs, ignored by a plain `cargo test`), on a full run only;
+#   5. retentionc compile --check on the repository's policies/, when that folder exists.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test cluster_smoke`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,17 +20,17 @@ SECONDS=0
 section() { printf '\n==== %s ====\n' "$*"; }
 done_in() { printf -- '---- %s: done in %ss\n' "$1" "$SECONDS"; SECONDS=0; }
 
-section "1/4 Dependencies (scripts/install-deps.sh)"
+section "1/5 Dependencies (scripts/install-deps.sh)"
 scripts/install-deps.sh
 done_in "dependencies"
 
-section "2/4 Build (cargo build --all-targets)"
+section "2/5 Build (cargo build --all-targets)"
 cargo build --all-targets
 done_in "build"
 
 failed=()
 
-section "3/4 Tests (cargo test --no-fail-fast${*:+ $*})"
+section "3/5 Tests (cargo test --no-fail-fast${*:+ $*})"
 # insta lists every snapshot a test reads; after a full run, a .snap file no test read is
 # stale (its test was renamed or removed) and fails the run, so snapshots cannot rot.
 snapshot_refs="$(mktemp)"
@@ -49,7 +51,19 @@ if [ "$#" -eq 0 ]; then
     fi
 fi
 
-section "4/4 Policies (retentionc compile --check)"
+section "4/5 Install (cargo install --path and --git, cargo package, man pages)"
+if [ "$#" -eq 0 ]; then
+    if cargo test --test install -- --ignored; then
+        done_in "install"
+    else
+        failed+=("install")
+        done_in "install (FAILED)"
+    fi
+else
+    echo "a partial run: skipped"
+fi
+
+section "5/5 Policies (retentionc compile --check)"
 if [ -d policies ]; then
     if cargo run -q -- compile --check; then
         done_in "policy check"

@@ -4,10 +4,18 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `retentionc --version`: the release and the commit it was built from (build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("RETENTIONC_BUILD_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "retentionc",
-    version,
+    version = VERSION,
     about = "Data-retention policies for PostgreSQL, compiled to reviewed SQL"
 )]
 pub struct Cli {
@@ -50,6 +58,12 @@ pub enum Command {
     },
     /// Print the JSON Schema of the policy format (for editors' YAML language servers).
     Schema,
+    /// Print the manual page (roff), or write one per command into a folder.
+    Man {
+        /// Write retentionc.1 and retentionc-<command>.1 into this folder.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -125,6 +139,8 @@ pub struct ApplyArgs {
 pub enum StatusFormat {
     Text,
     Json,
+    /// Prometheus text format, for node_exporter's textfile collector.
+    Prometheus,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -140,6 +156,15 @@ pub struct RunArgs {
     /// With --dry-run: count the rows instead of asking the planner for an estimate.
     #[arg(long, requires = "dry_run")]
     pub exact: bool,
+    /// Output: text lines, or one JSON object per event (step, table, run) on stdout.
+    #[arg(long, value_enum, default_value = "text", conflicts_with = "dry_run")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -148,7 +173,7 @@ pub struct StatusArgs {
     pub db: DbArgs,
     #[arg(long, value_enum, default_value = "text")]
     pub format: StatusFormat,
-    /// Exit 3 when a table holds data older than its policy allows.
+    /// Exit 3 when any promise of any policy is broken (see docs/run-status.md).
     #[arg(long)]
     pub check: bool,
 }

@@ -11,21 +11,42 @@ use clap::{CommandFactory, Parser};
 
 use retentionc::cli::{Cli, Command};
 use retentionc::policy::error::PolicyErrors;
-use retentionc::{apply, compile, config, import, init, plan, policy, run, schema, status};
+use retentionc::{
+    apply, compile, config, import, init, man, output, plan, policy, run, schema, status,
+};
+
+/// Exit status when stdout was closed early (`retentionc status | head -1`): what a
+/// shell reports for a program ended by SIGPIPE, without its message.
+const EXIT_CLOSED_PIPE: u8 = 141;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        Err(err) if output_closed(&err) => ExitCode::from(EXIT_CLOSED_PIPE),
         Err(err) => {
-            if let Some(policy_errors) = err.downcast_ref::<PolicyErrors>() {
-                eprintln!("{policy_errors}");
-            } else {
-                eprintln!("error: {err:#}");
-            }
+            // Messages carry names and text from the database and from policy files:
+            // no control character from them reaches the terminal.
+            let message = match err.downcast_ref::<PolicyErrors>() {
+                Some(policy_errors) => policy_errors.to_string(),
+                None => format!("error: {err:#}"),
+            };
+            eprintln!("{}", output::terminal_lines(&message));
             ExitCode::from(1)
         }
     }
+}
+
+/// The reader of our output went away: not an error of ours to report.
+fn output_closed(err: &anyhow::Error) -> bool {
+    let broken = Some(std::io::ErrorKind::BrokenPipe);
+    err.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().map(|e| e.kind()) == broken
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(|e| e.io_error_kind())
+                == broken
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -33,7 +54,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = match (&cli.command, cli.config) {
         // init writes the settings file, so it need not exist yet; schema and
         // completions do not read it.
-        (Command::Init { .. } | Command::Schema | Command::Completions { .. }, Some(path)) => path,
+        (
+            Command::Init { .. }
+            | Command::Schema
+            | Command::Completions { .. }
+            | Command::Man { .. },
+            Some(path),
+        ) => path,
         (_, explicit) => config::config_path(explicit.as_deref())?,
     };
     match cli.command {
@@ -58,8 +85,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "retentionc", &mut stdout);
+            // Into memory first: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "retentionc", &mut script);
+            stdout.write_all(&script)?;
             stdout.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir: None } => {
+            man::write_main_page(&mut stdout)?;
+            stdout.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir: Some(dir) } => {
+            for page in man::write_pages(&dir)? {
+                writeln!(stdout, "{}", page.display())?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Init { force } => init::init(&config, force, &mut stdout),

@@ -10,7 +10,6 @@
 //! `--dry-run` lives in `run/dry_run.rs`; nothing there writes.
 
 mod dry_run;
-pub mod partitions;
 pub mod progress;
 pub mod report;
 
@@ -26,7 +25,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 
 use crate::apply::locks::{Blocker, LockWatch};
-use crate::cli::{DbArgs, RunArgs};
+use crate::cli::{DbArgs, LogFormat, RunArgs};
 use crate::db::interrupt::{self, EXIT_INTERRUPTED, Stop, Stopped};
 use crate::db::lock_failure::{LockFailure, lock_failure};
 use crate::db::{self, Session};
@@ -48,7 +47,12 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
     let policies = select_policies(&project, &args.tables)?;
     let mut stdout = std::io::stdout().lock();
     if policies.is_empty() {
-        writeln!(stdout, "no policies: nothing to run")?;
+        match args.log_format {
+            LogFormat::Text => writeln!(stdout, "no policies: nothing to run")?,
+            LogFormat::Json => {
+                report::write_event(&report::run_event(0, 0, 0, false), &mut stdout)?
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if args.dry_run {
@@ -82,7 +86,10 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
             break;
         }
         let report = runner.run_table(policy).await;
-        write_report(&report, &mut stdout)?;
+        match args.log_format {
+            LogFormat::Text => write_report(&report, &mut stdout)?,
+            LogFormat::Json => report::write_json_events(&report, &mut stdout)?,
+        }
         stdout.flush()?;
         reports.push(report);
     }
@@ -96,7 +103,13 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
         .filter(|r| r.outcome() == Outcome::Skipped)
         .count();
     let ok = reports.len() - failed - skipped;
-    writeln!(stdout, "run: {ok} ok, {skipped} skipped, {failed} failed")?;
+    match args.log_format {
+        LogFormat::Text => writeln!(stdout, "run: {ok} ok, {skipped} skipped, {failed} failed")?,
+        LogFormat::Json => report::write_event(
+            &report::run_event(ok, skipped, failed, interrupted),
+            &mut stdout,
+        )?,
+    }
     if interrupted {
         eprintln!("interrupted: committed batches stay; the next run continues from there");
         return Ok(ExitCode::from(EXIT_INTERRUPTED));
@@ -315,6 +328,8 @@ impl Runner<'_> {
             maintenance: None,
             deletes: Vec::new(),
             elapsed: Duration::ZERO,
+            maintenance_elapsed: None,
+            deletes_elapsed: None,
         };
         let owner = match self.reconnect_if_lost().await {
             Ok(()) => self.owner_of(&table).await,
@@ -343,7 +358,9 @@ impl Runner<'_> {
             }
         };
         if policy.partitioning.is_some() {
+            let maintenance_started = Instant::now();
             let maintenance = self.maintain(policy, &owner).await;
+            report.maintenance_elapsed = Some(maintenance_started.elapsed());
             // pg_partman's warnings (e.g. refusing to drop a set's last partition) belong
             // to this table; its notices are chatter.
             for notice in self.session.drain_notices() {
@@ -371,7 +388,9 @@ impl Runner<'_> {
                     })
                     .collect();
             } else {
+                let deletes_started = Instant::now();
                 report.deletes = self.prune(policy, procedure.as_str(), &owner).await;
+                report.deletes_elapsed = Some(deletes_started.elapsed());
             }
         }
         report.elapsed = started.elapsed();

@@ -3,6 +3,7 @@
 
 use std::io::{self, IsTerminal, Write};
 
+use crate::output::{html_text, md_code, md_code_in_table, md_fence, md_text, terminal};
 use crate::plan::{Change, ChangeKind, Impact, Plan};
 
 /// First line of every markdown plan: a bot finds its earlier comment by it and updates it.
@@ -215,7 +216,8 @@ pub fn write_text_with(
             writeln!(
                 out,
                 "{sym} {}: {}{tag}{drift}",
-                change.table, change.summary
+                terminal(&change.table),
+                terminal(&change.summary)
             )?;
             for s in &change.settings {
                 let old = s.old.as_deref().unwrap_or("(unset)");
@@ -227,9 +229,9 @@ pub fn write_text_with(
                 writeln!(
                     out,
                     "    {}: {} -> {}{note}",
-                    s.column,
-                    p.red(old),
-                    p.green(&s.new)
+                    terminal(&s.column),
+                    p.red(&terminal(old)),
+                    p.green(&terminal(&s.new))
                 )?;
             }
             if let Some(impact) = &change.impact {
@@ -238,14 +240,15 @@ pub fn write_text_with(
                         out,
                         "    {} {}",
                         p.bold_red("!"),
-                        p.red(&impact_sentence(impact))
+                        p.red(&terminal(&impact_sentence(impact)))
                     )?;
                 } else {
-                    writeln!(out, "    {}", p.dim(&impact_sentence(impact)))?;
+                    writeln!(out, "    {}", p.dim(&terminal(&impact_sentence(impact))))?;
                 }
             }
             if let Some(diff) = &change.body_diff {
                 for line in diff.lines() {
+                    let line = &*terminal(line);
                     let shown = if line.starts_with('+') && !line.starts_with("+++") {
                         p.green(line)
                     } else if line.starts_with('-') && !line.starts_with("---") {
@@ -259,7 +262,7 @@ pub fn write_text_with(
             writeln!(
                 out,
                 "    {}",
-                p.dim(&format!("runs {}", statement_refs(change)))
+                p.dim(&format!("runs {}", terminal(&statement_refs(change))))
             )?;
         }
         writeln!(out)?;
@@ -283,24 +286,20 @@ pub fn write_text_with(
             "Unmanaged (registered with pg_partman, no policy; left alone):"
         )?;
         for table in &plan.unmanaged_tables {
-            writeln!(out, "  {table}")?;
+            writeln!(out, "  {}", terminal(table))?;
         }
     }
     Ok(())
-}
-
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
 }
 
 fn markdown_change(out: &mut impl Write, change: &Change) -> io::Result<()> {
     let warn = if change.destructive { "⚠️ " } else { "" };
     writeln!(
         out,
-        "**{warn}`{}`** ({}): {}",
-        change.table,
+        "**{warn}{}** ({}): {}",
+        md_code(&change.table),
         kind_name(change.kind),
-        change.summary
+        md_text(&change.summary)
     )?;
     writeln!(out)?;
     if !change.settings.is_empty() {
@@ -314,16 +313,16 @@ fn markdown_change(out: &mut impl Write, change: &Change) -> io::Result<()> {
             };
             writeln!(
                 out,
-                "| `{}` | `{}`{drift} | `{}` |",
-                s.column,
-                cell(s.old.as_deref().unwrap_or("(unset)")),
-                cell(&s.new)
+                "| {} | {}{drift} | {} |",
+                md_code_in_table(&s.column),
+                md_code_in_table(s.old.as_deref().unwrap_or("(unset)")),
+                md_code_in_table(&s.new)
             )?;
         }
         writeln!(out)?;
     }
     if let Some(impact) = &change.impact {
-        let sentence = impact_sentence(impact);
+        let sentence = md_text(&impact_sentence(impact));
         if change.destructive {
             writeln!(out, "> **Destructive:** {sentence}.")?;
         } else {
@@ -334,24 +333,24 @@ fn markdown_change(out: &mut impl Write, change: &Change) -> io::Result<()> {
     if let Some(diff) = &change.body_diff {
         writeln!(
             out,
-            "<details><summary>Procedure body diff</summary>\n\n```diff\n{}```\n\n</details>\n",
-            diff
+            "<details><summary>Procedure body diff</summary>\n\n{}\n</details>\n",
+            md_fence(diff, "diff")
         )?;
     }
     if !change.statements.is_empty() {
         writeln!(
             out,
             "<details><summary>SQL: {}</summary>\n",
-            cell(&statement_refs(change))
+            html_text(&statement_refs(change))
         )?;
-        writeln!(out, "```sql")?;
+        let mut sql = String::new();
         for s in &change.statements {
-            write!(out, "{}", s.sql)?;
+            sql.push_str(&s.sql);
             if !s.sql.ends_with('\n') {
-                writeln!(out)?;
+                sql.push('\n');
             }
         }
-        writeln!(out, "```\n\n</details>\n")?;
+        writeln!(out, "{}\n</details>\n", md_fence(&sql, "sql"))?;
     }
     Ok(())
 }
@@ -383,10 +382,10 @@ pub fn write_markdown(plan: &Plan, out: &mut impl Write) -> io::Result<()> {
             };
             writeln!(
                 out,
-                "| {mark} | `{}` | {} | {} |",
-                c.table,
+                "| {mark} | {} | {} | {} |",
+                md_code_in_table(&c.table),
                 kind_name(c.kind),
-                cell(&c.summary)
+                md_text(&c.summary)
             )?;
         }
         writeln!(out)?;
@@ -411,14 +410,19 @@ pub fn write_markdown(plan: &Plan, out: &mut impl Write) -> io::Result<()> {
             "\n#### Unmanaged tables\n\nRegistered with pg_partman, named by no policy; left alone:\n"
         )?;
         for t in &plan.unmanaged_tables {
-            writeln!(out, "- `{t}`")?;
+            writeln!(out, "- {}", md_code(t))?;
         }
     }
     if let Some(at) = &plan.planned_at {
         writeln!(
             out,
-            "\n<sub>Planned at {at}; live fingerprint `{}`.</sub>",
-            &plan.live_fingerprint[..plan.live_fingerprint.len().min(12)]
+            "\n<sub>Planned at {}; live fingerprint {}.</sub>",
+            html_text(at),
+            md_code(
+                plan.live_fingerprint
+                    .get(..12)
+                    .unwrap_or(&plan.live_fingerprint)
+            )
         )?;
     }
     Ok(())

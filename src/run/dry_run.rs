@@ -195,7 +195,7 @@ async fn list_expired<C: GenericClient + Sync>(
                 Some(client.query_one(&sql, &[]).await?.get::<_, i64>(0))
             }
             Rows::Estimated => {
-                (child.child.estimated_rows >= 0.0).then(|| child.child.estimated_rows as i64)
+                (child.child.estimated_rows >= 0.0).then_some(child.child.estimated_rows as i64)
             }
         };
         match n {

@@ -1,9 +1,15 @@
-//! What `run` did, per table, and how it is written: the lines of run's output. Pure.
+//! What `run` did, per table, and how it is written: the lines of run's output (text
+//! for people, or one JSON object per event for schedulers and log shippers). Pure.
+//! Names and errors come from the database: text output escapes them for terminals.
 
 use std::io::Write;
 use std::time::Duration;
 
+use chrono::{SecondsFormat, Utc};
+use serde::Serialize;
+
 use super::progress::group;
+use crate::output::terminal;
 
 /// How a step, or a whole table, ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,6 +54,10 @@ pub struct TableReport {
     pub maintenance: Option<Maintenance>,
     pub deletes: Vec<RuleReport>,
     pub elapsed: Duration,
+    /// How long maintenance took (None: not run).
+    pub maintenance_elapsed: Option<Duration>,
+    /// How long the delete rules took together (None: not run).
+    pub deletes_elapsed: Option<Duration>,
 }
 
 impl TableReport {
@@ -70,7 +80,7 @@ impl TableReport {
 
 /// The per-table lines of run's output.
 pub fn write_report(report: &TableReport, out: &mut impl Write) -> std::io::Result<()> {
-    let t = &report.table;
+    let t = &terminal(&report.table);
     match &report.maintenance {
         None => {}
         Some(Maintenance::Done {
@@ -103,24 +113,32 @@ pub fn write_report(report: &TableReport, out: &mut impl Write) -> std::io::Resu
                 "{t}: maintenance: SKIPPED: another pg_partman maintenance is running ({attempts} attempts)"
             )?;
         }
-        Some(Maintenance::Failed { error }) => writeln!(out, "{t}: maintenance: FAILED: {error}")?,
+        Some(Maintenance::Failed { error }) => {
+            writeln!(out, "{t}: maintenance: FAILED: {}", terminal(error))?
+        }
     }
     for rule in &report.deletes {
         match &rule.error {
             None if !rule.skipped.is_empty() => writeln!(
                 out,
                 "{t}: delete {}: {} rows; SKIPPED {} locked partition(s): {}",
-                rule.rule,
+                terminal(&rule.rule),
                 group(rule.rows),
                 rule.skipped.len(),
-                rule.skipped.join("; ")
+                terminal(&rule.skipped.join("; "))
             )?,
-            None => writeln!(out, "{t}: delete {}: {} rows", rule.rule, group(rule.rows))?,
+            None => writeln!(
+                out,
+                "{t}: delete {}: {} rows",
+                terminal(&rule.rule),
+                group(rule.rows)
+            )?,
             Some(error) => writeln!(
                 out,
-                "{t}: delete {}: FAILED after {} rows: {error}",
-                rule.rule,
-                group(rule.rows)
+                "{t}: delete {}: FAILED after {} rows: {}",
+                terminal(&rule.rule),
+                group(rule.rows),
+                terminal(error)
             )?,
         }
     }
@@ -138,6 +156,7 @@ pub fn write_report(report: &TableReport, out: &mut impl Write) -> std::io::Resu
 
 fn abbreviate(names: &[String]) -> String {
     const SHOWN: usize = 4;
+    let names: Vec<String> = names.iter().map(|n| terminal(n).into_owned()).collect();
     if names.len() <= SHOWN {
         names.join(", ")
     } else {
@@ -150,6 +169,138 @@ fn abbreviate(names: &[String]) -> String {
     }
 }
 
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Ok => "ok",
+        Outcome::Skipped => "skipped",
+        Outcome::Failed => "failed",
+    }
+}
+
+/// One line of `run --log-format json`: a step of a table, a table, or the whole run.
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event<'a> {
+    Step {
+        time: String,
+        table: &'a str,
+        /// `maintenance` or `delete:<rule>`, as in run_log.
+        step: String,
+        outcome: &'static str,
+        /// Rows deleted (delete steps).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rows: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        partitions_created: Option<usize>,
+        /// Dropped, detached or moved.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        partitions_removed: Option<usize>,
+        /// Maintenance's own time; delete rules run in one call, timed together in the
+        /// table event's `deletes_seconds`.
+        duration_seconds: Option<f64>,
+        error: Option<&'a str>,
+    },
+    Table {
+        time: String,
+        table: &'a str,
+        outcome: &'static str,
+        duration_seconds: f64,
+        maintenance_seconds: Option<f64>,
+        deletes_seconds: Option<f64>,
+    },
+    Run {
+        time: String,
+        ok: usize,
+        skipped: usize,
+        failed: usize,
+        interrupted: bool,
+    },
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// One JSON object a line for each step of `report`, then one for the table.
+pub fn write_json_events(report: &TableReport, out: &mut impl Write) -> std::io::Result<()> {
+    let table = report.table.as_str();
+    let mut events = Vec::new();
+    if let Some(maintenance) = &report.maintenance {
+        let (outcome, created, removed, error) = match maintenance {
+            Maintenance::Done {
+                created,
+                dropped,
+                detached,
+                moved,
+            } => (
+                "ok",
+                Some(created.len()),
+                Some(dropped.len() + detached.len() + moved.len()),
+                None,
+            ),
+            Maintenance::Skipped { .. } => (
+                "skipped",
+                None,
+                None,
+                Some("another pg_partman maintenance is running"),
+            ),
+            Maintenance::Failed { error } => ("failed", None, None, Some(error.as_str())),
+        };
+        events.push(Event::Step {
+            time: now(),
+            table,
+            step: "maintenance".into(),
+            outcome,
+            rows: None,
+            partitions_created: created,
+            partitions_removed: removed,
+            duration_seconds: report.maintenance_elapsed.map(|d| d.as_secs_f64()),
+            error,
+        });
+    }
+    for rule in &report.deletes {
+        events.push(Event::Step {
+            time: now(),
+            table,
+            step: format!("delete:{}", rule.rule),
+            outcome: if rule.error.is_some() { "failed" } else { "ok" },
+            rows: Some(rule.rows),
+            partitions_created: None,
+            partitions_removed: None,
+            duration_seconds: None,
+            error: rule.error.as_deref(),
+        });
+    }
+    events.push(Event::Table {
+        time: now(),
+        table,
+        outcome: outcome_name(report.outcome()),
+        duration_seconds: report.elapsed.as_secs_f64(),
+        maintenance_seconds: report.maintenance_elapsed.map(|d| d.as_secs_f64()),
+        deletes_seconds: report.deletes_elapsed.map(|d| d.as_secs_f64()),
+    });
+    for event in events {
+        write_event(&event, out)?;
+    }
+    Ok(())
+}
+
+/// The closing event of `run --log-format json`.
+pub fn run_event(ok: usize, skipped: usize, failed: usize, interrupted: bool) -> Event<'static> {
+    Event::Run {
+        time: now(),
+        ok,
+        skipped,
+        failed,
+        interrupted,
+    }
+}
+
+pub fn write_event(event: &Event, out: &mut impl Write) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, event)?;
+    writeln!(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +311,8 @@ mod tests {
             maintenance,
             deletes,
             elapsed: Duration::from_millis(1500),
+            maintenance_elapsed: Some(Duration::from_millis(250)),
+            deletes_elapsed: None,
         }
     }
 
@@ -213,6 +366,71 @@ mod tests {
         assert!(text.contains("public.t: delete a: 12,000 rows"), "{text}");
         assert!(
             text.contains("public.t: delete b: FAILED after 5 rows: boom"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_events_name_table_step_rows_duration_outcome_and_error() {
+        let r = report(
+            Some(Maintenance::Failed {
+                error: "locked\n\x1b[2J".into(),
+            }),
+            vec![RuleReport {
+                rule: "debug".into(),
+                rows: 12,
+                error: None,
+                skipped: Vec::new(),
+            }],
+        );
+        let mut out = Vec::new();
+        write_json_events(&r, &mut out).unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["event"], "step");
+        assert_eq!(lines[0]["step"], "maintenance");
+        assert_eq!(lines[0]["outcome"], "failed");
+        assert_eq!(lines[0]["error"], "locked\n\x1b[2J");
+        assert_eq!(lines[0]["duration_seconds"], 0.25);
+        assert_eq!(lines[1]["step"], "delete:debug");
+        assert_eq!(lines[1]["rows"], 12);
+        assert_eq!(lines[1]["outcome"], "ok");
+        assert_eq!(lines[1]["error"], serde_json::Value::Null);
+        assert_eq!(lines[2]["event"], "table");
+        assert_eq!(lines[2]["outcome"], "failed");
+        assert_eq!(lines[2]["duration_seconds"], 1.5);
+    }
+
+    #[test]
+    fn text_output_shows_no_control_character_from_the_database() {
+        let r = report(
+            Some(Maintenance::Done {
+                created: vec![],
+                dropped: vec!["public.\"t\x1b[2J\"".into()],
+                detached: vec![],
+                moved: vec![],
+            }),
+            vec![RuleReport {
+                rule: "r".into(),
+                rows: 0,
+                error: Some("bad\nnews \u{202e}".into()),
+                skipped: Vec::new(),
+            }],
+        );
+        let mut out = Vec::new();
+        write_report(&r, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.contains('\x1b') && !text.contains('\u{202e}'),
+            "{text:?}"
+        );
+        assert!(text.contains("dropped: public.\"t\\x1b[2J\""), "{text}");
+        assert!(
+            text.contains("FAILED after 0 rows: bad\\nnews \\u{202e}\n"),
             "{text}"
         );
     }
