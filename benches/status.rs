@@ -105,9 +105,7 @@ fn main() {
             for _ in 0..5 {
                 let t = Instant::now();
                 let client = retentionc::db::connect(
-                    &DbArgs {
-                        database_url: Some(db.url.clone()),
-                    },
+                    &DbArgs::url(db.url.clone()),
                     "retentionc bench",
                 )
                 .await
