@@ -415,12 +415,19 @@ pub fn evaluate(policy: &Policy, config: &Config, facts: &Facts) -> TableStatus 
             started_at,
             ..
         }) = &runs.last
-            && outcome == "failed"
+            && (outcome == "failed" || outcome == "partial")
         {
+            // A partial run skipped partitions another session had locked: their rows
+            // are still there, as after a failure.
+            let what = if outcome == "partial" {
+                "skipped locked partitions"
+            } else {
+                "failed"
+            };
             status.findings.push(step_finding(
                 Check::LastRunFailed,
                 format!(
-                    "the last {step} failed at {}: {}",
+                    "the last {step} {what} at {}: {}",
                     timestamp(*started_at),
                     error.as_deref().unwrap_or("no error recorded")
                 ),

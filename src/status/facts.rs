@@ -368,7 +368,11 @@ async fn runs(
     let sql = format!(
         "SELECT k.t, k.s, last.outcome, last.started_at, last.finished_at, last.run_by,
                 last.partitions_created, last.partitions_removed, last.rows_deleted,
-                last.detail->>'error', ok.started_at
+                coalesce(last.detail->>'error',
+                         (SELECT 'locked: ' || string_agg(x->>'partition', ', ')
+                            FROM jsonb_array_elements(CASE WHEN jsonb_typeof(last.detail->'skipped') = 'array'
+                                                           THEN last.detail->'skipped' END) x)),
+                ok.started_at
            FROM unnest($1::text[], $2::text[]) AS k(t, s)
            LEFT JOIN LATERAL (
                 SELECT r.* FROM {log} r WHERE r.table_name = k.t AND r.step = k.s
