@@ -96,7 +96,7 @@ pub async fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode> {
     }
     let _ = client.batch_execute("ROLLBACK").await;
     if let Some(e) = failure {
-        return Err(e);
+        return Err(db::privileges::read_failure(&client, e).await);
     }
     let mut stdout = std::io::stdout().lock();
     match args.format {
@@ -170,7 +170,8 @@ async fn table_status(client: &Client, config: &Config, policy: &Policy) -> Resu
             "SELECT to_regclass($1::text) IS NOT NULL",
             &[&policy.table.quoted()],
         )
-        .await?
+        .await
+        .with_context(|| format!("looking up {table}"))?
         .get(0);
     let mut status = TableStatus {
         table: table.clone(),
@@ -201,7 +202,10 @@ async fn table_status(client: &Client, config: &Config, policy: &Policy) -> Resu
                     Some(default) => {
                         let n: i64 = client
                             .query_one(&format!("SELECT count(*) FROM ONLY {default}"), &[])
-                            .await?
+                            .await
+                            .with_context(|| {
+                                format!("counting the rows of the default partition {default}")
+                            })?
                             .get(0);
                         Some(n)
                     }
@@ -308,7 +312,8 @@ async fn last_runs(client: &Client, config: &Config, table: &str) -> Result<Vec<
             "SELECT to_regclass($1::text) IS NOT NULL",
             &[&format!("{}.\"run_log\"", quote_ident(schema))],
         )
-        .await?
+        .await
+        .context("looking for run_log")?
         .get(0);
     if !has_log {
         return Ok(Vec::new());
