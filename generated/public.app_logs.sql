@@ -162,16 +162,34 @@ BEGIN
     -- pg_cron job runs as the owner): grant the owner what that needs, nothing more.
     SELECT pg_catalog.pg_get_userbyid(c.relowner) INTO STRICT v_owner
       FROM pg_catalog.pg_class c WHERE c.oid = v_parent;
-    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', 'retention', v_owner);
-    EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE ON TABLE %I."run_log" TO %I', 'retention', v_owner);
-    EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE %I."run_log_id_seq" TO %I', 'retention', v_owner);
-    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I."maintain"(text, text) TO %I', 'retention', v_owner);
-    -- pg_partman's maintenance reads and updates its configuration and creates the new
-    -- partitions in the table's schema.
-    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', 'partman', v_owner);
-    EXECUTE pg_catalog.format('GRANT SELECT, UPDATE, DELETE ON TABLE %I."part_config", %I."part_config_sub" TO %I',
-                              'partman', 'partman', v_owner);
-    EXECUTE pg_catalog.format('GRANT USAGE, CREATE ON SCHEMA %I TO %I', 'public', v_owner);
+    -- retentionc's schema
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO %I', '"retention"', v_owner);
+    -- a run_log row per step, updated as it goes
+    EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE ON TABLE %s TO %I', '"retention"."run_log"', v_owner);
+    -- run_log's ids
+    EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE %s TO %I', '"retention"."run_log_id_seq"', v_owner);
+    -- pg_partman's maintenance of this set
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', '"retention"."maintain"(text, text)', v_owner);
+    -- pg_partman's schema
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO %I', '"partman"', v_owner);
+    -- maintenance updates its set's row, and deletes the row of a child it removes
+    EXECUTE pg_catalog.format('GRANT SELECT, UPDATE, DELETE ON TABLE %s TO %I', '"partman"."part_config"', v_owner);
+    -- maintenance reads it for every set
+    EXECUTE pg_catalog.format('GRANT SELECT ON TABLE %s TO %I', '"partman"."part_config_sub"', v_owner);
+    -- new partitions are made in the table's schema
+    EXECUTE pg_catalog.format('GRANT USAGE, CREATE ON SCHEMA %s TO %I', '"public"', v_owner);
+    -- the pg_cron job logs in as the owner
+    EXECUTE pg_catalog.format('GRANT CONNECT ON DATABASE %I TO %I', pg_catalog.current_database(), v_owner);
+    -- the batched DELETEs of every rule
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON PROCEDURE %s TO %I', '"retention"."delete_in_batches"(regclass, text, text, text, timestamp with time zone, integer, bigint)', v_owner);
+    -- who holds a partition it skips
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', '"retention"."lock_holders"(oid)', v_owner);
+    -- this table's prune procedure
+    -- (made by its own statement, which may come later in this apply; PUBLIC may not run it)
+    IF pg_catalog.to_regprocedure('"retention"."prune_app_logs"(boolean)') IS NOT NULL THEN
+        EXECUTE pg_catalog.format('REVOKE ALL ON PROCEDURE %s FROM PUBLIC', '"retention"."prune_app_logs"(boolean)');
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON PROCEDURE %s TO %I', '"retention"."prune_app_logs"(boolean)', v_owner);
+    END IF;
     -- Partitions made by another role (pg_partman's setup, run by apply) go to the owner,
     -- as pg_partman itself does for partitions it makes when inherit_privileges is on.
     FOR v_child IN
@@ -183,13 +201,6 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', v_child.child, v_owner);
     END LOOP;
-    EXECUTE pg_catalog.format('GRANT EXECUTE ON PROCEDURE %I."delete_in_batches"(regclass, text, text, text, timestamptz, integer, bigint) TO %I', 'retention', v_owner);
-    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I."lock_holders"(oid) TO %I', 'retention', v_owner);
-    -- The prune procedure is made by its own statement, which may come later in this apply.
-    IF pg_catalog.to_regprocedure(pg_catalog.format('%I.%I(boolean)', 'retention', 'prune_app_logs')) IS NOT NULL THEN
-        EXECUTE pg_catalog.format('REVOKE ALL ON PROCEDURE %I.%I(boolean) FROM PUBLIC', 'retention', 'prune_app_logs');
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON PROCEDURE %I.%I(boolean) TO %I', 'retention', 'prune_app_logs', v_owner);
-    END IF;
 END
 $retentionc$;
 

@@ -58,16 +58,22 @@ BEGIN
     -- pg_cron job runs as the owner): grant the owner what that needs, nothing more.
     SELECT pg_catalog.pg_get_userbyid(c.relowner) INTO STRICT v_owner
       FROM pg_catalog.pg_class c WHERE c.oid = v_parent;
-    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', 'retention', v_owner);
-    EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE ON TABLE %I."run_log" TO %I', 'retention', v_owner);
-    EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE %I."run_log_id_seq" TO %I', 'retention', v_owner);
-    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I."maintain"(text, text) TO %I', 'retention', v_owner);
-    -- pg_partman's maintenance reads and updates its configuration and creates the new
-    -- partitions in the table's schema.
-    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', 'partman', v_owner);
-    EXECUTE pg_catalog.format('GRANT SELECT, UPDATE, DELETE ON TABLE %I."part_config", %I."part_config_sub" TO %I',
-                              'partman', 'partman', v_owner);
-    EXECUTE pg_catalog.format('GRANT USAGE, CREATE ON SCHEMA %I TO %I', 'public', v_owner);
+    -- retentionc's schema
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO %I', '"retention"', v_owner);
+    -- a run_log row per step, updated as it goes
+    EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE ON TABLE %s TO %I', '"retention"."run_log"', v_owner);
+    -- run_log's ids
+    EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE %s TO %I', '"retention"."run_log_id_seq"', v_owner);
+    -- pg_partman's maintenance of this set
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', '"retention"."maintain"(text, text)', v_owner);
+    -- pg_partman's schema
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO %I', '"partman"', v_owner);
+    -- maintenance updates its set's row, and deletes the row of a child it removes
+    EXECUTE pg_catalog.format('GRANT SELECT, UPDATE, DELETE ON TABLE %s TO %I', '"partman"."part_config"', v_owner);
+    -- maintenance reads it for every set
+    EXECUTE pg_catalog.format('GRANT SELECT ON TABLE %s TO %I', '"partman"."part_config_sub"', v_owner);
+    -- new partitions are made in the table's schema
+    EXECUTE pg_catalog.format('GRANT USAGE, CREATE ON SCHEMA %s TO %I', '"public"', v_owner);
     -- Partitions made by another role (pg_partman's setup, run by apply) go to the owner,
     -- as pg_partman itself does for partitions it makes when inherit_privileges is on.
     FOR v_child IN

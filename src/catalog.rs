@@ -249,7 +249,7 @@ pub async fn read_live<C: GenericClient + Sync>(
             &[&schema],
         )
         .await
-        .context("reading the server's extensions")?;
+        .context("reading the server's extensions and retentionc's own objects")?;
     let row = &context_row[0];
     let extension = |v: usize, s: usize| -> Option<Extension> {
         Some(Extension {

@@ -434,23 +434,19 @@ impl Renderer {
             ));
         }
         statements.extend(self.prune_statements(config, policy, &ctx));
-        statements.push(self.privileges_statement(policy, &ctx));
+        statements.push(self.privileges_statement(config, policy, &ctx));
         statements.push(self.schedule_statement(config, policy, &ctx));
         statements
     }
 
     /// Grants the table's owner what running its retention needs (retention runs with
-    /// the owner's rights), and gives it the partitions another role made.
-    fn privileges_statement(&self, policy: &Policy, ctx: &Value) -> Statement {
-        let archive_schema = match policy.retention.as_ref().map(|r| &r.expired) {
-            Some(Expired::Archive { schema }) => Some(schema.to_string()),
-            _ => None,
-        };
+    /// the owner's rights: `db::privileges::owner_grants`, the list `run` checks too), and
+    /// gives it the partitions another role made.
+    fn privileges_statement(&self, config: &Config, policy: &Policy, ctx: &Value) -> Statement {
+        let grants = crate::db::privileges::owner_grants(config, policy);
         let privileges_ctx = context! {
-            table_schema => policy.table.schema.as_str(),
+            grants => Value::from(minijinja::value::Serde(grants)),
             partitioned => policy.partitioning.is_some(),
-            archive_schema => archive_schema,
-            procedure => policy.prune_procedure().map(|p| p.as_str().to_string()),
             ..ctx.clone()
         };
         self.statement(

@@ -28,6 +28,7 @@ use crate::apply::locks::{Blocker, LockWatch};
 use crate::cli::{DbArgs, LogFormat, RunArgs};
 use crate::db::interrupt::{self, EXIT_INTERRUPTED, Stop, Stopped};
 use crate::db::lock_failure::{LockFailure, lock_failure};
+use crate::db::privileges::{self, Step};
 use crate::db::{self, Session};
 use crate::model::{Config, Policy, Project};
 use crate::policy::{self, ident::quote_ident, ident::quote_literal};
@@ -225,12 +226,12 @@ impl StepError {
                 if denied {
                     let grant = e
                         .as_db_error()
-                        .and_then(|db| crate::db::privileges::grant_for(db.message(), role));
+                        .and_then(|db| privileges::grant_for(db.message(), role));
                     return match grant {
                         Some(grant) => format!(
                             "{text}; retention of {table} runs as its owner {role}, which needs: {grant} (see docs/privileges.md)"
                         ),
-                        None => format!("{text}; see docs/privileges.md"),
+                        None => format!("{text}; {}", privileges::SEE_DOCS),
                     };
                 }
                 let missing = [
@@ -332,31 +333,46 @@ impl Runner<'_> {
             deletes_elapsed: None,
         };
         let owner = match self.reconnect_if_lost().await {
-            Ok(()) => self.owner_of(&table).await,
+            Ok(()) => self.owner_of(policy).await,
             Err(e) => Err(format!("{e:#}")),
         };
         let owner = match owner {
             Ok(owner) => owner,
             Err(error) => {
-                if policy.partitioning.is_some() {
-                    report.maintenance = Some(Maintenance::Failed {
-                        error: error.clone(),
-                    });
-                }
-                report.deletes = policy
-                    .deletes
-                    .iter()
-                    .map(|r| RuleReport {
-                        rule: r.name.to_string(),
-                        rows: 0,
-                        error: Some(error.clone()),
-                        skipped: Vec::new(),
-                    })
-                    .collect();
+                report.fail_every_step(policy, &error, &error);
                 report.elapsed = started.elapsed();
                 return report;
             }
         };
+        // This role may not act as the owner: nothing of the table runs.
+        if let Ok(Some(refusal)) =
+            privileges::refusal_to_act_as(&self.session.client, &owner, &table).await
+        {
+            report.fail_every_step(policy, &refusal, &refusal);
+            report.elapsed = started.elapsed();
+            return report;
+        }
+        // A privilege the owner lacks fails the table before anything of it runs; the
+        // failure is logged unless what is missing is the right to write the log.
+        if let Some((maintenance, deletes, loggable)) = self.missing_rights(policy, &owner).await {
+            report.fail_every_step(policy, &maintenance, &deletes);
+            let started_at = Utc::now();
+            if !loggable {
+                report.elapsed = started.elapsed();
+                return report;
+            }
+            if policy.partitioning.is_some() {
+                self.log_failure(started_at, &table, "maintenance", 0, &maintenance, 1)
+                    .await;
+            }
+            for rule in &policy.deletes {
+                let step = format!("delete:{}", rule.name);
+                self.log_failure(started_at, &table, &step, 0, &deletes, 1)
+                    .await;
+            }
+            report.elapsed = started.elapsed();
+            return report;
+        }
         if policy.partitioning.is_some() {
             let maintenance_started = Instant::now();
             let maintenance = self.maintain(policy, &owner).await;
@@ -397,18 +413,65 @@ impl Runner<'_> {
         report
     }
 
-    /// The owner of `table`, whose rights its retention runs with.
-    async fn owner_of(&self, table: &str) -> Result<String, String> {
+    /// The owner of the policy's table, whose rights its retention runs with. Read by
+    /// name from the catalog, so that the session's role needs no rights on the schema.
+    async fn owner_of(&self, policy: &Policy) -> Result<String, String> {
+        let table = policy.table.to_string();
         let row = self
             .session
             .client
-            .query_one(
-                "SELECT pg_catalog.pg_get_userbyid(c.relowner)::text FROM pg_catalog.pg_class c WHERE c.oid = $1::text::regclass",
-                &[&table],
+            .query_opt(
+                "SELECT pg_catalog.pg_get_userbyid(c.relowner)::text FROM pg_catalog.pg_class c \
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE n.nspname::text = $1 AND c.relname::text = $2",
+                &[&policy.table.schema.as_str(), &policy.table.name.as_str()],
             )
             .await
-            .map_err(|e| StepError::Db(e, None).describe(table, "its owner"))?;
-        Ok(row.get(0))
+            .map_err(|e| StepError::Db(e, None).describe(&table, "its owner"))?;
+        row.map(|r| r.get(0)).ok_or_else(|| {
+            format!("table {table} does not exist; is the policy applied? (`retentionc apply`)")
+        })
+    }
+
+    /// When the owner lacks a privilege its retention needs (`privileges::owner_grants`):
+    /// the error of the maintenance step and of the delete rules, each naming what that
+    /// step lacks, and whether run_log can record them. None when nothing is missing, or
+    /// when the check itself cannot run (the steps then report what fails).
+    async fn missing_rights(&self, policy: &Policy, owner: &str) -> Option<(String, String, bool)> {
+        let missing =
+            privileges::missing_owner_grants(&self.session.client, self.config, policy, owner)
+                .await
+                .ok()?;
+        if missing.is_empty() {
+            return None;
+        }
+        let table = &policy.table;
+        let needs = |step: Step| -> Option<String> {
+            let lacking: Vec<String> = missing
+                .iter()
+                .filter(|m| m.step.covers(step))
+                .map(|m| m.to_string())
+                .collect();
+            (!lacking.is_empty()).then(|| {
+                format!(
+                    "not run: retention of {table} runs as its owner {owner}, which needs: {} ({})",
+                    lacking.join("; "),
+                    privileges::SEE_DOCS
+                )
+            })
+        };
+        let maintenance = needs(Step::Maintenance);
+        let deletes = needs(Step::Deletes);
+        Some((
+            maintenance.clone().unwrap_or_else(|| {
+                "not run: its owner lacks what the delete rules need (below)".into()
+            }),
+            deletes.unwrap_or_else(|| {
+                "not run: its owner lacks what maintenance needs (above)".into()
+            }),
+            // What every step needs is run_log and its schema.
+            !missing.iter().any(|m| m.step == Step::Every),
+        ))
     }
 
     /// `SET [LOCAL] ROLE <owner>`, refused with the GRANT it needs when this session's

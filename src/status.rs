@@ -57,7 +57,10 @@ pub async fn report(client: &tokio_postgres::Client, project: &Project) -> Resul
 pub async fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode> {
     let project = policy::load_project(config_path)?;
     let client = db::connect(&args.db, crate::run::APPLICATION_NAME).await?;
-    let report = report(&client, &project).await?;
+    let report = match report(&client, &project).await {
+        Ok(report) => report,
+        Err(e) => return Err(db::privileges::read_failure(&client, e).await),
+    };
     let tables = &report.tables;
     let mut stdout = std::io::stdout().lock();
     match args.format {

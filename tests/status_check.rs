@@ -173,7 +173,7 @@ async fn every_lapse_is_reported_then_cleared(partman: Partman) {
     assert_eq!(out.status.code(), Some(1), "{ctx}: {}", text(&out));
     let stdout_of_run = String::from_utf8_lossy(&out.stdout).into_owned();
     locker.batch_execute("ROLLBACK").await.unwrap();
-    let (code, json, stderr) = blocking(|| check(&project));
+    let (code, json, _) = blocking(|| check(&project));
     assert_eq!(code, Some(3), "{ctx}: {json:#}");
     // Both rules skipped the locked table: its rows are still there.
     assert_eq!(

@@ -348,6 +348,13 @@ fn statement_failure(
             deadlock,
         }));
     }
+    if let Some(message) = crate::db::privileges::denial(&e) {
+        return Failure::Fatal(anyhow!(
+            "{statement} failed: {message} (SQLSTATE {}); {}; the whole apply was rolled back, nothing was changed",
+            e.code().map(|c| c.code()).unwrap_or_default(),
+            crate::db::privileges::APPLY_NEEDS
+        ));
+    }
     Failure::Fatal(anyhow!(
         "{statement} failed: {}; the whole apply was rolled back, nothing was changed",
         describe_db_error(&e)

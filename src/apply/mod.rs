@@ -27,6 +27,7 @@ use tokio_postgres::Client;
 use crate::cli::ApplyArgs;
 use crate::config::parse_lock_timeout;
 use crate::db::interrupt::{self, Stop, Stopped};
+use crate::db::privileges;
 use crate::model::Project;
 use crate::plan::Plan;
 use crate::{db, policy};
@@ -85,7 +86,7 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
             // locked transaction checks the database still has the fingerprint it was made at.
             let plan = plan_outside_transaction(&client, &project)
                 .await
-                .map_err(|e| after_lost_connection(&client, e))?;
+                .map_err(|e| privileges::apply_failure(after_lost_connection(&client, e)))?;
             write_plan(&mut out, &plan)?; // "No changes: ..." when there are none
             if !plan.has_changes() {
                 return Ok(ExitCode::SUCCESS);
@@ -110,7 +111,9 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
     .await;
     drop(graceful);
     let outcome = match stopped {
-        Stopped::Finished(result) => result.map_err(|e| after_lost_connection(&client, e))?,
+        Stopped::Finished(result) => {
+            result.map_err(|e| privileges::apply_failure(after_lost_connection(&client, e)))?
+        }
         Stopped::Interrupted(Some(Ok(outcome))) => {
             write_outcome(&mut out, &outcome, started)?;
             eprintln!("interrupted after the apply had committed: its changes are in place");

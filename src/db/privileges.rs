@@ -1,36 +1,644 @@
-//! A missing privilege, as the GRANT that would give it: read from PostgreSQL's
-//! "permission denied for <kind> <name>" message, so that an error names the statement a
-//! DBA runs instead of a PL/pgSQL context.
+//! Rights: what a table owner's retention needs, and a missing privilege told as the GRANT
+//! that gives it, naming the step that needed it (docs/privileges.md).
+//!
+//! - [`owner_grants`] is the one list of what a managed table's owner needs to run its
+//!   retention (`run` acts as the owner, the pg_cron job runs as it): apply grants exactly
+//!   this list (templates/privileges.sql.j2 renders it), and `run` checks it before it
+//!   changes anything ([`missing_owner_grants`]), so a missing grant fails a table before
+//!   any partition or row is touched.
+//! - A read-only command (plan, status, run --dry-run) that is refused is explained by
+//!   [`read_failure`]: the object PostgreSQL named ("permission denied for table run_log")
+//!   is looked up in the catalog and named in full, as the GRANT its role lacks.
+//! - [`connect_denied`]: a role without CONNECT on the database; [`APPLY_NEEDS`]: apply.
 
+use std::fmt;
+
+use serde::Serialize;
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use crate::model::{Config, Expired, Policy};
+use crate::policy::error::escape_controls;
 use crate::policy::ident::quote_ident;
 
-/// The GRANT that gives `role` what a "permission denied for ..." `message` lacks.
-pub fn grant_for(message: &str, role: &str) -> Option<String> {
-    let rest = message
-        .lines()
-        .next()?
-        .strip_prefix("permission denied for ")?;
+/// Where the privileges of each role are described.
+pub const SEE_DOCS: &str = "see docs/privileges.md";
+
+/// What apply needs, told when a statement of an apply is refused.
+pub const APPLY_NEEDS: &str = "apply needs a superuser (see docs/privileges.md)";
+
+/// The kind of object a privilege is on, as GRANT spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ObjectKind {
+    /// The database the policies are applied in.
+    Database,
+    Schema,
+    Table,
+    Sequence,
+    Function,
+    Procedure,
+}
+
+impl ObjectKind {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            ObjectKind::Database => "DATABASE",
+            ObjectKind::Schema => "SCHEMA",
+            ObjectKind::Table => "TABLE",
+            ObjectKind::Sequence => "SEQUENCE",
+            ObjectKind::Function => "FUNCTION",
+            ObjectKind::Procedure => "PROCEDURE",
+        }
+    }
+}
+
+/// The part of a table's retention that needs a privilege.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// pg_partman's maintenance of the partition set (`maintain`).
+    Maintenance,
+    /// The delete rules (the prune procedure).
+    Deletes,
+    /// Both.
+    Every,
+    /// The pg_cron job, which logs in as the owner (`run` sets its role instead).
+    Job,
+}
+
+impl Step {
+    pub fn covers(self, step: Step) -> bool {
+        self == step || (self == Step::Every && step != Step::Job)
+    }
+}
+
+/// One privilege a table's owner needs to run the table's retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OwnerGrant {
+    /// As GRANT lists them: `SELECT, INSERT, UPDATE`.
+    pub privileges: &'static str,
+    pub kind: ObjectKind,
+    pub schema: String,
+    /// The object's name; empty for a schema or the database.
+    pub name: String,
+    /// A routine's argument types, as `pg_catalog.oidvectortypes` writes them.
+    pub args: Option<&'static str>,
+    pub step: Step,
+    /// Granted only once the object exists: the prune procedure is made by its own
+    /// statement, which may come later in the same apply.
+    pub if_exists: bool,
+    /// Why, in a few words (a comment in the generated SQL, and in run's message).
+    pub why: &'static str,
+}
+
+const DELETE_IN_BATCHES_ARGS: &str =
+    "regclass, text, text, text, timestamp with time zone, integer, bigint";
+
+/// What the owner of `policy`'s table needs for its retention, in the order apply grants it.
+pub fn owner_grants(config: &Config, policy: &Policy) -> Vec<OwnerGrant> {
+    let schema = config.schema.as_str();
+    let partman = config.partman_schema.as_str();
+    let table_schema = policy.table.schema.as_str();
+    let grant = |privileges, kind, on: &str, name: &str, step, why| OwnerGrant {
+        privileges,
+        kind,
+        schema: on.to_string(),
+        name: name.to_string(),
+        args: None,
+        step,
+        if_exists: false,
+        why,
+    };
+    let mut grants = vec![
+        grant(
+            "USAGE",
+            ObjectKind::Schema,
+            schema,
+            "",
+            Step::Every,
+            "retentionc's schema",
+        ),
+        grant(
+            "SELECT, INSERT, UPDATE",
+            ObjectKind::Table,
+            schema,
+            "run_log",
+            Step::Every,
+            "a run_log row per step, updated as it goes",
+        ),
+        grant(
+            "USAGE",
+            ObjectKind::Sequence,
+            schema,
+            "run_log_id_seq",
+            Step::Every,
+            "run_log's ids",
+        ),
+    ];
+    if policy.partitioning.is_some() {
+        grants.push(OwnerGrant {
+            args: Some("text, text"),
+            ..grant(
+                "EXECUTE",
+                ObjectKind::Function,
+                schema,
+                "maintain",
+                Step::Maintenance,
+                "pg_partman's maintenance of this set",
+            )
+        });
+        grants.extend([
+            grant(
+                "USAGE",
+                ObjectKind::Schema,
+                partman,
+                "",
+                Step::Maintenance,
+                "pg_partman's schema",
+            ),
+            grant(
+                "SELECT, UPDATE, DELETE",
+                ObjectKind::Table,
+                partman,
+                "part_config",
+                Step::Maintenance,
+                "maintenance updates its set's row, and deletes the row of a child it removes",
+            ),
+            grant(
+                "SELECT",
+                ObjectKind::Table,
+                partman,
+                "part_config_sub",
+                Step::Maintenance,
+                "maintenance reads it for every set",
+            ),
+            grant(
+                "USAGE, CREATE",
+                ObjectKind::Schema,
+                table_schema,
+                "",
+                Step::Maintenance,
+                "new partitions are made in the table's schema",
+            ),
+        ]);
+        if let Some(Expired::Archive { schema: archive }) =
+            policy.retention.as_ref().map(|r| &r.expired)
+        {
+            grants.push(grant(
+                "USAGE, CREATE",
+                ObjectKind::Schema,
+                archive.as_str(),
+                "",
+                Step::Maintenance,
+                "expired partitions move to the archive schema",
+            ));
+        }
+    } else {
+        grants.push(grant(
+            "USAGE",
+            ObjectKind::Schema,
+            table_schema,
+            "",
+            Step::Deletes,
+            "the table's schema",
+        ));
+    }
+    if policy.schedule.is_some() {
+        grants.push(grant(
+            "CONNECT",
+            ObjectKind::Database,
+            "",
+            "",
+            Step::Job,
+            "the pg_cron job logs in as the owner",
+        ));
+    }
+    if let Some(procedure) = policy.prune_procedure() {
+        grants.extend([
+            OwnerGrant {
+                args: Some(DELETE_IN_BATCHES_ARGS),
+                ..grant(
+                    "EXECUTE",
+                    ObjectKind::Procedure,
+                    schema,
+                    "delete_in_batches",
+                    Step::Deletes,
+                    "the batched DELETEs of every rule",
+                )
+            },
+            OwnerGrant {
+                args: Some("oid"),
+                ..grant(
+                    "EXECUTE",
+                    ObjectKind::Function,
+                    schema,
+                    "lock_holders",
+                    Step::Deletes,
+                    "who holds a partition it skips",
+                )
+            },
+            OwnerGrant {
+                args: Some("boolean"),
+                if_exists: true,
+                ..grant(
+                    "EXECUTE",
+                    ObjectKind::Procedure,
+                    schema,
+                    procedure.as_str(),
+                    Step::Deletes,
+                    "this table's prune procedure",
+                )
+            },
+        ]);
+    }
+    grants
+}
+
+/// A statement a DBA runs to give a role what it lacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    pub step: Step,
+    /// `GRANT USAGE, CREATE ON SCHEMA archive TO app_owner`, or `ALTER TABLE ... OWNER TO ...`.
+    pub statement: String,
+    pub why: &'static str,
+}
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.statement, self.why)
+    }
+}
+
+/// Which of [`owner_grants`] `owner` lacks for `run` (all but the job's), and the partitions of the table it does not
+/// own, each as the statement that gives it. Objects that do not exist (yet) are left
+/// out: their absence is reported when retention runs. The catalog is read by name, so
+/// this works whatever schemas the session's role may use.
+pub async fn missing_owner_grants(
+    client: &Client,
+    config: &Config,
+    policy: &Policy,
+    owner: &str,
+) -> Result<Vec<Missing>, tokio_postgres::Error> {
+    // `run` acts as the owner with SET ROLE, which does not log in.
+    let grants: Vec<OwnerGrant> = owner_grants(config, policy)
+        .into_iter()
+        .filter(|g| g.step != Step::Job)
+        .collect();
+    let column = |f: fn(&OwnerGrant) -> String| grants.iter().map(f).collect::<Vec<String>>();
+    let kinds = column(|g| g.kind.keyword().to_string());
+    let schemas = column(|g| g.schema.clone());
+    let names = column(|g| g.name.clone());
+    let args = grants
+        .iter()
+        .map(|g| g.args.map(String::from))
+        .collect::<Vec<Option<String>>>();
+    let privileges = column(|g| g.privileges.to_string());
+    let rows = client
+        .query(
+            MISSING_GRANTS_SQL,
+            &[&kinds, &schemas, &names, &args, &privileges, &owner],
+        )
+        .await?;
+    let mut missing: Vec<Missing> = rows
+        .iter()
+        .filter_map(|row| {
+            let index = usize::try_from(row.get::<_, i64>(0)).ok()?.checked_sub(1)?;
+            let lacking: Vec<String> = row.get(1);
+            let grant = grants.get(index)?;
+            (!lacking.is_empty()).then(|| Missing {
+                step: grant.step,
+                statement: escape_controls(&format!(
+                    "GRANT {} ON {} {} TO {}",
+                    lacking.join(", "),
+                    grant.kind.keyword(),
+                    row.get::<_, String>(2),
+                    row.get::<_, String>(3)
+                )),
+                why: grant.why,
+            })
+        })
+        .collect();
+    if policy.partitioning.is_some() {
+        let rows = client
+            .query(
+                FOREIGN_PARTITIONS_SQL,
+                &[
+                    &policy.table.schema.as_str(),
+                    &policy.table.name.as_str(),
+                    &owner,
+                ],
+            )
+            .await?;
+        missing.extend(rows.iter().map(|row| Missing {
+            step: Step::Maintenance,
+            statement: escape_controls(&format!(
+                "ALTER TABLE {} OWNER TO {}",
+                row.get::<_, String>(0),
+                row.get::<_, String>(1)
+            )),
+            why: "maintenance drops, detaches or moves partitions as the table's owner",
+        }));
+    }
+    Ok(missing)
+}
+
+/// Why this session's role may not act as `owner` (`SET ROLE`, which needs membership),
+/// naming the GRANT that allows it; None when it may.
+pub async fn refusal_to_act_as(
+    client: &Client,
+    owner: &str,
+    table: &str,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER'),
+                    pg_catalog.format('%I', session_user), pg_catalog.format('%I', r.rolname)
+               FROM pg_catalog.pg_roles r WHERE r.rolname::text = $1::text",
+            &[&owner],
+        )
+        .await?;
+    Ok(row.and_then(|row| {
+        let may: bool = row.get(0);
+        let (user, owner): (String, String) = (row.get(1), row.get(2));
+        (!may).then(|| {
+            escape_controls(&format!(
+                "{user} may not act as {owner}, the owner of {table}: retention runs with the owner's rights; {user} needs: GRANT {owner} TO {user} ({SEE_DOCS})"
+            ))
+        })
+    }))
+}
+
+/// For each wanted grant (by ordinality): the privileges the role lacks, the object and
+/// the role as SQL names. A routine is found by its argument types.
+const MISSING_GRANTS_SQL: &str = "
+WITH wanted AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+           WITH ORDINALITY AS w(kind, schema, name, args, privileges, ord)
+), found AS (
+    SELECT w.*,
+           CASE w.kind
+             WHEN 'DATABASE' THEN (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+             WHEN 'SCHEMA' THEN (SELECT s.oid FROM pg_catalog.pg_namespace s WHERE s.nspname = w.schema)
+             WHEN 'TABLE' THEN (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
+                                 WHERE s.nspname = w.schema AND c.relname = w.name)
+             WHEN 'SEQUENCE' THEN (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
+                                    WHERE s.nspname = w.schema AND c.relname = w.name)
+             ELSE (SELECT p.oid FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace s ON s.oid = p.pronamespace
+                    WHERE s.nspname = w.schema AND p.proname = w.name
+                      AND pg_catalog.oidvectortypes(p.proargtypes) = w.args)
+           END AS oid
+      FROM wanted w
+)
+SELECT f.ord::int8,
+       ARRAY(SELECT p FROM unnest(pg_catalog.string_to_array(f.privileges, ', ')) AS p
+              WHERE NOT CASE f.kind
+                          WHEN 'DATABASE' THEN pg_catalog.has_database_privilege($6::text::name, f.oid, p)
+                          WHEN 'SCHEMA' THEN pg_catalog.has_schema_privilege($6::text::name, f.oid, p)
+                          WHEN 'TABLE' THEN pg_catalog.has_table_privilege($6::text::name, f.oid, p)
+                          WHEN 'SEQUENCE' THEN pg_catalog.has_sequence_privilege($6::text::name, f.oid, p)
+                          ELSE pg_catalog.has_function_privilege($6::text::name, f.oid, p)
+                        END),
+       CASE f.kind WHEN 'DATABASE' THEN pg_catalog.format('%I', pg_catalog.current_database())
+                   WHEN 'SCHEMA' THEN pg_catalog.format('%I', f.schema)
+                   ELSE pg_catalog.format('%I.%I', f.schema, f.name) END
+         || coalesce('(' || f.args || ')', ''),
+       pg_catalog.format('%I', $6::text)
+  FROM found f
+ WHERE f.oid IS NOT NULL
+ ORDER BY f.ord";
+
+/// Partitions (at any level) of the table that its owner does not own.
+const FOREIGN_PARTITIONS_SQL: &str = "
+SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), pg_catalog.format('%I', $3::text)
+  FROM pg_catalog.pg_class parent
+  JOIN pg_catalog.pg_namespace pn ON pn.oid = parent.relnamespace
+ CROSS JOIN LATERAL pg_catalog.pg_partition_tree(parent.oid) t
+  JOIN pg_catalog.pg_class c ON c.oid = t.relid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE pn.nspname::text = $1::text AND parent.relname::text = $2::text AND t.relid <> parent.oid
+   AND c.relkind IN ('r', 'p')
+   AND c.relowner <> (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname::text = $3::text)
+ ORDER BY 1";
+
+/// The first line of a refused statement's message: PostgreSQL's own (42501), or as
+/// pg_partman re-raises it (P0001, with its context folded into the message).
+pub fn denial(e: &tokio_postgres::Error) -> Option<&str> {
+    let db = e.as_db_error()?;
+    let message = db.message().lines().next().unwrap_or_default();
+    let denied = db.code() == &SqlState::INSUFFICIENT_PRIVILEGE
+        || (db.code() == &SqlState::RAISE_EXCEPTION
+            && message.starts_with("permission denied for "));
+    denied.then_some(message)
+}
+
+/// The object a "permission denied for <kind> <name>" message names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Denied<'m> {
+    kind: DeniedKind,
+    name: &'m str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeniedKind {
+    Schema,
+    Relation,
+    Sequence,
+    Routine,
+    Database,
+}
+
+fn denied_object(message: &str) -> Option<Denied<'_>> {
+    let rest = message.strip_prefix("permission denied for ")?;
     let (kind, name) = rest.split_once(' ')?;
-    let name = name.trim();
-    let role = quote_ident(role);
-    Some(match kind {
-        "schema" => format!("GRANT USAGE ON SCHEMA {} TO {role}", quote_ident(name)),
-        "function" | "procedure" => {
-            format!("GRANT EXECUTE ON {} {name} TO {role}", kind.to_uppercase())
-        }
-        "table" | "relation" => {
-            // retentionc's log is read, written and updated; pg_partman's configuration
-            // is read, updated and pruned by its maintenance; anything else is read.
-            let privileges = match name {
-                "run_log" => "SELECT, INSERT, UPDATE",
-                "part_config" | "part_config_sub" => "SELECT, UPDATE, DELETE",
-                _ => "SELECT",
-            };
-            format!("GRANT {privileges} ON TABLE {name} TO {role}")
-        }
-        "sequence" => format!("GRANT USAGE ON SEQUENCE {name} TO {role}"),
-        "database" => format!("GRANT CONNECT ON DATABASE {} TO {role}", quote_ident(name)),
+    let kind = match kind {
+        "schema" => DeniedKind::Schema,
+        "table" | "relation" | "view" | "materialized" => DeniedKind::Relation,
+        "sequence" => DeniedKind::Sequence,
+        "function" | "procedure" | "routine" => DeniedKind::Routine,
+        "database" => DeniedKind::Database,
         _ => return None,
+    };
+    // "materialized view x": the name is the last word.
+    let name = if kind == DeniedKind::Relation && rest.starts_with("materialized view ") {
+        &rest["materialized view ".len()..]
+    } else {
+        name
+    };
+    let name = name.trim();
+    let name = name
+        .strip_prefix('"')
+        .and_then(|n| n.strip_suffix('"'))
+        .unwrap_or(name);
+    Some(Denied { kind, name })
+}
+
+/// A read-only command's error; when it is a missing privilege, rewritten as one line:
+/// the step that was refused, the server's message and the GRANT the role lacks, looked
+/// up in the catalog (the session must be usable: outside a failed transaction).
+pub async fn read_failure(client: &Client, error: anyhow::Error) -> anyhow::Error {
+    match explain_read_failure(client, &error).await {
+        Some(text) => anyhow::anyhow!(text),
+        None => error,
+    }
+}
+
+/// [`read_failure`]'s text, for callers that report errors themselves.
+pub async fn explain_read_failure(client: &Client, error: &anyhow::Error) -> Option<String> {
+    let (steps, db_error) = split_chain(error)?;
+    let message = denial(db_error)?;
+    let code = db_error.code().map(|c| c.code()).unwrap_or_default();
+    let needs = match read_grant(client, message).await {
+        Some((role, grant)) => format!("{role} needs: {grant} ({SEE_DOCS})"),
+        None => SEE_DOCS.to_string(),
+    };
+    let steps = if steps.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", steps.join(": "))
+    };
+    Some(escape_controls(&format!(
+        "{steps}{message} (SQLSTATE {code}); {needs}"
+    )))
+}
+
+/// An apply's error; when it is a missing privilege, rewritten as one line: the step that
+/// was refused, the server's message, and what apply needs.
+pub fn apply_failure(error: anyhow::Error) -> anyhow::Error {
+    let Some((steps, db_error)) = split_chain(&error) else {
+        return error;
+    };
+    let Some(message) = denial(db_error) else {
+        return error;
+    };
+    let code = db_error.code().map(|c| c.code()).unwrap_or_default();
+    let steps = if steps.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", steps.join(": "))
+    };
+    anyhow::anyhow!(escape_controls(&format!(
+        "{steps}{message} (SQLSTATE {code}); {APPLY_NEEDS}; nothing was changed"
+    )))
+}
+
+/// The contexts an error was given (the steps, outermost first) and the database error
+/// under them.
+fn split_chain(error: &anyhow::Error) -> Option<(Vec<String>, &tokio_postgres::Error)> {
+    let mut steps = Vec::new();
+    for cause in error.chain() {
+        if let Some(db_error) = cause.downcast_ref::<tokio_postgres::Error>() {
+            return Some((steps, db_error));
+        }
+        steps.push(cause.to_string());
+    }
+    None
+}
+
+/// The session role and the GRANT of the read privilege `message` says it lacks, the
+/// object named in full (schema-qualified, a routine with its argument types).
+async fn read_grant(client: &Client, message: &str) -> Option<(String, String)> {
+    let denied = denied_object(message)?;
+    let (keyword, privilege, sql) = match denied.kind {
+        DeniedKind::Schema => (
+            "SCHEMA",
+            "USAGE",
+            "SELECT pg_catalog.format('%I', $1::text)",
+        ),
+        DeniedKind::Database => (
+            "DATABASE",
+            "CONNECT",
+            "SELECT pg_catalog.format('%I', $1::text)",
+        ),
+        DeniedKind::Relation | DeniedKind::Sequence => (
+            if denied.kind == DeniedKind::Sequence {
+                "SEQUENCE"
+            } else {
+                "TABLE"
+            },
+            "SELECT",
+            // The relation of that name the role may not read (the message names no schema).
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relname = $1
+              ORDER BY pg_catalog.has_table_privilege(c.oid, 'SELECT'), n.nspname LIMIT 1",
+        ),
+        DeniedKind::Routine => (
+            "",
+            "EXECUTE",
+            "SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE ' ELSE 'FUNCTION ' END
+                    || pg_catalog.format('%I.%I', n.nspname, p.proname)
+                    || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')'
+               FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+              WHERE p.proname = $1
+              ORDER BY pg_catalog.has_function_privilege(p.oid, 'EXECUTE'), n.nspname LIMIT 1",
+        ),
+    };
+    let object: String = client.query_opt(sql, &[&denied.name]).await.ok()??.get(0);
+    let role: String = client
+        .query_one("SELECT pg_catalog.format('%I', current_user)", &[])
+        .await
+        .ok()?
+        .get(0);
+    let on = if keyword.is_empty() {
+        object
+    } else {
+        format!("{keyword} {object}")
+    };
+    Some((role.clone(), format!("GRANT {privilege} ON {on} TO {role}")))
+}
+
+/// A connection refused for want of CONNECT on the database, in one line naming the GRANT.
+pub fn connect_denied(e: &tokio_postgres::Error, user: &str, dbname: &str) -> Option<String> {
+    let db = e.as_db_error()?;
+    if db.code() != &SqlState::INSUFFICIENT_PRIVILEGE {
+        return None;
+    }
+    denied_object(db.message()).filter(|d| d.kind == DeniedKind::Database)?;
+    let user = display_ident(user);
+    Some(format!(
+        "permission denied for database {} (SQLSTATE 42501); {user} needs: GRANT CONNECT ON DATABASE {} TO {user} ({SEE_DOCS})",
+        display_ident(dbname),
+        display_ident(dbname)
+    ))
+}
+
+/// A name as a DBA would type it: bare when plain, else quoted, with control characters
+/// escaped (a name from the environment is shown, never its raw bytes).
+fn display_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        quote_ident(&escape_controls(name))
+    }
+}
+
+/// The GRANT that gives `role` what a "permission denied for ..." `message` lacks, from
+/// the message alone (the name as the server gave it), for a denial inside code retention
+/// runs (a trigger, a function a condition calls): the privilege asked for is the usual
+/// one of its kind.
+pub fn grant_for(message: &str, role: &str) -> Option<String> {
+    let denied = denied_object(message.lines().next()?)?;
+    let role = display_ident(role);
+    let name = denied.name;
+    Some(match denied.kind {
+        DeniedKind::Schema => format!("GRANT USAGE ON SCHEMA {} TO {role}", display_ident(name)),
+        DeniedKind::Routine => format!("GRANT EXECUTE ON FUNCTION {name} TO {role}"),
+        DeniedKind::Relation => format!("GRANT SELECT ON TABLE {name} TO {role}"),
+        DeniedKind::Sequence => format!("GRANT USAGE ON SEQUENCE {name} TO {role}"),
+        DeniedKind::Database => {
+            format!(
+                "GRANT CONNECT ON DATABASE {} TO {role}",
+                display_ident(name)
+            )
+        }
     })
 }
 
@@ -39,19 +647,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn denied_objects_are_read_from_the_message() {
+        assert_eq!(
+            denied_object("permission denied for table run_log"),
+            Some(Denied {
+                kind: DeniedKind::Relation,
+                name: "run_log"
+            })
+        );
+        assert_eq!(
+            denied_object("permission denied for database \"app\""),
+            Some(Denied {
+                kind: DeniedKind::Database,
+                name: "app"
+            })
+        );
+        assert_eq!(
+            denied_object("permission denied for materialized view mv"),
+            Some(Denied {
+                kind: DeniedKind::Relation,
+                name: "mv"
+            })
+        );
+        assert_eq!(denied_object("division by zero"), None);
+    }
+
+    #[test]
     fn each_kind_of_denial_names_its_grant() {
         assert_eq!(
             grant_for("permission denied for schema partman", "app_owner").as_deref(),
-            Some("GRANT USAGE ON SCHEMA \"partman\" TO \"app_owner\"")
+            Some("GRANT USAGE ON SCHEMA partman TO app_owner")
         );
         assert_eq!(
-            grant_for("permission denied for table run_log", "App").as_deref(),
-            Some("GRANT SELECT, INSERT, UPDATE ON TABLE run_log TO \"App\"")
+            grant_for("permission denied for function f\nCONTEXT: x", "App").as_deref(),
+            Some("GRANT EXECUTE ON FUNCTION f TO \"App\"")
         );
         assert_eq!(
-            grant_for("permission denied for function maintain", "r").as_deref(),
-            Some("GRANT EXECUTE ON FUNCTION maintain TO \"r\"")
+            grant_for("permission denied for database \"app\"", "r").as_deref(),
+            Some("GRANT CONNECT ON DATABASE app TO r")
         );
         assert_eq!(grant_for("division by zero", "r"), None);
+    }
+
+    #[test]
+    fn names_from_outside_are_shown_quoted_and_without_control_bytes() {
+        assert_eq!(display_ident("app_owner"), "app_owner");
+        assert_eq!(display_ident("App"), "\"App\"");
+        assert_eq!(display_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(display_ident("a\u{1b}[31mb"), "\"a\\u{1b}[31mb\"");
     }
 }

@@ -237,7 +237,10 @@ async fn attempt(
         .client
         .batch_execute(CONNECTION_CHECK)
         .await
-        .map_err(|e| error_text(&e))?;
+        .map_err(|e| {
+            super::privileges::connect_denied(&e, &params.user, &params.dbname)
+                .unwrap_or_else(|| error_text(&e))
+        })?;
     Ok(session)
 }
 
@@ -311,7 +314,10 @@ pub(super) async fn connect_on(
     let (client, connection) = config
         .connect_raw(wire.socket(socket), connector)
         .await
-        .map_err(|e| error_text(&e))?;
+        .map_err(|e| {
+            super::privileges::connect_denied(&e, &params.user, &params.dbname)
+                .unwrap_or_else(|| error_text(&e))
+        })?;
     let (tx, notices) = mpsc::unbounded_channel();
     let ended = Arc::new(Ended::default());
     tokio::spawn(drive(connection, tx, Arc::clone(&ended), wire.clone()));

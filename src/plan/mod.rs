@@ -289,6 +289,13 @@ async fn estimate_rules<C: GenericClient + Sync>(
                 client
                     .batch_execute("ROLLBACK TO SAVEPOINT retentionc_explain")
                     .await?;
+                // A role that may not read the table: a missing privilege, not a bad condition.
+                if crate::db::privileges::denial(&e).is_some() {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "estimating the rows delete rule {} of {} matches (EXPLAIN)",
+                        wanted.rule, wanted.table
+                    )));
+                }
                 let message = e
                     .as_db_error()
                     .map(|d| d.message().to_string())
@@ -316,7 +323,10 @@ pub async fn command(config_path: &Path, args: &PlanArgs) -> Result<ExitCode> {
     let client = crate::db::connect(&args.db, "retentionc plan").await?;
     let plan = match make_plan(&client, &project).await {
         Ok(plan) => plan,
-        Err(e) => return Err(with_source_lines(e, &project)),
+        Err(e) => {
+            let e = crate::db::privileges::read_failure(&client, e).await;
+            return Err(with_source_lines(e, &project));
+        }
     };
     if !args.compile {
         check_referenced_files(&project, &plan)?;

@@ -53,14 +53,15 @@ pub async fn dry_run(
             }
             Err(e) => {
                 failed += 1;
+                client
+                    .batch_execute("ROLLBACK TO SAVEPOINT retentionc_table")
+                    .await?;
+                let e = db::privileges::read_failure(&client, e).await;
                 writeln!(
                     out,
                     "{}: cannot tell what run would do: {e:#}",
                     policy.table
                 )?;
-                client
-                    .batch_execute("ROLLBACK TO SAVEPOINT retentionc_table")
-                    .await?;
             }
         }
     }

@@ -9,6 +9,7 @@ use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::progress::group;
+use crate::model::Policy;
 use crate::output::terminal;
 
 /// How a step, or a whole table, ended.
@@ -75,6 +76,26 @@ impl TableReport {
             Outcome::Ok
         };
         maintenance.max(deletes)
+    }
+
+    /// Every step of `policy` failed before it ran: maintenance (for a partitioned
+    /// table) with `maintenance`, each delete rule with `deletes`.
+    pub fn fail_every_step(&mut self, policy: &Policy, maintenance: &str, deletes: &str) {
+        if policy.partitioning.is_some() {
+            self.maintenance = Some(Maintenance::Failed {
+                error: maintenance.to_string(),
+            });
+        }
+        self.deletes = policy
+            .deletes
+            .iter()
+            .map(|r| RuleReport {
+                rule: r.name.to_string(),
+                rows: 0,
+                error: Some(deletes.to_string()),
+                skipped: Vec::new(),
+            })
+            .collect();
     }
 }
 
