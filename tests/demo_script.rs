@@ -10,6 +10,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::project::shape;
+
 const DEADLINE: Duration = Duration::from_secs(300);
 
 #[test]
@@ -105,5 +109,34 @@ fn demo_script_proves_retention_in_its_last_lines() {
     assert!(
         stderr.contains("cluster stopped"),
         "the script cleans up after itself\n{report}"
+    );
+
+    // The README shows this proof: its checks read as this run's, numbers aside.
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let shown = readme
+        .split("<!-- checked: shape demo -->\n```text\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README.md shows the demo's proof");
+    let checks = |text: &str| -> Vec<String> {
+        text.lines()
+            .skip_while(|l| !l.starts_with("==> Checks"))
+            .map(shape)
+            .collect()
+    };
+    assert_eq!(
+        checks(shown),
+        checks(&stdout),
+        "README.md's demo block\n{report}"
+    );
+    let headers = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("==> ") || l.trim_start().starts_with("partition "))
+            .map(shape)
+            .collect()
+    };
+    assert!(
+        headers(&stdout).ends_with(&headers(shown)),
+        "README.md's demo block\n{report}"
     );
 }

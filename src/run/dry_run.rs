@@ -39,7 +39,13 @@ pub async fn dry_run(
     let client = db::connect(db_args, super::APPLICATION_NAME).await?;
     client.batch_execute("BEGIN TRANSACTION READ ONLY").await?;
     let tables: Vec<String> = policies.iter().map(|p| p.table.to_string()).collect();
-    let live = catalog::read_live(&Counting::new(&*client), config, &tables).await?;
+    let live = match catalog::read_live(&Counting::new(&*client), config, &tables).await {
+        Ok(live) => live,
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(db::privileges::read_failure(&client, e).await);
+        }
+    };
     // A table that cannot be read (missing, not registered) is reported and the rest go
     // on: each table is read under a savepoint.
     let mut failed = 0;

@@ -23,7 +23,7 @@ use tokio_postgres::types::ToSql;
 use crate::catalog::{self, Counting, Live};
 use crate::model::{Config, Epoch, Project};
 use crate::plan::impact::{bound_time, cutoff, range_bounds};
-use crate::policy::ident::quote_ident;
+use crate::policy::ident::{quote_ident, quote_literal};
 
 use super::window;
 
@@ -199,6 +199,16 @@ async fn union_all<K: Ord + Clone, T>(
                     let one = format!("SELECT 0::int4, {}", branch.expr);
                     let result = match client.query(&one, params).await {
                         Ok(rows) => Ok(get(&rows[0])),
+                        // Not a fact about the table: status cannot tell, and says which
+                        // GRANT it needs.
+                        Err(e)
+                            if e.code()
+                                == Some(
+                                    &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
+                                ) =>
+                        {
+                            return Err(anyhow::Error::new(e).context("reading the managed tables"));
+                        }
                         Err(e) => Err(crate::run::describe_db_error(&e)),
                     };
                     out.insert(branch.key.clone(), result);
@@ -244,15 +254,21 @@ async fn oldest_rows(
             .into_iter()
             .flatten()
             .filter_map(|c| {
-                let (from, _) = range_bounds(&c.bound)?;
-                Some((bound_time(&from, partitioning.epoch)?, c))
+                let (from, to) = range_bounds(&c.bound)?;
+                Some((bound_time(&from, partitioning.epoch)?, to))
             })
             .min_by_key(|(from, _)| *from);
-        if let Some((_, child)) = first_child {
-            // `name` is `format('%I.%I', ...)` from the catalog: already quoted.
+        if let Some((_, to)) = first_child {
+            // Through the parent, so that its privileges apply; the bound prunes the
+            // scan to the oldest child.
             first_children.push(Branch {
                 key: table.clone(),
-                expr: format!("(SELECT {oldest} FROM ONLY {})", child.name),
+                expr: format!(
+                    "(SELECT {oldest} FROM {} WHERE {} < {})",
+                    policy.table.quoted(),
+                    quote_ident(partitioning.column.as_str()),
+                    quote_literal(&to)
+                ),
             });
         }
         parents.insert(

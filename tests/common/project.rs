@@ -207,3 +207,22 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Output with every run of digits read as one number and runs of spaces as one: what
+/// stays the same from run to run (times, counts and column widths vary).
+pub fn shape(text: &str) -> String {
+    let mut out = String::new();
+    let mut last = ' ';
+    for c in text.chars() {
+        let c = if c.is_ascii_digit() { '9' } else { c };
+        if (c == '9' && last == '9') || (c == ' ' && last == ' ') {
+            continue;
+        }
+        out.push(c);
+        last = c;
+    }
+    out.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
