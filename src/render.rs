@@ -352,7 +352,12 @@ impl Renderer {
         .into_iter()
         .map(|(key, title, template)| self.statement(key, title, template, &ctx))
         .collect();
-        self.file(config, BOOTSTRAP_FILE.to_string(), None, statements)
+        self.file(
+            config,
+            BOOTSTRAP_FILE.to_string(),
+            FileOf::Bootstrap,
+            statements,
+        )
     }
 
     /// The routines the bootstrap creates, with their bodies.
@@ -385,7 +390,7 @@ impl Renderer {
         self.file(
             config,
             policy.generated_file_name(),
-            Some(policy),
+            FileOf::Policy(policy),
             statements,
         )
     }
@@ -580,32 +585,29 @@ impl Renderer {
                 &job_ctx,
             ),
         ];
-        let file_name = removal_file_name(table);
-        let header_ctx = context! {
-            source => None::<String>,
-            policy_hash => None::<String>,
-            removed => table.to_string(),
-            file_name => config.generated_dir.join(&file_name).display().to_string(),
-            ..Self::base_context(config)
-        };
-        let text = self.file_text(header_ctx, &statements);
-        CompiledFile {
-            file_name,
+        self.file(
+            config,
+            removal_file_name(table),
+            FileOf::Removed(table),
             statements,
-            text,
-        }
+        )
     }
 
     fn file(
         &self,
         config: &Config,
         file_name: String,
-        policy: Option<&Policy>,
+        of: FileOf,
         statements: Vec<Statement>,
     ) -> CompiledFile {
+        let (policy, removed) = match of {
+            FileOf::Bootstrap => (None, None),
+            FileOf::Policy(policy) => (Some(policy), None),
+            FileOf::Removed(table) => (None, Some(table.to_string())),
+        };
         let header_ctx = context! { source => policy.map(|p| format!("{} (document {})", p.source.file.display(), p.source.document)),
             policy_hash => policy.map(|p| p.hash()),
-            removed => None::<String>,
+            removed => removed,
             file_name => config.generated_dir.join(&file_name).display().to_string(),
             ..Self::base_context(config)
         };
@@ -630,6 +632,13 @@ impl Renderer {
         }
         text
     }
+}
+
+/// What a compiled file is for: its header says so.
+enum FileOf<'a> {
+    Bootstrap,
+    Policy(&'a Policy),
+    Removed(&'a QualifiedName),
 }
 
 /// `_removed/<schema>.<table>.sql`, relative to generated/.

@@ -19,16 +19,6 @@ use crate::plan::{Change, Plan};
 /// Key of retentionc's advisory lock ("retentio" in ASCII): one apply at a time per database.
 pub const ADVISORY_LOCK_KEY: i64 = 0x7265_7465_6e74_696f;
 
-const CONNECTION_CHECK: &str = "DO $retentionc$
-BEGIN
-    IF current_setting('server_version_num')::int >= 140000 THEN
-        PERFORM set_config('client_connection_check_interval', '1000', true);
-    END IF;
-EXCEPTION WHEN OTHERS THEN
-    NULL;
-END
-$retentionc$";
-
 /// How long an apply waits for another one to finish, unless `RETENTIONC_APPLY_WAIT` says
 /// otherwise. Waiting for the advisory lock holds up no writer, so it can be long.
 pub const DEFAULT_APPLY_WAIT: Duration = Duration::from_secs(120);
@@ -235,10 +225,8 @@ impl Attempt<'_> {
                 self.options.apply_wait.as_millis().max(1)
             ))
             .await?;
-        // A killed apply's session notices its client is gone within a second, even while it
-        // waits for a lock, instead of holding what it took until lock_timeout (PostgreSQL 14+,
-        // on the platforms that support it; elsewhere the setting is refused and left alone).
-        client.batch_execute(CONNECTION_CHECK).await?;
+        // (Every session checks once a second that its client is still there, so a killed
+        // apply's session lets go of its locks at once: see db::session.)
         if let Err(e) = client
             .query_one("SELECT pg_advisory_xact_lock($1)", &[&ADVISORY_LOCK_KEY])
             .await
