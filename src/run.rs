@@ -340,10 +340,10 @@ impl Runner<'_> {
         if policy.partitioning.is_some() {
             let maintenance = self.maintain(policy, &owner).await;
             // pg_partman's warnings (e.g. refusing to drop a set's last partition) belong
-            // to this table; its notices are chatter.
+            // to this table.
             for notice in self.session.drain_notices() {
-                if notice.severity() == "WARNING" {
-                    eprintln!("{table}: database warning: {}", notice.message());
+                if let Some(line) = db::notices::line(&table, &notice) {
+                    eprintln!("{line}");
                 }
             }
             if let Maintenance::Skipped { .. } = maintenance {
@@ -671,10 +671,11 @@ impl Runner<'_> {
             match parse_notice(notice.message()) {
                 Some(PruneNotice::Progress { rule, deleted }) => display.update(&rule, deleted),
                 Some(PruneNotice::Summary(_)) => {}
-                None if notice.severity() == "WARNING" => {
-                    eprintln!("{table}: database warning: {}", notice.message())
+                None => {
+                    if let Some(line) = db::notices::line(table, &notice) {
+                        eprintln!("{line}");
+                    }
                 }
-                None => {}
             }
         };
         let result = {

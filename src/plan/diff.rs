@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use crate::catalog::Live;
 use crate::model::RuleFingerprint;
-use crate::model::{Epoch, Interval, Policy, Project, QualifiedName};
-use crate::plan::checks;
+use crate::model::{Interval, Policy, Project, QualifiedName};
 use crate::plan::impact::{expired_partitions, range_bounds, time_text};
 use crate::plan::{Change, ChangeKind, Impact, Plan, PlannedStatement, RuleImpact, SettingChange};
+use crate::plan::{adoption, checks};
 use crate::policy::error::PolicyErrors;
 use crate::policy::interval::parse_interval;
 use crate::render::{CompiledFile, Renderer, SettingValue};
@@ -74,7 +74,14 @@ fn surviving_partitions_from(policy: &Policy, live: &Live) -> Option<(String, St
     let keep = policy.retention.as_ref()?.keep;
     let partitioning = policy.partitioning.as_ref()?;
     let children = live.children.get(&policy.table.to_string())?;
-    let impact = expired_partitions(children, partitioning.epoch, live.now, &keep, "drop");
+    let impact = expired_partitions(
+        children,
+        partitioning.epoch,
+        &partitioning.interval,
+        live.now,
+        &keep,
+        "drop",
+    );
     let newest = impact.expired_partitions.last()?;
     let child = children.iter().find(|c| c.name == newest.name)?;
     let (_, to) = range_bounds(&child.bound)?;
@@ -114,6 +121,7 @@ fn change(
         settings: Vec::new(),
         body_diff: None,
         drift: false,
+        notes: Vec::new(),
     }
 }
 
@@ -165,6 +173,7 @@ pub fn diff_with(
             applied: applied(&table),
             live,
             estimates,
+            config_major: config.partman_version,
         };
         compared.changes(&mut changes);
     }
@@ -297,6 +306,8 @@ struct Compared<'a> {
     applied: Option<AppliedTable>,
     live: &'a Live,
     estimates: &'a RuleEstimates,
+    /// The pg_partman major the SQL is compiled for (checked against the database).
+    config_major: crate::model::PartmanMajor,
 }
 
 impl Compared<'_> {
@@ -305,6 +316,7 @@ impl Compared<'_> {
     }
 
     fn changes(&self, changes: &mut Vec<Change>) {
+        let first = changes.len();
         if self.policy.partitioning.is_some() {
             if self.have.registration.is_none() {
                 changes.push(self.register_change());
@@ -314,6 +326,36 @@ impl Compared<'_> {
         }
         changes.extend(self.procedure_change());
         changes.extend(self.schedule_change());
+        let grants = changes[first..]
+            .iter()
+            .any(|c| c.statements.iter().any(|s| s.key == "privileges"));
+        if !grants {
+            changes.extend(self.owner_rights_change());
+        }
+    }
+
+    /// The table's owner lacks rights its retention needs, and no other change of the
+    /// table runs the `[privileges]` statement that grants them.
+    fn owner_rights_change(&self) -> Option<Change> {
+        let rights = self.live.owner_rights.get(&self.table())?;
+        if rights.missing.is_empty() {
+            return None;
+        }
+        let mut c = change(
+            &self.table(),
+            ChangeKind::OwnerRights,
+            format!(
+                "grant the owner {} what running its retention needs (retention runs with the owner's rights)",
+                rights.owner
+            ),
+            statements(&self.file, &["privileges"]),
+        );
+        c.notes = rights
+            .missing
+            .iter()
+            .map(|m| format!("missing: {m}"))
+            .collect();
+        Some(c)
     }
 
     /// The impact of retention `new` replacing `old`: what the next maintenance expires,
@@ -327,12 +369,7 @@ impl Compared<'_> {
             return None;
         }
         let keep = interval_of(new)?;
-        let epoch = self
-            .policy
-            .partitioning
-            .as_ref()
-            .map(|p| p.epoch)
-            .unwrap_or(Epoch::None);
+        let partitioning = self.policy.partitioning.as_ref()?;
         let expired = self
             .policy
             .retention
@@ -347,7 +384,8 @@ impl Compared<'_> {
             .unwrap_or(&[]);
         Some(expired_partitions(
             children,
-            epoch,
+            partitioning.epoch,
+            &partitioning.interval,
             self.live.now,
             &keep,
             expired,
@@ -360,25 +398,42 @@ impl Compared<'_> {
             .partitioning
             .as_ref()
             .expect("registered tables are partitioned");
-        let summary = format!(
-            "register with pg_partman: {} partitions on {}, premake {}{}",
-            p.interval,
-            p.column,
-            p.premake,
-            match &self.policy.retention {
-                Some(r) => format!(", retention {} ({})", r.keep, r.expired.name()),
-                None => ", no retention".to_string(),
-            }
-        );
+        let retention = match &self.policy.retention {
+            Some(r) => format!(", retention {} ({})", r.keep, r.expired.name()),
+            None => ", no retention".to_string(),
+        };
+        let adoption = adoption::adoption(self.policy, self.live, self.config_major)
+            .map(|a| a.expect("checked before planning"));
+        let (kind, summary, setup) = match &adoption {
+            Some(_) => (
+                ChangeKind::AdoptTable,
+                format!(
+                    "adopt with pg_partman, keeping its partitions: {} partitions on {}, premake {}{retention}",
+                    p.interval, p.column, p.premake
+                ),
+                "adopt",
+            ),
+            None => (
+                ChangeKind::Register,
+                format!(
+                    "register with pg_partman: {} partitions on {}, premake {}{retention}",
+                    p.interval, p.column, p.premake
+                ),
+                "setup",
+            ),
+        };
         let mut c = change(
             &self.table(),
-            ChangeKind::Register,
+            kind,
             summary,
             statements(
                 &self.file,
-                &["setup", "archive_schema", "retention", "privileges"],
+                &[setup, "archive_schema", "retention", "privileges"],
             ),
         );
+        if let Some(adoption) = &adoption {
+            c.notes = adoption.describe(&self.table());
+        }
         c.settings = self
             .want
             .settings

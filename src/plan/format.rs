@@ -50,6 +50,8 @@ fn symbol(kind: ChangeKind) -> char {
     match kind {
         ChangeKind::Bootstrap
         | ChangeKind::Register
+        | ChangeKind::AdoptTable
+        | ChangeKind::OwnerRights
         | ChangeKind::CreateProcedure
         | ChangeKind::AddSchedule => '+',
         ChangeKind::RetentionSettings
@@ -75,6 +77,8 @@ pub fn kind_name(kind: ChangeKind) -> &'static str {
         ChangeKind::RemoveSchedule => "remove schedule",
         ChangeKind::PolicyRemoved => "policy removed",
         ChangeKind::ConvertTable => "convert table",
+        ChangeKind::AdoptTable => "adopt table",
+        ChangeKind::OwnerRights => "owner rights",
     }
 }
 
@@ -217,6 +221,9 @@ pub fn write_text_with(
                 "{sym} {}: {}{tag}{drift}",
                 change.table, change.summary
             )?;
+            for note in &change.notes {
+                writeln!(out, "    {note}")?;
+            }
             for s in &change.settings {
                 let old = s.old.as_deref().unwrap_or("(unset)");
                 let note = if s.drift {
@@ -303,6 +310,12 @@ fn markdown_change(out: &mut impl Write, change: &Change) -> io::Result<()> {
         change.summary
     )?;
     writeln!(out)?;
+    for note in &change.notes {
+        writeln!(out, "- {}", cell(note))?;
+    }
+    if !change.notes.is_empty() {
+        writeln!(out)?;
+    }
     if !change.settings.is_empty() {
         writeln!(out, "| setting | live | after apply |")?;
         writeln!(out, "|---|---|---|")?;

@@ -61,25 +61,39 @@ pub fn time_text(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-/// The children whose upper bound is before `now - keep`: what pg_partman's next
-/// maintenance would expire with retention `keep`.
+/// The children the next maintenance would expire with retention `keep`, by pg_partman's
+/// own rule (`drop_partition_time`, 4.7 and 5.x alike): a child goes once its lower bound
+/// plus one partition `interval` is before `now - keep`, whatever its name or its upper
+/// bound; and never the last child of the set.
 pub fn expired_partitions(
     children: &[ChildPartition],
     epoch: Epoch,
+    interval: &Interval,
     now: DateTime<Utc>,
     keep: &Interval,
     expired: &str,
 ) -> Impact {
     let cut = cutoff(now, keep);
-    let mut chosen: Vec<(DateTime<Utc>, DateTime<Utc>, &ChildPartition)> = children
+    let mut bounded: Vec<(DateTime<Utc>, DateTime<Utc>, &ChildPartition)> = children
         .iter()
         .filter_map(|child| {
             let (from, to) = range_bounds(&child.bound)?;
-            let (from, to) = (bound_time(&from, epoch)?, bound_time(&to, epoch)?);
-            (to < cut).then_some((from, to, child))
+            Some((bound_time(&from, epoch)?, bound_time(&to, epoch)?, child))
         })
         .collect();
-    chosen.sort_by_key(|(from, _, _)| *from);
+    bounded.sort_by_key(|(from, _, _)| *from);
+    let total = bounded.len();
+    let mut chosen: Vec<(DateTime<Utc>, DateTime<Utc>, &ChildPartition)> = bounded
+        .into_iter()
+        .filter(|(from, _, _)| {
+            interval
+                .after(from.naive_utc())
+                .is_some_and(|end| end.and_utc() < cut)
+        })
+        .collect();
+    if chosen.len() == total {
+        chosen.pop();
+    }
     let estimate =
         |c: &ChildPartition| (c.estimated_rows >= 0.0).then(|| c.estimated_rows.round() as u64);
     Impact {
@@ -211,9 +225,15 @@ mod tests {
         ];
         let now = at("2026-11-25T12:00:00Z");
         // keep 3 days 11 hours: cutoff 2026-11-22 01:00, so the 22nd (upper bound 23rd) stays.
+        let day = Interval {
+            months: 0,
+            days: 1,
+            micros: 0,
+        };
         let impact = expired_partitions(
             &children,
             Epoch::None,
+            &day,
             now,
             &Interval {
                 months: 0,
@@ -230,6 +250,7 @@ mod tests {
         let none = expired_partitions(
             &children,
             Epoch::None,
+            &day,
             now,
             &Interval {
                 months: 0,
@@ -240,5 +261,47 @@ mod tests {
         );
         assert_eq!(none.partitions, 0);
         assert_eq!(none.from, None);
+    }
+
+    #[test]
+    fn a_child_expires_one_interval_after_its_lower_bound_and_the_last_one_never() {
+        let day = Interval {
+            months: 0,
+            days: 1,
+            micros: 0,
+        };
+        let keep = Interval {
+            months: 0,
+            days: 2,
+            micros: 0,
+        };
+        let now = at("2026-11-25T12:00:00Z");
+        // Cutoff 2026-11-23 12:00. Two one-hour children made by hand both end before it,
+        // but pg_partman expires a child only once its lower bound plus one interval (a day)
+        // is before it: the one from 10:00 goes, the one from 13:00 stays.
+        let children = vec![
+            child(
+                "public.t_2226",
+                "FOR VALUES FROM ('2026-11-22 10:00:00+00') TO ('2026-11-22 11:00:00+00')",
+                5.0,
+            ),
+            child(
+                "public.t_2301",
+                "FOR VALUES FROM ('2026-11-22 13:00:00+00') TO ('2026-11-22 14:00:00+00')",
+                5.0,
+            ),
+        ];
+        let impact = expired_partitions(&children, Epoch::None, &day, now, &keep, "drop");
+        let names: Vec<&str> = impact
+            .expired_partitions
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["public.t_2226"]);
+        // Every child old enough: all but the newest go.
+        let later = at("2026-12-25T12:00:00Z");
+        let impact = expired_partitions(&children, Epoch::None, &day, later, &keep, "drop");
+        assert_eq!(impact.partitions, 1);
+        assert_eq!(impact.expired_partitions[0].name, "public.t_2226");
     }
 }
