@@ -40,8 +40,9 @@ pub struct Adoption {
     /// The existing partitions, oldest first: kept as they are, expired by their bounds.
     pub kept: Vec<KeptPartition>,
     /// Where pg_partman's first partition starts (the end of the newest kept one, or
-    /// `premake` partitions back from now when there is none).
+    /// `premake` partitions back from now when there is none), and why there.
     pub start: DateTime<Utc>,
+    pub start_from: &'static str,
     /// How many partitions pg_partman makes when it registers the table, and where the
     /// last of them ends.
     pub made: u64,
@@ -58,8 +59,9 @@ pub struct KeptPartition {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DefaultPartition {
-    /// The existing default partition, which pg_partman uses from then on.
-    Kept { name: String },
+    /// The existing default partition, which pg_partman uses from then on, and its rows
+    /// (from statistics; None when never analysed).
+    Kept { name: String, rows: Option<u64> },
     /// pg_partman makes one (`<table>_default`).
     Made,
     /// No default partition (`default_partition: false`, pg_partman 5).
@@ -67,6 +69,27 @@ pub enum DefaultPartition {
 }
 
 impl Adoption {
+    /// The partitions pg_partman makes, as one child the way the catalog shows bounds.
+    pub fn first_made_partition(&self, epoch: crate::model::Epoch) -> ChildPartition {
+        use crate::model::Epoch;
+        let bound = |t: DateTime<Utc>| match epoch {
+            Epoch::None => t.format("'%Y-%m-%d %H:%M:%S+00'").to_string(),
+            Epoch::Seconds => t.timestamp().to_string(),
+            Epoch::Milliseconds => t.timestamp_millis().to_string(),
+            Epoch::Microseconds => t.timestamp_micros().to_string(),
+            Epoch::Nanoseconds => t.timestamp_nanos_opt().unwrap_or(i64::MAX).to_string(),
+        };
+        ChildPartition {
+            name: "(the partitions pg_partman makes)".into(),
+            bound: format!(
+                "FOR VALUES FROM ({}) TO ({})",
+                bound(self.start),
+                bound(self.made_until)
+            ),
+            estimated_rows: 0.0,
+        }
+    }
+
     /// Lines for the plan: how the partitions are adopted, what pg_partman makes, what
     /// becomes of the default partition.
     pub fn describe(&self, table: &str) -> Vec<String> {
@@ -82,18 +105,26 @@ impl Adoption {
                 time_text(last.to)
             ));
         }
+        let from_where = self.start_from;
         lines.push(format!(
-            "pg_partman makes {} partition{} from {} (where the existing ones end) to {}; later ones at each maintenance",
+            "pg_partman makes {} partition{} from {} ({from_where}) to {}; later ones at each maintenance",
             self.made,
             if self.made == 1 { "" } else { "s" },
             time_text(self.start),
             time_text(self.made_until)
         ));
         lines.push(match &self.default {
-            DefaultPartition::Kept { name } => format!(
-                "keeps the default partition {name} as pg_partman's default partition; no row in it is at or after {}",
-                time_text(self.start)
-            ),
+            DefaultPartition::Kept { name, rows } => {
+                let held = match rows {
+                    Some(0) => "it holds no row".to_string(),
+                    Some(n) => format!("it holds about {n} rows, which retention never expires (rows of the default partition stay until moved or deleted)"),
+                    None => "it was never analysed: rows in it stay until moved or deleted, as retention never expires them".to_string(),
+                };
+                format!(
+                    "keeps the default partition {name} as pg_partman's default partition; {held}; none is at or after {}",
+                    time_text(self.start)
+                )
+            }
             DefaultPartition::Made => format!("pg_partman makes a default partition ({table}_default)"),
             DefaultPartition::None => "no default partition (default_partition: false)".into(),
         });
@@ -121,7 +152,7 @@ pub fn adoption(
     let mut default = None;
     for child in children {
         if child.bound == "DEFAULT" {
-            default = Some(child.name.clone());
+            default = Some(child);
             continue;
         }
         match child_bounds(child, p.epoch) {
@@ -179,6 +210,11 @@ pub fn adoption(
     }
 
     let now = live.now.naive_utc();
+    let start_from = match (kept.is_empty(), &p.start) {
+        (false, _) => "where the existing ones end",
+        (true, Some(_)) => "partitioning.start",
+        (true, None) => "premake partitions back from now",
+    };
     let start = match kept.iter().map(|k| k.to).max() {
         Some(newest) => {
             let aligned = pg_partman_base(newest.naive_utc(), &p.interval);
@@ -216,7 +252,8 @@ pub fn adoption(
     errors.extend(name_conflicts(policy, &kept, start, major));
 
     let default = match (default, major, p.default_partition) {
-        (Some(name), _, _) => {
+        (Some(child), _, _) => {
+            let name = child.name.clone();
             if let Some(newest) = live
                 .default_rows
                 .get(&table)
@@ -237,7 +274,10 @@ pub fn adoption(
                     ),
                 ));
             }
-            DefaultPartition::Kept { name }
+            DefaultPartition::Kept {
+                name,
+                rows: (child.estimated_rows >= 0.0).then(|| child.estimated_rows.round() as u64),
+            }
         }
         (None, PartmanMajor::V4, _) | (None, PartmanMajor::V5, true) => DefaultPartition::Made,
         (None, PartmanMajor::V5, false) => DefaultPartition::None,
@@ -248,6 +288,7 @@ pub fn adoption(
     Some(Ok(Adoption {
         kept,
         start: start.and_utc(),
+        start_from,
         made,
         made_until: made_until.and_utc(),
         default,

@@ -376,14 +376,19 @@ impl Compared<'_> {
             .as_ref()
             .map(|r| r.expired.name())
             .unwrap_or("drop");
-        let children = self
+        let mut children = self
             .live
             .children
             .get(&self.table())
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+            .cloned()
+            .unwrap_or_default();
+        // A table being adopted will have pg_partman's partitions too: its newest existing
+        // partition is then no longer the set's last, which pg_partman never drops.
+        if let Some(Ok(adoption)) = adoption::adoption(self.policy, self.live, self.config_major) {
+            children.push(adoption.first_made_partition(partitioning.epoch));
+        }
         Some(expired_partitions(
-            children,
+            &children,
             partitioning.epoch,
             &partitioning.interval,
             self.live.now,
