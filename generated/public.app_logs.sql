@@ -37,13 +37,17 @@ BEGIN
        OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhparent = v_parent) THEN
         RETURN;
     END IF;
-    -- pg_partman's first partition starts where the newest existing one ends (with none,
-    -- premake partitions back from now), so that none overlaps them.
+    -- pg_partman's first partition starts where the newest existing one ends, so that none
+    -- overlaps them; when that is further back than premake partitions from now (or there
+    -- is none), where it starts for a new table.
     SELECT max(
                pg_catalog.btrim((pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), $re$ TO \((.*)\)$$re$))[1], '''')::timestamptz)
       INTO v_start
       FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
      WHERE i.inhparent = v_parent AND pg_catalog.pg_get_expr(c.relpartbound, c.oid) OPERATOR(pg_catalog.<>) 'DEFAULT';
+    IF v_start < pg_catalog.now() OPERATOR(pg_catalog.-) ('1 hour'::interval OPERATOR(pg_catalog.*) 6) THEN
+        v_start := NULL;
+    END IF;
     SELECT c.oid INTO v_default
       FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
      WHERE i.inhparent = v_parent AND pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT';

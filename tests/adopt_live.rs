@@ -684,3 +684,49 @@ async fn pg_partman_warnings_reach_stderr_one_line_each_naming_the_table() {
         assert!(!warned.is_empty(), "{partman}: {}", text(&out));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_that_ended_long_ago_are_expired_and_no_gap_is_filled() {
+    for partman in Partman::BOTH {
+        let db = Cluster::shared().database(partman);
+        // Hand partitioning stopped two months ago; since then rows went to no partition
+        // (there is no default partition, so none could be written).
+        db.psql(&["-q", "-c", "
+            CREATE TABLE public.stale (id bigint GENERATED ALWAYS AS IDENTITY, created_at timestamptz NOT NULL, note text) PARTITION BY RANGE (created_at);
+            CREATE TABLE public.stale_a PARTITION OF public.stale FOR VALUES FROM (current_date - 62) TO (current_date - 61);
+            CREATE TABLE public.stale_b PARTITION OF public.stale FOR VALUES FROM (current_date - 61) TO (current_date - 60);
+            INSERT INTO public.stale (created_at, note) VALUES (current_date - 62, 'a'), (current_date - 61, 'b');
+        "]);
+        let project = TestProject::for_db(&db)
+            .policy("stale", &hand_policy("stale"))
+            .compiled();
+        let out = ok(&project, &["plan"]);
+        assert!(
+            stdout(&out).contains("pg_partman makes 9 partitions from ")
+                && stdout(&out)
+                    .contains("(premake partitions back from now; the existing ones end at "),
+            "{partman}: {}",
+            text(&out)
+        );
+        assert!(
+            stdout(&out).contains("! the next maintenance would drop 2 partitions"),
+            "{partman}: {}",
+            text(&out)
+        );
+        ok(&project, &["apply", "--auto-approve", "--allow-data-loss"]);
+        let made = partitions(&db, "stale");
+        assert_eq!(made.len(), 2 + 9 + 1, "{partman}: {made:?}");
+        ok(&project, &["run"]);
+        let left = partitions(&db, "stale");
+        assert!(
+            !left.contains("stale_a") && !left.contains("stale_b"),
+            "{partman}: {left:?}"
+        );
+        assert!(
+            left.len() >= made.len() - 2,
+            "{partman}: only the two old partitions go: {left:?}"
+        );
+        let out = run(&project, &["plan", "--detailed-exitcode"]);
+        assert_eq!(out.status.code(), Some(0), "{partman}: {}", text(&out));
+    }
+}

@@ -231,12 +231,19 @@ fn partitions_pg_partman_could_not_manage_are_refused_at_the_key_they_concern() 
             estimated_rows: 1.0,
         },
     );
-    let (p, live) = setup(5, ORDERS, children);
+    let (p, live) = setup(5, ORDERS, children.clone());
     let e = refused(&p, &live);
     assert!(
         e.contains("partitioning.interval: the partition public.orders_week of public.orders spans 2026-11-16 00:00:00 UTC to 2026-11-23 00:00:00 UTC, more than one partition of 1 day"),
         "{e}"
     );
+    // Wholly older than keep, it only holds rows that expire anyway.
+    let (p, live) = setup(
+        5,
+        &ORDERS.replace("keep: 20 days", "keep: 2 days"),
+        children,
+    );
+    plan(&p, &live);
 
     // The newest partition ends at 23:00, not on pg_partman's daily grid.
     let mut children = daily_by_hand(3, 1);
@@ -390,4 +397,16 @@ fn render_text(plan: &retentionc::plan::Plan) -> String {
     let mut out = Vec::new();
     retentionc::plan::format::write_text(plan, &mut out, false).unwrap();
     String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn partitions_that_end_long_ago_leave_pg_partman_to_start_as_for_a_new_table() {
+    // Hand partitioning stopped: the newest partition ended 10 days ago. pg_partman does
+    // not fill the gap with partitions; it starts premake partitions back from now.
+    let (p, live) = setup(5, ORDERS, daily_by_hand(5, -10));
+    let plan = plan(&p, &live);
+    assert_eq!(
+        adopt(&plan).notes[1],
+        "pg_partman makes 9 partitions from 2026-11-21 00:00:00 UTC (premake partitions back from now; the existing ones end at 2026-11-15 00:00:00 UTC, and rows between go to the default partition) to 2026-11-30 00:00:00 UTC; later ones at each maintenance"
+    );
 }

@@ -10,9 +10,9 @@
 //! `show_partition_info`, which reads the bounds from the catalog). What that needs, and
 //! what is checked here:
 //!
-//! - every child has time bounds (no MINVALUE/MAXVALUE), and none is wider than one
-//!   interval (pg_partman would drop it once its first interval is old, rows inside the
-//!   window with it);
+//! - every child has time bounds (no MINVALUE/MAXVALUE), and none that still holds time
+//!   inside the window is wider than one interval (pg_partman would drop it once its first
+//!   interval is old, rows inside the window with it);
 //! - the newest child ends on pg_partman's grid (the start of a month, day, hour, ...
 //!   for the interval), or pg_partman's first partition would overlap it;
 //! - pg_partman 4 orders children by the text after the last `_p` in their names
@@ -42,7 +42,7 @@ pub struct Adoption {
     /// Where pg_partman's first partition starts (the end of the newest kept one, or
     /// `premake` partitions back from now when there is none), and why there.
     pub start: DateTime<Utc>,
-    pub start_from: &'static str,
+    pub start_from: String,
     /// How many partitions pg_partman makes when it registers the table, and where the
     /// last of them ends.
     pub made: u64,
@@ -105,7 +105,7 @@ impl Adoption {
                 time_text(last.to)
             ));
         }
-        let from_where = self.start_from;
+        let from_where = &self.start_from;
         lines.push(format!(
             "pg_partman makes {} partition{} from {} ({from_where}) to {}; later ones at each maintenance",
             self.made,
@@ -173,7 +173,16 @@ pub fn adoption(
         }
     }
     kept.sort_by_key(|k| k.from);
-    for child in &kept {
+    // A partition wider than one interval loses the rows of its later part early, unless
+    // all of it is older than keep already.
+    let window_start = policy
+        .retention
+        .as_ref()
+        .map(|r| crate::plan::impact::cutoff(live.now, &r.keep));
+    for child in kept
+        .iter()
+        .filter(|c| window_start.is_some_and(|start| c.to > start))
+    {
         let one_interval = p.interval.after(child.from.naive_utc());
         if one_interval.is_some_and(|end| end < child.to.naive_utc()) {
             errors.push(error_at(
@@ -181,8 +190,8 @@ pub fn adoption(
                 "partitioning.interval",
                 format!(
                     "the partition {} of {table} spans {} to {}, more than one partition of {}; pg_partman expires a partition once its \
-                     lower bound plus one interval is older than keep, so rows of its later part would expire early. \
-                     Set interval to the width of the existing partitions, or split that partition first",
+                     lower bound plus one interval is older than keep, so rows of its later part would expire while still inside \
+                     the window. Set interval to the width of the existing partitions, or split that partition first",
                     child.name,
                     time_text(child.from),
                     time_text(child.to),
@@ -210,13 +219,11 @@ pub fn adoption(
     }
 
     let now = live.now.naive_utc();
-    let start_from = match (kept.is_empty(), &p.start) {
-        (false, _) => "where the existing ones end",
-        (true, Some(_)) => "partitioning.start",
-        (true, None) => "premake partitions back from now",
-    };
-    let start = match kept.iter().map(|k| k.to).max() {
-        Some(newest) => {
+    let back = p.interval.times(i64::from(p.premake)).unwrap_or_default();
+    let premake_back = before(now, &back);
+    let newest = kept.iter().map(|k| k.to).max();
+    let (start, start_from) = match newest {
+        Some(newest) if newest.naive_utc() >= premake_back => {
             let aligned = pg_partman_base(newest.naive_utc(), &p.interval);
             if aligned != newest.naive_utc() {
                 errors.push(error_at(
@@ -236,16 +243,27 @@ pub fn adoption(
                     ),
                 ));
             }
-            aligned
+            (aligned, "where the existing ones end".to_string())
         }
-        None => {
-            let back = p.interval.times(i64::from(p.premake)).unwrap_or_default();
-            let from = match &p.start {
-                Some(start) => parse_start(start).unwrap_or(now),
-                None => before(now, &back),
-            };
-            pg_partman_base(from, &p.interval)
-        }
+        // The existing partitions end long ago: pg_partman starts where it would for a
+        // new table rather than fill the gap.
+        Some(newest) => (
+            pg_partman_base(premake_back, &p.interval),
+            format!(
+                "premake partitions back from now; the existing ones end at {}, and rows between go to the default partition",
+                time_text(newest)
+            ),
+        ),
+        None => match &p.start {
+            Some(start) => (
+                pg_partman_base(parse_start(start).unwrap_or(now), &p.interval),
+                "partitioning.start".to_string(),
+            ),
+            None => (
+                pg_partman_base(premake_back, &p.interval),
+                "premake partitions back from now".to_string(),
+            ),
+        },
     };
     let (made, made_until) = made_partitions(start, now, &p.interval, p.premake);
 
