@@ -184,6 +184,19 @@ struct PolicyFile {
     bom: bool,
 }
 
+impl PolicyFile {
+    /// The file's content: its text, after the byte-order mark it had.
+    fn bytes(&self) -> Vec<u8> {
+        let mut bytes = if self.bom {
+            b"\xEF\xBB\xBF".to_vec()
+        } else {
+            Vec::new()
+        };
+        bytes.extend_from_slice(self.text.as_bytes());
+        bytes
+    }
+}
+
 /// The file at `path`, or None when it does not exist.
 fn read_policy_file(config: &Config, path: &Path) -> Result<Option<PolicyFile>, String> {
     let shown = display_path(&config.root, path);
@@ -239,6 +252,9 @@ fn decide_files<'a>(
         writes: Vec::new(),
         skipped: Vec::new(),
     };
+    // Files edited so far, with their new text: a file holding several policies gets each
+    // table's edit in turn.
+    let mut edited: BTreeMap<PathBuf, PolicyFile> = BTreeMap::new();
     for outcome in outcomes {
         let policy = match outcome {
             Outcome::Imported(policy) => policy,
@@ -248,9 +264,15 @@ fn decide_files<'a>(
             }
         };
         let table = policy.table.to_string();
-        match decide_file(policy, config, existing, force) {
+        match decide_file(policy, config, existing, force, &mut edited) {
             Ok(write) => decided.writes.push(write),
             Err(why) => decided.skipped.push((table, why)),
+        }
+    }
+    // Every write of an edited file carries its final text.
+    for write in &mut decided.writes {
+        if let Some(file) = edited.get(&write.file) {
+            write.bytes = file.bytes();
         }
     }
     decided
@@ -261,6 +283,7 @@ fn decide_file<'a>(
     config: &Config,
     existing: &ExistingPolicies,
     force: bool,
+    edited_files: &mut BTreeMap<PathBuf, PolicyFile>,
 ) -> Result<FileWrite<'a>, String> {
     let table = policy.table.to_string();
     if let Some(current) = existing.by_table.get(&table) {
@@ -271,21 +294,30 @@ fn decide_file<'a>(
                 file.display()
             ));
         }
-        let read = read_policy_file(config, &config.root.join(&file))?
-            .ok_or_else(|| format!("{} disappeared while import ran", file.display()))?;
-        let edited = rewrite_managed_keys(&file, &read.text, config, current, &policy.policy)
-            .map_err(|why| format!("{}: {why}", file.display()))?;
+        let read = match edited_files.remove(&file) {
+            Some(read) => read,
+            None => read_policy_file(config, &config.root.join(&file))?
+                .ok_or_else(|| format!("{} disappeared while import ran", file.display()))?,
+        };
+        let edited = match rewrite_managed_keys(&file, &read.text, config, current, &policy.policy)
+        {
+            Ok(edited) => edited,
+            Err(why) => {
+                edited_files.insert(file.clone(), read);
+                return Err(format!("{}: {why}", file.display()));
+            }
+        };
         let action = if edited.changes.is_empty() {
             Action::Unchanged
         } else {
             Action::Update(edited.changes)
         };
-        let mut bytes = if read.bom {
-            b"\xEF\xBB\xBF".to_vec()
-        } else {
-            Vec::new()
+        let now = PolicyFile {
+            text: edited.text,
+            ..read
         };
-        bytes.extend_from_slice(edited.text.as_bytes());
+        let bytes = now.bytes();
+        edited_files.insert(file.clone(), now);
         return Ok(FileWrite {
             file,
             policy,

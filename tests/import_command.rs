@@ -597,3 +597,35 @@ async fn sub_partitioned_sets_import_their_top_level_only() {
         );
     }
 }
+
+#[tokio::test]
+async fn force_rewrites_each_policy_of_a_file_that_holds_several() {
+    let db = Cluster::shared().database(Partman::V5);
+    set_up_by_hand(&db).await;
+    let project = Project::new(&db);
+    std::fs::create_dir(project.root().join("policies")).unwrap();
+    let both = "# Both hourly and daily sets, kept together.\ntable: public.hourly_drop\npartitioning:\n  column: created_at\n  interval: 1 hour\n  premake: 6\nretention:\n  keep: 1 day\n---\ntable: public.daily_drop\npartitioning:\n  column: created_at\n  interval: 1 day\n  infinite_time_partitions: false\nretention:\n  keep: 9 days   # nine\nschedule: \"@daily\"\n";
+    std::fs::write(project.root().join("policies/sets.yaml"), both).unwrap();
+    let out = project.import(&[
+        "--force",
+        "--table",
+        "public.hourly_drop",
+        "--table",
+        "public.daily_drop",
+    ]);
+    assert!(
+        out.contains("updated policies/sets.yaml (public.daily_drop)\n  rewrote retention.keep: 9 days -> 30 days\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("updated policies/sets.yaml (public.hourly_drop)\n  rewrote retention.keep: 1 day -> 2 days\n"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.root().join("policies/sets.yaml")).unwrap(),
+        both.replace("keep: 1 day", "keep: 2 days")
+            .replace("keep: 9 days", "keep: 30 days"),
+        "both edits are in the file"
+    );
+    assert_eq!(project.policy_files(), ["sets.yaml"]);
+}

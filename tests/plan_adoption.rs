@@ -410,3 +410,44 @@ fn partitions_that_end_long_ago_leave_pg_partman_to_start_as_for_a_new_table() {
         "pg_partman makes 9 partitions from 2026-11-21 00:00:00 UTC (premake partitions back from now; the existing ones end at 2026-11-15 00:00:00 UTC, and rows between go to the default partition) to 2026-11-30 00:00:00 UTC; later ones at each maintenance"
     );
 }
+
+#[test]
+fn settings_without_effect_and_other_spellings_of_a_value_are_never_a_change() {
+    // Dropped partitions keep no index: retention_keep_index may say anything.
+    let p = project(&[ORDERS]);
+    let mut live = applied_live(&p);
+    live.part_config[0].retention_keep_index = true;
+    assert!(plan(&p, &live).changes.is_empty());
+    // pg_partman reads a bare number as seconds: 1728000 is 20 days.
+    live.part_config[0].retention = Some("1728000".into());
+    live.part_config[0].retention_parsed = None;
+    assert!(plan(&p, &live).changes.is_empty());
+    // Archived partitions are moved whatever retention_keep_table says.
+    let archived = ORDERS.replace(
+        "keep: 20 days\n",
+        "keep: 20 days\n  expired: archive\n  archive_schema: archive\n",
+    );
+    let p = project(&[&archived]);
+    let mut live = applied_live(&p);
+    live.part_config[0].retention_keep_table = false;
+    assert!(plan(&p, &live).changes.is_empty());
+    // infinite_time_partitions is the policy's: false where the live set premakes while idle
+    // is a change.
+    let idle = ORDERS.replace(
+        "interval: 1 day\n",
+        "interval: 1 day\n  infinite_time_partitions: false\n",
+    );
+    let p = project(&[&idle]);
+    let live = applied_live(&project(&[ORDERS]));
+    let planned = plan(&p, &live);
+    assert_eq!(
+        kinds(&planned),
+        vec![("public.orders".into(), ChangeKind::RetentionSettings)]
+    );
+    let s = &planned.changes[0].settings;
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(
+        (s[0].column.as_str(), s[0].old.as_deref(), s[0].new.as_str()),
+        ("infinite_time_partitions", Some("true"), "false")
+    );
+}
