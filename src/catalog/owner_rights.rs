@@ -65,15 +65,24 @@ pub async fn read<C: GenericClient + Sync>(
     let procedures: Vec<Option<&str>> = tables.iter().map(|t| t.procedure.as_deref()).collect();
     let partitioned: Vec<bool> = tables.iter().map(|t| t.partitioned).collect();
     let sql = format!(
-        "WITH t AS (
+        "WITH RECURSIVE w AS (
              SELECT w.name, w.archive, w.procedure, w.partitioned, c.oid, c.relowner,
-                    n.nspname::text AS schema_name, n.oid AS schema_oid,
-                    (SELECT count(*) FROM pg_partition_tree(c.oid) pt
-                       JOIN pg_class cc ON cc.oid = pt.relid
-                      WHERE pt.relid <> c.oid AND cc.relkind IN ('r', 'p') AND cc.relowner <> c.relowner) AS foreign_children
+                    n.nspname::text AS schema_name, n.oid AS schema_oid
                FROM unnest($1::text[], $4::text[], $5::text[], $6::bool[]) AS w(name, archive, procedure, partitioned)
                JOIN pg_class c ON c.oid = to_regclass(w.name)
-               JOIN pg_namespace n ON n.oid = c.relnamespace)
+               JOIN pg_namespace n ON n.oid = c.relnamespace),
+         tree(root, relid) AS (
+             SELECT w.oid, i.inhrelid FROM w JOIN pg_inherits i ON i.inhparent = w.oid
+             UNION ALL
+             SELECT tree.root, i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.relid),
+         foreign_children AS (
+             SELECT tree.root, count(*) AS n
+               FROM tree JOIN pg_class cc ON cc.oid = tree.relid JOIN w ON w.oid = tree.root
+              WHERE cc.relkind IN ('r', 'p') AND cc.relowner <> w.relowner
+              GROUP BY tree.root),
+         t AS (
+             SELECT w.*, coalesce(f.n, 0) AS foreign_children
+               FROM w LEFT JOIN foreign_children f ON f.root = w.oid)
          SELECT t.name, o.rolname::text,
                 ARRAY(SELECT r.grant_text FROM (VALUES {RIGHTS}) AS r(grant_text, needed_by, held)
                        WHERE NOT r.held
