@@ -69,90 +69,23 @@ pub fn rewrite_managed_keys(
         ("retention", retention_keys(wanted)),
     ];
     for (index, (block, keys)) in blocks.iter().enumerate() {
+        let mut place = Place {
+            text,
+            lines: &lines,
+            edits: &mut edits,
+            changes: &mut changes,
+        };
         match entry(top, block) {
-            Some((key, node)) => {
-                let entries = block_map(text, node, block)?;
-                let indent = entries
-                    .first()
-                    .map(|(k, _)| k.pos.column - 1)
-                    .unwrap_or(key.pos.column + 1);
-                let after = entries
-                    .last()
-                    .map(|(k, v)| value_end_line(text, &lines, k, v))
-                    .transpose()?
-                    .unwrap_or(key.pos.line);
-                for (name, want) in keys {
-                    let path = format!("{block}.{name}");
-                    match (entry(entries, name), want) {
-                        (Some((k, v)), Some(want)) => {
-                            let current = scalar_text(text, &lines, k, v)?;
-                            if !same_value(name, &v.value, &want.value) {
-                                edits.replace(current.range, want.text.clone());
-                                changes.push(KeyChange {
-                                    key: path,
-                                    old: Some(current.text),
-                                    new: Some(want.text.clone()),
-                                });
-                            }
-                        }
-                        (Some((k, v)), None) => {
-                            let current = scalar_text(text, &lines, k, v)?;
-                            let start = lines.start_of(k.pos.line);
-                            let end = lines.after(value_end_line(text, &lines, k, v)?);
-                            edits.replace(start..end, String::new());
-                            changes.push(KeyChange {
-                                key: path,
-                                old: Some(current.text),
-                                new: None,
-                            });
-                        }
-                        (None, Some(want)) if want.write_when_absent => {
-                            let line =
-                                format!("{}{name}: {}", " ".repeat(indent as usize), want.text);
-                            edits.insert_line_after(&lines, after, line);
-                            changes.push(KeyChange {
-                                key: path,
-                                old: None,
-                                new: Some(want.text.clone()),
-                            });
-                        }
-                        (None, _) => {}
-                    }
-                }
-            }
+            Some((key, node)) => place.edit_block(block, key, node, keys)?,
             None => {
-                let wanted_lines: Vec<(String, &Want)> = keys
-                    .iter()
-                    .filter_map(|(name, want)| {
-                        want.as_ref()
-                            .filter(|w| w.write_when_absent)
-                            .map(|w| (name.to_string(), w))
-                    })
-                    .collect();
-                if wanted_lines.is_empty() {
-                    continue;
-                }
                 // A missing block goes after the blocks before it (or after `table`).
-                let before = blocks[..index]
+                let (after_key, after_node) = blocks[..index]
                     .iter()
                     .rev()
                     .find_map(|(b, _)| entry(top, b))
                     .or_else(|| entry(top, "table"))
                     .ok_or("the policy has no table key")?;
-                let at = value_end_line(text, &lines, before.0, before.1)?;
-                let indent = " ".repeat(before.0.pos.column as usize - 1);
-                let mut block_text = vec![format!("{indent}{block}:")];
-                for (name, want) in &wanted_lines {
-                    block_text.push(format!("{indent}  {name}: {}", want.text));
-                    changes.push(KeyChange {
-                        key: format!("{block}.{name}"),
-                        old: None,
-                        new: Some(want.text.clone()),
-                    });
-                }
-                for line in block_text {
-                    edits.insert_line_after(&lines, at, line);
-                }
+                place.add_block(block, after_key, after_node, keys)?;
             }
         }
     }
@@ -163,6 +96,114 @@ pub fn rewrite_managed_keys(
         text: edited,
         changes,
     })
+}
+
+/// The text being edited, and the edits and changes found so far.
+struct Place<'p, 't> {
+    text: &'t str,
+    lines: &'p Lines<'t>,
+    edits: &'p mut Edits,
+    changes: &'p mut Vec<KeyChange>,
+}
+
+impl Place<'_, '_> {
+    /// Rewrites the managed keys of the existing block `block` (its key and value).
+    fn edit_block(
+        &mut self,
+        block: &str,
+        key: &Key,
+        node: &Node,
+        keys: &[(&'static str, Option<Want>)],
+    ) -> Result<(), String> {
+        let (text, lines) = (self.text, self.lines);
+        let entries = block_map(text, node, block)?;
+        let indent = entries
+            .first()
+            .map(|(k, _)| k.pos.column - 1)
+            .unwrap_or(key.pos.column + 1);
+        let after = entries
+            .last()
+            .map(|(k, v)| value_end_line(text, lines, k, v))
+            .transpose()?
+            .unwrap_or(key.pos.line);
+        for (name, want) in keys {
+            let path = format!("{block}.{name}");
+            match (entry(entries, name), want) {
+                (Some((k, v)), Some(want)) => {
+                    let current = scalar_text(text, lines, k, v)?;
+                    if !same_value(name, &v.value, &want.value) {
+                        self.edits.replace(current.range, want.text.clone());
+                        self.changes.push(KeyChange {
+                            key: path,
+                            old: Some(current.text),
+                            new: Some(want.text.clone()),
+                        });
+                    }
+                }
+                (Some((k, v)), None) => {
+                    let current = scalar_text(text, lines, k, v)?;
+                    let start = lines.start_of(k.pos.line);
+                    let end = lines.after(value_end_line(text, lines, k, v)?);
+                    self.edits.replace(start..end, String::new());
+                    self.changes.push(KeyChange {
+                        key: path,
+                        old: Some(current.text),
+                        new: None,
+                    });
+                }
+                (None, Some(want)) if want.write_when_absent => {
+                    let line = format!("{}{name}: {}", " ".repeat(indent as usize), want.text);
+                    self.edits.insert_line_after(lines, after, line);
+                    self.changes.push(KeyChange {
+                        key: path,
+                        old: None,
+                        new: Some(want.text.clone()),
+                    });
+                }
+                (None, _) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the block `block`, with the keys it needs written, after the entry
+    /// (`after_key`, `after_node`) of the policy.
+    fn add_block(
+        &mut self,
+        block: &str,
+        after_key: &Key,
+        after_node: &Node,
+        keys: &[(&'static str, Option<Want>)],
+    ) -> Result<(), String> {
+        let written: Vec<(&str, &Want)> = keys
+            .iter()
+            .filter_map(|(name, want)| {
+                want.as_ref()
+                    .filter(|w| w.write_when_absent)
+                    .map(|w| (*name, w))
+            })
+            .collect();
+        if written.is_empty() {
+            return Ok(());
+        }
+        let at = value_end_line(self.text, self.lines, after_key, after_node)?;
+        let indent = " ".repeat(after_key.pos.column as usize - 1);
+        self.edits
+            .insert_line_after(self.lines, at, format!("{indent}{block}:"));
+        for (name, want) in written {
+            self.edits.insert_line_after(
+                self.lines,
+                at,
+                format!("{indent}  {name}: {}", want.text),
+            );
+            self.changes.push(KeyChange {
+                key: format!("{block}.{name}"),
+                old: None,
+                new: Some(want.text.clone()),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The value import wants for one key: its text as written, and its parsed form for

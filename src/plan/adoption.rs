@@ -148,58 +148,8 @@ pub fn adoption(
     }
     let children = live.children.get(&table).filter(|c| !c.is_empty())?;
     let mut errors = Vec::new();
-    let mut kept = Vec::new();
-    let mut default = None;
-    for child in children {
-        if child.bound == "DEFAULT" {
-            default = Some(child);
-            continue;
-        }
-        match child_bounds(child, p.epoch) {
-            Some((from, to)) => kept.push(KeptPartition {
-                name: child.name.clone(),
-                from,
-                to,
-            }),
-            None => errors.push(error_at(
-                policy,
-                "partitioning.column",
-                format!(
-                    "{table} has the partition {} bounded {}; pg_partman reads the lower bound of every partition as a time, \
-                     so a partition bounded by MINVALUE or MAXVALUE breaks its maintenance: split it or detach it first",
-                    child.name, child.bound
-                ),
-            )),
-        }
-    }
-    kept.sort_by_key(|k| k.from);
-    // A partition wider than one interval loses the rows of its later part early, unless
-    // all of it is older than keep already.
-    let window_start = policy
-        .retention
-        .as_ref()
-        .map(|r| crate::plan::impact::cutoff(live.now, &r.keep));
-    for child in kept
-        .iter()
-        .filter(|c| window_start.is_some_and(|start| c.to > start))
-    {
-        let one_interval = p.interval.after(child.from.naive_utc());
-        if one_interval.is_some_and(|end| end < child.to.naive_utc()) {
-            errors.push(error_at(
-                policy,
-                "partitioning.interval",
-                format!(
-                    "the partition {} of {table} spans {} to {}, more than one partition of {}; pg_partman expires a partition once its \
-                     lower bound plus one interval is older than keep, so rows of its later part would expire while still inside \
-                     the window. Set interval to the width of the existing partitions, or split that partition first",
-                    child.name,
-                    time_text(child.from),
-                    time_text(child.to),
-                    p.interval
-                ),
-            ));
-        }
-    }
+    let (kept, default) = kept_partitions(policy, children, &mut errors);
+    check_widths(policy, &kept, live, &mut errors);
     if !kept.is_empty() && p.start.is_some() {
         errors.push(error_at(
             policy,
@@ -209,20 +159,120 @@ pub fn adoption(
             ),
         ));
     }
-    if major == PartmanMajor::V5
-        && !live
-            .tables
-            .get(&table)
-            .is_some_and(|t| t.not_null_columns.iter().any(|c| c == p.column.as_str()))
-    {
+    let nullable = !live
+        .tables
+        .get(&table)
+        .is_some_and(|t| t.not_null_columns.iter().any(|c| c == p.column.as_str()));
+    if major == PartmanMajor::V5 && nullable {
         errors.push(not_null_error(policy));
     }
-
     let now = live.now.naive_utc();
+    let (start, start_from) = first_partition(policy, &kept, now, &mut errors);
+    let (made, made_until) = made_partitions(start, now, &p.interval, p.premake);
+    errors.extend(name_conflicts(policy, &kept, start, major));
+    let default = default_partition(policy, default, live, start, major, &mut errors);
+    if !errors.is_empty() {
+        return Some(Err(errors));
+    }
+    Some(Ok(Adoption {
+        kept,
+        start: start.and_utc(),
+        start_from,
+        made,
+        made_until: made_until.and_utc(),
+        default,
+    }))
+}
+
+/// The children with their bounds, oldest first, and the default partition; a child
+/// bounded by MINVALUE or MAXVALUE is an error.
+fn kept_partitions<'c>(
+    policy: &Policy,
+    children: &'c [ChildPartition],
+    errors: &mut Vec<PolicyError>,
+) -> (Vec<KeptPartition>, Option<&'c ChildPartition>) {
+    let epoch = policy
+        .partitioning
+        .as_ref()
+        .map(|p| p.epoch)
+        .unwrap_or(crate::model::Epoch::None);
+    let mut kept = Vec::new();
+    let mut default = None;
+    for child in children {
+        if child.bound == "DEFAULT" {
+            default = Some(child);
+            continue;
+        }
+        match child_bounds(child, epoch) {
+            Some((from, to)) => kept.push(KeptPartition {
+                name: child.name.clone(),
+                from,
+                to,
+            }),
+            None => errors.push(error_at(
+                policy,
+                "partitioning.column",
+                format!(
+                    "{} has the partition {} bounded {}; pg_partman reads the lower bound of every partition as a time, \
+                     so a partition bounded by MINVALUE or MAXVALUE breaks its maintenance: split it or detach it first",
+                    policy.table, child.name, child.bound
+                ),
+            )),
+        }
+    }
+    kept.sort_by_key(|k| k.from);
+    (kept, default)
+}
+
+/// A partition wider than one interval loses the rows of its later part early, unless all
+/// of it is older than keep already.
+fn check_widths(
+    policy: &Policy,
+    kept: &[KeptPartition],
+    live: &Live,
+    errors: &mut Vec<PolicyError>,
+) {
+    let (Some(p), Some(retention)) = (&policy.partitioning, &policy.retention) else {
+        return;
+    };
+    let window_start = crate::plan::impact::cutoff(live.now, &retention.keep);
+    for child in kept.iter().filter(|c| c.to > window_start) {
+        let one_interval = p.interval.after(child.from.naive_utc());
+        if one_interval.is_some_and(|end| end < child.to.naive_utc()) {
+            errors.push(error_at(
+                policy,
+                "partitioning.interval",
+                format!(
+                    "the partition {} of {} spans {} to {}, more than one partition of {}; pg_partman expires a partition once its \
+                     lower bound plus one interval is older than keep, so rows of its later part would expire while still inside \
+                     the window. Set interval to the width of the existing partitions, or split that partition first",
+                    child.name,
+                    policy.table,
+                    time_text(child.from),
+                    time_text(child.to),
+                    p.interval
+                ),
+            ));
+        }
+    }
+}
+
+/// Where pg_partman's first partition starts, and why there: the end of the newest kept
+/// partition (which must be on pg_partman's grid), or, when that is further back than
+/// premake partitions from now or there is none, where it starts for a new table.
+fn first_partition(
+    policy: &Policy,
+    kept: &[KeptPartition],
+    now: NaiveDateTime,
+    errors: &mut Vec<PolicyError>,
+) -> (NaiveDateTime, String) {
+    let p = policy
+        .partitioning
+        .as_ref()
+        .expect("adopted tables are partitioned");
     let back = p.interval.times(i64::from(p.premake)).unwrap_or_default();
     let premake_back = before(now, &back);
-    let newest = kept.iter().map(|k| k.to).max();
-    let (start, start_from) = match newest {
+    match kept.iter().map(|k| k.to).max() {
         Some(newest) if newest.naive_utc() >= premake_back => {
             let aligned = pg_partman_base(newest.naive_utc(), &p.interval);
             if aligned != newest.naive_utc() {
@@ -230,9 +280,10 @@ pub fn adoption(
                     policy,
                     "partitioning.interval",
                     format!(
-                        "the newest partition of {table} ends at {}, which is not where a pg_partman partition of {} starts \
+                        "the newest partition of {} ends at {}, which is not where a pg_partman partition of {} starts \
                          (pg_partman starts them at {}); its first partition would overlap the existing ones. \
                          Add or extend partitions by hand up to {}, then plan again",
+                        policy.table,
                         time_text(newest),
                         p.interval,
                         grid_name(&p.interval),
@@ -245,8 +296,6 @@ pub fn adoption(
             }
             (aligned, "where the existing ones end".to_string())
         }
-        // The existing partitions end long ago: pg_partman starts where it would for a
-        // new table rather than fill the gap.
         Some(newest) => (
             pg_partman_base(premake_back, &p.interval),
             format!(
@@ -264,53 +313,53 @@ pub fn adoption(
                 "premake partitions back from now".to_string(),
             ),
         },
-    };
-    let (made, made_until) = made_partitions(start, now, &p.interval, p.premake);
-
-    errors.extend(name_conflicts(policy, &kept, start, major));
-
-    let default = match (default, major, p.default_partition) {
-        (Some(child), _, _) => {
-            let name = child.name.clone();
-            if let Some(newest) = live
-                .default_rows
-                .get(&table)
-                .and_then(|d| d.newest.as_deref())
-                .and_then(|v| bound_time(v, p.epoch))
-                && newest.naive_utc() >= start
-            {
-                errors.push(error_at(
-                    policy,
-                    "partitioning",
-                    format!(
-                        "the default partition {name} of {table} holds rows up to {}, at or after {}, where pg_partman's partitions \
-                         will start; pg_partman cannot make a partition over rows of the default partition. Move those rows into \
-                         partitions of their own first (create each partition, moving its rows out of the default partition in the \
-                         same transaction), or delete them; nothing was changed",
-                        time_text(newest),
-                        time_text(start.and_utc())
-                    ),
-                ));
-            }
-            DefaultPartition::Kept {
-                name,
-                rows: (child.estimated_rows >= 0.0).then(|| child.estimated_rows.round() as u64),
-            }
-        }
-        (None, PartmanMajor::V4, _) | (None, PartmanMajor::V5, true) => DefaultPartition::Made,
-        (None, PartmanMajor::V5, false) => DefaultPartition::None,
-    };
-    if !errors.is_empty() {
-        return Some(Err(errors));
     }
-    Some(Ok(Adoption {
-        kept,
-        start: start.and_utc(),
-        start_from,
-        made,
-        made_until: made_until.and_utc(),
-        default,
-    }))
+}
+
+/// What becomes of the default partition: the existing one is kept (and must hold no row
+/// where pg_partman's partitions start), else pg_partman makes one unless told not to.
+fn default_partition(
+    policy: &Policy,
+    existing: Option<&ChildPartition>,
+    live: &Live,
+    start: NaiveDateTime,
+    major: PartmanMajor,
+    errors: &mut Vec<PolicyError>,
+) -> DefaultPartition {
+    let Some(p) = &policy.partitioning else {
+        return DefaultPartition::None;
+    };
+    let Some(child) = existing else {
+        return match (major, p.default_partition) {
+            (PartmanMajor::V5, false) => DefaultPartition::None,
+            _ => DefaultPartition::Made,
+        };
+    };
+    let newest_row = live
+        .default_rows
+        .get(&policy.table.to_string())
+        .and_then(|d| d.newest.as_deref())
+        .and_then(|v| bound_time(v, p.epoch));
+    if let Some(newest) = newest_row.filter(|n| n.naive_utc() >= start) {
+        errors.push(error_at(
+            policy,
+            "partitioning",
+            format!(
+                "the default partition {} of {} holds rows up to {}, at or after {}, where pg_partman's partitions \
+                 will start; pg_partman cannot make a partition over rows of the default partition. Move those rows into \
+                 partitions of their own first (create each partition, moving its rows out of the default partition in the \
+                 same transaction), or delete them",
+                child.name,
+                policy.table,
+                time_text(newest),
+                time_text(start.and_utc())
+            ),
+        ));
+    }
+    DefaultPartition::Kept {
+        name: child.name.clone(),
+        rows: (child.estimated_rows >= 0.0).then(|| child.estimated_rows.round() as u64),
+    }
 }
 
 /// pg_partman 5 refuses a nullable partition key (`create_parent`'s p_control_not_null).
