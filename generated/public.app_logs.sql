@@ -7,7 +7,9 @@
 DO $retentionc$
 BEGIN
     -- Register the table with pg_partman once; later runs leave the registration as it is.
-    IF NOT EXISTS (SELECT 1 FROM "partman"."part_config" WHERE parent_table = 'public.app_logs') THEN
+    -- A table that has partitions already is registered by [adopt] instead.
+    IF NOT EXISTS (SELECT 1 FROM "partman"."part_config" WHERE parent_table = 'public.app_logs')
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhparent = 'public.app_logs'::regclass) THEN
         PERFORM "partman"."create_parent"(
             p_parent_table := 'public.app_logs',
             p_control := 'logged_at',
@@ -21,11 +23,51 @@ BEGIN
 END
 $retentionc$;
 
--- 2. retention settings in part_config [retention]
+-- 2. pg_partman setup of a table that has partitions already: kept as they are (once) [adopt]
+DO $retentionc$
+DECLARE
+    v_parent         constant regclass := 'public.app_logs'::regclass;
+    v_start          timestamptz;
+    v_default        regclass;
+BEGIN
+    -- Only a table that has partitions pg_partman does not manage yet ([setup] registers one
+    -- without any), once. Its partitions stay as they are, names included: pg_partman
+    -- expires them by their bounds like its own.
+    IF EXISTS (SELECT 1 FROM "partman"."part_config" WHERE parent_table = 'public.app_logs')
+       OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhparent = v_parent) THEN
+        RETURN;
+    END IF;
+    -- pg_partman's first partition starts where the newest existing one ends, so that none
+    -- overlaps them; when that is further back than premake partitions from now (or there
+    -- is none), where it starts for a new table.
+    SELECT max(
+               pg_catalog.btrim((pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), $re$ TO \((.*)\)$$re$))[1], '''')::timestamptz)
+      INTO v_start
+      FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+     WHERE i.inhparent = v_parent AND pg_catalog.pg_get_expr(c.relpartbound, c.oid) OPERATOR(pg_catalog.<>) 'DEFAULT';
+    IF v_start < pg_catalog.now() OPERATOR(pg_catalog.-) ('1 hour'::interval OPERATOR(pg_catalog.*) 6) THEN
+        v_start := NULL;
+    END IF;
+    SELECT c.oid INTO v_default
+      FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+     WHERE i.inhparent = v_parent AND pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT';
+    PERFORM "partman"."create_parent"(
+        p_parent_table := 'public.app_logs',
+        p_control := 'logged_at',
+        p_type := 'range',
+        p_interval := '1 hour',
+        p_premake := 6,
+        p_start_partition := v_start::text,
+        p_default_table := v_default IS NULL,
+        p_epoch := 'none'
+    );
+END
+$retentionc$;
+
+-- 3. retention settings in part_config [retention]
 UPDATE "partman"."part_config"
 SET retention = '14 days',
     retention_keep_table = false,
-    retention_keep_index = false,
     retention_schema = NULL,
     infinite_time_partitions = true,
     premake = 6
@@ -35,7 +77,7 @@ INSERT INTO "retention"."managed_objects" (kind, name, table_name)
 VALUES ('retention', 'public.app_logs', 'public.app_logs')
 ON CONFLICT (kind, name) DO NOTHING;
 
--- 3. the prune procedure's name belongs to this table; its rules are recorded [prune_owner]
+-- 4. the prune procedure's name belongs to this table; its rules are recorded [prune_owner]
 DO $retentionc$
 BEGIN
     -- A procedure name serves one table: never take over another table's procedure.
@@ -70,7 +112,7 @@ BEGIN
 END
 $retentionc$;
 
--- 4. prune procedure for the delete rules [prune]
+-- 5. prune procedure for the delete rules [prune]
 CREATE OR REPLACE PROCEDURE "retention"."prune_app_logs"(p_run_maintenance boolean DEFAULT false)
 LANGUAGE plpgsql
 AS $retentionc$
@@ -151,7 +193,7 @@ BEGIN
 END
 $retentionc$;
 
--- 5. the table owner's rights to run its retention [privileges]
+-- 6. the table owner's rights to run its retention [privileges]
 DO $retentionc$
 DECLARE
     v_parent  constant regclass := 'public.app_logs'::regclass;
@@ -204,7 +246,7 @@ BEGIN
 END
 $retentionc$;
 
--- 6. pg_cron schedule [schedule]
+-- 7. pg_cron schedule [schedule]
 DO $retentionc$
 DECLARE
     v_owner  text;

@@ -7,7 +7,9 @@
 DO $retentionc$
 BEGIN
     -- Register the table with pg_partman once; later runs leave the registration as it is.
-    IF NOT EXISTS (SELECT 1 FROM "partman"."part_config" WHERE parent_table = 'public.events') THEN
+    -- A table that has partitions already is registered by [adopt] instead.
+    IF NOT EXISTS (SELECT 1 FROM "partman"."part_config" WHERE parent_table = 'public.events')
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhparent = 'public.events'::regclass) THEN
         PERFORM "partman"."create_parent"(
             p_parent_table := 'public.events',
             p_control := 'created_at',
@@ -21,13 +23,53 @@ BEGIN
 END
 $retentionc$;
 
--- 2. schema that receives expired partitions [archive_schema]
+-- 2. pg_partman setup of a table that has partitions already: kept as they are (once) [adopt]
+DO $retentionc$
+DECLARE
+    v_parent         constant regclass := 'public.events'::regclass;
+    v_start          timestamptz;
+    v_default        regclass;
+BEGIN
+    -- Only a table that has partitions pg_partman does not manage yet ([setup] registers one
+    -- without any), once. Its partitions stay as they are, names included: pg_partman
+    -- expires them by their bounds like its own.
+    IF EXISTS (SELECT 1 FROM "partman"."part_config" WHERE parent_table = 'public.events')
+       OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhparent = v_parent) THEN
+        RETURN;
+    END IF;
+    -- pg_partman's first partition starts where the newest existing one ends, so that none
+    -- overlaps them; when that is further back than premake partitions from now (or there
+    -- is none), where it starts for a new table.
+    SELECT max(
+               pg_catalog.btrim((pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), $re$ TO \((.*)\)$$re$))[1], '''')::timestamptz)
+      INTO v_start
+      FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+     WHERE i.inhparent = v_parent AND pg_catalog.pg_get_expr(c.relpartbound, c.oid) OPERATOR(pg_catalog.<>) 'DEFAULT';
+    IF v_start < pg_catalog.now() OPERATOR(pg_catalog.-) ('1 day'::interval OPERATOR(pg_catalog.*) 7) THEN
+        v_start := NULL;
+    END IF;
+    SELECT c.oid INTO v_default
+      FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+     WHERE i.inhparent = v_parent AND pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT';
+    PERFORM "partman"."create_parent"(
+        p_parent_table := 'public.events',
+        p_control := 'created_at',
+        p_type := 'range',
+        p_interval := '1 day',
+        p_premake := 7,
+        p_start_partition := v_start::text,
+        p_default_table := v_default IS NULL,
+        p_epoch := 'none'
+    );
+END
+$retentionc$;
+
+-- 3. schema that receives expired partitions [archive_schema]
 CREATE SCHEMA IF NOT EXISTS "archive";
 
--- 3. retention settings in part_config [retention]
+-- 4. retention settings in part_config [retention]
 UPDATE "partman"."part_config"
 SET retention = '90 days',
-    retention_keep_table = true,
     retention_keep_index = false,
     retention_schema = 'archive',
     infinite_time_partitions = true,
@@ -38,7 +80,7 @@ INSERT INTO "retention"."managed_objects" (kind, name, table_name)
 VALUES ('retention', 'public.events', 'public.events')
 ON CONFLICT (kind, name) DO NOTHING;
 
--- 4. no delete rules: no prune procedure [prune]
+-- 5. no delete rules: no prune procedure [prune]
 DO $retentionc$
 BEGIN
     -- Drop the prune procedure only where retentionc recorded making it for this table.
@@ -50,7 +92,7 @@ BEGIN
 END
 $retentionc$;
 
--- 5. the table owner's rights to run its retention [privileges]
+-- 6. the table owner's rights to run its retention [privileges]
 DO $retentionc$
 DECLARE
     v_parent  constant regclass := 'public.events'::regclass;
@@ -95,7 +137,7 @@ BEGIN
 END
 $retentionc$;
 
--- 6. pg_cron schedule [schedule]
+-- 7. pg_cron schedule [schedule]
 DO $retentionc$
 DECLARE
     v_owner  text;

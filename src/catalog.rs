@@ -3,8 +3,9 @@
 //! `read_live` sends a fixed set of statements (at most [`MAX_STATEMENTS`]): one for the
 //! context (time, extensions, retentionc's own objects), then part_config, the tables the
 //! policies name (all at once, as a `text[]` parameter), their child partitions, the
-//! routines in retentionc's schema, pg_cron's jobs and the last apply. Nothing here is
-//! per table. The caller chooses the transaction: `plan` wraps it in a read-only
+//! routines in retentionc's schema, pg_cron's jobs, the last apply, the rights of the
+//! tables' owners (`owner_rights`), and, for tables pg_partman does not manage yet, the
+//! newest row of their default partitions (`default_rows`). Nothing here is per table. The caller chooses the transaction: `plan` wraps it in a read-only
 //! repeatable-read snapshot, `apply` may run it inside its own transaction.
 //!
 //! Intervals are read as (months, days, microseconds) parts computed in SQL, so the
@@ -22,8 +23,44 @@ use tokio_postgres::{GenericClient, Row};
 use crate::model::{Config, Interval};
 use crate::policy::ident::quote_ident;
 
+mod default_rows;
+mod owner_rights;
+
+pub use default_rows::DefaultRows;
+pub use owner_rights::OwnerRights;
+
 /// Most statements `read_live` sends (BEGIN/COMMIT not included).
-pub const MAX_STATEMENTS: u32 = 8;
+pub const MAX_STATEMENTS: u32 = 11;
+
+/// A table a policy names, with what the rights its owner needs depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyTable {
+    /// `schema.table`.
+    pub name: String,
+    pub partitioned: bool,
+    /// Where expired partitions are archived, if they are.
+    pub archive_schema: Option<String>,
+    /// The prune procedure's name, with delete rules.
+    pub procedure: Option<String>,
+    /// The policy has a pg_cron schedule.
+    pub scheduled: bool,
+}
+
+impl PolicyTable {
+    /// What the catalog reads for `policy`'s table.
+    pub fn of(policy: &crate::model::Policy) -> PolicyTable {
+        PolicyTable {
+            name: policy.table.to_string(),
+            partitioned: policy.partitioning.is_some(),
+            archive_schema: match policy.retention.as_ref().map(|r| &r.expired) {
+                Some(crate::model::Expired::Archive { schema }) => Some(schema.to_string()),
+                _ => None,
+            },
+            procedure: policy.prune_procedure().map(|name| name.to_string()),
+            scheduled: policy.schedule.is_some(),
+        }
+    }
+}
 
 /// Everything plan needs to know about the live database, as plain data.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +83,12 @@ pub struct Live {
     pub managed_objects: Vec<ManagedObject>,
     pub bootstrap: BootstrapObjects,
     pub last_apply: Option<LastApply>,
+    /// The owner of each policy table that exists, and the rights its retention needs
+    /// that it lacks, by `schema.table`.
+    pub owner_rights: BTreeMap<String, OwnerRights>,
+    /// The default partition of each policy table pg_partman does not manage yet, and
+    /// the newest row it holds, by `schema.table`.
+    pub default_rows: BTreeMap<String, DefaultRows>,
     /// Statements sent to read this (for the benchmark: it must not grow with tables).
     pub statements_sent: u32,
 }
@@ -95,6 +138,8 @@ pub struct TableInfo {
     pub persistence: String,
     /// The owning role.
     pub owner: String,
+    /// Columns declared NOT NULL (pg_partman 5 registers only a NOT NULL partition key).
+    pub not_null_columns: Vec<String>,
 }
 
 impl TableInfo {
@@ -185,6 +230,10 @@ impl<'c, C: GenericClient + Sync> Counting<'c, C> {
             sent: AtomicU32::new(0),
         }
     }
+    /// Counts statements a function of another module sent on this client.
+    pub fn count_sent(&self, statements: u32) {
+        self.sent.fetch_add(statements, Ordering::Relaxed);
+    }
     pub fn sent(&self) -> u32 {
         self.sent.load(Ordering::Relaxed)
     }
@@ -231,8 +280,9 @@ fn interval_from_parts(parts: Option<Vec<i64>>) -> Option<Interval> {
 pub async fn read_live<C: GenericClient + Sync>(
     client: &Counting<'_, C>,
     config: &Config,
-    tables: &[String],
+    policy_tables: &[PolicyTable],
 ) -> Result<Live> {
+    let tables: Vec<String> = policy_tables.iter().map(|t| t.name.clone()).collect();
     let schema = config.schema.as_str();
     let context_row = client
         .query(
@@ -304,7 +354,7 @@ pub async fn read_live<C: GenericClient + Sync>(
             .collect();
     }
 
-    let names: Vec<String> = tables.to_vec();
+    let names: Vec<String> = tables.clone();
     let rows = client
         .query(
             "WITH t AS (SELECT name, to_regclass(name) AS oid FROM unnest($1::text[]) AS name)
@@ -320,7 +370,10 @@ pub async fn read_live<C: GenericClient + Sync>(
                     EXISTS (SELECT 1 FROM pg_depend d
                              WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'),
                     c.relpersistence::text,
-                    pg_get_userbyid(c.relowner)::text
+                    pg_get_userbyid(c.relowner)::text,
+                    ARRAY(SELECT a.attname::text FROM pg_attribute a
+                           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
+                           ORDER BY a.attnum)
                FROM t
                JOIN pg_class c ON c.oid = t.oid
                LEFT JOIN pg_partitioned_table p ON p.partrelid = c.oid",
@@ -344,6 +397,7 @@ pub async fn read_live<C: GenericClient + Sync>(
             extension_member: r.get(7),
             persistence: r.get(8),
             owner: r.get(9),
+            not_null_columns: r.get(10),
         };
         live.tables.insert(r.get(0), info);
     }
@@ -468,5 +522,13 @@ pub async fn read_live<C: GenericClient + Sync>(
             });
         }
     }
+    live.owner_rights = owner_rights::read(client, config, policy_tables)
+        .await?
+        .into_iter()
+        .collect();
+    live.default_rows = default_rows::read(client, &live)
+        .await?
+        .into_iter()
+        .collect();
     Ok(live)
 }

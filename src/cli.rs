@@ -185,7 +185,8 @@ pub struct ImportArgs {
     /// Only these tables (schema.table); may be repeated.
     #[arg(long = "table", value_name = "NAME")]
     pub tables: Vec<String>,
-    /// Overwrite existing policy files.
+    /// For tables that already have a policy: rewrite, in place, the keys import manages
+    /// (delete rules, schedule, other keys and comments stay).
     #[arg(long)]
     pub force: bool,
 }

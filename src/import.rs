@@ -2,10 +2,12 @@
 //!
 //! Reads every `part_config` row (live.rs), describes each table as a policy (mapping.rs,
 //! pure), and writes one file per table, `policies/<schema>.<table>.yaml`, named like
-//! its compiled `generated/<schema>.<table>.sql`. Files are decided first and written
-//! last: when any would be refused (it exists, and --force was not given), nothing is
-//! written at all.
+//! its compiled `generated/<schema>.<table>.sql`. A table that already has a policy is
+//! skipped (and said so); with --force, the keys import manages are rewritten in that
+//! policy's file, in place (edit.rs), and everything else in it stays. Files are decided
+//! first and written last.
 
+pub mod edit;
 mod live;
 pub mod mapping;
 pub mod pg_interval;
@@ -21,10 +23,13 @@ use crate::cli::ImportArgs;
 use crate::config::load_config;
 use crate::db;
 use crate::model::Config;
+use crate::model::Policy;
 use crate::policy::ident::QualifiedName;
-use crate::policy::{parse_policy_text, policy_files};
+use crate::policy::source::decode_text;
+use crate::policy::{display_path, parse_policy_text, policy_files};
+use edit::{KeyChange, rewrite_managed_keys};
 use live::{LiveTable, PartmanInstall};
-use mapping::{ImportedPolicy, NoteKind, Outcome, import_table};
+use mapping::{ImportedPolicy, Outcome, import_table};
 
 pub async fn import(config_path: &Path, args: &ImportArgs) -> Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
@@ -75,15 +80,13 @@ pub async fn run(
     }
     let outcomes = describe_all(&tables, &config, &install);
     let existing = ExistingPolicies::scan(&config);
-    let writes = decide_files(&outcomes, &config, &existing, args.force)?;
-    write_files(&writes, &config)?;
-    report(&outcomes, &writes, &config, out)?;
-    Ok(outcomes
-        .iter()
-        .filter_map(|o| match o {
-            Outcome::Skipped(s) => Some(s.table.clone()),
-            Outcome::Imported(_) => None,
-        })
+    let decided = decide_files(&outcomes, &config, &existing, args.force);
+    write_files(&decided.writes, &config)?;
+    report(&outcomes, &decided, &config, out)?;
+    Ok(decided
+        .skipped
+        .into_iter()
+        .map(|(table, _)| table)
         .collect())
 }
 
@@ -144,154 +147,233 @@ fn describe_all(tables: &[LiveTable], config: &Config, install: &PartmanInstall)
         .collect()
 }
 
-/// Where the project's existing policies are, by table, read leniently (a file with
-/// errors still tells which tables its valid documents describe).
+/// The project's existing policies, by table, read leniently (a file with errors still
+/// tells which tables its valid documents describe).
 struct ExistingPolicies {
-    /// `schema.table` -> (file as shown, number of policies in that file).
-    by_table: BTreeMap<String, (PathBuf, usize)>,
+    /// `schema.table` -> the policy (its source names the file as shown).
+    by_table: BTreeMap<String, Policy>,
+    /// Every file read (as shown), with the tables it holds policies for.
+    files: BTreeMap<PathBuf, Vec<String>>,
 }
 
 impl ExistingPolicies {
     fn scan(config: &Config) -> ExistingPolicies {
         let mut by_table = BTreeMap::new();
+        let mut files = BTreeMap::new();
         for path in policy_files(config).unwrap_or_default() {
-            let Ok(text) = std::fs::read_to_string(&path) else {
+            let Ok(Some(file)) = read_policy_file(config, &path) else {
                 continue;
             };
-            let shown = shown_path(config, &path);
-            let (policies, _) = parse_policy_text(&shown, &text, config);
-            for policy in &policies {
-                by_table
-                    .entry(policy.table.to_string())
-                    .or_insert((shown.clone(), policies.len()));
+            let (policies, _) = parse_policy_text(&file.shown, &file.text, config);
+            files.insert(
+                file.shown.clone(),
+                policies.iter().map(|p| p.table.to_string()).collect(),
+            );
+            for policy in policies {
+                by_table.entry(policy.table.to_string()).or_insert(policy);
             }
         }
-        ExistingPolicies { by_table }
-    }
-
-    /// The table a file (as shown) holds a policy for, other than `table`.
-    fn other_table_in(&self, file: &Path, table: &str) -> Option<&str> {
-        self.by_table
-            .iter()
-            .find(|(t, (f, _))| f == file && t.as_str() != table)
-            .map(|(t, _)| t.as_str())
+        ExistingPolicies { by_table, files }
     }
 }
 
-fn shown_path(config: &Config, path: &Path) -> PathBuf {
-    path.strip_prefix(&config.root)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|_| path.to_path_buf())
+/// A policy file's text, and whether it began with a byte-order mark (kept on rewrite).
+struct PolicyFile {
+    shown: PathBuf,
+    text: String,
+    bom: bool,
 }
 
-/// One file import writes.
+impl PolicyFile {
+    /// The file's content: its text, after the byte-order mark it had.
+    fn bytes(&self) -> Vec<u8> {
+        let mut bytes = if self.bom {
+            b"\xEF\xBB\xBF".to_vec()
+        } else {
+            Vec::new()
+        };
+        bytes.extend_from_slice(self.text.as_bytes());
+        bytes
+    }
+}
+
+/// The file at `path`, or None when it does not exist.
+fn read_policy_file(config: &Config, path: &Path) -> Result<Option<PolicyFile>, String> {
+    let shown = display_path(&config.root, path);
+    crate::policy::source::resolve_inside(&config.root, path)
+        .map_err(|why| format!("{} {why}; it is not read nor written", shown.display()))?;
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: cannot read it: {e}", shown.display())),
+    };
+    let text = decode_text(&bytes).map_err(|e| format!("{}: {}", shown.display(), e.message))?;
+    Ok(Some(PolicyFile {
+        shown,
+        text,
+        bom: bytes.starts_with(b"\xEF\xBB\xBF"),
+    }))
+}
+
+/// One file import writes (or finds already saying what it would write).
 struct FileWrite<'a> {
     /// As shown to the user, relative to the project root.
     file: PathBuf,
     policy: &'a ImportedPolicy,
     action: Action,
+    /// The file's whole new content.
+    bytes: Vec<u8>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
 enum Action {
     Create,
-    Overwrite,
+    /// The keys import manages, rewritten in the table's existing policy.
+    Update(Vec<KeyChange>),
     Unchanged,
 }
 
-/// Decides every file before any is written; refuses (naming every refused file) when
-/// one exists and --force was not given, or when writing it would lose another policy.
+/// What import does with each table: files to write, and tables skipped with the reason.
+struct Decided<'a> {
+    writes: Vec<FileWrite<'a>>,
+    /// (table, why), for tables described but not written.
+    skipped: Vec<(String, String)>,
+}
+
+/// Decides every file before any is written. A table with a policy already is skipped,
+/// or, with --force, has the keys import manages rewritten in that policy's file; a file
+/// that holds something else is never overwritten.
 fn decide_files<'a>(
     outcomes: &'a [Outcome],
     config: &Config,
     existing: &ExistingPolicies,
     force: bool,
-) -> Result<Vec<FileWrite<'a>>> {
-    let mut writes = Vec::new();
-    let mut refusals = Vec::new();
+) -> Decided<'a> {
+    let mut decided = Decided {
+        writes: Vec::new(),
+        skipped: Vec::new(),
+    };
+    // Files edited so far, with their new text: a file holding several policies gets each
+    // table's edit in turn.
+    let mut edited: BTreeMap<PathBuf, PolicyFile> = BTreeMap::new();
     for outcome in outcomes {
-        let Outcome::Imported(policy) = outcome else {
-            continue;
+        let policy = match outcome {
+            Outcome::Imported(policy) => policy,
+            Outcome::Skipped(s) => {
+                decided.skipped.push((s.table.clone(), s.reason.clone()));
+                continue;
+            }
         };
         let table = policy.table.to_string();
-        let file = match existing.by_table.get(&table) {
-            Some((file, count)) if *count > 1 => {
-                refusals.push(format!(
-                    "{table} already has a policy in {}, beside {} other policies; import writes one policy per file: \
-                     move it to a file of its own, or edit it by hand",
-                    file.display(),
-                    count - 1
-                ));
-                continue;
-            }
-            Some((file, _)) => file.clone(),
-            None => default_file(config, &table),
-        };
-        if let Some(other) = existing.other_table_in(&file, &table) {
-            refusals.push(format!("{} holds the policy of {other}; it is not overwritten with {table}'s, even with --force", file.display()));
-            continue;
+        match decide_file(policy, config, existing, force, &mut edited) {
+            Ok(write) => decided.writes.push(write),
+            Err(why) => decided.skipped.push((table, why)),
         }
-        let full = config.root.join(&file);
-        let action = match std::fs::read_to_string(&full) {
-            Ok(current) if current == policy.text => Action::Unchanged,
-            Ok(_) if force => Action::Overwrite,
-            Ok(_) => {
-                let whose = if existing.by_table.contains_key(&table) {
-                    format!("{table}'s policy")
-                } else {
-                    "a file".into()
-                };
-                refusals.push(format!(
-                    "{} already exists ({whose}); pass --force to overwrite it",
-                    file.display()
-                ));
-                continue;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Action::Create,
-            Err(e) => {
-                refusals.push(format!("{}: cannot read it: {e}", file.display()));
-                continue;
+    }
+    // Every write of an edited file carries its final text.
+    for write in &mut decided.writes {
+        if let Some(file) = edited.get(&write.file) {
+            write.bytes = file.bytes();
+        }
+    }
+    decided
+}
+
+fn decide_file<'a>(
+    policy: &'a ImportedPolicy,
+    config: &Config,
+    existing: &ExistingPolicies,
+    force: bool,
+    edited_files: &mut BTreeMap<PathBuf, PolicyFile>,
+) -> Result<FileWrite<'a>, String> {
+    let table = policy.table.to_string();
+    if let Some(current) = existing.by_table.get(&table) {
+        let file = current.source.file.clone();
+        if !force {
+            return Err(format!(
+                "it already has a policy in {}; left as it is (import --force rewrites there only the keys import manages)",
+                file.display()
+            ));
+        }
+        let read = match edited_files.remove(&file) {
+            Some(read) => read,
+            None => read_policy_file(config, &config.root.join(&file))?
+                .ok_or_else(|| format!("{} disappeared while import ran", file.display()))?,
+        };
+        let edited = match rewrite_managed_keys(&file, &read.text, config, current, &policy.policy)
+        {
+            Ok(edited) => edited,
+            Err(why) => {
+                edited_files.insert(file.clone(), read);
+                return Err(format!("{}: {why}", file.display()));
             }
         };
-        writes.push(FileWrite {
+        let action = if edited.changes.is_empty() {
+            Action::Unchanged
+        } else {
+            Action::Update(edited.changes)
+        };
+        let now = PolicyFile {
+            text: edited.text,
+            ..read
+        };
+        let bytes = now.bytes();
+        edited_files.insert(file.clone(), now);
+        return Ok(FileWrite {
             file,
             policy,
             action,
+            bytes,
         });
     }
-    if !refusals.is_empty() {
-        bail!(
-            "import refused; nothing was written:\n  {}",
-            refusals.join("\n  ")
-        );
+    let file = default_file(config, &table);
+    if let Some(others) = existing.files.get(&file)
+        && let Some(other) = others.first()
+    {
+        return Err(format!(
+            "{} holds the policy of {other}; it is not overwritten with {table}'s",
+            file.display()
+        ));
     }
-    Ok(writes)
+    match read_policy_file(config, &config.root.join(&file))? {
+        None => Ok(FileWrite {
+            file,
+            policy,
+            action: Action::Create,
+            bytes: policy.text.clone().into_bytes(),
+        }),
+        Some(_) => Err(format!(
+            "{} exists and holds no policy retentionc can read; it is not overwritten (move it away, or fix it)",
+            file.display()
+        )),
+    }
 }
 
 fn write_files(writes: &[FileWrite], config: &Config) -> Result<()> {
+    let changed = |w: &&FileWrite| !matches!(w.action, Action::Unchanged);
     let dir = config.policies_path();
-    if writes.iter().any(|w| w.action != Action::Unchanged) {
+    if writes.iter().any(|w| changed(&w)) {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    for write in writes.iter().filter(|w| w.action != Action::Unchanged) {
+    for write in writes.iter().filter(changed) {
         let full = config.root.join(&write.file);
-        std::fs::write(&full, &write.policy.text)
+        std::fs::write(&full, &write.bytes)
             .with_context(|| format!("writing {}", write.file.display()))?;
     }
     Ok(())
 }
 
-/// One line per file written, its notes under it; one line per table skipped.
+/// One line per file written, its notes and rewritten keys under it; one line per table
+/// skipped.
 fn report(
     outcomes: &[Outcome],
-    writes: &[FileWrite],
+    decided: &Decided,
     config: &Config,
     out: &mut impl Write,
 ) -> Result<()> {
-    for write in writes {
+    for write in &decided.writes {
         let verb = match write.action {
             Action::Create => "wrote",
-            Action::Overwrite => "overwrote",
+            Action::Update(_) => "updated",
             Action::Unchanged => "unchanged",
         };
         writeln!(
@@ -300,49 +382,34 @@ fn report(
             write.file.display(),
             write.policy.table
         )?;
+        if let Action::Update(changes) = &write.action {
+            for change in changes {
+                writeln!(out, "  rewrote {change}")?;
+            }
+        }
         for note in &write.policy.notes {
             writeln!(out, "  {}: {}", note.kind.label(), note.text)?;
         }
     }
-    let skipped: Vec<_> = outcomes
-        .iter()
-        .filter_map(|o| match o {
-            Outcome::Skipped(s) => Some(s),
-            Outcome::Imported(_) => None,
-        })
-        .collect();
-    for s in &skipped {
-        writeln!(out, "skipped {}: {}", s.table, s.reason)?;
+    for (table, reason) in &decided.skipped {
+        writeln!(out, "skipped {table}: {reason}")?;
     }
-    let will_change = writes
-        .iter()
-        .filter(|w| {
-            w.policy
-                .notes
-                .iter()
-                .any(|n| n.kind == NoteKind::WillChange)
-        })
-        .count();
     write!(
         out,
         "{} of {} tables imported into {}",
-        writes.len(),
+        decided.writes.len(),
         outcomes.len(),
         config.policies_dir.display()
     )?;
-    if !skipped.is_empty() {
-        write!(out, "; {} skipped", skipped.len())?;
+    if !decided.skipped.is_empty() {
+        write!(out, "; {} skipped", decided.skipped.len())?;
     }
     writeln!(out)?;
-    if !writes.is_empty() {
-        write!(out, "next: retentionc compile, then retentionc plan")?;
-        if will_change > 0 {
-            write!(
-                out,
-                " (it will show the changes listed under \"will change\")"
-            )?;
-        }
-        writeln!(out)?;
+    if !decided.writes.is_empty() {
+        writeln!(
+            out,
+            "next: retentionc compile, then retentionc plan (it plans no change to these tables' pg_partman settings)"
+        )?;
     }
     Ok(())
 }

@@ -148,6 +148,15 @@ pub struct Partitioning {
     pub start: Option<String>,
     pub default_partition: bool,
     pub epoch: Epoch,
+    /// pg_partman's `infinite_time_partitions`: premake keeps making partitions ahead of
+    /// now while no rows arrive. Left out of the policy hash when true (the default), so
+    /// that hashes of policies written before the key existed stay the same.
+    #[serde(skip_serializing_if = "is_true")]
+    pub infinite_time_partitions: bool,
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

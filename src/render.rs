@@ -78,8 +78,11 @@ fn setting(column: &'static str, value: SettingValue) -> Setting {
     Setting { column, value, sql }
 }
 
-/// The `part_config` values a policy asks for. Columns it does not care about (how
-/// expired partitions are kept, when nothing expires) are left out and left alone.
+/// The `part_config` values a policy asks for. Columns that have no effect under the
+/// policy are left out and left alone, so that they are never a change: how expired
+/// partitions are kept when nothing expires, `retention_keep_index` when expired
+/// partitions are dropped, `retention_keep_table` when they are moved to an archive
+/// schema (pg_partman moves them whatever it says).
 pub fn part_config_settings(policy: &Policy) -> Vec<Setting> {
     let Some(partitioning) = &policy.partitioning else {
         return Vec::new();
@@ -91,15 +94,22 @@ pub fn part_config_settings(policy: &Policy) -> Vec<Setting> {
                 "retention",
                 SettingValue::Text(retention.keep.to_string()),
             ));
-            let keep_table = retention.expired != Expired::Drop;
-            settings.push(setting(
-                "retention_keep_table",
-                SettingValue::Bool(keep_table),
-            ));
-            settings.push(setting(
-                "retention_keep_index",
-                SettingValue::Bool(retention.keep_index),
-            ));
+            match &retention.expired {
+                Expired::Drop => {
+                    settings.push(setting("retention_keep_table", SettingValue::Bool(false)));
+                }
+                Expired::Detach => {
+                    settings.push(setting("retention_keep_table", SettingValue::Bool(true)));
+                    settings.push(setting(
+                        "retention_keep_index",
+                        SettingValue::Bool(retention.keep_index),
+                    ));
+                }
+                Expired::Archive { .. } => settings.push(setting(
+                    "retention_keep_index",
+                    SettingValue::Bool(retention.keep_index),
+                )),
+            }
             let schema = match &retention.expired {
                 Expired::Archive { schema } => SettingValue::Text(schema.to_string()),
                 _ => SettingValue::Null,
@@ -108,10 +118,9 @@ pub fn part_config_settings(policy: &Policy) -> Vec<Setting> {
         }
         None => settings.push(setting("retention", SettingValue::Null)),
     }
-    // Premake keeps working when inserts pause only with infinite_time_partitions.
     settings.push(setting(
         "infinite_time_partitions",
-        SettingValue::Bool(true),
+        SettingValue::Bool(partitioning.infinite_time_partitions),
     ));
     settings.push(setting(
         "premake",
@@ -230,6 +239,7 @@ impl Renderer {
             "bootstrap_cron_jobs.sql.j2",
             "bootstrap_privileges.sql.j2",
             "setup.sql.j2",
+            "adopt.sql.j2",
             "archive_schema.sql.j2",
             "retention.sql.j2",
             "release_retention.sql.j2",
@@ -409,11 +419,28 @@ impl Renderer {
                 default_partition => p.default_partition,
                 epoch => p.epoch.as_str(),
             };
-            let setup_ctx = context! { p => partitioning, ..ctx.clone() };
+            let epoch_divisor = match p.epoch {
+                crate::model::Epoch::None | crate::model::Epoch::Seconds => 1_u64,
+                crate::model::Epoch::Milliseconds => 1_000,
+                crate::model::Epoch::Microseconds => 1_000_000,
+                crate::model::Epoch::Nanoseconds => 1_000_000_000,
+            };
+            let setup_ctx = context! {
+                p => partitioning,
+                table_name => policy.table.name.as_str(),
+                epoch_divisor => epoch_divisor,
+                ..ctx.clone()
+            };
             statements.push(self.statement(
                 "setup",
                 "pg_partman setup: register the partition set (once)",
                 "setup.sql.j2",
+                &setup_ctx,
+            ));
+            statements.push(self.statement(
+                "adopt",
+                "pg_partman setup of a table that has partitions already: kept as they are (once)",
+                "adopt.sql.j2",
                 &setup_ctx,
             ));
             if let Some(Expired::Archive { schema }) = policy.retention.as_ref().map(|r| &r.expired)

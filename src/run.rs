@@ -378,10 +378,10 @@ impl Runner<'_> {
             let maintenance = self.maintain(policy, &owner).await;
             report.maintenance_elapsed = Some(maintenance_started.elapsed());
             // pg_partman's warnings (e.g. refusing to drop a set's last partition) belong
-            // to this table; its notices are chatter.
+            // to this table.
             for notice in self.session.drain_notices() {
-                if notice.severity() == "WARNING" {
-                    eprintln!("{table}: database warning: {}", notice.message());
+                if let Some(line) = db::notices::line(&table, &notice) {
+                    eprintln!("{line}");
                 }
             }
             if let Maintenance::Skipped { .. } = maintenance {
@@ -438,10 +438,9 @@ impl Runner<'_> {
     /// step lacks, and whether run_log can record them. None when nothing is missing, or
     /// when the check itself cannot run (the steps then report what fails).
     async fn missing_rights(&self, policy: &Policy, owner: &str) -> Option<(String, String, bool)> {
-        let missing =
-            privileges::missing_owner_grants(&self.session.client, self.config, policy, owner)
-                .await
-                .ok()?;
+        let missing = privileges::missing_owner_grants(&self.session.client, self.config, policy)
+            .await
+            .ok()?;
         if missing.is_empty() {
             return None;
         }
@@ -758,10 +757,11 @@ impl Runner<'_> {
             match parse_notice(notice.message()) {
                 Some(PruneNotice::Progress { rule, deleted }) => display.update(&rule, deleted),
                 Some(PruneNotice::Summary(_)) => {}
-                None if notice.severity() == "WARNING" => {
-                    eprintln!("{table}: database warning: {}", notice.message())
+                None => {
+                    if let Some(line) = db::notices::line(table, &notice) {
+                        eprintln!("{line}");
+                    }
                 }
-                None => {}
             }
         };
         let result = {

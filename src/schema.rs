@@ -98,6 +98,10 @@ pub struct Partitioning {
     pub default_partition: Option<bool>,
     /// The column is an integer holding Unix time in this unit (default `none`: a time column).
     pub epoch: Option<Epoch>,
+    /// Keep making `premake` partitions ahead of now while no rows arrive (pg_partman's
+    /// `infinite_time_partitions`; default true). With false, pg_partman premakes only
+    /// ahead of the newest row.
+    pub infinite_time_partitions: Option<bool>,
 }
 
 /// `partitioning.epoch`.

@@ -166,6 +166,21 @@ fn interval_text(parsed: Option<Interval>, raw: &str) -> String {
     }
 }
 
+/// A set's retention as pg_partman reads it: on a time-based set, `retention::interval`,
+/// where a bare number (`15`) is seconds, so `15` and `15 seconds` are the same setting.
+fn live_retention(row: &crate::catalog::PartConfigRow) -> Option<Interval> {
+    let time_based = row.partition_interval_parsed.is_some();
+    row.retention_parsed.or_else(|| {
+        let raw = row.retention.as_deref()?.trim();
+        let seconds: i64 = raw.parse().ok().filter(|s| time_based && *s >= 0)?;
+        Some(Interval {
+            months: 0,
+            days: 0,
+            micros: seconds.checked_mul(1_000_000)?,
+        })
+    })
+}
+
 /// What the database has, in the same shape. `desired` supplies the rules of a live
 /// procedure that is byte for byte the one the policy wants (made by running generated/
 /// by hand, with no apply history).
@@ -205,7 +220,7 @@ pub fn live(live: &Live, desired: &State) -> State {
         });
         let retention = match &row.retention {
             None => SettingValue::Null,
-            Some(raw) => SettingValue::Text(interval_text(row.retention_parsed, raw)),
+            Some(raw) => SettingValue::Text(interval_text(live_retention(row), raw)),
         };
         let settings = [
             ("retention", retention),

@@ -1,15 +1,14 @@
 //! `retentionc import` against real pg_partman 4.7.2 and 5.2.4 set-ups made by hand with
-//! pg_partman's own create_parent: the policies it writes describe them, compile, and
-//! parse back; it refuses to overwrite, filters by --table, and reports what it skips.
+//! pg_partman's own create_parent: the policies it writes describe them exactly, compile,
+//! and parse back; it skips tables that have a policy (or rewrites their managed keys with
+//! --force), filters by --table, and reports what it skips.
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::cluster::{Cluster, Partman, TestDb, retentionc_bin};
-use retentionc::plan::ChangeKind;
 
 /// A throwaway project folder with `retentionc.yaml` for one pg_partman major.
 struct Project {
@@ -225,15 +224,15 @@ async fn import_describes_hand_made_setups(partman: Partman) {
 
     assert_eq!(
         body(&project.policy("public.daily_drop")),
-        "table: public.daily_drop\npartitioning:\n  column: created_at\n  interval: 1 day\n  premake: 4\nretention:\n  keep: 30 days\n  expired: drop\n"
+        "table: public.daily_drop\npartitioning:\n  column: created_at\n  interval: 1 day\n  premake: 4\n  infinite_time_partitions: false\nretention:\n  keep: 30 days\n  expired: drop\n"
     );
     assert_eq!(
         body(&project.policy("public.weekly_detach")),
-        "table: public.weekly_detach\npartitioning:\n  column: created_at\n  interval: 7 days\n  premake: 4\nretention:\n  keep: 56 days\n  expired: detach\n"
+        "table: public.weekly_detach\npartitioning:\n  column: created_at\n  interval: 7 days\n  premake: 4\n  infinite_time_partitions: false\nretention:\n  keep: 56 days\n  expired: detach\n"
     );
     assert_eq!(
         body(&project.policy("public.monthly_archive")),
-        "table: public.monthly_archive\npartitioning:\n  column: created_at\n  interval: 1 month\n  premake: 4\nretention:\n  keep: 1 year\n  expired: archive\n  archive_schema: archive\n  keep_index: true\n"
+        "table: public.monthly_archive\npartitioning:\n  column: created_at\n  interval: 1 month\n  premake: 4\n  infinite_time_partitions: false\nretention:\n  keep: 1 year\n  expired: archive\n  archive_schema: archive\n  keep_index: true\n"
     );
     assert_eq!(
         body(&project.policy("public.hourly_drop")),
@@ -241,14 +240,15 @@ async fn import_describes_hand_made_setups(partman: Partman) {
     );
     assert_eq!(
         body(&project.policy("public.per_second")),
-        "table: public.per_second\npartitioning:\n  column: created_at\n  interval: 1 second\n  premake: 4\nretention:\n  keep: 15 seconds\n  expired: drop\n"
+        "table: public.per_second\npartitioning:\n  column: created_at\n  interval: 1 second\n  premake: 4\n  infinite_time_partitions: false\nretention:\n  keep: 15 seconds\n  expired: drop\n"
     );
     assert_eq!(
         body(&project.policy("public.epoch_events")),
-        "table: public.epoch_events\npartitioning:\n  column: ts\n  interval: 1 day\n  premake: 4\n  epoch: seconds\nretention:\n  keep: 7 days\n  expired: detach\n"
+        "table: public.epoch_events\npartitioning:\n  column: ts\n  interval: 1 day\n  premake: 4\n  epoch: seconds\n  infinite_time_partitions: false\nretention:\n  keep: 7 days\n  expired: detach\n"
     );
 
-    // What differs from what retentionc sets is listed, in the output and atop the file.
+    // Nothing is noted for a set-up the format fully expresses; what is only spelt
+    // differently is said so.
     let hourly = project.policy("public.hourly_drop");
     assert!(
         !hourly.contains("#   -"),
@@ -267,35 +267,19 @@ async fn import_describes_hand_made_setups(partman: Partman) {
         !section("hourly_drop").starts_with("  "),
         "{partman}:\n{out}"
     );
-    for table in IMPORTED
-        .iter()
-        .filter(|t| !["hourly_drop", "tuned_daily"].contains(t))
-    {
-        let listed = section(table);
-        assert!(
-            listed.contains("  will change: infinite_time_partitions: false -> true"),
-            "{partman}: {table}:\n{out}"
-        );
-        assert!(
-            project
-                .policy(&format!("public.{table}"))
-                .contains("#   - infinite_time_partitions: false -> true"),
-            "{partman}: {table}"
-        );
-    }
-    for table in ["daily_drop", "per_second"] {
-        assert!(
-            section(table).contains("  will change: retention_keep_index: true -> false"),
-            "{partman}: {table}:\n{out}"
-        );
-    }
     assert!(
-        section("per_second").contains("  will change: retention: 15 -> 15 seconds (a bare number"),
+        !out.contains("will change"),
+        "{partman}: import describes the live settings, it changes none:\n{out}"
+    );
+    assert!(
+        section("per_second").contains(
+            "  rewritten: retention \"15\" is written as \"15 seconds\" (pg_partman reads a bare number as seconds)"
+        ),
         "{partman}:\n{out}"
     );
     assert!(
         section("weekly_detach").contains(
-            "  rewritten: retention \"8 weeks\" is written as \"56 days\", the same interval"
+            "  rewritten: retention \"8 weeks\" is written as \"56 days\" (the same interval)"
         ),
         "{partman}:\n{out}"
     );
@@ -342,8 +326,7 @@ async fn import_describes_hand_made_setups(partman: Partman) {
     );
 
     // Plan against the same database: once retentionc's own schema exists (the one thing
-    // retentionc adds to any database), the only changes are those import listed under
-    // "will change", each exactly as listed.
+    // retentionc adds to any database), there is nothing to do.
     db.psql(&[
         "-q",
         "-f",
@@ -357,49 +340,14 @@ async fn import_describes_hand_made_setups(partman: Partman) {
     let plan = retentionc::plan::make_plan(&client, &loaded)
         .await
         .unwrap_or_else(|e| panic!("{partman}: plan failed: {e:#}"));
-    let mut planned = BTreeSet::new();
-    for change in &plan.changes {
-        assert_eq!(
-            change.kind,
-            ChangeKind::RetentionSettings,
-            "{partman}: unexpected change {}",
-            change.summary
-        );
-        for s in &change.settings {
-            planned.insert((
-                change.table.clone(),
-                format!(
-                    "{}: {} -> {}",
-                    s.column,
-                    s.old.as_deref().unwrap_or("(unset)"),
-                    s.new
-                ),
-            ));
-        }
-    }
-    assert_eq!(
-        planned,
-        listed_changes(&out),
-        "{partman}: plan differs from what import listed:\n{out}"
+    assert!(
+        plan.changes.is_empty(),
+        "{partman}: {:#?}",
+        plan.changes
+            .iter()
+            .map(|c| (&c.table, c.kind, &c.summary))
+            .collect::<Vec<_>>()
     );
-    let exit = project.retentionc(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        exit.status.code(),
-        Some(2),
-        "{partman}: {}{}",
-        text(&exit.stdout),
-        text(&exit.stderr)
-    );
-
-    // With exactly those settings made by hand, plan has nothing left to do.
-    client
-        .batch_execute(
-            "UPDATE partman.part_config SET infinite_time_partitions = true;
-             UPDATE partman.part_config SET retention_keep_index = false WHERE NOT retention_keep_table AND retention_schema IS NULL;
-             UPDATE partman.part_config SET retention = '15 seconds' WHERE parent_table = 'public.per_second';",
-        )
-        .await
-        .unwrap();
     let exit = project.retentionc(&["plan", "--detailed-exitcode"]);
     assert_eq!(
         exit.status.code(),
@@ -408,32 +356,6 @@ async fn import_describes_hand_made_setups(partman: Partman) {
         text(&exit.stdout),
         text(&exit.stderr)
     );
-}
-
-/// (table, "column: old -> new") for every "will change" line of import's output.
-fn listed_changes(out: &str) -> BTreeSet<(String, String)> {
-    let mut listed = BTreeSet::new();
-    let mut table = String::new();
-    for line in out.lines() {
-        if let Some(rest) = line.strip_prefix("wrote ") {
-            table = rest
-                .rsplit_once(" (")
-                .unwrap()
-                .1
-                .trim_end_matches(')')
-                .to_string();
-        } else if let Some(change) = line.strip_prefix("  will change: ") {
-            listed.insert((
-                table.clone(),
-                change
-                    .split_once(" (")
-                    .map(|(c, _)| c)
-                    .unwrap_or(change)
-                    .to_string(),
-            ));
-        }
-    }
-    listed
 }
 
 #[tokio::test]
@@ -473,7 +395,7 @@ async fn a_table_made_without_default_partition_imports_as_default_partition_fal
 }
 
 #[tokio::test]
-async fn existing_files_are_refused_without_force_and_nothing_is_written() {
+async fn tables_with_a_policy_are_skipped_and_force_rewrites_their_managed_keys() {
     for partman in Partman::BOTH {
         let db = Cluster::shared().database(partman);
         set_up_by_hand(&db).await;
@@ -493,51 +415,40 @@ async fn existing_files_are_refused_without_force_and_nothing_is_written() {
         );
         assert!(out.contains("2 of 2 tables imported"), "{partman}:\n{out}");
 
-        // The same text again is no conflict.
-        let out = project.import(&["--table", "public.hourly_drop"]);
-        assert!(
-            out.starts_with("unchanged policies/public.hourly_drop.yaml"),
-            "{partman}:\n{out}"
-        );
-
-        // A file the user edited is refused, by name, and then nothing at all is written.
+        // A policy the user edited is skipped, and said so, and left as it is.
         let edited = project
             .policy("public.hourly_drop")
-            .replace("keep: 2 days", "keep: 3 days");
+            .replace("keep: 2 days", "keep: 3 days   # three, please");
         std::fs::write(project.policy_path("public.hourly_drop"), &edited).unwrap();
-        let refused = project.retentionc(&["import"]);
-        assert_eq!(refused.status.code(), Some(1), "{partman}");
-        let stderr = text(&refused.stderr);
+        let out = project.import(&[]);
         assert!(
-            stderr.contains("import refused; nothing was written"),
-            "{partman}: {stderr}"
+            out.contains("skipped public.hourly_drop: it already has a policy in policies/public.hourly_drop.yaml; left as it is (import --force rewrites there only the keys import manages)"),
+            "{partman}:\n{out}"
         );
-        assert!(stderr.contains("policies/public.hourly_drop.yaml already exists (public.hourly_drop's policy); pass --force to overwrite it"), "{partman}: {stderr}");
         assert!(
-            !stderr.contains("daily_drop"),
-            "{partman}: an identical file is no conflict: {stderr}"
+            out.contains("skipped public.daily_drop: it already has a policy"),
+            "{partman}:\n{out}"
         );
         assert_eq!(project.policy("public.hourly_drop"), edited);
         assert_eq!(
             project.policy_files().len(),
-            2,
-            "{partman}: nothing new was written"
+            7,
+            "{partman}: the other tables are written"
         );
 
-        // --force overwrites.
+        // --force puts back the live value, in place: the comment after it stays.
         let out = project.import(&["--force"]);
         assert!(
-            out.contains("overwrote policies/public.hourly_drop.yaml (public.hourly_drop)"),
+            out.contains("updated policies/public.hourly_drop.yaml (public.hourly_drop)\n  rewrote retention.keep: 3 days -> 2 days\n"),
             "{partman}:\n{out}"
         );
         assert!(
             out.contains("unchanged policies/public.daily_drop.yaml"),
             "{partman}:\n{out}"
         );
-        assert!(
-            project
-                .policy("public.hourly_drop")
-                .contains("keep: 2 days")
+        assert_eq!(
+            project.policy("public.hourly_drop"),
+            edited.replace("keep: 3 days", "keep: 2 days")
         );
         assert_eq!(project.policy_files().len(), 7);
     }
@@ -551,25 +462,29 @@ async fn a_policy_kept_in_another_file_is_the_one_import_rewrites() {
     std::fs::create_dir(project.root().join("policies")).unwrap();
     let own = "table: public.hourly_drop\npartitioning:\n  column: created_at\n  interval: 1 hour\nretention:\n  keep: 1 day\n";
     std::fs::write(project.root().join("policies/hourly.yaml"), own).unwrap();
-    let refused = project.retentionc(&["import", "--table", "public.hourly_drop"]);
-    assert_eq!(refused.status.code(), Some(1));
+    let skipped = project.retentionc(&["import", "--table", "public.hourly_drop"]);
+    assert_eq!(skipped.status.code(), Some(1));
     assert!(
-        text(&refused.stderr).contains(
-            "policies/hourly.yaml already exists (public.hourly_drop's policy); pass --force"
+        text(&skipped.stdout).contains(
+            "skipped public.hourly_drop: it already has a policy in policies/hourly.yaml"
         ),
         "{}",
-        text(&refused.stderr)
+        text(&skipped.stdout)
     );
 
     let out = project.import(&["--table", "public.hourly_drop", "--force"]);
     assert!(
-        out.starts_with("overwrote policies/hourly.yaml (public.hourly_drop)"),
+        out.starts_with("updated policies/hourly.yaml (public.hourly_drop)\n  rewrote partitioning.premake: (absent) -> 6\n  rewrote retention.keep: 1 day -> 2 days\n"),
         "{out}"
     );
     assert_eq!(
         project.policy_files(),
         ["hourly.yaml"],
         "no second policy for the same table"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.root().join("policies/hourly.yaml")).unwrap(),
+        "table: public.hourly_drop\npartitioning:\n  column: created_at\n  interval: 1 hour\n  premake: 6\nretention:\n  keep: 2 days\n"
     );
 
     // A file holding another table's policy is never overwritten, even with --force.
@@ -581,9 +496,9 @@ async fn a_policy_kept_in_another_file_is_the_one_import_rewrites() {
     let refused = project.retentionc(&["import", "--table", "public.daily_drop", "--force"]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(
-        text(&refused.stderr).contains("holds the policy of public.hourly_drop"),
+        text(&refused.stdout).contains("skipped public.daily_drop: policies/public.daily_drop.yaml holds the policy of public.hourly_drop; it is not overwritten with public.daily_drop's"),
         "{}",
-        text(&refused.stderr)
+        text(&refused.stdout)
     );
 }
 
@@ -681,4 +596,36 @@ async fn sub_partitioned_sets_import_their_top_level_only() {
             "{partman}"
         );
     }
+}
+
+#[tokio::test]
+async fn force_rewrites_each_policy_of_a_file_that_holds_several() {
+    let db = Cluster::shared().database(Partman::V5);
+    set_up_by_hand(&db).await;
+    let project = Project::new(&db);
+    std::fs::create_dir(project.root().join("policies")).unwrap();
+    let both = "# Both hourly and daily sets, kept together.\ntable: public.hourly_drop\npartitioning:\n  column: created_at\n  interval: 1 hour\n  premake: 6\nretention:\n  keep: 1 day\n---\ntable: public.daily_drop\npartitioning:\n  column: created_at\n  interval: 1 day\n  infinite_time_partitions: false\nretention:\n  keep: 9 days   # nine\nschedule: \"@daily\"\n";
+    std::fs::write(project.root().join("policies/sets.yaml"), both).unwrap();
+    let out = project.import(&[
+        "--force",
+        "--table",
+        "public.hourly_drop",
+        "--table",
+        "public.daily_drop",
+    ]);
+    assert!(
+        out.contains("updated policies/sets.yaml (public.daily_drop)\n  rewrote retention.keep: 9 days -> 30 days\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("updated policies/sets.yaml (public.hourly_drop)\n  rewrote retention.keep: 1 day -> 2 days\n"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.root().join("policies/sets.yaml")).unwrap(),
+        both.replace("keep: 1 day", "keep: 2 days")
+            .replace("keep: 9 days", "keep: 30 days"),
+        "both edits are in the file"
+    );
+    assert_eq!(project.policy_files(), ["sets.yaml"]);
 }

@@ -126,10 +126,11 @@ fn registering_with_retention_reports_what_would_expire_at_once() {
     live.children
         .insert("public.app_logs".into(), hourly_children(6));
     let plan = plan(&p, &live);
+    // The table has partitions already: it is adopted, keeping them.
     let register = plan
         .changes
         .iter()
-        .find(|c| c.kind == ChangeKind::Register)
+        .find(|c| c.kind == ChangeKind::AdoptTable)
         .unwrap();
     assert!(register.destructive);
     assert_eq!(register.impact.as_ref().unwrap().partitions, 2);

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_postgres::Client;
-use tokio_postgres::error::SqlState;
+use tokio_postgres::error::{DbError, SqlState};
 
 use super::checks::{refuse_data_loss, reviewed_plan_mismatch, reviewed_statements};
 use super::history;
@@ -149,6 +150,20 @@ pub async fn execute(
     watch: &LockWatch,
     out: &mut dyn Write,
 ) -> Result<ApplyOutcome> {
+    execute_reporting(client, None, project, source, options, watch, out).await
+}
+
+/// `execute`, showing on stderr the server's warnings (and the notices that matter, see
+/// `db::notices`) that each statement raises, one line each, naming its table.
+pub async fn execute_reporting(
+    client: &Client,
+    notices: Option<&mut UnboundedReceiver<DbError>>,
+    project: &Project,
+    source: PlanSource,
+    options: &ApplyOptions,
+    watch: &LockWatch,
+    out: &mut dyn Write,
+) -> Result<ApplyOutcome> {
     let pid: i32 = client
         .query_one("SELECT pg_backend_pid()", &[])
         .await?
@@ -161,6 +176,7 @@ pub async fn execute(
         options,
         watch,
         shown_plan: None,
+        notices,
     };
     let mut attempt = 1;
     loop {
@@ -212,9 +228,24 @@ struct Attempt<'a> {
     watch: &'a LockWatch,
     /// The plan last printed (retries print it again only when it changed).
     shown_plan: Option<String>,
+    /// The session's notices, when they are to be shown.
+    notices: Option<&'a mut UnboundedReceiver<DbError>>,
 }
 
 impl Attempt<'_> {
+    /// Prints the notices received so far that a user must see, naming `table`; without a
+    /// table (those raised while planning), drops them.
+    fn show_notices(&mut self, table: Option<&str>) {
+        let Some(notices) = self.notices.as_deref_mut() else {
+            return;
+        };
+        while let Ok(notice) = notices.try_recv() {
+            if let Some(line) = table.and_then(|t| crate::db::notices::line(t, &notice)) {
+                eprintln!("{line}");
+            }
+        }
+    }
+
     async fn run(&mut self, out: &mut dyn Write) -> Result<ApplyOutcome, Failure> {
         let client = self.client;
         let config = &self.project.config;
@@ -287,9 +318,11 @@ impl Attempt<'_> {
         let statements = reviewed_statements(client, self.project, &plan).await?;
 
         let mut executed = Vec::new();
+        self.show_notices(None);
         for (change, sqls) in plan.changes.iter().zip(&statements) {
             for (planned, sql) in change.statements.iter().zip(sqls) {
                 let (result, blocker) = self.watch.watch(self.pid, client.batch_execute(sql)).await;
+                self.show_notices(Some(&change.table));
                 if let Err(e) = result {
                     return Err(statement_failure(
                         e,

@@ -34,7 +34,7 @@ use crate::{db, policy};
 use checks::refuse_data_loss;
 pub use executor::{
     ADVISORY_LOCK_KEY, ApplyOptions, ApplyOutcome, DEFAULT_APPLY_WAIT, PlanSource, ReviewedOrigin,
-    execute,
+    execute, execute_reporting,
 };
 use locks::LockWatch;
 
@@ -51,7 +51,7 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
         Some(path) => Some(read_saved_plan(path)?),
         None => None,
     };
-    let client = db::connect(&args.db, "retentionc").await?;
+    let mut client = db::connect(&args.db, "retentionc").await?;
     let lock_timeout = Duration::from_millis(project.config.lock_timeout_ms);
     let watch = LockWatch::new(Some(args.db.clone()), lock_timeout);
     let options = ApplyOptions {
@@ -106,7 +106,15 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
     let stopped = interrupt::until_interrupted(
         &client.control,
         Stop::CloseUnlessCommitting,
-        execute(&client, &project, source, &options, &watch, &mut out),
+        execute_reporting(
+            &client.client,
+            Some(&mut client.notices),
+            &project,
+            source,
+            &options,
+            &watch,
+            &mut out,
+        ),
     )
     .await;
     drop(graceful);

@@ -12,6 +12,7 @@ mod conninfo;
 pub mod interrupt;
 mod keywords;
 pub mod lock_failure;
+pub mod notices;
 mod options;
 pub mod params;
 mod pgpass;

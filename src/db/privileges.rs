@@ -11,13 +11,15 @@
 //!   is looked up in the catalog and named in full, as the GRANT its role lacks.
 //! - [`connect_denied`]: a role without CONNECT on the database; [`APPLY_NEEDS`]: apply.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
-use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, GenericClient};
 
-use crate::model::{Config, Expired, Policy};
+use crate::catalog::PolicyTable;
+use crate::model::{Config, Policy};
 use crate::policy::error::escape_controls;
 use crate::policy::ident::quote_ident;
 
@@ -97,9 +99,18 @@ const DELETE_IN_BATCHES_ARGS: &str =
 
 /// What the owner of `policy`'s table needs for its retention, in the order apply grants it.
 pub fn owner_grants(config: &Config, policy: &Policy) -> Vec<OwnerGrant> {
+    owner_grants_for(config, &PolicyTable::of(policy))
+}
+
+/// [`owner_grants`] for a table described as the catalog reads it.
+pub fn owner_grants_for(config: &Config, table: &PolicyTable) -> Vec<OwnerGrant> {
     let schema = config.schema.as_str();
     let partman = config.partman_schema.as_str();
-    let table_schema = policy.table.schema.as_str();
+    let table_schema = table
+        .name
+        .split_once('.')
+        .map(|(schema, _)| schema)
+        .unwrap_or_default();
     let grant = |privileges, kind, on: &str, name: &str, step, why| OwnerGrant {
         privileges,
         kind,
@@ -136,7 +147,7 @@ pub fn owner_grants(config: &Config, policy: &Policy) -> Vec<OwnerGrant> {
             "run_log's ids",
         ),
     ];
-    if policy.partitioning.is_some() {
+    if table.partitioned {
         grants.push(OwnerGrant {
             args: Some("text, text"),
             ..grant(
@@ -182,9 +193,7 @@ pub fn owner_grants(config: &Config, policy: &Policy) -> Vec<OwnerGrant> {
                 "new partitions are made in the table's schema",
             ),
         ]);
-        if let Some(Expired::Archive { schema: archive }) =
-            policy.retention.as_ref().map(|r| &r.expired)
-        {
+        if let Some(archive) = &table.archive_schema {
             grants.push(grant(
                 "USAGE, CREATE",
                 ObjectKind::Schema,
@@ -204,7 +213,7 @@ pub fn owner_grants(config: &Config, policy: &Policy) -> Vec<OwnerGrant> {
             "the table's schema",
         ));
     }
-    if policy.schedule.is_some() {
+    if table.scheduled {
         grants.push(grant(
             "CONNECT",
             ObjectKind::Database,
@@ -214,7 +223,7 @@ pub fn owner_grants(config: &Config, policy: &Policy) -> Vec<OwnerGrant> {
             "the pg_cron job logs in as the owner",
         ));
     }
-    if let Some(procedure) = policy.prune_procedure() {
+    if let Some(procedure) = &table.procedure {
         grants.extend([
             OwnerGrant {
                 args: Some(DELETE_IN_BATCHES_ARGS),
@@ -270,77 +279,142 @@ impl fmt::Display for Missing {
     }
 }
 
-/// Which of [`owner_grants`] `owner` lacks for `run` (all but the job's), and the partitions of the table it does not
-/// own, each as the statement that gives it. Objects that do not exist (yet) are left
-/// out: their absence is reported when retention runs. The catalog is read by name, so
-/// this works whatever schemas the session's role may use.
-pub async fn missing_owner_grants(
-    client: &Client,
+/// What a table's owner lacks of [`owner_grants`], each as the statement that gives it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnerRights {
+    /// The owner, quoted as SQL names it.
+    pub owner: String,
+    pub missing: Vec<Missing>,
+}
+
+/// Objects a grant is on that do not exist (yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Absent {
+    /// Count as lacking (plan: apply makes them, and must grant them), except for a
+    /// superuser owner.
+    Lacking,
+    /// Leave out (run: their absence is reported when retention runs).
+    LeftOut,
+}
+
+/// For every table (that exists), which of [`owner_grants`] its owner lacks for the steps
+/// `steps` keeps, and the partitions of the table it does not own: two statements, whatever
+/// the number of tables. The catalog is read by name, so this works whatever schemas the
+/// session's role may use.
+pub async fn missing_grants<C: GenericClient + Sync>(
+    client: &C,
     config: &Config,
-    policy: &Policy,
-    owner: &str,
-) -> Result<Vec<Missing>, tokio_postgres::Error> {
-    // `run` acts as the owner with SET ROLE, which does not log in.
-    let grants: Vec<OwnerGrant> = owner_grants(config, policy)
-        .into_iter()
-        .filter(|g| g.step != Step::Job)
-        .collect();
-    let column = |f: fn(&OwnerGrant) -> String| grants.iter().map(f).collect::<Vec<String>>();
-    let kinds = column(|g| g.kind.keyword().to_string());
-    let schemas = column(|g| g.schema.clone());
-    let names = column(|g| g.name.clone());
-    let args = grants
+    tables: &[PolicyTable],
+    steps: impl Fn(Step) -> bool,
+    absent: Absent,
+) -> Result<BTreeMap<String, OwnerRights>, tokio_postgres::Error> {
+    let wanted: Vec<(String, OwnerGrant)> = tables
         .iter()
-        .map(|g| g.args.map(String::from))
-        .collect::<Vec<Option<String>>>();
-    let privileges = column(|g| g.privileges.to_string());
+        .flat_map(|table| {
+            owner_grants_for(config, table)
+                .into_iter()
+                .filter(|grant| steps(grant.step))
+                .map(|grant| (table.name.clone(), grant))
+        })
+        .collect();
+    let column = |f: &dyn Fn(&OwnerGrant) -> String| -> Vec<String> {
+        wanted.iter().map(|(_, g)| f(g)).collect()
+    };
+    let names: Vec<String> = wanted.iter().map(|(t, _)| t.clone()).collect();
+    let kinds = column(&|g| g.kind.keyword().to_string());
+    let schemas = column(&|g| g.schema.clone());
+    let objects = column(&|g| g.name.clone());
+    let args: Vec<Option<String>> = wanted
+        .iter()
+        .map(|(_, g)| g.args.map(String::from))
+        .collect();
+    let privileges = column(&|g| g.privileges.to_string());
+    let absent_lacks = absent == Absent::Lacking;
     let rows = client
         .query(
             MISSING_GRANTS_SQL,
-            &[&kinds, &schemas, &names, &args, &privileges, &owner],
+            &[
+                &names,
+                &kinds,
+                &schemas,
+                &objects,
+                &args,
+                &privileges,
+                &absent_lacks,
+            ],
         )
         .await?;
-    let mut missing: Vec<Missing> = rows
-        .iter()
-        .filter_map(|row| {
-            let index = usize::try_from(row.get::<_, i64>(0)).ok()?.checked_sub(1)?;
-            let lacking: Vec<String> = row.get(1);
-            let grant = grants.get(index)?;
-            (!lacking.is_empty()).then(|| Missing {
+    let mut rights: BTreeMap<String, OwnerRights> = BTreeMap::new();
+    for row in &rows {
+        let entry = rights.entry(row.get(0)).or_default();
+        entry.owner = row.get(1);
+        let grant = usize::try_from(row.get::<_, i64>(2))
+            .ok()
+            .and_then(|ord| ord.checked_sub(1))
+            .and_then(|i| wanted.get(i))
+            .map(|(_, grant)| grant);
+        let lacking: Vec<String> = row.get(3);
+        if let (Some(grant), false) = (grant, lacking.is_empty()) {
+            entry.missing.push(Missing {
                 step: grant.step,
                 statement: escape_controls(&format!(
                     "GRANT {} ON {} {} TO {}",
                     lacking.join(", "),
                     grant.kind.keyword(),
-                    row.get::<_, String>(2),
-                    row.get::<_, String>(3)
+                    row.get::<_, String>(4),
+                    entry.owner
                 )),
                 why: grant.why,
-            })
-        })
-        .collect();
-    if policy.partitioning.is_some() {
-        let rows = client
-            .query(
-                FOREIGN_PARTITIONS_SQL,
-                &[
-                    &policy.table.schema.as_str(),
-                    &policy.table.name.as_str(),
-                    &owner,
-                ],
-            )
-            .await?;
-        missing.extend(rows.iter().map(|row| Missing {
-            step: Step::Maintenance,
-            statement: escape_controls(&format!(
-                "ALTER TABLE {} OWNER TO {}",
-                row.get::<_, String>(0),
-                row.get::<_, String>(1)
-            )),
-            why: "maintenance drops, detaches or moves partitions as the table's owner",
-        }));
+            });
+        }
     }
-    Ok(missing)
+    let partitioned: Vec<String> = tables
+        .iter()
+        .filter(|t| t.partitioned)
+        .map(|t| t.name.clone())
+        .collect();
+    if steps(Step::Maintenance) && !partitioned.is_empty() {
+        for row in client
+            .query(FOREIGN_PARTITIONS_SQL, &[&partitioned])
+            .await?
+        {
+            let entry = rights.entry(row.get(0)).or_default();
+            entry.owner = row.get(2);
+            entry.missing.push(Missing {
+                step: Step::Maintenance,
+                statement: escape_controls(&format!(
+                    "ALTER TABLE {} OWNER TO {}",
+                    row.get::<_, String>(1),
+                    row.get::<_, String>(2)
+                )),
+                why: "maintenance drops, detaches or moves partitions as the table's owner",
+            });
+        }
+    }
+    Ok(rights)
+}
+
+/// Which of [`owner_grants`] `policy`'s owner lacks for `run` (all but the job's), and the
+/// partitions of the table it does not own, each as the statement that gives it. Objects
+/// that do not exist (yet) are left out: their absence is reported when retention runs.
+pub async fn missing_owner_grants(
+    client: &Client,
+    config: &Config,
+    policy: &Policy,
+) -> Result<Vec<Missing>, tokio_postgres::Error> {
+    let table = PolicyTable::of(policy);
+    let mut rights = missing_grants(
+        client,
+        config,
+        std::slice::from_ref(&table),
+        |step| step != Step::Job,
+        Absent::LeftOut,
+    )
+    .await?;
+    Ok(rights
+        .remove(&table.name)
+        .map(|r| r.missing)
+        .unwrap_or_default())
 }
 
 /// Why this session's role may not act as `owner` (`SET ROLE`, which needs membership),
@@ -369,12 +443,17 @@ pub async fn refusal_to_act_as(
     }))
 }
 
-/// For each wanted grant (by ordinality): the privileges the role lacks, the object and
-/// the role as SQL names. A routine is found by its argument types.
+/// For each wanted grant (by ordinality), with the owner of its table: the privileges the
+/// owner lacks (all of them for an object that does not exist yet, when `$7`), and the
+/// object as GRANT names it. Tables that do not exist are left out.
 const MISSING_GRANTS_SQL: &str = "
 WITH wanted AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-           WITH ORDINALITY AS w(kind, schema, name, args, privileges, ord)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+           WITH ORDINALITY AS w(tbl, kind, schema, name, args, privileges, ord)
+), owners AS (
+    SELECT t.tbl, c.relowner AS owner
+      FROM (SELECT DISTINCT tbl FROM wanted) t
+      JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(t.tbl)
 ), found AS (
     SELECT w.*,
            CASE w.kind
@@ -390,36 +469,45 @@ WITH wanted AS (
            END AS oid
       FROM wanted w
 )
-SELECT f.ord::int8,
-       ARRAY(SELECT p FROM unnest(pg_catalog.string_to_array(f.privileges, ', ')) AS p
-              WHERE NOT CASE f.kind
-                          WHEN 'DATABASE' THEN pg_catalog.has_database_privilege($6::text::name, f.oid, p)
-                          WHEN 'SCHEMA' THEN pg_catalog.has_schema_privilege($6::text::name, f.oid, p)
-                          WHEN 'TABLE' THEN pg_catalog.has_table_privilege($6::text::name, f.oid, p)
-                          WHEN 'SEQUENCE' THEN pg_catalog.has_sequence_privilege($6::text::name, f.oid, p)
-                          ELSE pg_catalog.has_function_privilege($6::text::name, f.oid, p)
-                        END),
+SELECT f.tbl, pg_catalog.format('%I', r.rolname), f.ord::int8,
+       CASE WHEN f.oid IS NULL THEN pg_catalog.string_to_array(f.privileges, ', ')
+            ELSE ARRAY(SELECT p FROM unnest(pg_catalog.string_to_array(f.privileges, ', ')) AS p
+                        WHERE NOT CASE f.kind
+                                    WHEN 'DATABASE' THEN pg_catalog.has_database_privilege(o.owner, f.oid, p)
+                                    WHEN 'SCHEMA' THEN pg_catalog.has_schema_privilege(o.owner, f.oid, p)
+                                    WHEN 'TABLE' THEN pg_catalog.has_table_privilege(o.owner, f.oid, p)
+                                    WHEN 'SEQUENCE' THEN pg_catalog.has_sequence_privilege(o.owner, f.oid, p)
+                                    ELSE pg_catalog.has_function_privilege(o.owner, f.oid, p)
+                                  END) END,
        CASE f.kind WHEN 'DATABASE' THEN pg_catalog.format('%I', pg_catalog.current_database())
                    WHEN 'SCHEMA' THEN pg_catalog.format('%I', f.schema)
                    ELSE pg_catalog.format('%I.%I', f.schema, f.name) END
-         || coalesce('(' || f.args || ')', ''),
-       pg_catalog.format('%I', $6::text)
+         || coalesce('(' || f.args || ')', '')
   FROM found f
- WHERE f.oid IS NOT NULL
- ORDER BY f.ord";
+  JOIN owners o ON o.tbl = f.tbl
+  JOIN pg_catalog.pg_roles r ON r.oid = o.owner
+ WHERE f.oid IS NOT NULL OR ($7::bool AND NOT r.rolsuper)
+ ORDER BY f.tbl, f.ord";
 
-/// Partitions (at any level) of the table that its owner does not own.
+/// Partitions (at any level) of each table that the table's owner does not own: one pass
+/// over pg_inherits for all tables (pg_partition_tree per table is slow for thousands).
 const FOREIGN_PARTITIONS_SQL: &str = "
-SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), pg_catalog.format('%I', $3::text)
-  FROM pg_catalog.pg_class parent
-  JOIN pg_catalog.pg_namespace pn ON pn.oid = parent.relnamespace
- CROSS JOIN LATERAL pg_catalog.pg_partition_tree(parent.oid) t
-  JOIN pg_catalog.pg_class c ON c.oid = t.relid
+WITH RECURSIVE roots AS (
+    SELECT t.tbl, c.oid, c.relowner
+      FROM unnest($1::text[]) AS t(tbl)
+      JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(t.tbl)
+), tree(tbl, owner, relid) AS (
+    SELECT r.tbl, r.relowner, i.inhrelid FROM roots r JOIN pg_catalog.pg_inherits i ON i.inhparent = r.oid
+    UNION ALL
+    SELECT tree.tbl, tree.owner, i.inhrelid FROM tree JOIN pg_catalog.pg_inherits i ON i.inhparent = tree.relid
+)
+SELECT tree.tbl, pg_catalog.format('%I.%I', n.nspname, c.relname), pg_catalog.format('%I', o.rolname)
+  FROM tree
+  JOIN pg_catalog.pg_class c ON c.oid = tree.relid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE pn.nspname::text = $1::text AND parent.relname::text = $2::text AND t.relid <> parent.oid
-   AND c.relkind IN ('r', 'p')
-   AND c.relowner <> (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname::text = $3::text)
- ORDER BY 1";
+  JOIN pg_catalog.pg_roles o ON o.oid = tree.owner
+ WHERE c.relkind IN ('r', 'p') AND c.relowner <> tree.owner
+ ORDER BY 1, 2";
 
 /// The first line of a refused statement's message: PostgreSQL's own (42501), or as
 /// pg_partman re-raises it (P0001, with its context folded into the message).

@@ -2,10 +2,11 @@
 //! the policy cannot say. Pure: no database, no files, unit-tested below.
 //!
 //! A table is either imported (and its text is checked by retentionc's own parser before
-//! anyone sees it) or skipped with a reason; nothing is dropped silently: every
-//! `part_config` setting the format cannot express, and every setting retentionc will
-//! change on the next apply, becomes a note, shown in the command's output and in a
-//! comment at the top of the file.
+//! anyone sees it) or skipped with a reason. The policy describes the set exactly as it
+//! is, so that applying it changes nothing: every setting that takes effect is written,
+//! and every `part_config` setting the format cannot express (which retentionc leaves
+//! alone) becomes a note, shown in the command's output and in a comment at the top of
+//! the file.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -54,9 +55,6 @@ pub enum NoteKind {
     /// A `part_config` setting (or catalog fact) the policy format cannot express; apply
     /// leaves it as it is.
     NotExpressed,
-    /// A setting that differs from what retentionc sets: the next apply changes it, and
-    /// plan shows the change.
-    WillChange,
     /// A value written in the policy format's own spelling; the setting is the same.
     Rewritten,
 }
@@ -65,7 +63,6 @@ impl NoteKind {
     pub fn label(self) -> &'static str {
         match self {
             NoteKind::NotExpressed => "not expressible",
-            NoteKind::WillChange => "will change",
             NoteKind::Rewritten => "rewritten",
         }
     }
@@ -118,6 +115,7 @@ struct Draft {
     keep: Interval,
     expired: ExpiredDraft,
     keep_index: bool,
+    infinite_time_partitions: bool,
     notes: Vec<Note>,
 }
 
@@ -199,7 +197,7 @@ fn describe(live: &LiveTable, config: &Config) -> Result<Draft, String> {
     };
     let keep = parse_pg_interval(retention_text)
         .map_err(|e| format!("its retention cannot be read: {e}"))?;
-    if keep < interval {
+    if keep.comparable() < interval.comparable() {
         return Err(format!(
             "its retention ({retention_text}) is shorter than one partition ({interval}); the policy format refuses that, \
              as no partition could ever expire whole"
@@ -207,49 +205,33 @@ fn describe(live: &LiveTable, config: &Config) -> Result<Draft, String> {
     }
     let canonical_keep = keep.to_string();
     let raw_keep = retention_text.trim();
-    if raw_keep.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        // plan compares a bare number as text: apply rewrites it with its unit.
-        note(
-            NoteKind::WillChange,
-            format!(
-                "retention: {raw_keep} -> {canonical_keep} (a bare number, which pg_partman reads as seconds: the same interval, written with its unit)"
-            ),
-        );
-    } else if raw_keep != canonical_keep {
+    if raw_keep != canonical_keep {
+        let why = if raw_keep.chars().all(|c| c.is_ascii_digit()) {
+            "pg_partman reads a bare number as seconds"
+        } else {
+            "the same interval"
+        };
         note(
             NoteKind::Rewritten,
-            format!(
-                "retention \"{raw_keep}\" is written as \"{canonical_keep}\", the same interval"
-            ),
+            format!("retention \"{raw_keep}\" is written as \"{canonical_keep}\" ({why})"),
         );
     }
 
+    // Only the settings that take effect are written: retention_keep_index when expired
+    // partitions are dropped, and retention_keep_table when they are moved to a schema,
+    // change nothing, and retentionc leaves them as they are.
     let keep_table = live.boolean("retention_keep_table").unwrap_or(true);
     let live_keep_index = live.boolean("retention_keep_index").unwrap_or(true);
     let expired = match live.text("retention_schema") {
-        Some(schema) => {
-            let schema = Ident::parse(schema)
-                .map_err(|e| format!("its retention_schema cannot be written in a policy: {e}"))?;
-            if !keep_table {
-                note(NoteKind::WillChange, "retention_keep_table: false -> true (pg_partman ignores it while retention_schema is set: expired partitions are moved, not dropped)".into());
-            }
-            ExpiredDraft::Archive(schema)
-        }
+        Some(schema) => ExpiredDraft::Archive(
+            Ident::parse(schema)
+                .map_err(|e| format!("its retention_schema cannot be written in a policy: {e}"))?,
+        ),
         None if keep_table => ExpiredDraft::Detach,
         None => ExpiredDraft::Drop,
     };
-    let keep_index = match expired {
-        ExpiredDraft::Drop => {
-            if live_keep_index {
-                note(NoteKind::WillChange, "retention_keep_index: true -> false (it only matters for partitions that are kept; expired: drop drops them)".into());
-            }
-            false
-        }
-        _ => live_keep_index,
-    };
-    if live.boolean("infinite_time_partitions") != Some(true) {
-        note(NoteKind::WillChange, "infinite_time_partitions: false -> true (retentionc always sets it, so that premake keeps working when inserts pause)".into());
-    }
+    let keep_index = !matches!(expired, ExpiredDraft::Drop) && live_keep_index;
+    let infinite_time_partitions = live.boolean("infinite_time_partitions").unwrap_or(false);
 
     for text in not_expressed(live, config, &table, &interval) {
         note(NoteKind::NotExpressed, text);
@@ -265,6 +247,7 @@ fn describe(live: &LiveTable, config: &Config) -> Result<Draft, String> {
         keep,
         expired,
         keep_index,
+        infinite_time_partitions,
         notes,
     })
 }
@@ -452,10 +435,6 @@ impl Draft {
                 "Settings of this table that a policy cannot express (apply leaves them as they are):",
             ),
             (
-                NoteKind::WillChange,
-                "Settings that retentionc will change on the next apply (plan shows them):",
-            ),
-            (
                 NoteKind::Rewritten,
                 "Values written in the policy format's own spelling (the same settings):",
             ),
@@ -478,6 +457,9 @@ impl Draft {
         }
         if !self.default_partition {
             let _ = writeln!(text, "  default_partition: false");
+        }
+        if !self.infinite_time_partitions {
+            let _ = writeln!(text, "  infinite_time_partitions: false");
         }
         let _ = writeln!(text, "retention:");
         let _ = writeln!(text, "  keep: {}", scalar(&self.keep.to_string()));
@@ -566,14 +548,6 @@ mod tests {
         }
     }
 
-    fn will_change(p: &ImportedPolicy) -> Vec<&str> {
-        p.notes
-            .iter()
-            .filter(|n| n.kind == NoteKind::WillChange)
-            .map(|n| n.text.as_str())
-            .collect()
-    }
-
     #[test]
     fn drop_retention_round_trips_through_the_policy_parser() {
         let live = v5_daily(json!({"retention": "30 days", "retention_keep_table": false}));
@@ -585,19 +559,50 @@ mod tests {
         assert_eq!(partitioning.interval.to_string(), "1 day");
         assert_eq!(partitioning.premake, 4);
         assert!(partitioning.default_partition);
-        assert!(p.text.contains("table: public.events\npartitioning:\n  column: created_at\n  interval: 1 day\n  premake: 4\nretention:\n  keep: 30 days\n  expired: drop\n"), "{}", p.text);
-        assert_eq!(will_change(&p).len(), 2, "{:?}", p.notes);
-        assert!(
-            p.text
-                .contains("#   - infinite_time_partitions: false -> true"),
-            "{}",
-            p.text
-        );
-        assert!(
-            p.text.contains("#   - retention_keep_index: true -> false"),
-            "{}",
-            p.text
-        );
+        assert!(!partitioning.infinite_time_partitions);
+        assert!(p.text.contains("table: public.events\npartitioning:\n  column: created_at\n  interval: 1 day\n  premake: 4\n  infinite_time_partitions: false\nretention:\n  keep: 30 days\n  expired: drop\n"), "{}", p.text);
+        // keep_index has no effect on dropped partitions: not written, not a note.
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
+        assert!(!p.text.contains("keep_index"), "{}", p.text);
+    }
+
+    #[test]
+    fn the_imported_policy_asks_for_exactly_the_live_settings() {
+        // Whatever the mode, the part_config values the policy sets are the live ones, so
+        // that applying it changes nothing.
+        for extra in [
+            json!({"retention": "30 days", "retention_keep_table": false, "retention_keep_index": true}),
+            json!({"retention": "30 days", "retention_keep_table": false, "retention_keep_index": false, "infinite_time_partitions": true}),
+            json!({"retention": "7 days", "retention_keep_index": false}),
+            json!({"retention": "7 days", "retention_keep_index": true, "infinite_time_partitions": true, "premake": 9}),
+            json!({"retention": "1 year", "retention_schema": "archive", "retention_keep_table": false}),
+            json!({"retention": "1 year", "retention_schema": "archive", "retention_keep_index": false}),
+            json!({"retention": "86400", "retention_keep_table": false}),
+        ] {
+            let live = v5_daily(extra.clone());
+            let p = imported(&live, 5);
+            for setting in crate::render::part_config_settings(&p.policy) {
+                let want = match &setting.value {
+                    crate::render::SettingValue::Null => serde_json::Value::Null,
+                    crate::render::SettingValue::Bool(b) => json!(b),
+                    crate::render::SettingValue::Int(i) => json!(i),
+                    crate::render::SettingValue::Text(t) => json!(t),
+                };
+                let have = live.config.get(setting.column).cloned().unwrap();
+                let same = match (setting.column, &want, &have) {
+                    ("retention", serde_json::Value::String(w), serde_json::Value::String(h)) => {
+                        parse_pg_interval(w).unwrap().comparable()
+                            == parse_pg_interval(h).unwrap().comparable()
+                    }
+                    _ => want == have,
+                };
+                assert!(
+                    same,
+                    "{extra}: {} is {have}, the policy sets {want}\n{}",
+                    setting.column, p.text
+                );
+            }
+        }
     }
 
     #[test]
@@ -637,7 +642,14 @@ mod tests {
         let p = imported(&live, 5);
         assert!(p.text.contains("  interval: 1 second\n"), "{}", p.text);
         assert!(p.text.contains("  keep: 15 seconds\n"), "{}", p.text);
-        assert!(will_change(&p).contains(&"retention: 15 -> 15 seconds (a bare number, which pg_partman reads as seconds: the same interval, written with its unit)"), "{:?}", p.notes);
+        assert!(
+            p.notes.contains(&Note {
+                kind: NoteKind::Rewritten,
+                text: "retention \"15\" is written as \"15 seconds\" (pg_partman reads a bare number as seconds)".into()
+            }),
+            "{:?}",
+            p.notes
+        );
         let p = imported(
             &v5_daily(json!({"retention": "8 weeks", "datetime_string": "YYYYMMDD"})),
             5,
@@ -645,7 +657,7 @@ mod tests {
         assert!(
             p.notes.contains(&Note {
                 kind: NoteKind::Rewritten,
-                text: "retention \"8 weeks\" is written as \"56 days\", the same interval".into()
+                text: "retention \"8 weeks\" is written as \"56 days\" (the same interval)".into()
             }),
             "{:?}",
             p.notes
@@ -812,6 +824,7 @@ mod tests {
                             "keep",
                             "expired",
                             "keep_index",
+                            "infinite_time_partitions",
                         ]
                         .contains(&key),
                     "{text:?}: stray line {line:?} in\n{}",

@@ -6,7 +6,8 @@
 //! under generated/ could.
 
 use crate::catalog::{Live, TableInfo};
-use crate::model::{Epoch, Policy, Pos, Project};
+use crate::model::{Epoch, PartmanMajor, Policy, Pos, Project};
+use crate::plan::adoption;
 use crate::policy::error::PolicyError;
 use crate::policy::interval::parse_interval;
 
@@ -65,7 +66,11 @@ pub fn check(project: &Project, live: &Live) -> Vec<PolicyError> {
             continue;
         }
         if policy.partitioning.is_some() {
+            let before = errors.len();
             check_partitioning(policy, info, live, &mut errors);
+            if errors.len() == before {
+                check_registration(project, policy, info, live, &mut errors);
+            }
         }
         for (index, rule) in policy.deletes.iter().enumerate() {
             let Some(_) = rule.older_than else { continue };
@@ -218,6 +223,31 @@ fn check_partman(project: &Project, live: &Live, errors: &mut Vec<PolicyError>) 
                         ext.version
                     ),
                 ));
+            }
+        }
+    }
+}
+
+/// A table pg_partman does not manage yet must be one it can register: its existing
+/// partitions adoptable (`adoption`), and, for pg_partman 5, its partition key NOT NULL.
+fn check_registration(
+    project: &Project,
+    policy: &Policy,
+    info: &TableInfo,
+    live: &Live,
+    errors: &mut Vec<PolicyError>,
+) {
+    let major = project.config.partman_version;
+    match adoption::adoption(policy, live, major) {
+        Some(Ok(_)) => {}
+        Some(Err(found)) => errors.extend(found),
+        None => {
+            let table = policy.table.to_string();
+            let registered = live.part_config.iter().any(|r| r.parent_table == table);
+            let column = policy.partitioning.as_ref().map(|p| p.column.as_str());
+            let not_null = column.is_some_and(|c| info.not_null_columns.iter().any(|n| n == c));
+            if !registered && major == PartmanMajor::V5 && !not_null {
+                errors.push(adoption::not_null_error(policy));
             }
         }
     }

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use crate::catalog::Live;
 use crate::model::RuleFingerprint;
 use crate::model::{Interval, Policy, Project, QualifiedName};
-use crate::plan::checks;
 use crate::plan::impact::{expired_children, expired_partitions, survivors_from, time_text};
 use crate::plan::{Change, ChangeKind, Impact, Plan, PlannedStatement, RuleImpact, SettingChange};
+use crate::plan::{adoption, checks};
 use crate::policy::error::PolicyErrors;
 use crate::policy::interval::parse_interval;
 use crate::render::{CompiledFile, Renderer, SettingValue};
@@ -117,6 +117,7 @@ fn change(
         settings: Vec::new(),
         body_diff: None,
         drift: false,
+        notes: Vec::new(),
     }
 }
 
@@ -168,6 +169,7 @@ pub fn diff_with(
             applied: applied(&table),
             live,
             estimates,
+            config_major: config.partman_version,
         };
         compared.changes(&mut changes);
     }
@@ -300,6 +302,8 @@ struct Compared<'a> {
     applied: Option<AppliedTable>,
     live: &'a Live,
     estimates: &'a RuleEstimates,
+    /// The pg_partman major the SQL is compiled for (checked against the database).
+    config_major: crate::model::PartmanMajor,
 }
 
 impl Compared<'_> {
@@ -308,6 +312,7 @@ impl Compared<'_> {
     }
 
     fn changes(&self, changes: &mut Vec<Change>) {
+        let first = changes.len();
         if self.policy.partitioning.is_some() {
             if self.have.registration.is_none() {
                 changes.push(self.register_change());
@@ -317,6 +322,36 @@ impl Compared<'_> {
         }
         changes.extend(self.procedure_change());
         changes.extend(self.schedule_change());
+        let grants = changes[first..]
+            .iter()
+            .any(|c| c.statements.iter().any(|s| s.key == "privileges"));
+        if !grants {
+            changes.extend(self.owner_rights_change());
+        }
+    }
+
+    /// The table's owner lacks rights its retention needs, and no other change of the
+    /// table runs the `[privileges]` statement that grants them.
+    fn owner_rights_change(&self) -> Option<Change> {
+        let rights = self.live.owner_rights.get(&self.table())?;
+        if rights.missing.is_empty() {
+            return None;
+        }
+        let mut c = change(
+            &self.table(),
+            ChangeKind::OwnerRights,
+            format!(
+                "grant the owner {} what running its retention needs (retention runs with the owner's rights)",
+                rights.owner
+            ),
+            statements(&self.file, &["privileges"]),
+        );
+        c.notes = rights
+            .missing
+            .iter()
+            .map(|m| format!("missing: {m}"))
+            .collect();
+        Some(c)
     }
 
     /// The impact of retention `new` replacing `old`: what the next maintenance expires,
@@ -337,14 +372,19 @@ impl Compared<'_> {
             .as_ref()
             .map(|r| r.expired.name())
             .unwrap_or("drop");
-        let children = self
+        let mut children = self
             .live
             .children
             .get(&self.table())
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+            .cloned()
+            .unwrap_or_default();
+        // A table being adopted will have pg_partman's partitions too: its newest existing
+        // partition is then no longer the set's last, which pg_partman never drops.
+        if let Some(Ok(adoption)) = adoption::adoption(self.policy, self.live, self.config_major) {
+            children.push(adoption.first_made_partition(partitioning.epoch));
+        }
         Some(expired_partitions(
-            children,
+            &children,
             partitioning.epoch,
             self.live.now,
             &keep,
@@ -359,25 +399,42 @@ impl Compared<'_> {
             .partitioning
             .as_ref()
             .expect("registered tables are partitioned");
-        let summary = format!(
-            "register with pg_partman: {} partitions on {}, premake {}{}",
-            p.interval,
-            p.column,
-            p.premake,
-            match &self.policy.retention {
-                Some(r) => format!(", retention {} ({})", r.keep, r.expired.name()),
-                None => ", no retention".to_string(),
-            }
-        );
+        let retention = match &self.policy.retention {
+            Some(r) => format!(", retention {} ({})", r.keep, r.expired.name()),
+            None => ", no retention".to_string(),
+        };
+        let adoption = adoption::adoption(self.policy, self.live, self.config_major)
+            .map(|a| a.expect("checked before planning"));
+        let (kind, summary, setup) = match &adoption {
+            Some(_) => (
+                ChangeKind::AdoptTable,
+                format!(
+                    "adopt with pg_partman, keeping its partitions: {} partitions on {}, premake {}{retention}",
+                    p.interval, p.column, p.premake
+                ),
+                "adopt",
+            ),
+            None => (
+                ChangeKind::Register,
+                format!(
+                    "register with pg_partman: {} partitions on {}, premake {}{retention}",
+                    p.interval, p.column, p.premake
+                ),
+                "setup",
+            ),
+        };
         let mut c = change(
             &self.table(),
-            ChangeKind::Register,
+            kind,
             summary,
             statements(
                 &self.file,
-                &["setup", "archive_schema", "retention", "privileges"],
+                &[setup, "archive_schema", "retention", "privileges"],
             ),
         );
+        if let Some(adoption) = &adoption {
+            c.notes = adoption.describe(&self.table());
+        }
         c.settings = self
             .want
             .settings

@@ -51,6 +51,8 @@ fn symbol(kind: ChangeKind) -> char {
     match kind {
         ChangeKind::Bootstrap
         | ChangeKind::Register
+        | ChangeKind::AdoptTable
+        | ChangeKind::OwnerRights
         | ChangeKind::CreateProcedure
         | ChangeKind::AddSchedule => '+',
         ChangeKind::RetentionSettings
@@ -76,6 +78,8 @@ pub fn kind_name(kind: ChangeKind) -> &'static str {
         ChangeKind::RemoveSchedule => "remove schedule",
         ChangeKind::PolicyRemoved => "policy removed",
         ChangeKind::ConvertTable => "convert table",
+        ChangeKind::AdoptTable => "adopt table",
+        ChangeKind::OwnerRights => "owner rights",
     }
 }
 
@@ -219,6 +223,9 @@ pub fn write_text_with(
                 terminal(&change.table),
                 terminal(&change.summary)
             )?;
+            for note in &change.notes {
+                writeln!(out, "    {note}")?;
+            }
             for s in &change.settings {
                 let old = s.old.as_deref().unwrap_or("(unset)");
                 let note = if s.drift {
@@ -302,6 +309,12 @@ fn markdown_change(out: &mut impl Write, change: &Change) -> io::Result<()> {
         md_text(&change.summary)
     )?;
     writeln!(out)?;
+    for note in &change.notes {
+        writeln!(out, "- {}", md_text(note))?;
+    }
+    if !change.notes.is_empty() {
+        writeln!(out)?;
+    }
     if !change.settings.is_empty() {
         writeln!(out, "| setting | live | after apply |")?;
         writeln!(out, "|---|---|---|")?;

@@ -67,7 +67,10 @@ pub fn timed_children(children: &[ChildPartition], epoch: Epoch) -> Vec<TimedChi
 }
 
 /// The children maintenance expires at `now` with retention `keep` and partitions of
-/// `interval`: pg_partman's rule, oldest first, the set's last child never.
+/// `interval`: pg_partman's rule (drop_partition_time, 4.7 and 5.x alike) walks every child
+/// in ascending order and expires each whose lower bound plus one `interval` is before
+/// `now - keep`, whatever its name or upper bound, but never the set's last remaining
+/// child.
 pub fn expired_children<'c>(
     children: &'c [ChildPartition],
     epoch: Epoch,
@@ -77,12 +80,15 @@ pub fn expired_children<'c>(
 ) -> Vec<TimedChild<'c>> {
     let cut = cutoff(now, keep);
     let timed = timed_children(children, epoch);
-    let keep_last = timed.len().saturating_sub(1);
-    timed
+    let total = timed.len();
+    let mut expired: Vec<TimedChild> = timed
         .into_iter()
-        .take(keep_last)
-        .take_while(|c| plus(c.from, interval) < cut)
-        .collect()
+        .filter(|c| plus(c.from, interval) < cut)
+        .collect();
+    if expired.len() == total {
+        expired.pop();
+    }
+    expired
 }
 
 /// The `FROM` and `TO` values of `FOR VALUES FROM (...) TO (...)`, unquoted;
@@ -374,6 +380,43 @@ mod tests {
             survivors_from(&expired).as_deref(),
             Some("2026-11-21 00:00:00+00")
         );
+    }
+
+    #[test]
+    fn a_child_expires_one_interval_after_its_lower_bound_whatever_its_upper_bound() {
+        let keep = Interval {
+            months: 0,
+            days: 2,
+            micros: 0,
+        };
+        let now = at("2026-11-25T12:00:00Z");
+        // Cutoff 2026-11-23 12:00. Two one-hour children made by hand both end before it,
+        // but pg_partman expires a child only once its lower bound plus one interval (a day)
+        // is before it: the one from 10:00 goes, the one from 13:00 stays.
+        let children = vec![
+            child(
+                "public.t_2226",
+                "FOR VALUES FROM ('2026-11-22 10:00:00+00') TO ('2026-11-22 11:00:00+00')",
+                5.0,
+            ),
+            child(
+                "public.t_2301",
+                "FOR VALUES FROM ('2026-11-22 13:00:00+00') TO ('2026-11-22 14:00:00+00')",
+                5.0,
+            ),
+        ];
+        let impact = expired_partitions(&children, Epoch::None, now, &keep, &DAY, "drop");
+        let names: Vec<&str> = impact
+            .expired_partitions
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["public.t_2226"]);
+        // Every child old enough: all but the newest go.
+        let later = at("2026-12-25T12:00:00Z");
+        let impact = expired_partitions(&children, Epoch::None, later, &keep, &DAY, "drop");
+        assert_eq!(impact.partitions, 1);
+        assert_eq!(impact.expired_partitions[0].name, "public.t_2226");
     }
 
     #[test]

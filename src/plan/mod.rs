@@ -53,6 +53,10 @@ pub struct Change {
     /// The live object was changed by hand since the last apply; apply restores it.
     #[serde(default)]
     pub drift: bool,
+    /// More lines a reviewer reads under the summary (how existing partitions are
+    /// adopted, which rights an owner lacks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// One part_config value: the live one (None when the table is not registered yet) and
@@ -82,6 +86,10 @@ pub enum ChangeKind {
     RemoveSchedule,
     PolicyRemoved,
     ConvertTable,
+    /// Register a table that has partitions already, keeping them.
+    AdoptTable,
+    /// Grant a table's owner what running its retention needs.
+    OwnerRights,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +148,7 @@ impl Plan {
     }
 }
 
+pub mod adoption;
 pub mod checks;
 pub mod diff;
 pub mod format;
@@ -205,11 +214,11 @@ pub async fn read_live<C: GenericClient + Sync>(client: &C, project: &Project) -
     Ok(live)
 }
 
-fn policy_tables(project: &Project) -> Vec<String> {
+fn policy_tables(project: &Project) -> Vec<catalog::PolicyTable> {
     project
         .policies
         .iter()
-        .map(|p| p.table.to_string())
+        .map(catalog::PolicyTable::of)
         .collect()
 }
 

@@ -20,13 +20,14 @@ const POLICY_KEYS: [&str; 6] = [
     "schedule",
     "time_zone",
 ];
-const PARTITIONING_KEYS: [&str; 6] = [
+const PARTITIONING_KEYS: [&str; 7] = [
     "column",
     "interval",
     "premake",
     "start",
     "default_partition",
     "epoch",
+    "infinite_time_partitions",
 ];
 const RETENTION_KEYS: [&str; 4] = ["keep", "expired", "archive_schema", "keep_index"];
 const DELETE_KEYS: [&str; 5] = ["name", "where", "older_than", "column", "batch_size"];
@@ -167,7 +168,7 @@ fn check_policy_shape(
     }
     if let (Some(partitioning), Some(retention), Some(node)) =
         (partitioning, retention, fields.get("retention"))
-        && retention.keep < partitioning.interval
+        && retention.keep.comparable() < partitioning.interval.comparable()
     {
         let pos = reader
             .positions
@@ -238,6 +239,10 @@ fn parse_partitioning(
             .and_then(|t| Epoch::parse(&t)),
         None => Some(Epoch::None),
     };
+    let infinite_time_partitions = match fields.get("infinite_time_partitions") {
+        Some(n) => reader.boolean(n, "partitioning.infinite_time_partitions"),
+        None => Some(true),
+    };
     let partitioning = Partitioning {
         column: column?,
         interval: interval?,
@@ -245,6 +250,7 @@ fn parse_partitioning(
         start: start?,
         default_partition: default_partition?,
         epoch: epoch?,
+        infinite_time_partitions: infinite_time_partitions?,
     };
     if partitioning.epoch == Epoch::Nanoseconds
         && let Err(message) = check_nanosecond_horizon(&partitioning)

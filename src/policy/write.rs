@@ -29,6 +29,9 @@ pub fn policy_yaml(policy: &Policy) -> String {
         if !p.default_partition {
             let _ = writeln!(text, "  default_partition: false");
         }
+        if !p.infinite_time_partitions {
+            let _ = writeln!(text, "  infinite_time_partitions: false");
+        }
     }
     if let Some(r) = &policy.retention {
         let _ = writeln!(text, "retention:");

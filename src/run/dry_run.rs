@@ -38,7 +38,10 @@ pub async fn dry_run(
 ) -> Result<ExitCode> {
     let client = db::connect(db_args, super::APPLICATION_NAME).await?;
     client.batch_execute("BEGIN TRANSACTION READ ONLY").await?;
-    let tables: Vec<String> = policies.iter().map(|p| p.table.to_string()).collect();
+    let tables: Vec<catalog::PolicyTable> = policies
+        .iter()
+        .map(|p| catalog::PolicyTable::of(p))
+        .collect();
     let live = match catalog::read_live(&Counting::new(&*client), config, &tables).await {
         Ok(live) => live,
         Err(e) => {

@@ -637,6 +637,7 @@ mod tests {
                 extension_member: false,
                 persistence: "p".into(),
                 owner: "app".into(),
+                not_null_columns: vec![],
             },
         );
         facts.live.part_config.push(PartConfigRow {

@@ -100,12 +100,13 @@ pub async fn read(client: &Client, project: &Project) -> Result<Facts> {
 }
 
 async fn read_in(client: &Counting<'_, Client>, project: &Project) -> Result<Facts> {
-    let tables: Vec<String> = project
+    let tables: Vec<catalog::PolicyTable> = project
         .policies
         .iter()
-        .map(|p| p.table.to_string())
+        .map(catalog::PolicyTable::of)
         .collect();
     let live = catalog::read_live(client, &project.config, &tables).await?;
+    let tables: Vec<String> = tables.into_iter().map(|t| t.name).collect();
     let mut facts = Facts {
         live,
         ..Facts::default()

@@ -142,6 +142,7 @@ pub fn applied_live(project: &Project) -> Live {
             extension_member: false,
             persistence: "p".into(),
             owner: "app_owner".into(),
+            not_null_columns: vec![],
         };
         if let Some(p) = &policy.partitioning {
             columns.push(Column {
@@ -152,6 +153,7 @@ pub fn applied_live(project: &Project) -> Live {
             info.partition_strategy = Some("r".into());
             info.partition_key = vec![p.column.to_string()];
             info.key_count = 1;
+            info.not_null_columns = vec![p.column.to_string()];
             if policy.retention.is_some() {
                 live.managed_objects.push(ManagedObject {
                     kind: "retention".into(),
