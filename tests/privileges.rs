@@ -682,12 +682,30 @@ async fn the_job_runs_as_the_owner_with_its_grants(setup: &Setup) {
             quote_ident(&db.name)
         ),
     ]);
-    // Plan, read-only, sees the jobs as they are: no false drift.
-    let out = setup
-        .as_role("retentionc_plan")
-        .run(&["plan", "--detailed-exitcode"]);
+    // Plan, read-only, sees the jobs as they are: no false drift. It does see the owner's
+    // CONNECT taken away, which the policy's [privileges] statement would grant again.
+    let out =
+        setup
+            .as_role("retentionc_plan")
+            .run(&["plan", "--detailed-exitcode", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let changes: Vec<(&str, &str)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["table"].as_str().unwrap(), c["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        changes,
+        [("public.audit", "owner_rights")],
+        "{}",
+        text(&out)
+    );
     assert!(
-        out.status.code() == Some(0) && stdout(&out).contains("No changes"),
+        plan["changes"][0]["notes"][0]
+            .as_str()
+            .is_some_and(|n| n.starts_with("missing: GRANT CONNECT ON DATABASE")),
         "{}",
         text(&out)
     );

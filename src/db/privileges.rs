@@ -453,7 +453,8 @@ WITH wanted AS (
 ), owners AS (
     SELECT t.tbl, c.relowner AS owner
       FROM (SELECT DISTINCT tbl FROM wanted) t
-      JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(t.tbl)
+      JOIN pg_catalog.pg_namespace n ON n.nspname = pg_catalog.split_part(t.tbl, '.', 1)
+      JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pg_catalog.split_part(t.tbl, '.', 2)
 ), found AS (
     SELECT w.*,
            CASE w.kind
@@ -495,7 +496,8 @@ const FOREIGN_PARTITIONS_SQL: &str = "
 WITH RECURSIVE roots AS (
     SELECT t.tbl, c.oid, c.relowner
       FROM unnest($1::text[]) AS t(tbl)
-      JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(t.tbl)
+      JOIN pg_catalog.pg_namespace n ON n.nspname = pg_catalog.split_part(t.tbl, '.', 1)
+      JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pg_catalog.split_part(t.tbl, '.', 2)
 ), tree(tbl, owner, relid) AS (
     SELECT r.tbl, r.relowner, i.inhrelid FROM roots r JOIN pg_catalog.pg_inherits i ON i.inhparent = r.oid
     UNION ALL
