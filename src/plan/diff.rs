@@ -114,6 +114,7 @@ fn change(
         settings: Vec::new(),
         body_diff: None,
         drift: false,
+        conversion: None,
     }
 }
 
@@ -160,6 +161,11 @@ pub fn diff_with(
         let compared = Compared {
             policy,
             file: renderer.policy(config, policy),
+            conversion: live
+                .conversions
+                .get(&table)
+                .and_then(|facts| Some((facts, renderer.conversion(config, policy)?))),
+            config,
             want: &desired.tables[&table],
             have: live_state.tables.get(&table).unwrap_or(&empty),
             applied: applied(&table),
@@ -291,6 +297,9 @@ fn plural(n: usize) -> &'static str {
 struct Compared<'a> {
     policy: &'a Policy,
     file: CompiledFile,
+    /// A plain table to convert: what that takes, and its conversion file.
+    conversion: Option<(&'a crate::convert::facts::ConversionFacts, CompiledFile)>,
+    config: &'a crate::model::Config,
     want: &'a TableState,
     have: &'a TableState,
     /// What the last apply recorded for this table.
@@ -305,6 +314,17 @@ impl Compared<'_> {
     }
 
     fn changes(&self, changes: &mut Vec<Change>) {
+        // The table's other changes come once it is converted (the next plan).
+        if let Some((facts, file)) = &self.conversion {
+            changes.push(crate::convert::planned::change(
+                self.config,
+                self.policy,
+                facts,
+                file,
+                &self.file,
+            ));
+            return;
+        }
         if self.policy.partitioning.is_some() {
             if self.have.registration.is_none() {
                 changes.push(self.register_change());

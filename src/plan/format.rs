@@ -244,6 +244,11 @@ pub fn write_text_with(
                     writeln!(out, "    {}", p.dim(&impact_sentence(impact)))?;
                 }
             }
+            if let Some(conversion) = &change.conversion {
+                for line in conversion_lines(conversion) {
+                    writeln!(out, "    {line}")?;
+                }
+            }
             if let Some(diff) = &change.body_diff {
                 for line in diff.lines() {
                     let shown = if line.starts_with('+') && !line.starts_with("+++") {
@@ -289,6 +294,24 @@ pub fn write_text_with(
     Ok(())
 }
 
+/// A conversion's details, one line each: where an earlier run stopped, the steps, the
+/// keys that gain the partition column.
+fn conversion_lines(conversion: &crate::plan::ConversionPlan) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(at) = &conversion.resumes {
+        lines.push(format!("resumes where the last run stopped: {at}"));
+    }
+    for (n, step) in conversion.steps.iter().enumerate() {
+        lines.push(format!("{}. {step}", n + 1));
+    }
+    for key in &conversion.keys_extended {
+        lines.push(format!(
+            "key extended with the partition column (unique per partition key, not alone): {key}"
+        ));
+    }
+    lines
+}
+
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
@@ -328,6 +351,12 @@ fn markdown_change(out: &mut impl Write, change: &Change) -> io::Result<()> {
             writeln!(out, "> **Destructive:** {sentence}.")?;
         } else {
             writeln!(out, "> {sentence}.")?;
+        }
+        writeln!(out)?;
+    }
+    if let Some(conversion) = &change.conversion {
+        for line in conversion_lines(conversion) {
+            writeln!(out, "- {}", line.replace('`', "'"))?;
         }
         writeln!(out)?;
     }
