@@ -127,7 +127,7 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub allow_data_loss: bool,
     /// Also convert plain tables into partitioned ones when the plan says so (this can
-    /// take hours; see `retentionc convert`).
+    /// take hours; see `retentionc convert`). Without it, apply leaves conversions alone.
     #[arg(long)]
     pub convert: bool,
 }

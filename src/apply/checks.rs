@@ -36,22 +36,21 @@ pub fn refuse_data_loss(plan: &Plan, allow_data_loss: bool) -> Result<()> {
     Err(anyhow!(text))
 }
 
-/// Refuses a plan that converts a table unless `--convert` was given: a conversion copies
-/// the whole table and can take hours.
-pub fn refuse_conversion(plan: &Plan, convert: bool) -> Result<()> {
-    let tables: Vec<&str> = plan
-        .changes
-        .iter()
-        .filter(|c| c.kind == crate::plan::ChangeKind::ConvertTable)
-        .map(|c| c.table.as_str())
-        .collect();
-    if convert || tables.is_empty() {
-        return Ok(());
+/// Says which conversions this apply leaves alone: without `--convert`, a plan's
+/// conversions are not started (each copies a whole table and can take hours); the rest of
+/// the plan is applied.
+pub fn note_conversions(plan: &Plan, convert: bool) {
+    if convert {
+        return;
     }
-    bail!(
-        "the plan converts {} into a partitioned table, which copies every row and can take hours, and --convert was not given; nothing was changed. Run `retentionc apply --convert` (or `retentionc convert TABLE`, which shows progress and can be stopped and resumed)",
-        tables.join(", ")
-    )
+    for change in &plan.changes {
+        if change.kind == crate::plan::ChangeKind::ConvertTable {
+            eprintln!(
+                "note: not converting {0} (a conversion copies every row and can take hours): run `retentionc convert {0}`, or `retentionc apply --convert`",
+                change.table
+            );
+        }
+    }
 }
 
 /// The statements a plan's changes make, taken from the reviewed files by (file, key):

@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use super::checks::{
-    refuse_conversion, refuse_data_loss, reviewed_plan_mismatch, reviewed_statements,
+    note_conversions, refuse_data_loss, reviewed_plan_mismatch, reviewed_statements,
 };
 use super::history;
 use super::locks::{self, Blocker, LockWatch};
@@ -298,7 +298,7 @@ impl Attempt<'_> {
             }
         }
         refuse_data_loss(&plan, self.options.allow_data_loss)?;
-        refuse_conversion(&plan, self.options.convert)?;
+        note_conversions(&plan, self.options.convert);
         if !plan
             .changes
             .iter()

@@ -30,7 +30,7 @@ use crate::db::interrupt::{self, Stop, Stopped};
 use crate::model::Project;
 use crate::plan::Plan;
 use crate::{db, policy};
-use checks::{refuse_conversion, refuse_data_loss};
+use checks::refuse_data_loss;
 pub use executor::{
     ADVISORY_LOCK_KEY, ApplyOptions, ApplyOutcome, DEFAULT_APPLY_WAIT, PlanSource, ReviewedOrigin,
     execute,
@@ -69,7 +69,6 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             refuse_data_loss(&plan, options.allow_data_loss)?;
-            refuse_conversion(&plan, options.convert)?;
             if !args.auto_approve {
                 confirm(&mut out)?;
             }
@@ -93,7 +92,6 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             refuse_data_loss(&plan, options.allow_data_loss)?;
-            refuse_conversion(&plan, options.convert)?;
             confirm(&mut out)?;
             PlanSource::Reviewed {
                 plan,
