@@ -116,7 +116,7 @@ impl WriterLog {
 /// A writer on its own connection: inserts, and now and then updates (moving the row's
 /// time a little, so its partition key changes) or deletes a row, one transaction each,
 /// until stopped. Original rows it touches are from the last 10 days (`i % 60 < 10`).
-fn start_writer(db: &TestDb, original_rows: i64) -> Writer {
+fn start_writer(db: &TestDb, original_rows: i64, tag: &'static str) -> Writer {
     let stop = Arc::new(AtomicBool::new(false));
     let url = db.url.clone();
     let stopped = Arc::clone(&stop);
@@ -151,7 +151,7 @@ fn start_writer(db: &TestDb, original_rows: i64) -> Writer {
                 0..=6 => client
                     .query_one(
                         "INSERT INTO public.orders (email, amount, note) VALUES ($1, $2, 'w') RETURNING id",
-                        &[&format!("w{counter}"), &amount],
+                        &[&format!("{tag}{counter}"), &amount],
                     )
                     .await
                     .map(|row| {
@@ -229,11 +229,11 @@ async fn assert_rows_match_the_ledger(db: &TestDb, original_rows: i64, log: &Wri
         .unwrap()
         .get(0);
     let expected = format!(
-        "SELECT id, amount FROM public.orders_retired
+        "SELECT * FROM (SELECT id, amount FROM public.orders_retired
           WHERE id <= {original_rows} AND created_at >= '{cutoff}'::timestamptz
             AND id NOT IN (SELECT id FROM ledger)
          UNION ALL
-         SELECT id, amount FROM ledger WHERE amount IS NOT NULL"
+         SELECT id, amount FROM ledger WHERE amount IS NOT NULL) e"
     );
     let missing: i64 = client
         .query_one(
@@ -265,12 +265,27 @@ async fn assert_rows_match_the_ledger(db: &TestDb, original_rows: i64, log: &Wri
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(
-        (missing, extra),
-        (0, 0),
-        "rows differ from the ledger ({} writes): {sample:?}",
-        log.writes.len()
-    );
+    if (missing, extra) != (0, 0) {
+        let detail: Vec<String> = client
+            .query(
+                &format!(
+                    "SELECT 'orders ' || o::text FROM public.orders o WHERE id IN (SELECT id FROM (SELECT id, amount FROM public.orders EXCEPT ALL {expected}) x LIMIT 3)
+                     UNION ALL SELECT 'ledger ' || l::text FROM ledger l WHERE id IN (SELECT id FROM (SELECT id, amount FROM public.orders EXCEPT ALL {expected}) x LIMIT 3)
+                     UNION ALL SELECT 'retired ' || r::text FROM public.orders_retired r WHERE id IN (SELECT id FROM (SELECT id, amount FROM public.orders EXCEPT ALL {expected}) x LIMIT 3)"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let writes: Vec<String> = log.writes.iter().filter(|w| matches!(w, Write::Upsert { id, .. } | Write::Delete { id } if sample.iter().any(|s| s.contains(&format!(" {id} "))))).map(|w| format!("{w:?}")).collect();
+        panic!(
+            "rows differ from the ledger ({} writes): missing {missing}, extra {extra}: {sample:?}\n{detail:#?}\n{writes:#?}",
+            log.writes.len()
+        );
+    }
     let (rows, distinct): (i64, i64) = {
         let row = client
             .query_one("SELECT count(*), count(DISTINCT id) FROM public.orders", &[])
@@ -377,7 +392,7 @@ async fn two_million_rows_convert_under_writes_through_a_kill_and_a_held_lock() 
     assert_eq!(db.scalar("SELECT relkind FROM pg_class WHERE oid = 'public.orders'::regclass"), "r");
     assert_eq!(db.scalar("SELECT to_regclass('public.orders_intermediate') IS NULL"), "t");
 
-    let writer = start_writer(&db, ROWS);
+    let writer = start_writer(&db, ROWS, "w");
 
     // Killed (SIGKILL) in the middle of the fill.
     let mut child = project
@@ -502,10 +517,10 @@ async fn assert_original_holds_every_write(db: &TestDb, original_rows: i64, log:
         .await
         .unwrap();
     let expected = format!(
-        "SELECT i AS id, (i % 100)::integer AS amount FROM generate_series(1, {original_rows}) i
+        "SELECT * FROM (SELECT i AS id, (i % 100)::integer AS amount FROM generate_series(1, {original_rows}) i
           WHERE i NOT IN (SELECT id FROM ledger)
          UNION ALL
-         SELECT id, amount FROM ledger WHERE amount IS NOT NULL"
+         SELECT id, amount FROM ledger WHERE amount IS NOT NULL) e"
     );
     let row = client
         .query_one(
@@ -531,7 +546,7 @@ async fn a_conversion_under_writes_keeps_every_row_and_a_revert_after_the_swap_k
         let apply = project.run(&["apply", "--auto-approve"]);
         assert!(apply.status.success(), "{partman:?}: {}", text(&apply));
 
-        let writer = start_writer(&db, ROWS);
+        let writer = start_writer(&db, ROWS, "a");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let converted = project.run(&["convert", "public.orders", "--batch-rows", "2000"]);
         assert!(converted.status.success(), "{partman:?}: {}", text(&converted));
@@ -542,7 +557,7 @@ async fn a_conversion_under_writes_keeps_every_row_and_a_revert_after_the_swap_k
         assert_rows_match_the_ledger(&db, ROWS, &before_revert).await;
         assert_structure_carried_over(&db);
 
-        let writer = start_writer(&db, ROWS);
+        let writer = start_writer(&db, ROWS, "b");
         tokio::time::sleep(Duration::from_millis(300)).await;
         let reverted = project.run(&["convert", "public.orders", "--revert"]);
         assert!(reverted.status.success(), "{partman:?}: {}", text(&reverted));
