@@ -54,10 +54,10 @@ pub fn expected_files(
     }
     for policy in &project.policies {
         let name = crate::render::conversion_file_name(&policy.table);
-        if existing.contains_key(&name) || convert.contains(&policy.table) {
-            if let Some(file) = renderer.conversion(&project.config, policy) {
-                files.insert(file.file_name.clone(), file);
-            }
+        if (existing.contains_key(&name) || convert.contains(&policy.table))
+            && let Some(file) = renderer.conversion(&project.config, policy)
+        {
+            files.insert(file.file_name.clone(), file);
         }
     }
     for table in removed_tables(existing, &with_policy)

@@ -11,7 +11,9 @@ use clap::{CommandFactory, Parser};
 
 use retentionc::cli::{Cli, Command};
 use retentionc::policy::error::PolicyErrors;
-use retentionc::{apply, compile, config, convert, import, init, plan, policy, run, schema, status};
+use retentionc::{
+    apply, compile, config, convert, import, init, plan, policy, run, schema, status,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

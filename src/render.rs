@@ -707,28 +707,78 @@ impl Renderer {
 /// The routines a conversion runs (keys, titles and templates of its file), created or
 /// replaced before each conversion step; the steps call them.
 const CONVERSION_ROUTINES: [(&str, &str, &str); 11] = [
-    ("state", "where each conversion stands", "convert_state.sql.j2"),
-    ("problems", "what stops a table from being converted", "convert_problems.sql.j2"),
-    ("names", "names of what the conversion renames", "convert_name.sql.j2"),
-    ("triggers", "the triggers that record writes during the conversion", "convert_triggers.sql.j2"),
-    ("prepare_routine", "step 1: the partitioned copy, registered with pg_partman", "convert_prepare.sql.j2"),
-    ("capture_routine", "step 2: record writes to the original", "convert_capture.sql.j2"),
-    ("copy_routine", "step 3: copy one batch of rows", "convert_copy.sql.j2"),
-    ("replay_routine", "steps 3 and 4: replay recorded writes", "convert_replay.sql.j2"),
-    ("swap_routine", "step 4: swap the names", "convert_swap.sql.j2"),
-    ("revert_routine", "undo a conversion", "convert_revert.sql.j2"),
-    ("finish_routine", "stop recording writes after the swap", "convert_finish.sql.j2"),
+    (
+        "state",
+        "where each conversion stands",
+        "convert_state.sql.j2",
+    ),
+    (
+        "problems",
+        "what stops a table from being converted",
+        "convert_problems.sql.j2",
+    ),
+    (
+        "names",
+        "names of what the conversion renames",
+        "convert_name.sql.j2",
+    ),
+    (
+        "triggers",
+        "the triggers that record writes during the conversion",
+        "convert_triggers.sql.j2",
+    ),
+    (
+        "prepare_routine",
+        "step 1: the partitioned copy, registered with pg_partman",
+        "convert_prepare.sql.j2",
+    ),
+    (
+        "capture_routine",
+        "step 2: record writes to the original",
+        "convert_capture.sql.j2",
+    ),
+    (
+        "copy_routine",
+        "step 3: copy one batch of rows",
+        "convert_copy.sql.j2",
+    ),
+    (
+        "replay_routine",
+        "steps 3 and 4: replay recorded writes",
+        "convert_replay.sql.j2",
+    ),
+    (
+        "swap_routine",
+        "step 4: swap the names",
+        "convert_swap.sql.j2",
+    ),
+    (
+        "revert_routine",
+        "undo a conversion",
+        "convert_revert.sql.j2",
+    ),
+    (
+        "finish_routine",
+        "stop recording writes after the swap",
+        "convert_finish.sql.j2",
+    ),
 ];
 
 /// The steps of a conversion, in order, and the undo steps (`convert --revert`, `--finish`).
 pub const CONVERSION_STEPS: [(&str, &str); 7] = [
     ("prepare", "step 1: prepare the partitioned copy"),
-    ("capture", "step 2: record writes to the original ($1: lock_timeout)"),
+    (
+        "capture",
+        "step 2: record writes to the original ($1: lock_timeout)",
+    ),
     ("batch", "step 3: copy one batch ($1: heap pages)"),
     ("catch_up", "step 3: replay recorded writes ($1: how many)"),
     ("swap", "step 4: swap the names ($1: lock_timeout)"),
     ("revert", "undo the conversion ($1: lock_timeout)"),
-    ("finish", "stop recording writes for --revert ($1: lock_timeout)"),
+    (
+        "finish",
+        "stop recording writes for --revert ($1: lock_timeout)",
+    ),
 ];
 
 /// `<schema>.<table>.convert.sql`, relative to generated/.

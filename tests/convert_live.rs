@@ -211,9 +211,7 @@ async fn assert_rows_match_the_ledger(db: &TestDb, original_rows: i64, log: &Wri
     let ids: Vec<i64> = touched.keys().copied().collect();
     let amounts: Vec<Option<i32>> = touched.values().copied().collect();
     client
-        .batch_execute(
-            "CREATE TEMP TABLE ledger (id bigint PRIMARY KEY, amount integer)",
-        )
+        .batch_execute("CREATE TEMP TABLE ledger (id bigint PRIMARY KEY, amount integer)")
         .await
         .unwrap();
     client
@@ -291,7 +289,10 @@ async fn assert_rows_match_the_ledger(db: &TestDb, original_rows: i64, log: &Wri
     }
     let (rows, distinct): (i64, i64) = {
         let row = client
-            .query_one("SELECT count(*), count(DISTINCT id) FROM public.orders", &[])
+            .query_one(
+                "SELECT count(*), count(DISTINCT id) FROM public.orders",
+                &[],
+            )
             .await
             .unwrap();
         (row.get(0), row.get(1))
@@ -303,13 +304,18 @@ async fn assert_rows_match_the_ledger(db: &TestDb, original_rows: i64, log: &Wri
 /// What the catalog says about public.orders after the swap: every property carried over.
 fn assert_structure_carried_over(db: &TestDb) {
     let q = |sql: &str| db.scalar(sql);
-    assert_eq!(q("SELECT relkind FROM pg_class WHERE oid = 'public.orders'::regclass"), "p");
+    assert_eq!(
+        q("SELECT relkind FROM pg_class WHERE oid = 'public.orders'::regclass"),
+        "p"
+    );
     assert_eq!(
         q("SELECT pg_get_partkeydef('public.orders'::regclass)"),
         "RANGE (created_at)"
     );
     assert_eq!(
-        q("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'public.orders'::regclass AND conname = 'orders_pkey'"),
+        q(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'public.orders'::regclass AND conname = 'orders_pkey'"
+        ),
         "PRIMARY KEY (id, created_at)"
     );
     assert_eq!(
@@ -321,34 +327,52 @@ fn assert_structure_carried_over(db: &TestDb) {
         "CREATE INDEX orders_created_at_idx ON ONLY public.orders USING btree (created_at)"
     );
     assert_eq!(
-        q("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'public.orders'::regclass AND conname = 'orders_amount_check'"),
+        q(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'public.orders'::regclass AND conname = 'orders_amount_check'"
+        ),
         "CHECK ((amount >= 0))"
     );
     assert_eq!(
-        q("SELECT attidentity FROM pg_attribute WHERE attrelid = 'public.orders'::regclass AND attname = 'id'"),
+        q(
+            "SELECT attidentity FROM pg_attribute WHERE attrelid = 'public.orders'::regclass AND attname = 'id'"
+        ),
         "a"
     );
     assert_eq!(
-        q("SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'public.orders'::regclass AND adnum = 2"),
+        q(
+            "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'public.orders'::regclass AND adnum = 2"
+        ),
         "now()"
     );
     assert_eq!(
-        q("SELECT has_table_privilege('orders_reader', 'public.orders', 'SELECT') AND has_table_privilege('orders_reader', 'public.orders', 'INSERT') AND NOT has_table_privilege('orders_reader', 'public.orders', 'DELETE')"),
+        q(
+            "SELECT has_table_privilege('orders_reader', 'public.orders', 'SELECT') AND has_table_privilege('orders_reader', 'public.orders', 'INSERT') AND NOT has_table_privilege('orders_reader', 'public.orders', 'DELETE')"
+        ),
         "t"
     );
-    assert_eq!(q("SELECT obj_description('public.orders'::regclass, 'pg_class')"), "customer orders");
-    assert_eq!(q("SELECT col_description('public.orders'::regclass, 3)"), "who ordered");
+    assert_eq!(
+        q("SELECT obj_description('public.orders'::regclass, 'pg_class')"),
+        "customer orders"
+    );
+    assert_eq!(
+        q("SELECT col_description('public.orders'::regclass, 3)"),
+        "who ordered"
+    );
     assert_eq!(
         q("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'public.orders'::regclass"),
         "orders_owner"
     );
     assert_eq!(
-        q("SELECT count(*) FROM pg_partition_tree('public.orders') t JOIN pg_class c ON c.oid = t.relid WHERE pg_get_userbyid(c.relowner) <> 'orders_owner'"),
+        q(
+            "SELECT count(*) FROM pg_partition_tree('public.orders') t JOIN pg_class c ON c.oid = t.relid WHERE pg_get_userbyid(c.relowner) <> 'orders_owner'"
+        ),
         "0",
         "partitions belong to the table's owner"
     );
     assert_eq!(
-        q("SELECT count(*) FROM pg_partition_tree('public.orders') t JOIN pg_class c ON c.oid = t.relid WHERE t.relid <> 'public.orders'::regclass AND c.relname NOT LIKE 'orders\\_p%' AND c.relname <> 'orders_default'"),
+        q(
+            "SELECT count(*) FROM pg_partition_tree('public.orders') t JOIN pg_class c ON c.oid = t.relid WHERE t.relid <> 'public.orders'::regclass AND c.relname NOT LIKE 'orders\\_p%' AND c.relname <> 'orders_default'"
+        ),
         "0",
         "partitions are named after the table"
     );
@@ -357,18 +381,26 @@ fn assert_structure_carried_over(db: &TestDb) {
         "public.orders"
     );
     // The identity goes on after every id the original gave.
-    let next: i64 = q("INSERT INTO public.orders (email, amount) VALUES ('after the swap', 1) RETURNING id")
-        .lines()
-        .next()
-        .unwrap()
+    let next: i64 =
+        q("INSERT INTO public.orders (email, amount) VALUES ('after the swap', 1) RETURNING id")
+            .lines()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+    let highest: i64 = q("SELECT max(id) FROM public.orders_retired")
         .parse()
         .unwrap();
-    let highest: i64 = q("SELECT max(id) FROM public.orders_retired").parse().unwrap();
     assert!(next > highest, "identity restarted: {next} <= {highest}");
     // The original is kept, renamed, with its own names out of the way.
-    assert_eq!(q("SELECT relkind FROM pg_class WHERE oid = 'public.orders_retired'::regclass"), "r");
     assert_eq!(
-        q("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'public.orders_retired'::regclass AND contype = 'p'"),
+        q("SELECT relkind FROM pg_class WHERE oid = 'public.orders_retired'::regclass"),
+        "r"
+    );
+    assert_eq!(
+        q(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'public.orders_retired'::regclass AND contype = 'p'"
+        ),
         "PRIMARY KEY (id)"
     );
 }
@@ -384,29 +416,57 @@ async fn two_million_rows_convert_under_writes_through_a_kill_and_a_held_lock() 
     assert!(plan.status.success(), "{}", text(&plan));
     let shown = stdout(&plan);
     assert!(shown.contains("~ public.orders: convert the plain table to a pg_partman partitioned table on created_at"), "{shown}");
-    assert!(shown.contains("orders_pkey (id) -> (id, created_at)"), "{shown}");
-    assert!(shown.contains("orders_email_key (email) -> (email, created_at)"), "{shown}");
-    assert!(shown.contains("public.orders.convert.sql [state,"), "{shown}");
+    assert!(
+        shown.contains("orders_pkey (id) -> (id, created_at)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("orders_email_key (email) -> (email, created_at)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("public.orders.convert.sql [state,"),
+        "{shown}"
+    );
 
     // Without --convert, apply installs the rest and leaves the table alone.
     let apply = project.run(&["apply", "--auto-approve"]);
     assert!(apply.status.success(), "{}", text(&apply));
-    assert!(stderr(&apply).contains("note: not converting public.orders"), "{}", text(&apply));
-    assert_eq!(db.scalar("SELECT relkind FROM pg_class WHERE oid = 'public.orders'::regclass"), "r");
-    assert_eq!(db.scalar("SELECT to_regclass('public.orders_intermediate') IS NULL"), "t");
+    assert!(
+        stderr(&apply).contains("note: not converting public.orders"),
+        "{}",
+        text(&apply)
+    );
+    assert_eq!(
+        db.scalar("SELECT relkind FROM pg_class WHERE oid = 'public.orders'::regclass"),
+        "r"
+    );
+    assert_eq!(
+        db.scalar("SELECT to_regclass('public.orders_intermediate') IS NULL"),
+        "t"
+    );
 
     let writer = start_writer(&db, ROWS, "w");
 
     // Killed (SIGKILL) in the middle of the fill.
     let mut child = project
-        .command(&["convert", "public.orders", "--no-swap", "--batch-rows", "5000"])
+        .command(&[
+            "convert",
+            "public.orders",
+            "--no-swap",
+            "--batch-rows",
+            "5000",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     let killed_at = loop {
-        assert!(Instant::now() < deadline, "the fill never got a quarter of the way");
+        assert!(
+            Instant::now() < deadline,
+            "the fill never got a quarter of the way"
+        );
         let progress = db.psql_output(&[
             "-At",
             "-c",
@@ -428,12 +488,21 @@ async fn two_million_rows_convert_under_writes_through_a_kill_and_a_held_lock() 
     assert!(!killed.status.success());
     // The killed session's server process ends once it notices.
     for _ in 0..300 {
-        if db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'retentionc convert'") == "0" {
+        if db.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'retentionc convert'",
+        ) == "0"
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let resumed = project.run(&["convert", "public.orders", "--no-swap", "--batch-rows", "5000"]);
+    let resumed = project.run(&[
+        "convert",
+        "public.orders",
+        "--no-swap",
+        "--batch-rows",
+        "5000",
+    ]);
     assert!(resumed.status.success(), "{}", text(&resumed));
     let resumed_at: i64 = stdout(&resumed)
         .split("resuming the fill at page ")
@@ -442,9 +511,19 @@ async fn two_million_rows_convert_under_writes_through_a_kill_and_a_held_lock() 
         .unwrap_or_else(|| panic!("no resumption: {}", text(&resumed)))
         .parse()
         .unwrap();
-    assert!(resumed_at >= killed_at, "resumed at page {resumed_at}, before {killed_at} where it was killed");
-    assert!(stdout(&resumed).contains("copied and caught up"), "{}", text(&resumed));
-    assert_eq!(db.scalar("SELECT relkind FROM pg_class WHERE oid = 'public.orders'::regclass"), "r");
+    assert!(
+        resumed_at >= killed_at,
+        "resumed at page {resumed_at}, before {killed_at} where it was killed"
+    );
+    assert!(
+        stdout(&resumed).contains("copied and caught up"),
+        "{}",
+        text(&resumed)
+    );
+    assert_eq!(
+        db.scalar("SELECT relkind FROM pg_class WHERE oid = 'public.orders'::regclass"),
+        "r"
+    );
 
     // Another session holds the table (a long report, say) for longer than lock_timeout
     // (1 s): the swap gives up within lock_timeout each time, retries, and gets through.
@@ -468,11 +547,23 @@ async fn two_million_rows_convert_under_writes_through_a_kill_and_a_held_lock() 
     let swapped = project.run(&["convert", "public.orders"]);
     assert!(swapped.status.success(), "{}", text(&swapped));
     blocker.await.unwrap();
-    assert!(stderr(&swapped).contains("swap attempt 1 of 10 could not lock the table within lock_timeout"), "{}", text(&swapped));
-    assert!(swap_started.elapsed() >= Duration::from_secs(3), "the swap did not wait for the blocker");
+    assert!(
+        stderr(&swapped)
+            .contains("swap attempt 1 of 10 could not lock the table within lock_timeout"),
+        "{}",
+        text(&swapped)
+    );
+    assert!(
+        swap_started.elapsed() >= Duration::from_secs(3),
+        "the swap did not wait for the blocker"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let log = writer.stop().await;
-    assert!(log.writes.len() > 100, "the writer wrote {} times", log.writes.len());
+    assert!(
+        log.writes.len() > 100,
+        "the writer wrote {} times",
+        log.writes.len()
+    );
     // Writers queued behind the swap's lock request waited at most lock_timeout (1 s) per
     // attempt, never the 4 s the blocker held the table (generous room for a busy machine).
     assert!(
@@ -498,7 +589,10 @@ async fn two_million_rows_convert_under_writes_through_a_kill_and_a_held_lock() 
         db.scalar("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass AND tgname LIKE 'retentionc%'"),
         "0"
     );
-    assert_eq!(db.scalar("SELECT to_regclass('public.orders_retired') IS NOT NULL"), "t");
+    assert_eq!(
+        db.scalar("SELECT to_regclass('public.orders_retired') IS NOT NULL"),
+        "t"
+    );
 }
 
 /// After a revert, public.orders is the plain original again, holding every original row
@@ -536,7 +630,11 @@ async fn assert_original_holds_every_write(db: &TestDb, original_rows: i64, log:
         .await
         .unwrap();
     let (missing, extra): (i64, i64) = (row.get(0), row.get(1));
-    assert_eq!((missing, extra), (0, 0), "the reverted table differs from the ledger");
+    assert_eq!(
+        (missing, extra),
+        (0, 0),
+        "the reverted table differs from the ledger"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -552,8 +650,16 @@ async fn a_conversion_under_writes_keeps_every_row_and_a_revert_after_the_swap_k
         let writer = start_writer(&db, ROWS, "a");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let converted = project.run(&["convert", "public.orders", "--batch-rows", "2000"]);
-        assert!(converted.status.success(), "{partman:?}: {}", text(&converted));
-        assert!(stdout(&converted).contains("public.orders: swapped"), "{}", text(&converted));
+        assert!(
+            converted.status.success(),
+            "{partman:?}: {}",
+            text(&converted)
+        );
+        assert!(
+            stdout(&converted).contains("public.orders: swapped"),
+            "{}",
+            text(&converted)
+        );
         // Writes go on after the swap, into the partitioned table.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before_revert = writer.stop().await;
@@ -563,7 +669,11 @@ async fn a_conversion_under_writes_keeps_every_row_and_a_revert_after_the_swap_k
         let writer = start_writer(&db, ROWS, "b");
         tokio::time::sleep(Duration::from_millis(300)).await;
         let reverted = project.run(&["convert", "public.orders", "--revert"]);
-        assert!(reverted.status.success(), "{partman:?}: {}", text(&reverted));
+        assert!(
+            reverted.status.success(),
+            "{partman:?}: {}",
+            text(&reverted)
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
         let after = writer.stop().await;
         let mut all = before_revert;
@@ -573,9 +683,15 @@ async fn a_conversion_under_writes_keeps_every_row_and_a_revert_after_the_swap_k
             .scalar("SELECT id FROM public.orders WHERE email = 'after the swap'")
             .parse()
             .unwrap();
-        all.writes.push(Write::Upsert { id: extra, amount: 1 });
+        all.writes.push(Write::Upsert {
+            id: extra,
+            amount: 1,
+        });
         assert_original_holds_every_write(&db, ROWS, &all).await;
-        assert_eq!(db.scalar("SELECT relkind FROM pg_class WHERE oid = 'public.orders'::regclass"), "r");
+        assert_eq!(
+            db.scalar("SELECT relkind FROM pg_class WHERE oid = 'public.orders'::regclass"),
+            "r"
+        );
         assert_eq!(
             db.scalar("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'public.orders'::regclass AND conname = 'orders_pkey'"),
             "PRIMARY KEY (id)"
@@ -597,7 +713,10 @@ async fn a_conversion_under_writes_keeps_every_row_and_a_revert_after_the_swap_k
             .unwrap()
             .parse()
             .unwrap();
-        assert!(next > extra, "the original's identity went back: {next} <= {extra}");
+        assert!(
+            next > extra,
+            "the original's identity went back: {next} <= {extra}"
+        );
     }
 }
 
@@ -608,19 +727,34 @@ async fn a_revert_before_the_swap_leaves_the_table_as_it_was() {
         create_orders(&db, 5_000);
         let project = project(&db);
         assert!(project.run(&["apply", "--auto-approve"]).status.success());
-        let before = db.scalar("SELECT md5(string_agg(o::text, ',' ORDER BY id)) FROM public.orders o");
+        let before =
+            db.scalar("SELECT md5(string_agg(o::text, ',' ORDER BY id)) FROM public.orders o");
         let filled = project.run(&["convert", "public.orders", "--no-swap"]);
         assert!(filled.status.success(), "{partman:?}: {}", text(&filled));
-        assert_eq!(db.scalar("SELECT to_regclass('public.orders_intermediate') IS NOT NULL"), "t");
+        assert_eq!(
+            db.scalar("SELECT to_regclass('public.orders_intermediate') IS NOT NULL"),
+            "t"
+        );
         let plan = project.run(&["plan"]);
-        assert!(stdout(&plan).contains("resume the conversion"), "{}", text(&plan));
+        assert!(
+            stdout(&plan).contains("resume the conversion"),
+            "{}",
+            text(&plan)
+        );
         let reverted = project.run(&["convert", "public.orders", "--revert"]);
-        assert!(reverted.status.success(), "{partman:?}: {}", text(&reverted));
+        assert!(
+            reverted.status.success(),
+            "{partman:?}: {}",
+            text(&reverted)
+        );
         assert_eq!(
             db.scalar("SELECT md5(string_agg(o::text, ',' ORDER BY id)) FROM public.orders o"),
             before
         );
-        assert_eq!(db.scalar("SELECT to_regclass('public.orders_intermediate') IS NULL"), "t");
+        assert_eq!(
+            db.scalar("SELECT to_regclass('public.orders_intermediate') IS NULL"),
+            "t"
+        );
         assert_eq!(db.scalar("SELECT count(*) FROM partman.part_config"), "0");
         assert_eq!(
             db.scalar("SELECT count(*) FROM pg_class WHERE relnamespace = 'partman'::regnamespace AND relname LIKE 'template%'"),
@@ -637,8 +771,15 @@ async fn a_revert_before_the_swap_leaves_the_table_as_it_was() {
         );
         // And it can be converted after all.
         let converted = project.run(&["convert", "public.orders"]);
-        assert!(converted.status.success(), "{partman:?}: {}", text(&converted));
-        assert_eq!(db.scalar("SELECT relkind FROM pg_class WHERE oid = 'public.orders'::regclass"), "p");
+        assert!(
+            converted.status.success(),
+            "{partman:?}: {}",
+            text(&converted)
+        );
+        assert_eq!(
+            db.scalar("SELECT relkind FROM pg_class WHERE oid = 'public.orders'::regclass"),
+            "p"
+        );
     }
 }
 
@@ -756,7 +897,11 @@ async fn what_cannot_be_converted_safely_is_refused_before_anything_changes() {
             "no refusal for {table} ({expected}) in:\n{errors}"
         );
     }
-    assert!(errors.contains("partitioning: public.referenced is a plain table, and cannot be converted"), "{errors}");
+    assert!(
+        errors
+            .contains("partitioning: public.referenced is a plain table, and cannot be converted"),
+        "{errors}"
+    );
 
     // convert refuses each too, and changes nothing.
     for (table, _, expected) in REFUSED {
@@ -788,9 +933,20 @@ async fn a_view_made_during_the_fill_stops_the_swap() {
     assert!(project.run(&["apply", "--auto-approve"]).status.success());
     let filled = project.run(&["convert", "public.orders", "--no-swap"]);
     assert!(filled.status.success(), "{}", text(&filled));
-    db.psql(&["-q", "-c", "CREATE VIEW public.orders_today AS SELECT * FROM public.orders"]);
+    db.psql(&[
+        "-q",
+        "-c",
+        "CREATE VIEW public.orders_today AS SELECT * FROM public.orders",
+    ]);
     let swapped = project.run(&["convert", "public.orders"]);
     assert_eq!(swapped.status.code(), Some(1), "{}", text(&swapped));
-    assert!(stderr(&swapped).contains("orders_today depends on public.orders"), "{}", text(&swapped));
-    assert_eq!(db.scalar("SELECT relkind FROM pg_class WHERE oid = 'public.orders'::regclass"), "r");
+    assert!(
+        stderr(&swapped).contains("orders_today depends on public.orders"),
+        "{}",
+        text(&swapped)
+    );
+    assert_eq!(
+        db.scalar("SELECT relkind FROM pg_class WHERE oid = 'public.orders'::regclass"),
+        "r"
+    );
 }

@@ -119,12 +119,13 @@ pub fn reviewed_statement(
             shown.display(),
         )
     })?;
-    let on_disk = std::fs::read_to_string(config.generated_path().join(file)).with_context(|| {
-        format!(
-            "reading {} for the statement [{key}] of {table}",
-            shown.display(),
-        )
-    })?;
+    let on_disk =
+        std::fs::read_to_string(config.generated_path().join(file)).with_context(|| {
+            format!(
+                "reading {} for the statement [{key}] of {table}",
+                shown.display(),
+            )
+        })?;
     if on_disk != compiled.text {
         bail!(
             "{}: the file is not what `retentionc compile` writes, so it is not what was reviewed; run `retentionc compile`, review and commit generated/, then plan again (nothing was changed)",

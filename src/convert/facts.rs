@@ -61,7 +61,10 @@ pub async fn read<C: GenericClient + Sync>(
     let schema = project.config.schema.as_str();
     let state_table = format!("{}.\"conversions\"", quote_ident(schema));
     let has_state: bool = client
-        .query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[&state_table])
+        .query(
+            "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+            &[&state_table],
+        )
         .await?[0]
         .get(0);
     let checks = Renderer::new().conversion_checks(&project.config);

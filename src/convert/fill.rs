@@ -96,7 +96,8 @@ pub async fn fill(
             .query_one(batch, &[&pages])
             .await
             .map_err(|e| database_error("step 3 (copy a batch)", e))?;
-        let (copied, next_block, last_block): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        let (copied, next_block, last_block): (i64, i64, i64) =
+            (row.get(0), row.get(1), row.get(2));
         copied_here += copied;
         progress.update(next_block, last_block, copied_here);
         if next_block >= last_block {

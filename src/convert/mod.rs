@@ -196,7 +196,11 @@ pub(crate) struct State {
     pub last_block: i64,
 }
 
-pub(crate) async fn state(client: &Client, project: &Project, table: &str) -> Result<Option<State>> {
+pub(crate) async fn state(
+    client: &Client,
+    project: &Project,
+    table: &str,
+) -> Result<Option<State>> {
     let state = format!(
         "{}.\"conversions\"",
         quote_ident(project.config.schema.as_str())
@@ -221,7 +225,11 @@ pub(crate) async fn state(client: &Client, project: &Project, table: &str) -> Re
     }))
 }
 
-pub(crate) async fn phase(client: &Client, project: &Project, table: &str) -> Result<Option<String>> {
+pub(crate) async fn phase(
+    client: &Client,
+    project: &Project,
+    table: &str,
+) -> Result<Option<String>> {
     Ok(state(client, project, table).await?.map(|s| s.phase))
 }
 

@@ -38,8 +38,12 @@ fn with_suffix(table: &QualifiedName, suffix: &str, hash: &str) -> Ident {
     }
     // Names are ASCII, so any cut is a character boundary.
     let keep = MAX_IDENT_BYTES - suffix.len() - 9;
-    Ident::derived(format!("{}_{}{suffix}", &table.name.as_str()[..keep], &hash[..8]))
-        .expect("a plain name, hex digits and a plain suffix")
+    Ident::derived(format!(
+        "{}_{}{suffix}",
+        &table.name.as_str()[..keep],
+        &hash[..8]
+    ))
+    .expect("a plain name, hex digits and a plain suffix")
 }
 
 #[cfg(test)]

@@ -162,9 +162,14 @@ pub fn diff_with(
             policy,
             file: renderer.policy(config, policy),
             conversion: live
-                .conversions
+                .tables
                 .get(&table)
-                .and_then(|facts| Some((facts, renderer.conversion(config, policy)?))),
+                .filter(|t| t.relkind == "r")
+                .and_then(|_| renderer.conversion(config, policy))
+                .map(|file| {
+                    let facts = live.conversions.get(&table).cloned().unwrap_or_default();
+                    (facts, file)
+                }),
             config,
             want: &desired.tables[&table],
             have: live_state.tables.get(&table).unwrap_or(&empty),
@@ -298,7 +303,7 @@ struct Compared<'a> {
     policy: &'a Policy,
     file: CompiledFile,
     /// A plain table to convert: what that takes, and its conversion file.
-    conversion: Option<(&'a crate::convert::facts::ConversionFacts, CompiledFile)>,
+    conversion: Option<(crate::convert::facts::ConversionFacts, CompiledFile)>,
     config: &'a crate::model::Config,
     want: &'a TableState,
     have: &'a TableState,
