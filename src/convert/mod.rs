@@ -176,7 +176,7 @@ pub async fn run(
 }
 
 /// Creates or replaces the conversion's routines (one transaction).
-pub(crate) async fn create_routines(client: &Client, reviewed: &Reviewed) -> Result<()> {
+pub async fn create_routines(client: &Client, reviewed: &Reviewed) -> Result<()> {
     client.batch_execute("BEGIN").await?;
     for key in statements::ROUTINE_KEYS {
         if let Err(e) = client.batch_execute(reviewed.get(key)).await {
