@@ -196,9 +196,16 @@ async fn convert(db: &TestDb, project: &retentionc::model::Project, table: &str)
         no_swap: false,
         lock_timeout_ms: project.config.lock_timeout_ms,
     };
-    retentionc::convert::run(&session, project, policy, &reviewed, &options, &mut Vec::new())
-        .await
-        .unwrap();
+    retentionc::convert::run(
+        &session,
+        project,
+        policy,
+        &reviewed,
+        &options,
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap();
 }
 
 /// Single-row inserts into orders_c, one every millisecond, timed each; for `duration`, or
