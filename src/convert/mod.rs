@@ -94,10 +94,19 @@ pub async fn command(config_path: &Path, args: &ConvertArgs) -> Result<ExitCode>
         } else if args.finish {
             undo::finish(&session, &project, policy, &reviewed, &options, &mut out).await
         } else {
-            check_planned(&session, &project, policy).await?;
-            run(&session, &project, policy, &reviewed, &options, &mut out)
-                .await
-                .map(|_| ())
+            if check_planned(&session, &project, policy).await? {
+                run(&session, &project, policy, &reviewed, &options, &mut out)
+                    .await
+                    .map(|_| ())
+            } else {
+                // Swapped by an earlier run, which may have stopped before this last step.
+                swap::grant_owner_rights(&session, &reviewed, &options).await?;
+                writeln!(
+                    out,
+                    "{table} is converted already (swapped); `retentionc convert {table} --finish` stops recording writes, `--revert` undoes it"
+                )?;
+                Ok(())
+            }
         }
     };
     let stopped = interrupt::until_interrupted(&session.control, Stop::CancelAndWait, work).await;
@@ -114,8 +123,9 @@ pub async fn command(config_path: &Path, args: &ConvertArgs) -> Result<ExitCode>
 }
 
 /// The conversion must be what plan shows: the same checks (columns, types, pg_partman,
-/// what stops a conversion), and a conversion change for this table.
-async fn check_planned(client: &Client, project: &Project, policy: &Policy) -> Result<()> {
+/// what stops a conversion), and a conversion change for this table. False when an earlier
+/// run already swapped it.
+async fn check_planned(client: &Client, project: &Project, policy: &Policy) -> Result<bool> {
     let plan = crate::plan::make_plan(client, project).await?;
     let table = policy.table.to_string();
     if plan.changes.iter().any(|c| c.kind == ChangeKind::Bootstrap) {
@@ -129,12 +139,10 @@ async fn check_planned(client: &Client, project: &Project, policy: &Policy) -> R
         .iter()
         .any(|c| c.table == table && c.kind == ChangeKind::ConvertTable)
     {
-        return Ok(());
+        return Ok(true);
     }
     match phase(client, project, &table).await?.as_deref() {
-        Some("swapped") => bail!(
-            "{table} is converted already (swapped); `retentionc convert {table} --finish` stops recording writes, `--revert` undoes it"
-        ),
+        Some("swapped") => Ok(false),
         Some("finished") => bail!("{table} is converted already (finished)"),
         _ => bail!(
             "{table} is not a plain table: nothing to convert (plan shows what apply would change)"

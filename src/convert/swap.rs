@@ -47,6 +47,16 @@ pub async fn swap(
         }
     }
     writeln!(out, "{table}: swapped")?;
+    grant_owner_rights(client, reviewed, options).await
+}
+
+/// The policy's `privileges` statement: what running retention of the (now partitioned)
+/// table needs, granted to its owner. Idempotent.
+pub async fn grant_owner_rights(
+    client: &Client,
+    reviewed: &Reviewed,
+    options: &Options,
+) -> Result<()> {
     let set_timeout = format!("SET LOCAL lock_timeout = '{}ms'", options.lock_timeout_ms);
     crate::convert::with_lock_retries(
         "the owner's rights after the swap (privileges)",
