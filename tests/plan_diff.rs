@@ -487,7 +487,7 @@ fn a_plain_table_under_partitioning_is_a_conversion_with_its_steps_and_statement
     assert!(!c.destructive);
     assert!(
         c.summary
-            .contains("(about 3,000,000 rows, 300 MB; about 20 s;"),
+            .contains("(about 3,000,000 rows, 300 MB; about 30 s;"),
         "{}",
         c.summary
     );
