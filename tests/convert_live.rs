@@ -950,3 +950,35 @@ async fn a_view_made_during_the_fill_stops_the_swap() {
         "r"
     );
 }
+
+/// `apply --convert`: retentionc's schema, then the conversion, then the converted table's
+/// retention, in one command; the apply history records the table only once it has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_with_convert_installs_converts_and_sets_retention_in_one_go() {
+    for partman in Partman::BOTH {
+        let db = Cluster::shared().database(partman);
+        create_orders(&db, 5_000);
+        let project = project(&db);
+        let out = project.run(&["apply", "--auto-approve", "--convert", "--allow-data-loss"]);
+        assert!(out.status.success(), "{partman:?}: {}", text(&out));
+        assert!(
+            stdout(&out).contains("public.orders: swapped"),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(
+            db.scalar("SELECT relkind FROM pg_class WHERE oid = 'public.orders'::regclass"),
+            "p"
+        );
+        assert_eq!(
+            db.scalar(
+                "SELECT retention FROM partman.part_config WHERE parent_table = 'public.orders'"
+            ),
+            "30 days"
+        );
+        // The retention settings are a change of their own, not drift.
+        assert!(!stdout(&out).contains("[drift]"), "{}", text(&out));
+        let plan = project.run(&["plan", "--detailed-exitcode"]);
+        assert_eq!(plan.status.code(), Some(0), "{partman:?}: {}", text(&plan));
+    }
+}
