@@ -91,6 +91,9 @@ pub struct Live {
     pub default_rows: BTreeMap<String, DefaultRows>,
     /// Statements sent to read this (for the benchmark: it must not grow with tables).
     pub statements_sent: u32,
+    /// Plain tables that policies want partitioned: what converting each takes (read by
+    /// plan, see `convert::facts`), by `schema.table`.
+    pub conversions: BTreeMap<String, crate::convert::facts::ConversionFacts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -39,6 +39,10 @@ pub enum Command {
         /// no policy names any more (for a table whose generated file is already gone).
         #[arg(long = "remove", value_name = "TABLE", conflicts_with = "check")]
         remove: Vec<String>,
+        /// Also write generated/<TABLE>.convert.sql, the statements that convert the plain
+        /// table into a partitioned one (`retentionc convert`); compiled again until deleted.
+        #[arg(long = "convert", value_name = "TABLE", conflicts_with = "check")]
+        convert: Vec<String>,
     },
     /// Show what apply would change in the live database, and what data it would expire.
     Plan(PlanArgs),
@@ -50,6 +54,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Write policies describing tables already registered with pg_partman.
     Import(ImportArgs),
+    /// Convert a plain table into the pg_partman partitioned table its policy describes,
+    /// online: copy in batches, then swap names (docs/convert.md).
+    Convert(ConvertArgs),
     /// Write a starter retentionc.yaml and an example policy.
     Init {
         /// Overwrite files that already exist.
@@ -133,6 +140,10 @@ pub struct ApplyArgs {
     /// Allow changes that expire existing data (shorter retention, new delete rules).
     #[arg(long)]
     pub allow_data_loss: bool,
+    /// Also convert plain tables into partitioned ones when the plan says so (this can
+    /// take hours; see `retentionc convert`). Without it, apply leaves conversions alone.
+    #[arg(long)]
+    pub convert: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -189,4 +200,29 @@ pub struct ImportArgs {
     /// (delete rules, schedule, other keys and comments stay).
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConvertArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The table (schema.table); its policy must have `partitioning`.
+    #[arg(value_name = "TABLE")]
+    pub table: String,
+    /// Undo the conversion: before the swap, drop the partitioned copy; after it, give the
+    /// original (with every write made since) its name back.
+    #[arg(long, conflicts_with_all = ["finish", "no_swap"])]
+    pub revert: bool,
+    /// After the swap: stop recording writes for --revert. The original stays, renamed.
+    #[arg(long, conflicts_with_all = ["revert", "no_swap"])]
+    pub finish: bool,
+    /// Copy and catch up, but stop before the swap (run again without it to swap).
+    #[arg(long)]
+    pub no_swap: bool,
+    /// Rows to copy per committed batch (approximately: batches are ranges of pages).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub batch_rows: u32,
+    /// Swap attempts when the table stays locked past lock_timeout.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub swap_attempts: u32,
 }

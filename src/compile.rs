@@ -17,12 +17,14 @@ use similar::TextDiff;
 use crate::model::{Project, QualifiedName};
 use crate::render::{BOOTSTRAP_FILE, CompiledFile, REMOVED_DIR, Renderer, compile_project};
 
-/// What generated/ should hold, given what it holds now (`existing`) and the tables the
-/// user asks to release (`remove`).
+/// What generated/ should hold, given what it holds now (`existing`), the tables the user
+/// asks to release (`remove`) and those whose conversion statements they ask for
+/// (`convert`; a conversion file, once there, is compiled again until the user deletes it).
 pub fn expected_files(
     project: &Project,
     existing: &BTreeMap<String, String>,
     remove: &[QualifiedName],
+    convert: &[QualifiedName],
 ) -> Result<BTreeMap<String, CompiledFile>> {
     let mut files: BTreeMap<String, CompiledFile> =
         compile_project(&project.config, &project.policies)
@@ -40,6 +42,24 @@ pub fn expected_files(
         }
     }
     let renderer = Renderer::new();
+    for table in convert {
+        let partitioned = project
+            .policy(&table.to_string())
+            .is_some_and(|p| p.partitioning.is_some());
+        if !partitioned {
+            bail!(
+                "--convert {table}: no policy with \"partitioning\" names this table; a conversion makes the table the policy's partition set"
+            );
+        }
+    }
+    for policy in &project.policies {
+        let name = crate::render::conversion_file_name(&policy.table);
+        if (existing.contains_key(&name) || convert.contains(&policy.table))
+            && let Some(file) = renderer.conversion(&project.config, policy)
+        {
+            files.insert(file.file_name.clone(), file);
+        }
+    }
     for table in removed_tables(existing, &with_policy)
         .into_iter()
         .chain(remove.iter().cloned())
@@ -102,14 +122,14 @@ pub fn existing_files(dir: &Path) -> Result<BTreeMap<String, String>> {
 /// The project's compiled files, as generated/ should hold them now.
 pub fn project_files(project: &Project) -> Result<BTreeMap<String, CompiledFile>> {
     let existing = existing_files(&project.config.generated_path())?;
-    expected_files(project, &existing, &[])
+    expected_files(project, &existing, &[], &[])
 }
 
 /// Files of generated/ that differ from what compile would write (missing, changed or
 /// extra), by name.
 pub fn stale_files(project: &Project) -> Result<Vec<String>> {
     let existing = existing_files(&project.config.generated_path())?;
-    let expected = expected_files(project, &existing, &[])?;
+    let expected = expected_files(project, &existing, &[], &[])?;
     let mut stale: Vec<String> = expected
         .iter()
         .filter(|(name, file)| existing.get(*name) != Some(&file.text))
@@ -127,9 +147,19 @@ pub fn stale_files(project: &Project) -> Result<Vec<String>> {
 
 /// Writes generated/: every expected file, and removes `.sql` files no policy produces.
 pub fn compile(project: &Project, remove: &[QualifiedName], out: &mut impl Write) -> Result<()> {
+    compile_with(project, remove, &[], out)
+}
+
+/// `compile`, also writing the conversion files of the tables in `convert`.
+pub fn compile_with(
+    project: &Project,
+    remove: &[QualifiedName],
+    convert: &[QualifiedName],
+    out: &mut impl Write,
+) -> Result<()> {
     let dir = project.config.generated_path();
     let existing = existing_files(&dir)?;
-    let expected = expected_files(project, &existing, remove)?;
+    let expected = expected_files(project, &existing, remove, convert)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     for (name, file) in &expected {
         if existing.get(name) != Some(&file.text) {
@@ -140,7 +170,13 @@ pub fn compile(project: &Project, remove: &[QualifiedName], out: &mut impl Write
             }
             std::fs::write(&path, &file.text)
                 .with_context(|| format!("writing {}", path.display()))?;
-            if name.starts_with(REMOVED_DIR) && !existing.contains_key(name) {
+            if name.ends_with(".convert.sql") && !existing.contains_key(name) {
+                writeln!(
+                    out,
+                    "wrote {} (converts the plain table into a partitioned one: review, commit, then `retentionc convert` or `apply --convert`; delete it once every database is converted)",
+                    shown(project, name)
+                )?;
+            } else if name.starts_with(REMOVED_DIR) && !existing.contains_key(name) {
                 writeln!(
                     out,
                     "wrote {} (releases a table whose policy was removed: review, commit, apply; delete it once every database is applied)",
@@ -179,7 +215,7 @@ pub fn compile(project: &Project, remove: &[QualifiedName], out: &mut impl Write
 pub fn check(project: &Project, out: &mut impl Write) -> Result<bool> {
     let dir = project.config.generated_path();
     let existing = existing_files(&dir)?;
-    let expected = expected_files(project, &existing, &[])?;
+    let expected = expected_files(project, &existing, &[], &[])?;
     let mut stale = false;
     for (name, file) in &expected {
         let text = &file.text;

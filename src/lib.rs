@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod convert;
 pub mod db;
 pub mod import;
 pub mod init;

@@ -12,7 +12,7 @@ use clap::{CommandFactory, Parser};
 use retentionc::cli::{Cli, Command};
 use retentionc::policy::error::PolicyErrors;
 use retentionc::{
-    apply, compile, config, import, init, man, output, plan, policy, run, schema, status,
+    apply, compile, config, convert, import, init, man, output, plan, policy, run, schema, status,
 };
 
 /// Exit status when stdout was closed early (`retentionc status | head -1`): what a
@@ -64,15 +64,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         (_, explicit) => config::config_path(explicit.as_deref())?,
     };
     match cli.command {
-        Command::Compile { check, remove } => {
+        Command::Compile {
+            check,
+            remove,
+            convert,
+        } => {
             let project = policy::load_project(&config)?;
-            let remove = remove
-                .iter()
-                .map(|t| {
-                    retentionc::model::QualifiedName::parse(t)
-                        .map_err(|e| anyhow::anyhow!("--remove {t}: {e}"))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let tables = |option: &str, names: &[String]| {
+                names
+                    .iter()
+                    .map(|t| {
+                        retentionc::model::QualifiedName::parse(t)
+                            .map_err(|e| anyhow::anyhow!("--{option} {t}: {e}"))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            };
+            let remove = tables("remove", &remove)?;
+            let convert = tables("convert", &convert)?;
             if check {
                 let up_to_date = compile::check(&project, &mut stdout)?;
                 return Ok(if up_to_date {
@@ -81,7 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ExitCode::from(1)
                 });
             }
-            compile::compile(&project, &remove, &mut stdout)?;
+            compile::compile_with(&project, &remove, &convert, &mut stdout)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
@@ -113,6 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => block_on(run::run(&config, &args)),
         Command::Status(args) => block_on(status::status(&config, &args)),
         Command::Import(args) => block_on(import::import(&config, &args)),
+        Command::Convert(args) => block_on(convert::command(&config, &args)),
     }
 }
 

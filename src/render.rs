@@ -251,6 +251,19 @@ impl Renderer {
             "privileges.sql.j2",
             "schedule.sql.j2",
             "unschedule.sql.j2",
+            "convert_state.sql.j2",
+            "convert_checks.sql.j2",
+            "convert_problems.sql.j2",
+            "convert_name.sql.j2",
+            "convert_triggers.sql.j2",
+            "convert_prepare.sql.j2",
+            "convert_capture.sql.j2",
+            "convert_copy.sql.j2",
+            "convert_replay.sql.j2",
+            "convert_swap.sql.j2",
+            "convert_revert.sql.j2",
+            "convert_finish.sql.j2",
+            "convert_call.sql.j2",
         );
         Renderer { env }
     }
@@ -578,6 +591,61 @@ impl Renderer {
         }
     }
 
+    /// generated/<schema>.<table>.convert.sql: the statements that convert the plain table
+    /// a policy with `partitioning` names into a pg_partman partitioned table (see
+    /// `crate::convert`). None for a policy without `partitioning`.
+    pub fn conversion(&self, config: &Config, policy: &Policy) -> Option<CompiledFile> {
+        let p = policy.partitioning.as_ref()?;
+        let names = crate::convert::names::ConversionNames::of(&policy.table);
+        let partitioning = context! {
+            column => p.column.as_str(),
+            interval => p.interval.to_string(),
+            premake => p.premake,
+            start => p.start.clone(),
+            default_partition => p.default_partition,
+            epoch => p.epoch.as_str(),
+        };
+        let ctx = context! {
+            table => policy.table.to_string(),
+            p => partitioning,
+            twin => names.twin.as_str(),
+            retired => names.retired.as_str(),
+            objects => names.objects.as_str(),
+            keep => policy.retention.as_ref().map(|r| r.keep.to_string()),
+            time_zone => policy.time_zone_or_utc(),
+            ..Self::base_context(config)
+        };
+        let mut statements: Vec<Statement> = CONVERSION_ROUTINES
+            .iter()
+            .map(|(key, title, template)| self.statement(key, title, template, &ctx))
+            .collect();
+        for (step, title) in CONVERSION_STEPS {
+            let step_ctx = context! { step => step, ..ctx.clone() };
+            statements.push(self.statement(step, title, "convert_call.sql.j2", &step_ctx));
+        }
+        let file_name = conversion_file_name(&policy.table);
+        let header_ctx = context! { source => Some(format!("{} (document {})", policy.source.file.display(), policy.source.document)),
+            policy_hash => Some(policy.hash()),
+            removed => None::<String>,
+            conversion => true,
+            file_name => config.generated_dir.join(&file_name).display().to_string(),
+            ..Self::base_context(config)
+        };
+        let text = self.file_text(header_ctx, &statements);
+        Some(CompiledFile {
+            file_name,
+            statements,
+            text,
+        })
+    }
+
+    /// The query plan runs to find what stops a table from being converted: `$1` the
+    /// table (`schema.table`), `$2` the partition column, `$3` and `$4` the names the
+    /// conversion needs (text), one row per problem.
+    pub fn conversion_checks(&self, config: &Config) -> String {
+        self.render("convert_checks.sql.j2", Self::base_context(config))
+    }
+
     /// generated/_removed/<schema>.<table>.sql: the statements that release a table whose
     /// policy was removed (retention off, the procedure and the job retentionc made gone;
     /// the registration and the data stay). Plan picks the ones the database needs.
@@ -666,6 +734,88 @@ enum FileOf<'a> {
     Bootstrap,
     Policy(&'a Policy),
     Removed(&'a QualifiedName),
+}
+
+/// The routines a conversion runs (keys, titles and templates of its file), created or
+/// replaced before each conversion step; the steps call them.
+const CONVERSION_ROUTINES: [(&str, &str, &str); 11] = [
+    (
+        "state",
+        "where each conversion stands",
+        "convert_state.sql.j2",
+    ),
+    (
+        "problems",
+        "what stops a table from being converted",
+        "convert_problems.sql.j2",
+    ),
+    (
+        "names",
+        "names of what the conversion renames",
+        "convert_name.sql.j2",
+    ),
+    (
+        "triggers",
+        "the triggers that record writes during the conversion",
+        "convert_triggers.sql.j2",
+    ),
+    (
+        "prepare_routine",
+        "step 1: the partitioned copy, registered with pg_partman",
+        "convert_prepare.sql.j2",
+    ),
+    (
+        "capture_routine",
+        "step 2: record writes to the original",
+        "convert_capture.sql.j2",
+    ),
+    (
+        "copy_routine",
+        "step 3: copy one batch of rows",
+        "convert_copy.sql.j2",
+    ),
+    (
+        "replay_routine",
+        "steps 3 and 4: replay recorded writes",
+        "convert_replay.sql.j2",
+    ),
+    (
+        "swap_routine",
+        "step 4: swap the names",
+        "convert_swap.sql.j2",
+    ),
+    (
+        "revert_routine",
+        "undo a conversion",
+        "convert_revert.sql.j2",
+    ),
+    (
+        "finish_routine",
+        "stop recording writes after the swap",
+        "convert_finish.sql.j2",
+    ),
+];
+
+/// The steps of a conversion, in order, and the undo steps (`convert --revert`, `--finish`).
+pub const CONVERSION_STEPS: [(&str, &str); 7] = [
+    ("prepare", "step 1: prepare the partitioned copy"),
+    (
+        "capture",
+        "step 2: record writes to the original ($1: lock_timeout)",
+    ),
+    ("batch", "step 3: copy one batch ($1: heap pages)"),
+    ("catch_up", "step 3: replay recorded writes ($1: how many)"),
+    ("swap", "step 4: swap the names ($1: lock_timeout)"),
+    ("revert", "undo the conversion ($1: lock_timeout)"),
+    (
+        "finish",
+        "stop recording writes for --revert ($1: lock_timeout)",
+    ),
+];
+
+/// `<schema>.<table>.convert.sql`, relative to generated/.
+pub fn conversion_file_name(table: &QualifiedName) -> String {
+    format!("{table}.convert.sql")
 }
 
 /// `_removed/<schema>.<table>.sql`, relative to generated/.

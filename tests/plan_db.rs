@@ -448,7 +448,7 @@ async fn plan_time_errors(partman: Partman) {
         "policies/a_missing.yaml:1:1: table: table public.missing does not exist in the database",
         "policies/b_by_id.yaml:3:3: partitioning.column: public.by_id is partitioned by RANGE (id), not by at",
         "policies/c_by_list.yaml:2:1: partitioning: public.by_list is partitioned by LIST",
-        "policies/d_plain.yaml:2:1: partitioning: public.plain is a plain table, not partitioned",
+        "policies/d_plain.yaml:2:1: partitioning: public.plain is a plain table, and cannot be converted to a partitioned one online: public.plain has no primary key",
         "policies/e_texty.yaml:3:3: partitioning.column: column at of public.texty is text; expected timestamptz",
         "policies/f_reshaped.yaml:4:3: partitioning.interval: public.reshaped is registered with pg_partman with partitions of 1 day, not 1 hour",
         "policies/g_deletes.yaml:6:5: deletes[0].column: column num of public.plain2 is integer",

@@ -36,6 +36,23 @@ pub fn refuse_data_loss(plan: &Plan, allow_data_loss: bool) -> Result<()> {
     Err(anyhow!(text))
 }
 
+/// Says which conversions this apply leaves alone: without `--convert`, a plan's
+/// conversions are not started (each copies a whole table and can take hours); the rest of
+/// the plan is applied.
+pub fn note_conversions(plan: &Plan, convert: bool) {
+    if convert {
+        return;
+    }
+    for change in &plan.changes {
+        if change.kind == crate::plan::ChangeKind::ConvertTable {
+            eprintln!(
+                "note: not converting {0} (a conversion copies every row and can take hours): run `retentionc convert {0}`, or `retentionc apply --convert`",
+                change.table
+            );
+        }
+    }
+}
+
 /// The statements a plan's changes make, taken from the reviewed files by (file, key):
 /// each file must be in generated/ exactly as compile writes it now, and no statement may
 /// drop, truncate or rename a managed parent table. The plan's own text is never run.
@@ -62,39 +79,14 @@ pub async fn reviewed_statements(
     let mut per_change = Vec::new();
     for change in &plan.changes {
         let mut sqls = Vec::new();
+        // A conversion runs step by step, outside apply's transaction (`crate::convert`).
+        if change.kind == crate::plan::ChangeKind::ConvertTable {
+            per_change.push(sqls);
+            continue;
+        }
         for planned in &change.statements {
-            let shown = config.generated_dir.join(&planned.file);
-            let compiled = files.get(&planned.file).with_context(|| {
-                format!(
-                    "{}: the plan takes statement [{}] of {} from this file, which the project does not produce; run `retentionc compile`, review and commit generated/, then plan again (nothing was changed)",
-                    shown.display(),
-                    planned.key,
-                    change.table
-                )
-            })?;
-            let on_disk = std::fs::read_to_string(config.generated_path().join(&planned.file))
-                .with_context(|| {
-                    format!(
-                        "reading {} for the statement [{}] of {}",
-                        shown.display(),
-                        planned.key,
-                        change.table
-                    )
-                })?;
-            if on_disk != compiled.text {
-                bail!(
-                    "{}: the file is not what `retentionc compile` writes, so it is not what was reviewed; run `retentionc compile`, review and commit generated/, then plan again (nothing was changed)",
-                    shown.display()
-                );
-            }
-            let statement = compiled.statement(&planned.key).with_context(|| {
-                format!(
-                    "{}: no statement [{}] (for {}); run plan again (nothing was changed)",
-                    shown.display(),
-                    planned.key,
-                    change.table
-                )
-            })?;
+            let statement =
+                reviewed_statement(config, &files, &planned.file, &planned.key, &change.table)?;
             if let Some(forbidden) = guard::forbidden_action(&statement.sql, &managed) {
                 bail!(
                     "refusing to apply: statement [{}] of {} would {}; retentionc never drops, truncates or renames a parent table (nothing was changed)",
@@ -108,6 +100,44 @@ pub async fn reviewed_statements(
         per_change.push(sqls);
     }
     Ok(per_change)
+}
+
+/// The statement `key` of the compiled file `file` (relative to generated/), for `table`:
+/// the file must be in generated/ exactly as compile writes it now, so that what runs is
+/// what was reviewed.
+pub fn reviewed_statement(
+    config: &Config,
+    files: &std::collections::BTreeMap<String, crate::render::CompiledFile>,
+    file: &str,
+    key: &str,
+    table: &str,
+) -> Result<crate::render::Statement> {
+    let shown = config.generated_dir.join(file);
+    let compiled = files.get(file).with_context(|| {
+        format!(
+            "{}: the plan takes statement [{key}] of {table} from this file, which the project does not produce; run `retentionc compile`, review and commit generated/, then plan again (nothing was changed)",
+            shown.display(),
+        )
+    })?;
+    let on_disk =
+        std::fs::read_to_string(config.generated_path().join(file)).with_context(|| {
+            format!(
+                "reading {} for the statement [{key}] of {table}",
+                shown.display(),
+            )
+        })?;
+    if on_disk != compiled.text {
+        bail!(
+            "{}: the file is not what `retentionc compile` writes, so it is not what was reviewed; run `retentionc compile`, review and commit generated/, then plan again (nothing was changed)",
+            shown.display()
+        );
+    }
+    compiled.statement(key).cloned().with_context(|| {
+        format!(
+            "{}: no statement [{key}] (for {table}); run plan again (nothing was changed)",
+            shown.display(),
+        )
+    })
 }
 
 /// Why a reviewed plan is not the plan the database and the policies give now, if it is

@@ -10,7 +10,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_postgres::Client;
 use tokio_postgres::error::{DbError, SqlState};
 
-use super::checks::{refuse_data_loss, reviewed_plan_mismatch, reviewed_statements};
+use super::checks::{
+    note_conversions, refuse_data_loss, reviewed_plan_mismatch, reviewed_statements,
+};
 use super::history;
 use super::locks::{self, Blocker, LockWatch};
 use super::write_plan;
@@ -33,6 +35,9 @@ pub struct ApplyOptions {
     pub first_backoff: Duration,
     /// Longest wait for another apply (the advisory lock).
     pub apply_wait: Duration,
+    /// Conversions of plain tables may be in the plan (`apply --convert`); they run
+    /// outside this transaction, after it (`crate::convert`).
+    pub convert: bool,
 }
 
 impl Default for ApplyOptions {
@@ -42,6 +47,7 @@ impl Default for ApplyOptions {
             max_attempts: 5,
             first_backoff: Duration::from_millis(500),
             apply_wait: DEFAULT_APPLY_WAIT,
+            convert: false,
         }
     }
 }
@@ -311,7 +317,12 @@ impl Attempt<'_> {
             }
         }
         refuse_data_loss(&plan, self.options.allow_data_loss)?;
-        if !plan.has_changes() {
+        note_conversions(&plan, self.options.convert);
+        if !plan
+            .changes
+            .iter()
+            .any(|c| c.kind != crate::plan::ChangeKind::ConvertTable)
+        {
             client.batch_execute("ROLLBACK").await?;
             return Ok(ApplyOutcome::NoChanges);
         }
@@ -335,7 +346,15 @@ impl Attempt<'_> {
                 executed.push(sql.clone());
             }
         }
-        let state = history::applied_state(self.project);
+        let mut state = history::applied_state(self.project);
+        // A table still to convert got none of its policy's settings from this apply.
+        if let Some(tables) = state.get_mut("tables").and_then(|t| t.as_object_mut()) {
+            for change in &plan.changes {
+                if change.kind == crate::plan::ChangeKind::ConvertTable {
+                    tables.remove(&change.table);
+                }
+            }
+        }
         let history_id = history::record(client, config, &plan, &executed, &state).await?;
         client
             .batch_execute("COMMIT")

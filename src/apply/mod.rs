@@ -57,6 +57,7 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
     let options = ApplyOptions {
         allow_data_loss: args.allow_data_loss,
         apply_wait: apply_wait_from_env()?,
+        convert: args.convert,
         ..ApplyOptions::default()
     };
     let mut out = std::io::stdout().lock();
@@ -137,6 +138,77 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
         }
     };
     write_outcome(&mut out, &outcome, started)?;
+    if options.convert {
+        return convert_then_apply(&client, &project, args, &options, &watch, &mut out).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `apply --convert`, once the other changes are applied: each conversion the plan holds
+/// runs to its swap, then the table's own changes (retention settings, procedure, schedule)
+/// are planned and applied, with `--auto-approve` (otherwise they are left for the next
+/// apply, which shows them first).
+async fn convert_then_apply(
+    client: &db::Session,
+    project: &Project,
+    args: &ApplyArgs,
+    options: &ApplyOptions,
+    watch: &LockWatch,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
+    let plan = crate::plan::make_plan(client, project).await?;
+    let tables: Vec<&str> = plan
+        .changes
+        .iter()
+        .filter(|c| c.kind == crate::plan::ChangeKind::ConvertTable)
+        .map(|c| c.table.as_str())
+        .collect();
+    if tables.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let convert_options = crate::convert::Options {
+        batch_rows: 20_000,
+        lock_attempts: options.max_attempts.max(10),
+        no_swap: false,
+        lock_timeout_ms: project.config.lock_timeout_ms,
+    };
+    let graceful = interrupt::graceful();
+    for table in tables {
+        let policy = project
+            .policy(table)
+            .expect("a conversion is planned for a table a policy names");
+        let reviewed = crate::convert::statements::Reviewed::load(project, policy)?;
+        let converted = interrupt::until_interrupted(
+            &client.control,
+            Stop::CancelAndWait,
+            crate::convert::run(client, project, policy, &reviewed, &convert_options, out),
+        )
+        .await;
+        match converted {
+            Stopped::Finished(result) => {
+                result?;
+            }
+            Stopped::Interrupted(_) => {
+                eprintln!(
+                    "interrupted: the conversion of {table} keeps its committed batches; run `retentionc apply --convert` (or `retentionc convert {table}`) again to go on"
+                );
+                return Ok(ExitCode::from(interrupt::EXIT_INTERRUPTED));
+            }
+        }
+    }
+    drop(graceful);
+    if !args.auto_approve {
+        writeln!(
+            out,
+            "Converted. Run `retentionc apply` to apply the converted tables' retention settings (shown first)."
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let started = Instant::now();
+    let outcome = execute(client, project, PlanSource::Live, options, watch, out)
+        .await
+        .map_err(|e| after_lost_connection(client, e))?;
+    write_outcome(out, &outcome, started)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,9 +1,9 @@
 //! The checks the policy format leaves to plan time, against the live catalog: each
 //! failure names the policy file, line, column and key, like a compile error.
 //!
-//! A plain (unpartitioned) table under a policy with `partitioning` is an error that
-//! says how to convert it: retentionc never converts a table itself, and no statement
-//! under generated/ could.
+//! A plain (unpartitioned) table under a policy with `partitioning` is converted by
+//! `retentionc convert` (or `apply --convert`): what would stop that conversion is an
+//! error here, before anything changes.
 
 use crate::catalog::{Live, TableInfo};
 use crate::model::{Epoch, PartmanMajor, Policy, Pos, Project};
@@ -262,22 +262,10 @@ fn check_partitioning(
     let p = policy.partitioning.as_ref().expect("checked by the caller");
     let table = policy.table.to_string();
     let column = p.column.as_str();
+    let plain = info.relkind == "r";
     match (info.relkind.as_str(), info.partition_strategy.as_deref()) {
-        ("r", _) => {
-            errors.push(error_at(
-                policy,
-                "partitioning",
-                format!(
-                    "{table} is a plain table, not partitioned; retentionc does not convert tables. Convert it first, for example \
-                     (when it is empty): ALTER TABLE {table} RENAME TO {name}_old; CREATE TABLE {table} (LIKE {table}_old INCLUDING ALL) \
-                     PARTITION BY RANGE ({column}); DROP TABLE {table}_old; (with data, see pg_partman's migration guide). \
-                     Or remove \"partitioning\" to use only delete rules on the plain table",
-                    name = policy.table.name
-                ),
-            ));
-            return;
-        }
-        ("p", Some("r")) => {}
+        // A plain table is converted (crate::convert); its column is checked below.
+        ("r", _) | ("p", Some("r")) => {}
         ("p", strategy) => {
             let by = match strategy {
                 Some("l") => "LIST",
@@ -332,7 +320,28 @@ fn check_partitioning(
                 ));
             }
             check_time_zone_declared(policy, "partitioning.column", column, &c.type_name, errors);
+            if !ok {
+                return;
+            }
         }
+    }
+    if plain {
+        let problems = live
+            .conversions
+            .get(&table)
+            .map(|f| f.problems.as_slice())
+            .unwrap_or_default();
+        for problem in problems {
+            errors.push(error_at(
+                policy,
+                "partitioning",
+                format!(
+                    "{table} is a plain table, and cannot be converted to a partitioned one online: {problem}. \
+                     Or remove \"partitioning\" to use only delete rules on the plain table"
+                ),
+            ));
+        }
+        return;
     }
     if info.key_count != 1 || info.partition_key.first().map(String::as_str) != Some(column) {
         let key = if info.partition_key.len() as i64 == info.key_count {

@@ -118,6 +118,7 @@ fn change(
         body_diff: None,
         drift: false,
         notes: Vec::new(),
+        conversion: None,
     }
 }
 
@@ -164,6 +165,16 @@ pub fn diff_with(
         let compared = Compared {
             policy,
             file: renderer.policy(config, policy),
+            conversion: live
+                .tables
+                .get(&table)
+                .filter(|t| t.relkind == "r")
+                .and_then(|_| renderer.conversion(config, policy))
+                .map(|file| {
+                    let facts = live.conversions.get(&table).cloned().unwrap_or_default();
+                    (facts, file)
+                }),
+            config,
             want: &desired.tables[&table],
             have: live_state.tables.get(&table).unwrap_or(&empty),
             applied: applied(&table),
@@ -296,6 +307,9 @@ fn plural(n: usize) -> &'static str {
 struct Compared<'a> {
     policy: &'a Policy,
     file: CompiledFile,
+    /// A plain table to convert: what that takes, and its conversion file.
+    conversion: Option<(crate::convert::facts::ConversionFacts, CompiledFile)>,
+    config: &'a crate::model::Config,
     want: &'a TableState,
     have: &'a TableState,
     /// What the last apply recorded for this table.
@@ -312,6 +326,17 @@ impl Compared<'_> {
     }
 
     fn changes(&self, changes: &mut Vec<Change>) {
+        // The table's other changes come once it is converted (the next plan).
+        if let Some((facts, file)) = &self.conversion {
+            changes.push(crate::convert::planned::change(
+                self.config,
+                self.policy,
+                facts,
+                file,
+                &self.file,
+            ));
+            return;
+        }
         let first = changes.len();
         if self.policy.partitioning.is_some() {
             if self.have.registration.is_none() {

@@ -253,6 +253,11 @@ pub fn write_text_with(
                     writeln!(out, "    {}", p.dim(&terminal(&impact_sentence(impact))))?;
                 }
             }
+            if let Some(conversion) = &change.conversion {
+                for line in conversion_lines(conversion) {
+                    writeln!(out, "    {}", terminal(&line))?;
+                }
+            }
             if let Some(diff) = &change.body_diff {
                 for line in diff.lines() {
                     let line = &*terminal(line);
@@ -299,6 +304,24 @@ pub fn write_text_with(
     Ok(())
 }
 
+/// A conversion's details, one line each: where an earlier run stopped, the steps, the
+/// keys that gain the partition column.
+fn conversion_lines(conversion: &crate::plan::ConversionPlan) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(at) = &conversion.resumes {
+        lines.push(format!("resumes where the last run stopped: {at}"));
+    }
+    for (n, step) in conversion.steps.iter().enumerate() {
+        lines.push(format!("{}. {step}", n + 1));
+    }
+    for key in &conversion.keys_extended {
+        lines.push(format!(
+            "key extended with the partition column (unique per partition key, not alone): {key}"
+        ));
+    }
+    lines
+}
+
 fn markdown_change(out: &mut impl Write, change: &Change) -> io::Result<()> {
     let warn = if change.destructive { "⚠️ " } else { "" };
     writeln!(
@@ -340,6 +363,12 @@ fn markdown_change(out: &mut impl Write, change: &Change) -> io::Result<()> {
             writeln!(out, "> **Destructive:** {sentence}.")?;
         } else {
             writeln!(out, "> {sentence}.")?;
+        }
+        writeln!(out)?;
+    }
+    if let Some(conversion) = &change.conversion {
+        for line in conversion_lines(conversion) {
+            writeln!(out, "- {}", md_text(&line))?;
         }
         writeln!(out)?;
     }

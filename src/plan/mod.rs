@@ -57,6 +57,27 @@ pub struct Change {
     /// adopted, which rights an owner lacks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// For a conversion of a plain table: its steps, size and time estimate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion: Option<ConversionPlan>,
+}
+
+/// What converting a plain table into a partitioned one takes (`ChangeKind::ConvertTable`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversionPlan {
+    /// What happens, in order, one sentence each.
+    pub steps: Vec<String>,
+    /// Size of the table with its indexes (bytes), and its rows (statistics).
+    pub bytes: u64,
+    pub estimated_rows: u64,
+    /// Rough time of the copy, from the rows left to copy.
+    pub estimated_seconds: u64,
+    /// Primary key and unique constraints that gain the partition column:
+    /// `orders_pkey (id) -> (id, created_at)`.
+    pub keys_extended: Vec<String>,
+    /// How far an earlier run got, when one was stopped: `page 120 of 4,000`.
+    #[serde(default)]
+    pub resumes: Option<String>,
 }
 
 /// One part_config value: the live one (None when the table is not registered yet) and
@@ -227,6 +248,7 @@ async fn plan_in<C: GenericClient + Sync>(
     project: &Project,
 ) -> Result<(Plan, Live)> {
     let mut live = catalog::read_live(client, &project.config, &policy_tables(project)).await?;
+    live.conversions = crate::convert::facts::read(client, project, &live).await?;
     // Checks first: an EXPLAIN over a missing table or column would only fail less clearly.
     let mut errors = checks::check(project, &live);
     // Before any EXPLAIN: planning a condition may already evaluate what it calls.

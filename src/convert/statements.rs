@@ -1,0 +1,65 @@
+//! The statements a conversion runs, taken from the reviewed files under generated/ by key:
+//! generated/<table>.convert.sql (its routines and steps) and the policy's own file (the
+//! owner's rights, after the swap). Each file must be exactly what compile writes now.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, bail};
+
+use crate::apply::checks::reviewed_statement;
+use crate::convert::planned::{APPLIED_KEYS, POLICY_KEYS_AFTER_SWAP};
+use crate::model::{Policy, Project};
+use crate::render::conversion_file_name;
+
+/// The reviewed text of each statement a conversion may run, by key.
+pub struct Reviewed {
+    statements: BTreeMap<&'static str, String>,
+}
+
+/// The routines, created or replaced before every step (idempotent).
+pub const ROUTINE_KEYS: [&str; 11] = [
+    "state",
+    "problems",
+    "names",
+    "triggers",
+    "prepare_routine",
+    "capture_routine",
+    "copy_routine",
+    "replay_routine",
+    "swap_routine",
+    "revert_routine",
+    "finish_routine",
+];
+
+impl Reviewed {
+    pub fn load(project: &Project, policy: &Policy) -> Result<Reviewed> {
+        let config = &project.config;
+        let table = policy.table.to_string();
+        let files = crate::compile::project_files(project)?;
+        let file = conversion_file_name(&policy.table);
+        if !files.contains_key(&file) {
+            bail!(
+                "{}: no such file; run `retentionc compile --convert {table}`, review and commit it, then convert (nothing was changed)",
+                config.generated_dir.join(&file).display()
+            );
+        }
+        let mut statements = BTreeMap::new();
+        for key in APPLIED_KEYS.iter().chain(&["revert", "finish"]) {
+            let statement = reviewed_statement(config, &files, &file, key, &table)?;
+            statements.insert(*key, statement.sql);
+        }
+        for key in POLICY_KEYS_AFTER_SWAP {
+            let statement =
+                reviewed_statement(config, &files, &policy.generated_file_name(), key, &table)?;
+            statements.insert(key, statement.sql);
+        }
+        Ok(Reviewed { statements })
+    }
+
+    /// The statement of `key` (one of the conversion's keys or `privileges`).
+    pub fn get(&self, key: &str) -> &str {
+        self.statements
+            .get(key)
+            .unwrap_or_else(|| panic!("no reviewed statement [{key}] was loaded"))
+    }
+}
