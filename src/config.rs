@@ -1,4 +1,7 @@
-//! retentionc.yaml -> `model::Config`, every key optional.
+//! retentionc.yaml -> `model::Config`, every key optional; its `environments` section
+//! (the databases the policies reach) in `environments`.
+
+pub mod environments;
 
 use std::path::{Path, PathBuf};
 
@@ -8,15 +11,17 @@ use crate::policy::ident::Ident;
 use crate::policy::interval::{Interval, IntervalBounds, parse_bounded};
 use crate::policy::reader::Reader;
 use crate::policy::source::{read_source, resolve_inside};
-use crate::policy::yaml::{Pos, Value, parse_documents};
+use crate::policy::yaml::{Node, Pos, Value, parse_documents};
+pub use environments::Environment;
 
-const CONFIG_KEYS: [&str; 6] = [
+const CONFIG_KEYS: [&str; 7] = [
     "policies",
     "generated",
     "partman_schema",
     "partman_version",
     "schema",
     "lock_timeout",
+    "environments",
 ];
 
 pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 5_000;
@@ -66,9 +71,22 @@ fn defaults(root: PathBuf) -> Config {
     }
 }
 
+/// retentionc.yaml as a whole: the project settings and the environments.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    /// In the order of the file.
+    pub environments: Vec<Environment>,
+}
+
 /// Reads the config at `path`; a missing file gives the defaults (rooted at its folder).
-/// `shown_path` is how the file is named in messages.
 pub fn load_config(path: &Path) -> Result<Config, PolicyErrors> {
+    Ok(load_settings(path)?.config)
+}
+
+/// Reads the settings and environments at `path`; a missing file gives the defaults and
+/// no environment.
+pub fn load_settings(path: &Path) -> Result<Settings, PolicyErrors> {
     let root = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -78,14 +96,22 @@ pub fn load_config(path: &Path) -> Result<Config, PolicyErrors> {
     {
         let config = defaults(root);
         check_folders(&config, None)?;
-        return Ok(config);
+        return Ok(Settings {
+            config,
+            environments: Vec::new(),
+        });
     }
     let text = read_source(path, path, None).map_err(|e| PolicyErrors(vec![e]))?;
-    parse_config(path, &text, root)
+    parse_settings(path, &text, root)
 }
 
 pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, PolicyErrors> {
+    Ok(parse_settings(path, text, root)?.config)
+}
+
+pub fn parse_settings(path: &Path, text: &str, root: PathBuf) -> Result<Settings, PolicyErrors> {
     let mut config = defaults(root);
+    let mut environments = Vec::new();
     let docs = parse_documents(text).map_err(|e| {
         let mut reader = Reader::new(path, text);
         reader.error(e.pos, "", format!("invalid YAML: {}", e.message));
@@ -93,7 +119,10 @@ pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, Po
     })?;
     let Some(node) = docs.first() else {
         check_folders(&config, Some((path, text)))?;
-        return Ok(config);
+        return Ok(Settings {
+            config,
+            environments,
+        });
     };
     let mut reader = Reader::new(path, text);
     if docs.len() > 1 {
@@ -124,24 +153,10 @@ pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, Po
         {
             config.schema = v
         }
-        if let Some(n) = fields.get("partman_version") {
-            let major = match &n.value {
-                Value::Int(4) => Some(PartmanMajor::V4),
-                Value::Int(5) => Some(PartmanMajor::V5),
-                Value::Str(s) if s == "4" => Some(PartmanMajor::V4),
-                Value::Str(s) if s == "5" => Some(PartmanMajor::V5),
-                other => {
-                    reader.error(
-                        n.pos,
-                        "partman_version",
-                        format!("expected 4 or 5 (the pg_partman major version), found {other}"),
-                    );
-                    None
-                }
-            };
-            if let Some(m) = major {
-                config.partman_version = m
-            }
+        if let Some(n) = fields.get("partman_version")
+            && let Some(major) = read_partman_version(&mut reader, n, "partman_version")
+        {
+            config.partman_version = major
         }
         if let Some(n) = fields.get("lock_timeout")
             && let Some(ms) = reader.parsed(
@@ -153,12 +168,36 @@ pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, Po
         {
             config.lock_timeout_ms = ms
         }
+        if let Some(n) = fields.get("environments") {
+            environments = environments::read_environments(&mut reader, n);
+        }
     }
     if !reader.errors.is_empty() {
         return Err(PolicyErrors(reader.errors));
     }
     check_folders(&config, Some((path, text)))?;
-    Ok(config)
+    Ok(Settings {
+        config,
+        environments,
+    })
+}
+
+/// `partman_version: 4` or `5` (also as text).
+fn read_partman_version(reader: &mut Reader<'_>, n: &Node, path: &str) -> Option<PartmanMajor> {
+    match &n.value {
+        Value::Int(4) => Some(PartmanMajor::V4),
+        Value::Int(5) => Some(PartmanMajor::V5),
+        Value::Str(s) if s == "4" => Some(PartmanMajor::V4),
+        Value::Str(s) if s == "5" => Some(PartmanMajor::V5),
+        other => {
+            reader.error(
+                n.pos,
+                path,
+                format!("expected 4 or 5 (the pg_partman major version), found {other}"),
+            );
+            None
+        }
+    }
 }
 
 /// The policies and generated folders must lie inside the project folder (links

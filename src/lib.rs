@@ -14,6 +14,7 @@ pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod db;
+pub mod fleet;
 pub mod import;
 pub mod init;
 pub mod model;

@@ -11,7 +11,7 @@ use clap::{CommandFactory, Parser};
 
 use retentionc::cli::{Cli, Command};
 use retentionc::policy::error::PolicyErrors;
-use retentionc::{apply, compile, config, import, init, plan, policy, run, schema, status};
+use retentionc::{apply, compile, config, fleet, import, init, plan, run, schema, status};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,7 +38,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Compile { check, remove } => {
-            let project = policy::load_project(&config)?;
+            // The project's own generated/, then one folder per environment whose
+            // settings compile to other SQL.
+            let projects = fleet::compiled_projects(&config)?;
             let remove = remove
                 .iter()
                 .map(|t| {
@@ -47,14 +49,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             if check {
-                let up_to_date = compile::check(&project, &mut stdout)?;
+                let mut up_to_date = true;
+                for project in &projects {
+                    up_to_date &= compile::check(project, &mut stdout)?;
+                }
                 return Ok(if up_to_date {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::from(1)
                 });
             }
-            compile::compile(&project, &remove, &mut stdout)?;
+            for project in &projects {
+                compile::compile(project, &remove, &mut stdout)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
@@ -67,9 +74,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             schema::print(&mut stdout)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plan(args) if args.fleet.selected() => {
+            block_on(fleet::plan::command(&config, &args))
+        }
         Command::Plan(args) => block_on(plan::command(&config, &args)),
+        Command::Apply(args) if args.fleet.selected() => {
+            block_on(fleet::apply::command(&config, &args))
+        }
         Command::Apply(args) => block_on(apply::command(&config, &args)),
+        Command::Run(args) if args.fleet.selected() => {
+            block_on(fleet::run::command(&config, &args))
+        }
         Command::Run(args) => block_on(run::run(&config, &args)),
+        Command::Status(args) if args.fleet.selected() => {
+            block_on(fleet::status::command(&config, &args))
+        }
         Command::Status(args) => block_on(status::status(&config, &args)),
         Command::Import(args) => block_on(import::import(&config, &args)),
     }

@@ -9,7 +9,7 @@
 //! flight: batches already committed stay, the next run carries on from there.
 //! `--dry-run` lives in `run/dry_run.rs`; nothing there writes.
 
-mod dry_run;
+pub mod dry_run;
 pub mod partitions;
 pub mod progress;
 pub mod report;
@@ -54,43 +54,13 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
     if args.dry_run {
         return dry_run::dry_run(&project.config, &policies, &args.db, &mut stdout).await;
     }
-    let session = db::connect(&args.db, APPLICATION_NAME).await?;
-    // A signal stops the statement in flight; the report and run_log still say what happened.
-    let _graceful = interrupt::graceful();
-    let lock_timeout = Duration::from_millis(project.config.lock_timeout_ms);
-    let mut runner = Runner {
-        config: &project.config,
-        db: &args.db,
-        session,
-        run_id: format!(
-            "{}-{}",
-            Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
-            std::process::id()
-        ),
-        lock_watch: LockWatch::new(Some(args.db.clone()), lock_timeout),
-    };
-    runner.prepare_session().await?;
-
-    let mut reports = Vec::new();
-    for policy in policies {
-        if runner.interrupted() {
-            break;
-        }
-        let report = runner.run_table(policy).await;
-        write_report(&report, &mut stdout)?;
-        stdout.flush()?;
-        reports.push(report);
-    }
-    let interrupted = runner.interrupted();
-    let failed = reports
-        .iter()
-        .filter(|r| r.outcome() == Outcome::Failed)
-        .count();
-    let skipped = reports
-        .iter()
-        .filter(|r| r.outcome() == Outcome::Skipped)
-        .count();
-    let ok = reports.len() - failed - skipped;
+    let totals = run_database(&project, &policies, &args.db, &mut stdout).await?;
+    let RunTotals {
+        ok,
+        skipped,
+        failed,
+        interrupted,
+    } = totals;
     writeln!(stdout, "run: {ok} ok, {skipped} skipped, {failed} failed")?;
     if interrupted {
         eprintln!("interrupted: committed batches stay; the next run continues from there");
@@ -106,6 +76,58 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How one database's run went, table by table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunTotals {
+    pub ok: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    /// Stopped by Ctrl-C or SIGTERM before every table ran.
+    pub interrupted: bool,
+}
+
+/// Runs `policies` on one database, writing each table's report to `out` as it ends.
+pub async fn run_database(
+    project: &Project,
+    policies: &[&Policy],
+    db: &DbArgs,
+    out: &mut impl Write,
+) -> Result<RunTotals> {
+    let session = db::connect(db, APPLICATION_NAME).await?;
+    // A signal stops the statement in flight; the report and run_log still say what happened.
+    let _graceful = interrupt::graceful();
+    let lock_timeout = Duration::from_millis(project.config.lock_timeout_ms);
+    let mut runner = Runner {
+        config: &project.config,
+        db,
+        session,
+        run_id: format!(
+            "{}-{}",
+            Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
+            std::process::id()
+        ),
+        lock_watch: LockWatch::new(Some(db.clone()), lock_timeout),
+    };
+    runner.prepare_session().await?;
+
+    let mut totals = RunTotals::default();
+    for policy in policies {
+        if runner.interrupted() {
+            break;
+        }
+        let report = runner.run_table(policy).await;
+        write_report(&report, out)?;
+        out.flush()?;
+        match report.outcome() {
+            Outcome::Failed => totals.failed += 1,
+            Outcome::Skipped => totals.skipped += 1,
+            _ => totals.ok += 1,
+        }
+    }
+    totals.interrupted = runner.interrupted();
+    Ok(totals)
 }
 
 /// The policies named by `--table` (all when none is named), in policy order.

@@ -81,23 +81,7 @@ pub struct LastRun {
 
 pub async fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode> {
     let project = policy::load_project(config_path)?;
-    let client = db::connect(&args.db, crate::run::APPLICATION_NAME).await?;
-    client.batch_execute("BEGIN TRANSACTION READ ONLY").await?;
-    let mut tables = Vec::new();
-    let mut failure = None;
-    for policy in &project.policies {
-        match table_status(&client, &project.config, policy).await {
-            Ok(s) => tables.push(s),
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
-    let _ = client.batch_execute("ROLLBACK").await;
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    let tables = database_status(&project, &args.db).await?;
     let mut stdout = std::io::stdout().lock();
     match args.format {
         StatusFormat::Json => {
@@ -146,6 +130,36 @@ pub async fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode> {
 }
 
 /// keep + partition interval + the schedule's period (with a note when assumed).
+/// Every managed table's status on one database, read in one READ ONLY transaction.
+pub async fn database_status(
+    project: &crate::model::Project,
+    db_args: &crate::cli::DbArgs,
+) -> Result<Vec<TableStatus>> {
+    let client = db::connect(db_args, crate::run::APPLICATION_NAME).await?;
+    client.batch_execute("BEGIN TRANSACTION READ ONLY").await?;
+    let mut tables = Vec::new();
+    let mut failure = None;
+    for policy in &project.policies {
+        match table_status(&client, &project.config, policy).await {
+            Ok(s) => tables.push(s),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let _ = client.batch_execute("ROLLBACK").await;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(tables),
+    }
+}
+
+/// Whether a table holds rows older than its policy allows.
+pub fn lapsed(table: &TableStatus) -> bool {
+    table.retention.as_ref().is_some_and(|r| !r.holds)
+}
+
 pub fn allowed_age(policy: &Policy) -> Option<(Interval, Option<String>)> {
     let keep = policy.retention.as_ref()?.keep;
     let interval = policy.partitioning.as_ref()?.interval;
