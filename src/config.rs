@@ -308,6 +308,79 @@ mod tests {
     }
 
     #[test]
+    fn environments_keep_their_order_and_compile_apart_only_when_the_sql_differs() {
+        let text = "schema: ops
+environments:
+  staging:
+    url_env: STAGING_URL
+    lock_timeout: 1s
+  production:
+    url_env: [PROD_EU_URL, PROD_US_URL]
+    discover: {url_env: TENANTS_URL, databases: \"tenant_%\", exclude: \"tenant_template\"}
+  legacy:
+    url_env: LEGACY_URL
+    partman_version: 4
+    schema: ops
+";
+        let settings = parse_settings(Path::new("r.yaml"), text, PathBuf::from(".")).unwrap();
+        let names: Vec<&str> = settings
+            .environments
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, ["staging", "production", "legacy"]);
+        let production = &settings.environments[1];
+        assert_eq!(production.url_variables, ["PROD_EU_URL", "PROD_US_URL"]);
+        let discover = production.discover.as_ref().unwrap();
+        assert_eq!(discover.databases, "tenant_%");
+        assert_eq!(discover.exclude.as_deref(), Some("tenant_template"));
+        // lock_timeout changes no SQL: the project's generated/.
+        let staging = settings.environments[0].config(&settings.config);
+        assert_eq!(staging.lock_timeout_ms, 1000);
+        assert_eq!(staging.generated_dir, PathBuf::from("generated"));
+        let legacy = settings.environments[2].config(&settings.config);
+        assert_eq!(legacy.partman_version, PartmanMajor::V4);
+        assert_eq!(legacy.schema.as_str(), "ops");
+        assert_eq!(legacy.generated_dir, PathBuf::from("generated/legacy"));
+        // Setting a value equal to the project's changes nothing.
+        let same = parse_settings(
+            Path::new("r.yaml"),
+            "environments:\n  prod:\n    url_env: U\n    partman_version: 5\n",
+            PathBuf::from("."),
+        )
+        .unwrap();
+        let config = same.environments[0].config(&same.config);
+        assert_eq!(config.generated_dir, PathBuf::from("generated"));
+    }
+
+    #[test]
+    fn environment_mistakes_are_each_named_at_their_key() {
+        let text = "environments:
+  staging:
+    url_env: [A_URL, A_URL]
+  2prod:
+    url_env: B
+  tenants:
+    discover: {url_env: C, databases: \"\"}
+    partman_version: 3
+  empty: {}
+";
+        let err = parse_settings(Path::new("r.yaml"), text, PathBuf::from(".")).unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "environments.staging.url_env[1]",
+                "environments.2prod",
+                "environments.tenants.discover.databases",
+                "environments.tenants.partman_version",
+                "environments.empty",
+            ],
+            "{err}"
+        );
+    }
+
+    #[test]
     fn lock_timeouts() {
         assert_eq!(parse_lock_timeout("5s"), Ok(5000));
         assert_eq!(parse_lock_timeout("2 seconds"), Ok(2000));

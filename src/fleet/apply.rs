@@ -18,7 +18,7 @@ use anyhow::{Result, bail};
 use super::plan::{DatabasePlan, FleetPlan, Report, plan_all, read_fleet_plan};
 use super::report::{self, first_line};
 use super::targets::{Fleet, Target};
-use crate::apply::checks::refuse_data_loss;
+use crate::apply::checks::{refuse_data_loss, reviewed_plan_mismatch};
 use crate::apply::locks::LockWatch;
 use crate::apply::{
     self, ApplyOptions, ApplyOutcome, PlanSource, ReviewedOrigin, check_policy_hashes, execute,
@@ -135,9 +135,9 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
         }
         writeln!(
             out,
-            "\n{} [{}/{count}]",
-            report::text_heading(target),
-            index + 1
+            "\n[{}/{count}] {}",
+            index + 1,
+            report::text_heading(target)
         )?;
         let project = fleet.project(target);
         let outcome = match source {
@@ -203,6 +203,24 @@ async fn apply_target(
         Ok(client) => client,
         Err(e) => return Outcome::Failed(super::error_text(&e)),
     };
+    // A saved plan that is no longer the plan of now is refused before the apply starts
+    // (the locked transaction checks it again).
+    if let PlanSource::Reviewed {
+        plan,
+        origin: ReviewedOrigin::SavedFile(_),
+    } = &source
+    {
+        match crate::plan::make_plan(&client, project).await {
+            Err(e) => return Outcome::Failed(super::error_text(&e)),
+            Ok(now) => {
+                if let Some(why) = reviewed_plan_mismatch(plan, &now) {
+                    return Outcome::Refused(format!(
+                        "{why}; run plan again (nothing was changed)"
+                    ));
+                }
+            }
+        }
+    }
     let lock_timeout = Duration::from_millis(project.config.lock_timeout_ms);
     let watch = LockWatch::new(Some(target.db.clone()), lock_timeout);
     let stopped = interrupt::until_interrupted(

@@ -409,7 +409,7 @@ impl Report {
         writeln!(text)?;
         let open_all = self.groups.len() <= 3;
         let mut left_out: Vec<usize> = Vec::new();
-        // Sections in the order of their first database; destructive ones and errors open.
+        // Sections in the order of their first database; errors and destructive ones open.
         let mut order: Vec<usize> = Vec::new();
         for (i, _) in targets.iter().enumerate() {
             if let Some(group) = self.lines.get(&i).and_then(|l| l.group) {
@@ -419,6 +419,8 @@ impl Report {
                 self.groups[group].members.push(i);
             }
         }
+        // Errors first, then destructive changes, then the rest.
+        order.sort_by_key(|&g| (!self.groups[g].errored, self.groups[g].destructive == 0));
         for group in order {
             let g = &self.groups[group];
             let mut section: Vec<u8> = Vec::new();
