@@ -577,3 +577,85 @@ pub fn read_fleet_plan(path: &Path) -> Result<FleetPlan> {
     }
     Ok(plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(i: usize) -> Target {
+        Target {
+            environment: 0,
+            environment_name: "tenants".into(),
+            db: crate::cli::DbArgs::default(),
+            database: format!("app@db:5432/tenant_{i:03}"),
+            source: "discovered on $TENANTS_URL".into(),
+            problem: None,
+        }
+    }
+
+    fn failed(i: usize, error: String) -> DatabasePlan {
+        DatabasePlan::new(&target(i), Err(anyhow!(error)))
+    }
+
+    #[test]
+    fn a_large_fleet_fits_one_comment_and_names_what_was_left_out() {
+        let targets: Vec<Target> = (0..120).map(target).collect();
+        let mut report = Report::new(PlanFormat::Markdown, true).unwrap();
+        // Results arrive in any order; each database's error differs.
+        for i in (0..120).rev() {
+            report
+                .add(i, failed(i, format!("tenant {i}: {}", "x".repeat(2_000))))
+                .unwrap();
+        }
+        let mut out = Vec::new();
+        report.write(&targets, &mut out).unwrap();
+        let markdown = String::from_utf8(out).unwrap();
+        assert!(
+            markdown.len() <= MARKDOWN_BUDGET + 200,
+            "{}",
+            markdown.len()
+        );
+        assert!(markdown.starts_with(format::MARKDOWN_MARKER));
+        assert!(
+            markdown.contains("120 databases in 1 environment: 0 with changes, 120 errors"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("databases' plans were left out to keep this to one comment"),
+            "{markdown}"
+        );
+        // Sections follow the listed order, not the order results came in.
+        let first = markdown.find("tenant 0: ").unwrap();
+        let second = markdown.find("tenant 1: ").unwrap();
+        assert!(first < second);
+
+        let mut json = Vec::new();
+        report.write_json(&mut json).unwrap();
+        let document: FleetPlan = serde_json::from_slice(&json).unwrap();
+        assert_eq!(document.summary.errors, 120);
+        let order: Vec<String> = document
+            .databases
+            .iter()
+            .map(|d| d.database.clone())
+            .collect();
+        let listed: Vec<String> = targets.iter().map(|t| t.database.clone()).collect();
+        assert_eq!(order, listed);
+    }
+
+    #[test]
+    fn databases_with_the_same_plan_share_one_section() {
+        let targets: Vec<Target> = (0..3).map(target).collect();
+        let mut report = Report::new(PlanFormat::Markdown, false).unwrap();
+        report.add(0, failed(0, "the same".into())).unwrap();
+        report.add(2, failed(2, "the same".into())).unwrap();
+        report.add(1, failed(1, "another".into())).unwrap();
+        let mut out = Vec::new();
+        report.write(&targets, &mut out).unwrap();
+        let markdown = String::from_utf8(out).unwrap();
+        assert_eq!(markdown.matches("<details").count(), 2, "{markdown}");
+        assert!(
+            markdown.contains("2 databases (tenants), the same plan: error"),
+            "{markdown}"
+        );
+    }
+}

@@ -101,36 +101,6 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tables_line_up_and_cells_cannot_break_markdown() {
-        let rows = vec![
-            vec!["staging".into(), "a@h:1/x".into(), "2".into()],
-            vec!["production".into(), "b|<x>`".into(), "10".into()],
-        ];
-        let mut text = Vec::new();
-        write_text_table(
-            &mut text,
-            &["ENV", "DATABASE", "N"],
-            &[false, false, true],
-            &rows,
-        )
-        .unwrap();
-        assert_eq!(
-            String::from_utf8(text).unwrap(),
-            "ENV         DATABASE   N\nstaging     a@h:1/x    2\nproduction  b|<x>`    10\n"
-        );
-        let mut md = Vec::new();
-        write_markdown_table(&mut md, &["env", "db", "n"], &[false, false, true], &rows).unwrap();
-        let md = String::from_utf8(md).unwrap();
-        assert!(md.contains("|---|---|---:|"), "{md}");
-        assert!(md.contains("| production | b\\|&lt;x&gt;' | 10 |"), "{md}");
-    }
-}
-
 /// What a command keeps of each database, in any order, to write in the listed order: its
 /// row of the summary table, its text section and its JSON entry, spooled.
 pub struct Sections {
@@ -231,4 +201,34 @@ impl Sections {
 /// because JSON text holds no raw line break.
 pub fn indented(json: &str, spaces: usize) -> String {
     json.replace('\n', &format!("\n{}", " ".repeat(spaces)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_line_up_and_cells_cannot_break_markdown() {
+        let rows = vec![
+            vec!["staging".into(), "a@h:1/x".into(), "2".into()],
+            vec!["production".into(), "b|<x>`".into(), "10".into()],
+        ];
+        let mut text = Vec::new();
+        write_text_table(
+            &mut text,
+            &["ENV", "DATABASE", "N"],
+            &[false, false, true],
+            &rows,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "ENV         DATABASE   N\nstaging     a@h:1/x    2\nproduction  b|<x>`    10\n"
+        );
+        let mut md = Vec::new();
+        write_markdown_table(&mut md, &["env", "db", "n"], &[false, false, true], &rows).unwrap();
+        let md = String::from_utf8(md).unwrap();
+        assert!(md.contains("|---|---|---:|"), "{md}");
+        assert!(md.contains("| production | b\\|&lt;x&gt;' | 10 |"), "{md}");
+    }
 }

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
-use serde::Serialize;
 
 use super::report::{Sections, first_line};
 use super::runner;
@@ -18,7 +17,7 @@ use crate::db::interrupt::{self, EXIT_INTERRUPTED};
 use crate::model::Project;
 use crate::run::{self, RunTotals};
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 struct Summary {
     databases: usize,
     /// Databases where every table ran.
@@ -143,14 +142,6 @@ async fn run_target(
     run::run_database(project, &policies, &target.db, out).await
 }
 
-#[derive(Serialize)]
-struct DatabaseRun<'a> {
-    ok: usize,
-    skipped: usize,
-    failed: usize,
-    error: Option<&'a str>,
-}
-
 fn add(
     sections: &mut Sections,
     summary: &mut Summary,
@@ -194,14 +185,7 @@ fn add(
     if section.is_empty() {
         section.extend_from_slice(b"no tables ran\n");
     }
-    let totals = result.as_ref().ok().copied().unwrap_or_default();
-    let error = result.as_ref().err().map(super::error_text);
-    let json = serde_json::to_vec(&DatabaseRun {
-        ok: totals.ok,
-        skipped: totals.skipped,
-        failed: totals.failed,
-        error: error.as_deref(),
-    })?;
-    sections.add(index, row, &section, &json)?;
+    // run has no JSON output: its entries stay empty.
+    sections.add(index, row, &section, b"")?;
     Ok(())
 }
