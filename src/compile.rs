@@ -221,10 +221,16 @@ pub fn check(project: &Project, out: &mut impl Write) -> Result<bool> {
     if stale {
         writeln!(
             out,
-            "generated/ is stale: run `retentionc compile` and commit the result"
+            "{}/ is stale: run `retentionc compile` and commit the result",
+            project.config.generated_dir.display()
         )?;
     } else {
-        writeln!(out, "generated/ is up to date ({} files)", expected.len())?;
+        writeln!(
+            out,
+            "{}/ is up to date ({} files)",
+            project.config.generated_dir.display(),
+            expected.len()
+        )?;
     }
     Ok(!stale)
 }

@@ -328,6 +328,41 @@ environments:
         "{}",
         text(&out)
     );
+
+    // pg_partman 5 and 4 in one apply, each environment from its own generated/ folder.
+    let out = run_with(
+        &project,
+        &vars,
+        &[
+            "apply",
+            "--env",
+            "staging",
+            "--env",
+            "legacy",
+            "--auto-approve",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("2 databases: 2 applied, 0 without changes"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(registered(&staging), "1");
+    assert_eq!(registered(&legacy), "1");
+    let out = run_with(
+        &project,
+        &vars,
+        &[
+            "plan",
+            "--env",
+            "staging",
+            "--env",
+            "legacy",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     drop(silent);
 }
 
@@ -672,4 +707,55 @@ fn environments_are_named_and_checked_before_any_database_is_reached() {
         "clap refuses both: {}",
         text(&out)
     );
+}
+
+#[test]
+fn compile_writes_and_checks_a_folder_for_each_environment_whose_sql_differs() {
+    let project = TestProject::new()
+        .config(
+            "partman_version: 5
+environments:
+  legacy:
+    url_env: LEGACY_URL
+    partman_version: 4
+  patient:
+    url_env: PATIENT_URL
+    lock_timeout: 30s",
+        )
+        .policy("events", EVENTS_POLICY)
+        .compiled();
+    assert!(project.generated("legacy/_retentionc.sql").is_file());
+    assert!(project.generated("legacy/public.events.sql").is_file());
+    assert!(
+        !project.generated("patient").exists(),
+        "lock_timeout changes no SQL: generated/ serves it"
+    );
+    let file = project.generated("legacy/public.events.sql");
+    let sql = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, sql.replace("premake", "premake ")).unwrap();
+    let out = project.run(&["compile", "--check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("generated/ is up to date")
+            && stdout(&out).contains("generated/legacy/ is stale"),
+        "{}",
+        text(&out)
+    );
+    // plan and apply refuse an environment whose folder is stale, before any database.
+    for command in [
+        vec!["plan", "--env", "legacy"],
+        vec!["apply", "--env", "legacy", "--auto-approve"],
+    ] {
+        let out = project.run(&command);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            stderr(&out).contains("generated/legacy is not what `retentionc compile` writes")
+                || stderr(&out).contains("generated/legacy/public.events.sql"),
+            "{command:?}: {}",
+            text(&out)
+        );
+    }
+    project.compile();
+    let out = project.run(&["compile", "--check"]);
+    assert!(out.status.success(), "{}", text(&out));
 }

@@ -88,6 +88,10 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
         );
     }
     let fleet = Fleet::load(config_path, &args.fleet, &args.db).await?;
+    // A stale folder would fail every database at its reviewed-file check: refuse first.
+    for chosen in &fleet.environments {
+        crate::plan::check_generated(&chosen.project, false)?;
+    }
     let options = ApplyOptions {
         allow_data_loss: args.allow_data_loss,
         apply_wait: apply::apply_wait_from_env()?,
@@ -140,6 +144,8 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
             report::text_heading(target)
         )?;
         let project = fleet.project(target);
+        // apply's executor shows the plan it applies ("No changes: ..." when none).
+        let executed = matches!(source, Source::Apply(_));
         let outcome = match source {
             Source::Nothing => Outcome::NoChanges,
             Source::Refused(why) => Outcome::Refused(why),
@@ -151,7 +157,10 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
             Outcome::Refused(why) => writeln!(out, "refused: {why}")?,
             Outcome::Failed(why) => writeln!(out, "error: {why}")?,
             Outcome::Interrupted(what) => writeln!(out, "interrupted: {what}")?,
-            Outcome::NoChanges => writeln!(out, "No changes.")?,
+            Outcome::NoChanges if !executed => {
+                writeln!(out, "No changes: the plan holds none for this database.")?
+            }
+            Outcome::NoChanges => {}
             Outcome::Applied { .. } => writeln!(out, "{}.", capitalised(&outcome.describe()))?,
             Outcome::NotAttempted => {}
         }
