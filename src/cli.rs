@@ -89,6 +89,14 @@ pub struct DbArgs {
     /// request: the connection is declared dead [default: 30s].
     #[arg(long, env = "RETENTIONC_STALL_TIMEOUT", value_name = "DURATION", value_parser = crate::db::params::parse_stall_timeout)]
     pub stall_timeout: Option<std::time::Duration>,
+    /// The environment variable the connection string was read from, for messages (an
+    /// environment's `url_env`); None: `--database-url` or `DATABASE_URL`.
+    #[arg(skip)]
+    pub url_origin: Option<&'static str>,
+    /// The database to open instead of the one the settings name (a discovered database:
+    /// the server's settings, its own name).
+    #[arg(skip)]
+    pub dbname: Option<String>,
 }
 
 impl DbArgs {
@@ -98,6 +106,30 @@ impl DbArgs {
             database_url: Some(url.into()),
             ..DbArgs::default()
         }
+    }
+}
+
+/// Which environments of retentionc.yaml a command reaches, and how many databases at
+/// once (docs/fleet.md). With neither `--env` nor `--all`, the command reaches the one
+/// database of `--database-url`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FleetArgs {
+    /// Every database of this environment of retentionc.yaml; may be repeated. The
+    /// connection comes from the environment's url_env, not --database-url.
+    #[arg(long = "env", value_name = "NAME")]
+    pub environments: Vec<String>,
+    /// Every database of every environment, in the order of retentionc.yaml.
+    #[arg(long, conflicts_with = "environments")]
+    pub all: bool,
+    /// Databases worked on at once with --env or --all [default: 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+}
+
+impl FleetArgs {
+    /// Whether the command reaches environments rather than one database.
+    pub fn selected(&self) -> bool {
+        self.all || !self.environments.is_empty()
     }
 }
 
@@ -112,6 +144,8 @@ pub enum PlanFormat {
 pub struct PlanArgs {
     #[command(flatten)]
     pub db: DbArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     /// Output format; text on a terminal, else text too unless chosen.
     #[arg(long, value_enum)]
     pub format: Option<PlanFormat>,
@@ -144,6 +178,12 @@ pub struct ApplyArgs {
     /// take hours; see `retentionc convert`). Without it, apply leaves conversions alone.
     #[arg(long)]
     pub convert: bool,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// With --env or --all: go on with the next database after one fails (by default
+    /// apply stops at the first failure, so a canary listed first protects the rest).
+    #[arg(long)]
+    pub keep_going: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -170,6 +210,8 @@ pub struct RunArgs {
     /// Output: text lines, or one JSON object per event (step, table, run) on stdout.
     #[arg(long, value_enum, default_value = "text", conflicts_with = "dry_run")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -187,6 +229,8 @@ pub struct StatusArgs {
     /// Exit 3 when any promise of any policy is broken (see docs/run-status.md).
     #[arg(long)]
     pub check: bool,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -10,8 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
+use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use similar::TextDiff;
 
 use crate::model::{Project, QualifiedName};
@@ -146,6 +147,42 @@ pub fn stale_files(project: &Project) -> Result<Vec<String>> {
 }
 
 /// Writes generated/: every expected file, and removes `.sql` files no policy produces.
+/// `retentionc compile`: the project's own generated/, then one folder per environment
+/// whose settings compile to other SQL; with `check`, only say whether they are current
+/// (exit 1 when not).
+pub fn command(
+    config_path: &Path,
+    check: bool,
+    remove: &[String],
+    convert: &[String],
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    let projects = crate::fleet::compiled_projects(config_path)?;
+    let tables = |option: &str, names: &[String]| {
+        names
+            .iter()
+            .map(|t| QualifiedName::parse(t).map_err(|e| anyhow!("--{option} {t}: {e}")))
+            .collect::<Result<Vec<_>>>()
+    };
+    let remove = tables("remove", remove)?;
+    let convert = tables("convert", convert)?;
+    if check {
+        let mut up_to_date = true;
+        for project in &projects {
+            up_to_date &= self::check(project, out)?;
+        }
+        return Ok(if up_to_date {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    for project in &projects {
+        compile_with(project, &remove, &convert, out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn compile(project: &Project, remove: &[QualifiedName], out: &mut impl Write) -> Result<()> {
     compile_with(project, remove, &[], out)
 }
@@ -257,10 +294,16 @@ pub fn check(project: &Project, out: &mut impl Write) -> Result<bool> {
     if stale {
         writeln!(
             out,
-            "generated/ is stale: run `retentionc compile` and commit the result"
+            "{}/ is stale: run `retentionc compile` and commit the result",
+            project.config.generated_dir.display()
         )?;
     } else {
-        writeln!(out, "generated/ is up to date ({} files)", expected.len())?;
+        writeln!(
+            out,
+            "{}/ is up to date ({} files)",
+            project.config.generated_dir.display(),
+            expected.len()
+        )?;
     }
     Ok(!stale)
 }

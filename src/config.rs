@@ -1,4 +1,7 @@
-//! retentionc.yaml -> `model::Config`, every key optional.
+//! retentionc.yaml -> `model::Config`, every key optional; its `environments` section
+//! (the databases the policies reach) in `environments`.
+
+pub mod environments;
 
 use std::path::{Path, PathBuf};
 
@@ -8,15 +11,17 @@ use crate::policy::ident::Ident;
 use crate::policy::interval::{Interval, IntervalBounds, parse_bounded};
 use crate::policy::reader::Reader;
 use crate::policy::source::{read_source, resolve_inside};
-use crate::policy::yaml::{Pos, Value, parse_documents};
+use crate::policy::yaml::{Node, Pos, Value, parse_documents};
+pub use environments::Environment;
 
-const CONFIG_KEYS: [&str; 6] = [
+const CONFIG_KEYS: [&str; 7] = [
     "policies",
     "generated",
     "partman_schema",
     "partman_version",
     "schema",
     "lock_timeout",
+    "environments",
 ];
 
 pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 5_000;
@@ -66,9 +71,22 @@ fn defaults(root: PathBuf) -> Config {
     }
 }
 
+/// retentionc.yaml as a whole: the project settings and the environments.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    /// In the order of the file.
+    pub environments: Vec<Environment>,
+}
+
 /// Reads the config at `path`; a missing file gives the defaults (rooted at its folder).
-/// `shown_path` is how the file is named in messages.
 pub fn load_config(path: &Path) -> Result<Config, PolicyErrors> {
+    Ok(load_settings(path)?.config)
+}
+
+/// Reads the settings and environments at `path`; a missing file gives the defaults and
+/// no environment.
+pub fn load_settings(path: &Path) -> Result<Settings, PolicyErrors> {
     let root = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -78,14 +96,22 @@ pub fn load_config(path: &Path) -> Result<Config, PolicyErrors> {
     {
         let config = defaults(root);
         check_folders(&config, None)?;
-        return Ok(config);
+        return Ok(Settings {
+            config,
+            environments: Vec::new(),
+        });
     }
     let text = read_source(path, path, None).map_err(|e| PolicyErrors(vec![e]))?;
-    parse_config(path, &text, root)
+    parse_settings(path, &text, root)
 }
 
 pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, PolicyErrors> {
+    Ok(parse_settings(path, text, root)?.config)
+}
+
+pub fn parse_settings(path: &Path, text: &str, root: PathBuf) -> Result<Settings, PolicyErrors> {
     let mut config = defaults(root);
+    let mut environments = Vec::new();
     let docs = parse_documents(text).map_err(|e| {
         let mut reader = Reader::new(path, text);
         reader.error(e.pos, "", format!("invalid YAML: {}", e.message));
@@ -93,7 +119,10 @@ pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, Po
     })?;
     let Some(node) = docs.first() else {
         check_folders(&config, Some((path, text)))?;
-        return Ok(config);
+        return Ok(Settings {
+            config,
+            environments,
+        });
     };
     let mut reader = Reader::new(path, text);
     if docs.len() > 1 {
@@ -124,24 +153,10 @@ pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, Po
         {
             config.schema = v
         }
-        if let Some(n) = fields.get("partman_version") {
-            let major = match &n.value {
-                Value::Int(4) => Some(PartmanMajor::V4),
-                Value::Int(5) => Some(PartmanMajor::V5),
-                Value::Str(s) if s == "4" => Some(PartmanMajor::V4),
-                Value::Str(s) if s == "5" => Some(PartmanMajor::V5),
-                other => {
-                    reader.error(
-                        n.pos,
-                        "partman_version",
-                        format!("expected 4 or 5 (the pg_partman major version), found {other}"),
-                    );
-                    None
-                }
-            };
-            if let Some(m) = major {
-                config.partman_version = m
-            }
+        if let Some(n) = fields.get("partman_version")
+            && let Some(major) = read_partman_version(&mut reader, n, "partman_version")
+        {
+            config.partman_version = major
         }
         if let Some(n) = fields.get("lock_timeout")
             && let Some(ms) = reader.parsed(
@@ -153,12 +168,36 @@ pub fn parse_config(path: &Path, text: &str, root: PathBuf) -> Result<Config, Po
         {
             config.lock_timeout_ms = ms
         }
+        if let Some(n) = fields.get("environments") {
+            environments = environments::read_environments(&mut reader, n);
+        }
     }
     if !reader.errors.is_empty() {
         return Err(PolicyErrors(reader.errors));
     }
     check_folders(&config, Some((path, text)))?;
-    Ok(config)
+    Ok(Settings {
+        config,
+        environments,
+    })
+}
+
+/// `partman_version: 4` or `5` (also as text).
+fn read_partman_version(reader: &mut Reader<'_>, n: &Node, path: &str) -> Option<PartmanMajor> {
+    match &n.value {
+        Value::Int(4) => Some(PartmanMajor::V4),
+        Value::Int(5) => Some(PartmanMajor::V5),
+        Value::Str(s) if s == "4" => Some(PartmanMajor::V4),
+        Value::Str(s) if s == "5" => Some(PartmanMajor::V5),
+        other => {
+            reader.error(
+                n.pos,
+                path,
+                format!("expected 4 or 5 (the pg_partman major version), found {other}"),
+            );
+            None
+        }
+    }
 }
 
 /// The policies and generated folders must lie inside the project folder (links
@@ -264,6 +303,79 @@ mod tests {
         assert_eq!(err.0.len(), 2, "{err}");
         assert!(
             err.to_string().contains("did you mean \"lock_timeout\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn environments_keep_their_order_and_compile_apart_only_when_the_sql_differs() {
+        let text = "schema: ops
+environments:
+  staging:
+    url_env: STAGING_URL
+    lock_timeout: 1s
+  production:
+    url_env: [PROD_EU_URL, PROD_US_URL]
+    discover: {url_env: TENANTS_URL, databases: \"tenant_%\", exclude: \"tenant_template\"}
+  legacy:
+    url_env: LEGACY_URL
+    partman_version: 4
+    schema: ops
+";
+        let settings = parse_settings(Path::new("r.yaml"), text, PathBuf::from(".")).unwrap();
+        let names: Vec<&str> = settings
+            .environments
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, ["staging", "production", "legacy"]);
+        let production = &settings.environments[1];
+        assert_eq!(production.url_variables, ["PROD_EU_URL", "PROD_US_URL"]);
+        let discover = production.discover.as_ref().unwrap();
+        assert_eq!(discover.databases, "tenant_%");
+        assert_eq!(discover.exclude.as_deref(), Some("tenant_template"));
+        // lock_timeout changes no SQL: the project's generated/.
+        let staging = settings.environments[0].config(&settings.config);
+        assert_eq!(staging.lock_timeout_ms, 1000);
+        assert_eq!(staging.generated_dir, PathBuf::from("generated"));
+        let legacy = settings.environments[2].config(&settings.config);
+        assert_eq!(legacy.partman_version, PartmanMajor::V4);
+        assert_eq!(legacy.schema.as_str(), "ops");
+        assert_eq!(legacy.generated_dir, PathBuf::from("generated/legacy"));
+        // Setting a value equal to the project's changes nothing.
+        let same = parse_settings(
+            Path::new("r.yaml"),
+            "environments:\n  prod:\n    url_env: U\n    partman_version: 5\n",
+            PathBuf::from("."),
+        )
+        .unwrap();
+        let config = same.environments[0].config(&same.config);
+        assert_eq!(config.generated_dir, PathBuf::from("generated"));
+    }
+
+    #[test]
+    fn environment_mistakes_are_each_named_at_their_key() {
+        let text = "environments:
+  staging:
+    url_env: [A_URL, A_URL]
+  2prod:
+    url_env: B
+  tenants:
+    discover: {url_env: C, databases: \"\"}
+    partman_version: 3
+  empty: {}
+";
+        let err = parse_settings(Path::new("r.yaml"), text, PathBuf::from(".")).unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "environments.staging.url_env[1]",
+                "environments.2prod",
+                "environments.tenants.discover.databases",
+                "environments.tenants.partman_version",
+                "environments.empty",
+            ],
             "{err}"
         );
     }

@@ -31,7 +31,8 @@ use edit::{KeyChange, rewrite_managed_keys};
 use live::{LiveTable, PartmanInstall};
 use mapping::{ImportedPolicy, Outcome, import_table};
 
-pub async fn import(config_path: &Path, args: &ImportArgs) -> Result<ExitCode> {
+/// `retentionc import`.
+pub async fn command(config_path: &Path, args: &ImportArgs) -> Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     let skipped = run(config_path, args, &mut stdout).await?;
     // Skipping a table the user did not name is part of the report; skipping one they

@@ -68,7 +68,7 @@ pub fn starter_files(config_path: &Path) -> Vec<(PathBuf, &'static str)> {
 }
 
 /// Writes the starter files; refuses, writing nothing, when one exists and `force` is false.
-pub fn init(config_path: &Path, force: bool, out: &mut impl Write) -> Result<ExitCode> {
+pub fn command(config_path: &Path, force: bool, out: &mut impl Write) -> Result<ExitCode> {
     let files = starter_files(config_path);
     let existing: Vec<String> = files
         .iter()

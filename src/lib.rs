@@ -15,6 +15,7 @@ pub mod compile;
 pub mod config;
 pub mod convert;
 pub mod db;
+pub mod fleet;
 pub mod import;
 pub mod init;
 pub mod man;

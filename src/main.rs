@@ -12,7 +12,7 @@ use clap::{CommandFactory, Parser};
 use retentionc::cli::{Cli, Command};
 use retentionc::policy::error::PolicyErrors;
 use retentionc::{
-    apply, compile, config, convert, import, init, man, output, plan, policy, run, schema, status,
+    apply, compile, config, convert, fleet, import, init, man, output, plan, run, schema, status,
 };
 
 /// Exit status when stdout was closed early (`retentionc status | head -1`): what a
@@ -68,30 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             check,
             remove,
             convert,
-        } => {
-            let project = policy::load_project(&config)?;
-            let tables = |option: &str, names: &[String]| {
-                names
-                    .iter()
-                    .map(|t| {
-                        retentionc::model::QualifiedName::parse(t)
-                            .map_err(|e| anyhow::anyhow!("--{option} {t}: {e}"))
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()
-            };
-            let remove = tables("remove", &remove)?;
-            let convert = tables("convert", &convert)?;
-            if check {
-                let up_to_date = compile::check(&project, &mut stdout)?;
-                return Ok(if up_to_date {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                });
-            }
-            compile::compile_with(&project, &remove, &convert, &mut stdout)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        } => compile::command(&config, check, &remove, &convert, &mut stdout),
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics when its writer fails.
             let mut script = Vec::new();
@@ -111,16 +88,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Init { force } => init::init(&config, force, &mut stdout),
-        Command::Schema => {
-            schema::print(&mut stdout)?;
-            Ok(ExitCode::SUCCESS)
+        Command::Init { force } => init::command(&config, force, &mut stdout),
+        Command::Schema => schema::command(&mut stdout),
+        Command::Plan(args) if args.fleet.selected() => {
+            block_on(fleet::plan::command(&config, &args))
         }
         Command::Plan(args) => block_on(plan::command(&config, &args)),
+        Command::Apply(args) if args.fleet.selected() => {
+            block_on(fleet::apply::command(&config, &args))
+        }
         Command::Apply(args) => block_on(apply::command(&config, &args)),
-        Command::Run(args) => block_on(run::run(&config, &args)),
-        Command::Status(args) => block_on(status::status(&config, &args)),
-        Command::Import(args) => block_on(import::import(&config, &args)),
+        Command::Run(args) if args.fleet.selected() => {
+            block_on(fleet::run::command(&config, &args))
+        }
+        Command::Run(args) => block_on(run::command(&config, &args)),
+        Command::Status(args) if args.fleet.selected() => {
+            block_on(fleet::status::command(&config, &args))
+        }
+        Command::Status(args) => block_on(status::command(&config, &args)),
+        Command::Import(args) => block_on(import::command(&config, &args)),
         Command::Convert(args) => block_on(convert::command(&config, &args)),
     }
 }

@@ -9,7 +9,7 @@
 //! flight: batches already committed stay, the next run carries on from there.
 //! `--dry-run` lives in `run/dry_run.rs`; nothing there writes.
 
-mod dry_run;
+pub mod dry_run;
 pub mod progress;
 pub mod report;
 
@@ -43,7 +43,8 @@ pub const APPLICATION_NAME: &str = "retentionc";
 const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
-pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
+/// `retentionc run`.
+pub async fn command(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
     let project = policy::load_project(config_path)?;
     let policies = select_policies(&project, &args.tables)?;
     let mut stdout = std::io::stdout().lock();
@@ -64,46 +65,12 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
         };
         return dry_run::dry_run(&project.config, &policies, &args.db, rows, &mut stdout).await;
     }
-    let session = db::connect(&args.db, APPLICATION_NAME).await?;
-    // A signal stops the statement in flight; the report and run_log still say what happened.
-    let _graceful = interrupt::graceful();
-    let lock_timeout = Duration::from_millis(project.config.lock_timeout_ms);
-    let mut runner = Runner {
-        config: &project.config,
-        db: &args.db,
-        session,
-        run_id: format!(
-            "{}-{}",
-            Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
-            std::process::id()
-        ),
-        lock_watch: LockWatch::new(Some(args.db.clone()), lock_timeout),
-    };
-    runner.prepare_session().await?;
-
-    let mut reports = Vec::new();
-    for policy in policies {
-        if runner.interrupted() {
-            break;
-        }
-        let report = runner.run_table(policy).await;
-        match args.log_format {
-            LogFormat::Text => write_report(&report, &mut stdout)?,
-            LogFormat::Json => report::write_json_events(&report, &mut stdout)?,
-        }
-        stdout.flush()?;
-        reports.push(report);
-    }
-    let interrupted = runner.interrupted();
-    let failed = reports
-        .iter()
-        .filter(|r| r.outcome() == Outcome::Failed)
-        .count();
-    let skipped = reports
-        .iter()
-        .filter(|r| r.outcome() == Outcome::Skipped)
-        .count();
-    let ok = reports.len() - failed - skipped;
+    let RunTotals {
+        ok,
+        skipped,
+        failed,
+        interrupted,
+    } = run_database(&project, &policies, &args.db, args.log_format, &mut stdout).await?;
     match args.log_format {
         LogFormat::Text => writeln!(stdout, "run: {ok} ok, {skipped} skipped, {failed} failed")?,
         LogFormat::Json => report::write_event(
@@ -125,6 +92,62 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How one database's run went, table by table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunTotals {
+    pub ok: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    /// Stopped by Ctrl-C or SIGTERM before every table ran.
+    pub interrupted: bool,
+}
+
+/// Runs `policies` on one database, writing each table's report to `out` as it ends.
+pub async fn run_database(
+    project: &Project,
+    policies: &[&Policy],
+    db: &DbArgs,
+    log_format: LogFormat,
+    out: &mut impl Write,
+) -> Result<RunTotals> {
+    let session = db::connect(db, APPLICATION_NAME).await?;
+    // A signal stops the statement in flight; the report and run_log still say what happened.
+    let _graceful = interrupt::graceful();
+    let lock_timeout = Duration::from_millis(project.config.lock_timeout_ms);
+    let mut runner = Runner {
+        config: &project.config,
+        db,
+        session,
+        run_id: format!(
+            "{}-{}",
+            Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
+            std::process::id()
+        ),
+        lock_watch: LockWatch::new(Some(db.clone()), lock_timeout),
+    };
+    runner.prepare_session().await?;
+
+    let mut totals = RunTotals::default();
+    for policy in policies {
+        if runner.interrupted() {
+            break;
+        }
+        let report = runner.run_table(policy).await;
+        match log_format {
+            LogFormat::Text => write_report(&report, out)?,
+            LogFormat::Json => report::write_json_events(&report, out)?,
+        }
+        out.flush()?;
+        match report.outcome() {
+            Outcome::Failed => totals.failed += 1,
+            Outcome::Skipped => totals.skipped += 1,
+            _ => totals.ok += 1,
+        }
+    }
+    totals.interrupted = runner.interrupted();
+    Ok(totals)
 }
 
 /// The policies named by `--table` (all when none is named), in policy order.

@@ -8,6 +8,9 @@
 //! tests/schema_init.rs keeps the two in agreement on every file in policies/ and on a
 //! few bad fixtures.
 
+use std::process::ExitCode;
+
+use anyhow::Result;
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema};
 
@@ -229,6 +232,8 @@ pub fn policy_schema_json() -> String {
 }
 
 /// `retentionc schema`: print the schema on stdout.
-pub fn print(out: &mut impl std::io::Write) -> std::io::Result<()> {
-    out.write_all(policy_schema_json().as_bytes())
+pub fn command(out: &mut impl std::io::Write) -> Result<ExitCode> {
+    out.write_all(policy_schema_json().as_bytes())?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }

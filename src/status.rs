@@ -54,13 +54,10 @@ pub async fn report(client: &tokio_postgres::Client, project: &Project) -> Resul
     })
 }
 
-pub async fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode> {
+/// `retentionc status`.
+pub async fn command(config_path: &Path, args: &StatusArgs) -> Result<ExitCode> {
     let project = policy::load_project(config_path)?;
-    let client = db::connect(&args.db, crate::run::APPLICATION_NAME).await?;
-    let report = match report(&client, &project).await {
-        Ok(report) => report,
-        Err(e) => return Err(db::privileges::read_failure(&client, e).await),
-    };
+    let report = database_status(&project, &args.db).await?;
     let tables = &report.tables;
     let mut stdout = std::io::stdout().lock();
     match args.format {
@@ -98,4 +95,14 @@ pub async fn status(config_path: &Path, args: &StatusArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_LAPSED));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every policy's status on one database: connect, read in one read-only snapshot, check.
+/// A role that may not read what status reads gets the GRANT it needs.
+pub async fn database_status(project: &Project, db_args: &crate::cli::DbArgs) -> Result<Report> {
+    let client = db::connect(db_args, crate::run::APPLICATION_NAME).await?;
+    match report(&client, project).await {
+        Ok(report) => Ok(report),
+        Err(e) => Err(db::privileges::read_failure(&client, e).await),
+    }
 }

@@ -230,7 +230,7 @@ fn write_outcome(out: &mut dyn Write, outcome: &ApplyOutcome, started: Instant) 
 }
 
 /// What an apply stopped by a signal, whose server did not answer, left behind.
-fn interrupted_without_answer(control: &db::Control) -> String {
+pub(crate) fn interrupted_without_answer(control: &db::Control) -> String {
     if control.commit_in_flight() {
         "interrupted while the server was committing the apply, and no answer came: whether it was committed is unknown; `retentionc plan` shows what is in place".into()
     } else {
@@ -242,7 +242,7 @@ fn interrupted_without_answer(control: &db::Control) -> String {
 }
 
 /// An error after the connection was lost says so, and what became of the apply.
-fn after_lost_connection(session: &db::Session, error: anyhow::Error) -> anyhow::Error {
+pub(crate) fn after_lost_connection(session: &db::Session, error: anyhow::Error) -> anyhow::Error {
     let Some(lost) = session.lost() else {
         return error;
     };
@@ -279,7 +279,7 @@ fn read_saved_plan(path: &Path) -> Result<Plan> {
 
 /// A saved plan is applied with the project it was made from: the history records this
 /// project's desired state, which must be the one the plan was computed for.
-fn check_policy_hashes(project: &Project, plan: &Plan) -> Result<()> {
+pub(crate) fn check_policy_hashes(project: &Project, plan: &Plan) -> Result<()> {
     let current: std::collections::BTreeMap<String, String> = project
         .policies
         .iter()
@@ -300,7 +300,7 @@ fn check_policy_hashes(project: &Project, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-fn confirm(out: &mut dyn Write) -> Result<()> {
+pub(crate) fn confirm(out: &mut dyn Write) -> Result<()> {
     write!(
         out,
         "\nDo you want to apply these changes? Only 'yes' is accepted.\n  Enter a value: "
@@ -314,7 +314,7 @@ fn confirm(out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-fn apply_wait_from_env() -> Result<Duration> {
+pub(crate) fn apply_wait_from_env() -> Result<Duration> {
     match std::env::var("RETENTIONC_APPLY_WAIT") {
         Ok(text) if !text.trim().is_empty() => parse_lock_timeout(&text)
             .map(Duration::from_millis)

@@ -44,11 +44,16 @@ pub async fn connect(args: &DbArgs, application_name: &str) -> Result<Session> {
 
 /// The connection settings `args` and the environment give, warnings shown.
 pub fn resolve(args: &DbArgs) -> Result<Params> {
-    let from = match (&args.database_url, std::env::var("DATABASE_URL")) {
-        (Some(given), Ok(env)) if *given == env => "DATABASE_URL",
+    let from = match (
+        args.url_origin,
+        &args.database_url,
+        std::env::var("DATABASE_URL"),
+    ) {
+        (Some(variable), _, _) => variable,
+        (None, Some(given), Ok(env)) if *given == env => "DATABASE_URL",
         _ => "--database-url",
     };
-    let params = params::resolve(
+    let mut params = params::resolve(
         args.database_url.as_deref(),
         from,
         args.stall_timeout.unwrap_or(DEFAULT_STALL_TIMEOUT),
@@ -56,6 +61,9 @@ pub fn resolve(args: &DbArgs) -> Result<Params> {
     )?;
     for warning in &params.warnings {
         session::warn_once(warning);
+    }
+    if let Some(dbname) = &args.dbname {
+        params.dbname = dbname.clone();
     }
     Ok(params)
 }

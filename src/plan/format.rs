@@ -401,6 +401,13 @@ fn markdown_change(out: &mut impl Write, change: &Change) -> io::Result<()> {
 /// folded away.
 pub fn write_markdown(plan: &Plan, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "{MARKDOWN_MARKER}")?;
+    write_markdown_changes(plan, out)?;
+    write_markdown_footer(plan, out)
+}
+
+/// The markdown plan without its marker line and footer: heading, summary table, changes
+/// and unmanaged tables (one database's section of a fleet's comment).
+pub fn write_markdown_changes(plan: &Plan, out: &mut impl Write) -> io::Result<()> {
     if !plan.has_changes() {
         writeln!(
             out,
@@ -455,6 +462,11 @@ pub fn write_markdown(plan: &Plan, out: &mut impl Write) -> io::Result<()> {
             writeln!(out, "- {}", md_code(t))?;
         }
     }
+    Ok(())
+}
+
+/// When the plan was made, and against which live state.
+pub fn write_markdown_footer(plan: &Plan, out: &mut impl Write) -> io::Result<()> {
     if let Some(at) = &plan.planned_at {
         writeln!(
             out,

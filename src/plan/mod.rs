@@ -351,17 +351,7 @@ async fn estimate_rules<C: GenericClient + Sync>(
 pub async fn command(config_path: &Path, args: &PlanArgs) -> Result<ExitCode> {
     let project = crate::policy::load_project(config_path)?;
     check_generated(&project, args.compile)?;
-    let client = crate::db::connect(&args.db, "retentionc plan").await?;
-    let plan = match make_plan(&client, &project).await {
-        Ok(plan) => plan,
-        Err(e) => {
-            let e = crate::db::privileges::read_failure(&client, e).await;
-            return Err(with_source_lines(e, &project));
-        }
-    };
-    if !args.compile {
-        check_referenced_files(&project, &plan)?;
-    }
+    let plan = plan_database(&project, &args.db, args.compile).await?;
     if let Some(path) = &args.out {
         let json = serde_json::to_string_pretty(&plan)? + "\n";
         std::fs::write(path, json)
@@ -382,10 +372,32 @@ pub async fn command(config_path: &Path, args: &PlanArgs) -> Result<ExitCode> {
     })
 }
 
+/// One database's plan, as `plan` makes it: connect, plan in one read-only snapshot, and
+/// (unless `planning_anyway`, `--compile`) check that generated/ holds every file the plan
+/// takes statements from. Policy errors carry their source lines.
+pub async fn plan_database(
+    project: &Project,
+    db: &crate::cli::DbArgs,
+    planning_anyway: bool,
+) -> Result<Plan> {
+    let client = crate::db::connect(db, "retentionc plan").await?;
+    let plan = match make_plan(&client, project).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            let e = crate::db::privileges::read_failure(&client, e).await;
+            return Err(with_source_lines(e, project));
+        }
+    };
+    if !planning_anyway {
+        check_referenced_files(project, &plan)?;
+    }
+    Ok(plan)
+}
+
 /// A plan's statements are the reviewed files' statements: when generated/ is not what
 /// compile writes, what a reviewer read and what would run differ, and plan fails (with
 /// `--compile`, it plans from the policies anyway and says so).
-fn check_generated(project: &Project, planning_anyway: bool) -> Result<()> {
+pub fn check_generated(project: &Project, planning_anyway: bool) -> Result<()> {
     let stale = crate::compile::stale_files(project)?;
     if stale.is_empty() {
         return Ok(());

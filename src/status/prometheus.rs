@@ -13,7 +13,11 @@ use crate::output::prometheus_label;
 use super::checks::TableStatus;
 
 /// Every metric status emits, with its help text.
-pub const METRICS: [(&str, &str); 17] = [
+pub const METRICS: [(&str, &str); 18] = [
+    (
+        "retentionc_database_up",
+        "1 when status read the database, 0 when it could not (status --env/--all only).",
+    ),
     (
         "retentionc_status_timestamp_seconds",
         "When retentionc status read the database (its now()), Unix time.",
@@ -93,11 +97,12 @@ struct Samples {
 }
 
 impl Samples {
-    fn add(&mut self, labels: &[(&str, &str)], value: f64) {
+    /// One sample: the database's labels (none for one database), then the family's own.
+    fn add(&mut self, base: &[(&str, &str)], labels: &[(&str, &str)], value: f64) {
         let mut line = String::new();
-        if !labels.is_empty() {
+        if !base.is_empty() || !labels.is_empty() {
             line.push('{');
-            for (i, (name, value)) in labels.iter().enumerate() {
+            for (i, (name, value)) in base.iter().chain(labels).enumerate() {
                 if i > 0 {
                     line.push(',');
                 }
@@ -120,94 +125,175 @@ fn flag(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
 }
 
+/// One database's status, as a fleet's metrics carry it.
+pub struct DatabaseMetrics<'a> {
+    /// Labels naming the database (environment, database); every sample carries them.
+    pub labels: Vec<(&'a str, &'a str)>,
+    /// What status read, or None when it could not read the database.
+    pub read: Option<(&'a [TableStatus], DateTime<Utc>)>,
+}
+
+/// The metrics of one database.
 pub fn write_prometheus(
     tables: &[TableStatus],
     now: DateTime<Utc>,
     out: &mut impl Write,
 ) -> io::Result<()> {
-    let mut families: Vec<Samples> = METRICS.iter().map(|_| Samples::default()).collect();
-    let family = |name: &str| {
-        METRICS
+    let mut families = Families::new();
+    families.add_database(&[], tables, now);
+    families.write(out)
+}
+
+/// The metrics of many databases (`status --env/--all`), each sample labelled with its
+/// database, and `retentionc_database_up` saying which could be read.
+pub fn write_prometheus_fleet(
+    databases: &[DatabaseMetrics],
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let mut families = Families::new();
+    for database in databases {
+        let base = &database.labels;
+        families
+            .get("retentionc_database_up")
+            .add(base, &[], flag(database.read.is_some()));
+        if let Some((tables, now)) = database.read {
+            families.add_database(base, tables, now);
+        }
+    }
+    families.write(out)
+}
+
+/// Every family's samples, in [`METRICS`] order.
+struct Families(Vec<Samples>);
+
+impl Families {
+    fn new() -> Families {
+        Families(METRICS.iter().map(|_| Samples::default()).collect())
+    }
+
+    fn get(&mut self, name: &str) -> &mut Samples {
+        let index = METRICS
             .iter()
             .position(|(n, _)| *n == name)
-            .expect("a metric listed in METRICS")
-    };
-    families[family("retentionc_status_timestamp_seconds")]
-        .add(&[], now.timestamp_micros() as f64 / 1e6);
-    for t in tables {
-        let table = t.table.as_str();
-        let table_lapsed = t.findings.iter().any(|f| f.rule.is_none());
-        families[family("retentionc_lapsed")]
-            .add(&[("table", table), ("rule", "")], flag(table_lapsed));
-        for f in &t.findings {
-            families[family("retentionc_finding")].add(
-                &[
-                    ("table", table),
-                    ("rule", f.rule.as_deref().unwrap_or("")),
-                    ("check", f.check.name()),
-                ],
-                1.0,
+            .expect("a metric listed in METRICS");
+        &mut self.0[index]
+    }
+
+    fn add_database(&mut self, base: &[(&str, &str)], tables: &[TableStatus], now: DateTime<Utc>) {
+        self.get("retentionc_status_timestamp_seconds").add(
+            base,
+            &[],
+            now.timestamp_micros() as f64 / 1e6,
+        );
+        for t in tables {
+            let table = t.table.as_str();
+            let table_lapsed = t.findings.iter().any(|f| f.rule.is_none());
+            self.get("retentionc_lapsed").add(
+                base,
+                &[("table", table), ("rule", "")],
+                flag(table_lapsed),
             );
-        }
-        families[family("retentionc_table_exists")].add(&[("table", table)], flag(t.exists));
-        if let Some(r) = &t.retention {
-            if let Some(age) = r.oldest_row_age_seconds {
-                families[family("retentionc_oldest_row_age_seconds")].add(&[("table", table)], age);
-            }
-            families[family("retentionc_allowed_age_seconds")]
-                .add(&[("table", table), ("rule", "")], r.allowed_age_seconds);
-        }
-        for rule in &t.rules {
-            let labels = [("table", table), ("rule", rule.rule.as_str())];
-            families[family("retentionc_lapsed")].add(&labels, flag(!rule.holds));
-            if let Some(seconds) = rule.allowed_age_seconds {
-                families[family("retentionc_allowed_age_seconds")].add(&labels, seconds);
-            }
-            if let Some(overdue) = rule.overdue_rows {
-                families[family("retentionc_overdue_rows")].add(&labels, flag(overdue));
-            }
-        }
-        if let Some(p) = &t.partitions {
-            let labels = [("table", table)];
-            families[family("retentionc_partitions")].add(&labels, p.count as f64);
-            families[family("retentionc_partitions_premade_ahead")]
-                .add(&labels, p.premade_ahead as f64);
-            families[family("retentionc_partitions_premake")].add(&labels, p.premake as f64);
-            families[family("retentionc_partition_gaps")].add(&labels, p.gaps.len() as f64);
-            if let Some(n) = p.default_rows {
-                families[family("retentionc_default_partition_rows")].add(&labels, n as f64);
-            }
-        }
-        for run in &t.last_runs {
-            let labels = [("table", table), ("step", run.step.as_str())];
-            if let Some(started) = unix(&run.started_at) {
-                families[family("retentionc_last_run_timestamp_seconds")].add(&labels, started);
-            }
-            for outcome in OUTCOMES {
-                families[family("retentionc_last_run_outcome")].add(
+            for f in &t.findings {
+                self.get("retentionc_finding").add(
+                    base,
                     &[
                         ("table", table),
-                        ("step", run.step.as_str()),
-                        ("outcome", outcome),
+                        ("rule", f.rule.as_deref().unwrap_or("")),
+                        ("check", f.check.name()),
                     ],
-                    flag(run.outcome == outcome),
+                    1.0,
                 );
             }
-            if let Some(ok) = run.last_ok_at.as_deref().and_then(unix) {
-                families[family("retentionc_last_success_timestamp_seconds")].add(&labels, ok);
+            self.get("retentionc_table_exists")
+                .add(base, &[("table", table)], flag(t.exists));
+            if let Some(r) = &t.retention {
+                if let Some(age) = r.oldest_row_age_seconds {
+                    self.get("retentionc_oldest_row_age_seconds").add(
+                        base,
+                        &[("table", table)],
+                        age,
+                    );
+                }
+                self.get("retentionc_allowed_age_seconds").add(
+                    base,
+                    &[("table", table), ("rule", "")],
+                    r.allowed_age_seconds,
+                );
             }
-            families[family("retentionc_last_run_rows_deleted")]
-                .add(&labels, run.rows_deleted as f64);
-            families[family("retentionc_last_run_partitions_removed")]
-                .add(&labels, run.partitions_removed as f64);
+            for rule in &t.rules {
+                let labels = [("table", table), ("rule", rule.rule.as_str())];
+                self.get("retentionc_lapsed")
+                    .add(base, &labels, flag(!rule.holds));
+                if let Some(seconds) = rule.allowed_age_seconds {
+                    self.get("retentionc_allowed_age_seconds")
+                        .add(base, &labels, seconds);
+                }
+                if let Some(overdue) = rule.overdue_rows {
+                    self.get("retentionc_overdue_rows")
+                        .add(base, &labels, flag(overdue));
+                }
+            }
+            if let Some(p) = &t.partitions {
+                let labels = [("table", table)];
+                self.get("retentionc_partitions")
+                    .add(base, &labels, p.count as f64);
+                self.get("retentionc_partitions_premade_ahead").add(
+                    base,
+                    &labels,
+                    p.premade_ahead as f64,
+                );
+                self.get("retentionc_partitions_premake")
+                    .add(base, &labels, p.premake as f64);
+                self.get("retentionc_partition_gaps")
+                    .add(base, &labels, p.gaps.len() as f64);
+                if let Some(n) = p.default_rows {
+                    self.get("retentionc_default_partition_rows")
+                        .add(base, &labels, n as f64);
+                }
+            }
+            for run in &t.last_runs {
+                let labels = [("table", table), ("step", run.step.as_str())];
+                if let Some(started) = unix(&run.started_at) {
+                    self.get("retentionc_last_run_timestamp_seconds")
+                        .add(base, &labels, started);
+                }
+                for outcome in OUTCOMES {
+                    self.get("retentionc_last_run_outcome").add(
+                        base,
+                        &[
+                            ("table", table),
+                            ("step", run.step.as_str()),
+                            ("outcome", outcome),
+                        ],
+                        flag(run.outcome == outcome),
+                    );
+                }
+                if let Some(ok) = run.last_ok_at.as_deref().and_then(unix) {
+                    self.get("retentionc_last_success_timestamp_seconds")
+                        .add(base, &labels, ok);
+                }
+                self.get("retentionc_last_run_rows_deleted").add(
+                    base,
+                    &labels,
+                    run.rows_deleted as f64,
+                );
+                self.get("retentionc_last_run_partitions_removed").add(
+                    base,
+                    &labels,
+                    run.partitions_removed as f64,
+                );
+            }
         }
     }
-    for ((name, help), samples) in METRICS.iter().zip(&families) {
-        writeln!(out, "# HELP {name} {help}")?;
-        writeln!(out, "# TYPE {name} gauge")?;
-        for line in &samples.lines {
-            writeln!(out, "{name}{line}")?;
+
+    fn write(&self, out: &mut impl Write) -> io::Result<()> {
+        for ((name, help), samples) in METRICS.iter().zip(&self.0) {
+            writeln!(out, "# HELP {name} {help}")?;
+            writeln!(out, "# TYPE {name} gauge")?;
+            for line in &samples.lines {
+                writeln!(out, "{name}{line}")?;
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
