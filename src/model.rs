@@ -168,6 +168,9 @@ pub enum Expired {
 }
 
 impl Expired {
+    /// Every mode's name, as policies spell it.
+    pub const NAMES: [&'static str; 3] = ["drop", "detach", "archive"];
+
     pub fn name(&self) -> &'static str {
         match self {
             Expired::Drop => "drop",

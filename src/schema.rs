@@ -100,22 +100,12 @@ pub struct Partitioning {
     /// always creates one, so `false` needs `partman_version: 5`).
     pub default_partition: Option<bool>,
     /// The column is an integer holding Unix time in this unit (default `none`: a time column).
-    pub epoch: Option<Epoch>,
+    #[schemars(extend("enum" = crate::model::Epoch::NAMES))]
+    pub epoch: Option<String>,
     /// Keep making `premake` partitions ahead of now while no rows arrive (pg_partman's
     /// `infinite_time_partitions`; default true). With false, pg_partman premakes only
     /// ahead of the newest row.
     pub infinite_time_partitions: Option<bool>,
-}
-
-/// `partitioning.epoch`.
-#[derive(JsonSchema)]
-#[schemars(rename_all = "lowercase")]
-pub enum Epoch {
-    None,
-    Seconds,
-    Milliseconds,
-    Microseconds,
-    Nanoseconds,
 }
 
 /// How long whole partitions are kept, and what happens to expired ones.
@@ -141,22 +131,14 @@ pub struct Retention {
     pub keep: String,
     /// What happens to an expired partition: `drop` (default), `detach` (kept as a plain
     /// table), or `archive` (detached and moved to `archive_schema`).
-    pub expired: Option<Expired>,
+    #[schemars(extend("enum" = crate::model::Expired::NAMES))]
+    pub expired: Option<String>,
     /// Schema that archived partitions move to. Required with `expired: archive`,
     /// forbidden otherwise.
     #[schemars(pattern(IDENT), length(max = 63))]
     pub archive_schema: Option<String>,
     /// With `detach` or `archive`: keep the detached table's indexes (default false).
     pub keep_index: Option<bool>,
-}
-
-/// `retention.expired`.
-#[derive(JsonSchema)]
-#[schemars(rename_all = "lowercase")]
-pub enum Expired {
-    Drop,
-    Detach,
-    Archive,
 }
 
 /// One delete rule: rows matching `where` (and older than `older_than`) are deleted in batches.

@@ -31,7 +31,6 @@ const PARTITIONING_KEYS: [&str; 7] = [
 ];
 const RETENTION_KEYS: [&str; 4] = ["keep", "expired", "archive_schema", "keep_index"];
 const DELETE_KEYS: [&str; 5] = ["name", "where", "older_than", "column", "batch_size"];
-const EXPIRED_MODES: [&str; 3] = ["drop", "detach", "archive"];
 
 pub const DEFAULT_PREMAKE: u32 = 4;
 /// Partitions kept ready ahead of now: pg_partman makes this many at every maintenance.
@@ -417,7 +416,7 @@ fn parse_retention(reader: &mut Reader, node: &Node, config: &Config) -> Option<
         )
         .and_then(|n| parse_policy_interval(reader, n, "retention.keep"));
     let mode = match fields.get("expired") {
-        Some(n) => reader.choice(n, "retention.expired", &EXPIRED_MODES),
+        Some(n) => reader.choice(n, "retention.expired", &Expired::NAMES),
         // A misspelt "expired" was reported; its value is unknown, not "drop".
         None if fields.was_misspelt("expired") => None,
         None => Some("drop".to_string()),
