@@ -198,3 +198,34 @@ fn excerpts_and_shapes_are_read_as_documented() {
     );
     assert_ne!(shape("3 rows"), shape("3 row"));
 }
+
+/// The README's layout table names every module under src/: a file `src/x.rs` or a folder
+/// `src/x/` is covered when either `src/x.rs` or `src/x/` is in the table, so a new module
+/// cannot go unmentioned.
+#[test]
+fn the_layout_section_names_every_module() {
+    let readme = std::fs::read_to_string(repo().join(README)).unwrap();
+    let layout = readme
+        .split("## How the code is laid out")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README.md has a section \"How the code is laid out\"");
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(repo().join("src")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stem = name.strip_suffix(".rs").unwrap_or(&name).to_string();
+        let named = [format!("`src/{stem}.rs`"), format!("`src/{stem}/`")]
+            .iter()
+            .any(|path| layout.contains(path.as_str()));
+        if !named {
+            missing.push(format!("src/{name}"));
+        }
+    }
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "README.md's layout section does not name: {}",
+        missing.join(", ")
+    );
+}
