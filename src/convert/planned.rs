@@ -3,7 +3,10 @@
 
 use crate::convert::facts::ConversionFacts;
 use crate::convert::names::ConversionNames;
+use crate::convert::statements::ROUTINE_KEYS;
 use crate::model::{Config, Policy};
+use crate::plan::diff::{self, planned};
+use crate::plan::format::thousands;
 use crate::plan::{Change, ChangeKind, ConversionPlan, PlannedStatement};
 use crate::render::CompiledFile;
 
@@ -12,26 +15,15 @@ use crate::render::CompiledFile;
 /// rounded down (see docs/convert.md).
 pub const ASSUMED_ROWS_PER_SECOND: u64 = 100_000;
 
+/// The steps of a conversion, in order, after its routines
+/// ([`ROUTINE_KEYS`](crate::convert::statements::ROUTINE_KEYS)).
+pub const STEP_KEYS: [&str; 5] = ["prepare", "capture", "batch", "catch_up", "swap"];
+
 /// The keys of the conversion file a conversion runs, in order (the routines, then steps
 /// 1 to 4); `revert` and `finish` are run only by `convert --revert` and `--finish`.
-pub const APPLIED_KEYS: [&str; 16] = [
-    "state",
-    "problems",
-    "names",
-    "triggers",
-    "prepare_routine",
-    "capture_routine",
-    "copy_routine",
-    "replay_routine",
-    "swap_routine",
-    "revert_routine",
-    "finish_routine",
-    "prepare",
-    "capture",
-    "batch",
-    "catch_up",
-    "swap",
-];
+pub fn applied_keys() -> impl Iterator<Item = &'static str> {
+    ROUTINE_KEYS.iter().chain(&STEP_KEYS).copied()
+}
 
 /// The policy file's statement run after the swap: the owner's rights to run retention.
 pub const POLICY_KEYS_AFTER_SWAP: [&str; 1] = ["privileges"];
@@ -120,57 +112,26 @@ pub fn change(
             duration_text(estimated_seconds)
         ),
     };
-    let mut statements: Vec<PlannedStatement> = APPLIED_KEYS
-        .iter()
+    let mut statements: Vec<PlannedStatement> = applied_keys()
         .filter_map(|key| conversion_file.statement(key))
-        .map(|s| PlannedStatement {
-            key: s.key.clone(),
-            file: conversion_file.file_name.clone(),
-            sql: s.sql.clone(),
-        })
+        .map(|s| planned(conversion_file, s))
         .collect();
     statements.extend(
         POLICY_KEYS_AFTER_SWAP
             .iter()
             .filter_map(|key| policy_file.statement(key))
-            .map(|s| PlannedStatement {
-                key: s.key.clone(),
-                file: policy_file.file_name.clone(),
-                sql: s.sql.clone(),
-            }),
+            .map(|s| planned(policy_file, s)),
     );
-    Change {
-        table,
-        kind: ChangeKind::ConvertTable,
-        summary,
-        destructive: false,
-        impact: None,
-        statements,
-        settings: Vec::new(),
-        body_diff: None,
-        drift: false,
-        notes: Vec::new(),
-        conversion: Some(ConversionPlan {
-            steps,
-            bytes: facts.bytes.max(0) as u64,
-            estimated_rows: rows,
-            estimated_seconds,
-            keys_extended,
-            resumes,
-        }),
-    }
-}
-
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    let mut change = diff::change(&table, ChangeKind::ConvertTable, summary, statements);
+    change.conversion = Some(ConversionPlan {
+        steps,
+        bytes: facts.bytes.max(0) as u64,
+        estimated_rows: rows,
+        estimated_seconds,
+        keys_extended,
+        resumes,
+    });
+    change
 }
 
 /// `180 MB`, `2.1 GB`.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail};
 
 use crate::apply::checks::reviewed_statement;
-use crate::convert::planned::{APPLIED_KEYS, POLICY_KEYS_AFTER_SWAP};
+use crate::convert::planned::{POLICY_KEYS_AFTER_SWAP, applied_keys};
 use crate::model::{Policy, Project};
 use crate::render::conversion_file_name;
 
@@ -44,9 +44,9 @@ impl Reviewed {
             );
         }
         let mut statements = BTreeMap::new();
-        for key in APPLIED_KEYS.iter().chain(&["revert", "finish"]) {
+        for key in applied_keys().chain(["revert", "finish"]) {
             let statement = reviewed_statement(config, &files, &file, key, &table)?;
-            statements.insert(*key, statement.sql);
+            statements.insert(key, statement.sql);
         }
         for key in POLICY_KEYS_AFTER_SWAP {
             let statement =

@@ -84,7 +84,11 @@ fn surviving_partitions_from(policy: &Policy, live: &Live) -> Option<(String, St
     Some((partitioning.column.to_string(), bound))
 }
 
-fn planned(file: &CompiledFile, statement: &crate::render::Statement) -> PlannedStatement {
+/// `statement` of the reviewed `file`, as a change names it.
+pub(crate) fn planned(
+    file: &CompiledFile,
+    statement: &crate::render::Statement,
+) -> PlannedStatement {
     PlannedStatement {
         key: statement.key.clone(),
         file: file.file_name.clone(),
@@ -101,7 +105,8 @@ fn statements(file: &CompiledFile, keys: &[&str]) -> Vec<PlannedStatement> {
         .collect()
 }
 
-fn change(
+/// A change of `kind` with nothing destructive, no impact and no notes yet.
+pub(crate) fn change(
     table: &str,
     kind: ChangeKind,
     summary: String,
