@@ -107,11 +107,7 @@ pub async fn plan_all(
     mut done: impl FnMut(usize, DatabasePlan),
 ) {
     let targets = Arc::clone(&fleet.targets);
-    let projects: Vec<Arc<Project>> = fleet
-        .environments
-        .iter()
-        .map(|e| Arc::clone(&e.project))
-        .collect();
+    let projects = fleet.projects();
     let work_targets = Arc::clone(&targets);
     let missing = runner::for_each(
         targets.len(),
@@ -516,24 +512,9 @@ impl Report {
         writeln!(out, "  \"format_version\": {FLEET_FORMAT_VERSION},")?;
         let summary = serde_json::to_string_pretty(&self.summary)?;
         writeln!(out, "  \"summary\": {},", indented(&summary, 2))?;
-        write!(out, "  \"databases\": [")?;
+        write!(out, "  \"databases\": ")?;
         let ranges: Vec<Range<u64>> = self.lines.values().filter_map(|l| l.json.clone()).collect();
-        for (n, range) in ranges.iter().enumerate() {
-            let mut part = Vec::new();
-            self.spool.copy(range, &mut part)?;
-            let part = String::from_utf8(part).map_err(|e| anyhow!("{e}"))?;
-            write!(
-                out,
-                "{}\n    {}",
-                if n == 0 { "" } else { "," },
-                indented(&part, 4)
-            )?;
-        }
-        if ranges.is_empty() {
-            writeln!(out, "]")?;
-        } else {
-            writeln!(out, "\n  ]")?;
-        }
+        self.spool.write_json_array(&ranges, out)?;
         writeln!(out, "}}")?;
         Ok(())
     }

@@ -178,21 +178,10 @@ impl Sections {
         writeln!(out, "  \"format_version\": 1,")?;
         let summary = serde_json::to_string_pretty(summary)?;
         writeln!(out, "  \"summary\": {},", indented(&summary, 2))?;
-        write!(out, "  \"databases\": [")?;
+        write!(out, "  \"databases\": ")?;
         let ranges: Vec<std::ops::Range<u64>> =
             self.entries.values().map(|e| e.json.clone()).collect();
-        for (n, range) in ranges.iter().enumerate() {
-            let mut part = Vec::new();
-            self.spool.copy(range, &mut part)?;
-            let part = String::from_utf8_lossy(&part);
-            write!(
-                out,
-                "{}\n    {}",
-                if n == 0 { "" } else { "," },
-                indented(&part, 4)
-            )?;
-        }
-        writeln!(out, "{}]", if ranges.is_empty() { "" } else { "\n  " })?;
+        self.spool.write_json_array(&ranges, out)?;
         writeln!(out, "}}")
     }
 }

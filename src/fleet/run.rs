@@ -46,11 +46,7 @@ pub async fn command(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
     } else {
         run::dry_run::Rows::Estimated
     });
-    let projects: Vec<Arc<Project>> = fleet
-        .environments
-        .iter()
-        .map(|e| Arc::clone(&e.project))
-        .collect();
+    let projects = fleet.projects();
     let targets = Arc::clone(&fleet.targets);
     let mut sections = Sections::new()?;
     let mut summary = Summary::default();

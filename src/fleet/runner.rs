@@ -127,6 +127,28 @@ impl Spool {
         io::copy(&mut part, out)?;
         Ok(())
     }
+
+    /// The JSON documents kept at `ranges`, as the elements of an array that a report's
+    /// top-level object holds (four spaces in), closed on the report's indentation.
+    pub fn write_json_array(
+        &mut self,
+        ranges: &[Range<u64>],
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        write!(out, "[")?;
+        for (n, range) in ranges.iter().enumerate() {
+            let mut part = Vec::new();
+            self.copy(range, &mut part)?;
+            let part = String::from_utf8_lossy(&part);
+            let separator = if n == 0 { "" } else { "," };
+            write!(
+                out,
+                "{separator}\n    {}",
+                super::report::indented(&part, 4)
+            )?;
+        }
+        writeln!(out, "{}]", if ranges.is_empty() { "" } else { "\n  " })
+    }
 }
 
 #[cfg(test)]

@@ -44,11 +44,7 @@ struct DatabaseStatus<'a> {
 /// `retentionc status --env NAME` / `--all`.
 pub async fn command(config_path: &Path, args: &StatusArgs) -> Result<ExitCode> {
     let fleet = Fleet::load(config_path, &args.fleet, &args.db).await?;
-    let projects: Vec<Arc<Project>> = fleet
-        .environments
-        .iter()
-        .map(|e| Arc::clone(&e.project))
-        .collect();
+    let projects = fleet.projects();
     let targets = Arc::clone(&fleet.targets);
     let work_targets = Arc::clone(&targets);
     let mut sections = Sections::new()?;

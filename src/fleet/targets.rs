@@ -209,6 +209,15 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// Each environment's project, in the environments' order (a target's `environment`
+    /// indexes it).
+    pub fn projects(&self) -> Vec<Arc<crate::model::Project>> {
+        self.environments
+            .iter()
+            .map(|e| Arc::clone(&e.project))
+            .collect()
+    }
+
     pub async fn load(
         config_path: &std::path::Path,
         fleet: &crate::cli::FleetArgs,
