@@ -154,7 +154,8 @@ fn desired_table(project: &Project, renderer: &Renderer, policy: &Policy) -> Tab
             command: render::schedule_command(config, policy),
             runs_as: None,
         }),
-        retention_recorded: policy.partitioning.is_some() && policy.retention.is_some(),
+        // A fact of the live database (managed_objects) only.
+        retention_recorded: false,
     }
 }
 

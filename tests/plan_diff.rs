@@ -7,7 +7,7 @@ use plan_support::*;
 use retentionc::catalog::Extension;
 use retentionc::plan::{ChangeKind, Plan, RuleEstimates, diff};
 use retentionc::policy::error::PolicyErrors;
-use retentionc::render::Renderer;
+use retentionc::render::{Renderer, SettingValue};
 
 #[test]
 fn an_empty_database_gets_everything_created() {
@@ -755,4 +755,52 @@ fn a_comment_reworded_in_a_template_changes_no_plans_classification() {
     }
     // The stricter rule and the new rule were classified destructive both ways.
     assert_eq!(stricter_seen, 2);
+}
+
+/// pg_partman reads a bare number in `retention` as seconds on a time-based set, so a live
+/// `1209600` (which the catalog cannot read as an interval) is the policy's `14 days`: no
+/// change. A negative number, or a number on a set that is not time-based, is not seconds
+/// and stays the text it is.
+#[test]
+fn a_bare_number_in_part_config_retention_is_seconds_on_a_time_based_set_only() {
+    let p = project(&[LOGS]);
+    let renderer = Renderer::new();
+    let desired = retentionc::state::desired(&p, &renderer);
+    let live_retention = |raw: &str, time_based: bool| {
+        let mut live = applied_live(&p);
+        let row = live
+            .part_config
+            .iter_mut()
+            .find(|r| r.parent_table == "public.app_logs")
+            .unwrap();
+        row.retention = Some(raw.to_string());
+        row.retention_parsed = None;
+        if !time_based {
+            row.partition_interval_parsed = None;
+        }
+        let state = retentionc::state::live(&live, &desired);
+        state.tables["public.app_logs"].settings["retention"].clone()
+    };
+    // Read as 1,209,600 seconds, written in hours; compared as an interval (see below).
+    let days_14 = SettingValue::Text("336 hours".into());
+    assert_eq!(live_retention("1209600", true), days_14);
+    assert_eq!(live_retention(" 1209600 ", true), days_14);
+    assert_eq!(
+        live_retention("1209600", false),
+        SettingValue::Text("1209600".into())
+    );
+    assert_eq!(
+        live_retention("-1209600", true),
+        SettingValue::Text("-1209600".into())
+    );
+    assert_ne!(live_retention("0", true), SettingValue::Text("0".into()));
+
+    // Through the planner: the bare number is no change.
+    let mut live = applied_live(&p);
+    for row in &mut live.part_config {
+        row.retention = Some("1209600".into());
+        row.retention_parsed = None;
+    }
+    let plan = plan(&p, &live);
+    assert!(!plan.has_changes(), "{:#?}", plan.changes);
 }
