@@ -804,3 +804,24 @@ fn a_bare_number_in_part_config_retention_is_seconds_on_a_time_based_set_only() 
     let plan = plan(&p, &live);
     assert!(!plan.has_changes(), "{:#?}", plan.changes);
 }
+
+/// An earlier version's overload of one of retentionc's routines may linger beside the
+/// current one (a routine whose arguments changed): the current body is found, in whichever
+/// order the catalog lists them, and nothing is planned.
+#[test]
+fn a_lingering_older_overload_beside_the_current_routine_is_no_change() {
+    let p = project(&[EVENTS]);
+    for older_first in [true, false] {
+        let mut live = applied_live(&p);
+        let mut older = live.routines[0].clone();
+        older.arguments = "p_parent text".into();
+        older.body = "\nBEGIN\n  RETURN NULL;\nEND\n".into();
+        if older_first {
+            live.routines.insert(0, older);
+        } else {
+            live.routines.push(older);
+        }
+        let plan = plan(&p, &live);
+        assert!(!plan.has_changes(), "{:#?}", plan.changes);
+    }
+}
