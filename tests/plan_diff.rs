@@ -825,3 +825,89 @@ fn a_lingering_older_overload_beside_the_current_routine_is_no_change() {
         assert!(!plan.has_changes(), "{:#?}", plan.changes);
     }
 }
+
+/// A delete rule's estimate leaves out the partitions the same run's maintenance drops
+/// first: plan asks for the estimate from the partition column's lowest surviving value,
+/// the upper bound of the newest expired child; with nothing expiring, from nowhere.
+#[test]
+fn a_rule_is_estimated_from_the_first_partition_that_survives_maintenance() {
+    let p = project(&[LOGS]);
+    // 14 days kept: of 16 days of hourly children, the oldest 47 expire; the 48th ends
+    // exactly at the cutoff, and a child expires only once it ends before it.
+    let mut live = empty_live(&p);
+    let children = hourly_children(16 * 24);
+    let newest_expired_upper = {
+        let bound = &children[46].bound;
+        let to = bound.split("TO ('").nth(1).unwrap();
+        to.trim_end_matches("')").to_string()
+    };
+    live.children.insert("public.app_logs".into(), children);
+    let wanted = diff::rules_to_estimate(&p, &live);
+    assert_eq!(wanted.len(), 1, "{wanted:?}");
+    assert_eq!(wanted[0].table, "public.app_logs");
+    assert_eq!(wanted[0].rule, "debug_rows");
+    let (column, from) = wanted[0].survivors_from.clone().expect("partitions expire");
+    assert_eq!(column, "logged_at");
+    assert_eq!(from, newest_expired_upper);
+
+    let mut young = empty_live(&p);
+    young
+        .children
+        .insert("public.app_logs".into(), hourly_children(6));
+    let wanted = diff::rules_to_estimate(&p, &young);
+    assert_eq!(wanted.len(), 1);
+    assert_eq!(wanted[0].survivors_from, None);
+}
+
+/// Drift is told from the recorded apply for every kind of setting: a boolean
+/// (`retention_keep_table`) and an integer (`premake`) edited by hand are drift too.
+#[test]
+fn a_hand_edited_boolean_or_integer_setting_is_drift() {
+    let p = project(&[LOGS]);
+    let mut live = applied_live(&p);
+    with_last_apply(&mut live, &p);
+    live.part_config[0].retention_keep_table = !live.part_config[0].retention_keep_table;
+    let plan = plan(&p, &live);
+    assert_eq!(
+        kinds(&plan),
+        vec![("public.app_logs".into(), ChangeKind::Drift)]
+    );
+    let setting = &plan.changes[0].settings;
+    assert_eq!(setting.len(), 1, "{setting:?}");
+    assert_eq!(setting[0].column, "retention_keep_table");
+    assert!(setting[0].drift);
+
+    let mut live = applied_live(&p);
+    with_last_apply(&mut live, &p);
+    live.part_config[0].premake += 3;
+    let premake_plan = plan_support::plan(&p, &live);
+    assert_eq!(
+        kinds(&premake_plan),
+        vec![("public.app_logs".into(), ChangeKind::Drift)]
+    );
+}
+
+/// A table that only retentionc's records name (its retention once recorded, its
+/// registration since removed by hand) and no policy wants is neither a change nor an
+/// unmanaged pg_partman set.
+#[test]
+fn a_table_known_only_from_retentioncs_records_is_not_listed_as_unmanaged() {
+    let p = project(&[LOGS]);
+    let mut live = applied_live(&p);
+    let mut record = live
+        .managed_objects
+        .iter()
+        .find(|o| o.kind == "retention")
+        .cloned()
+        .expect("applied_live records the retention it set");
+    record.table = "public.gone".into();
+    record.name = "public.gone".into();
+    live.managed_objects.push(record);
+    let plan = plan(&p, &live);
+    assert!(!plan.has_changes(), "{:#?}", plan.changes);
+    assert!(
+        plan.unmanaged_tables.is_empty(),
+        "{:?}",
+        plan.unmanaged_tables
+    );
+}
