@@ -911,3 +911,137 @@ fn a_table_known_only_from_retentioncs_records_is_not_listed_as_unmanaged() {
         plan.unmanaged_tables
     );
 }
+
+/// Only a retention that starts or gets shorter has an impact: a change of another setting
+/// beside an unchanged retention expires nothing and is not destructive, even with
+/// partitions older than the retention waiting for the next maintenance.
+#[test]
+fn a_setting_change_beside_an_unchanged_retention_is_not_destructive() {
+    let p = project(&[LOGS]);
+    let mut live = applied_live(&p);
+    live.children
+        .insert("public.app_logs".into(), hourly_children(16 * 24));
+    live.part_config[0].premake = 1;
+    let plan = plan(&p, &live);
+    assert_eq!(
+        kinds(&plan),
+        vec![("public.app_logs".into(), ChangeKind::RetentionSettings)]
+    );
+    assert!(!plan.changes[0].destructive);
+    assert!(
+        plan.changes[0].impact.is_none(),
+        "{:?}",
+        plan.changes[0].impact
+    );
+}
+
+/// Registering a table whose partitions are all inside the new retention expires nothing:
+/// not destructive.
+#[test]
+fn registering_a_table_with_nothing_to_expire_is_not_destructive() {
+    let p = project(&[LOGS]);
+    let mut live = empty_live(&p);
+    live.children
+        .insert("public.app_logs".into(), hourly_children(6));
+    let plan = plan(&p, &live);
+    let register = plan
+        .changes
+        .iter()
+        .find(|c| c.table == "public.app_logs" && c.impact.is_some())
+        .expect("registering reports its impact");
+    assert_eq!(register.impact.as_ref().unwrap().partitions, 0);
+    assert!(!register.destructive);
+}
+
+/// Summaries count in words that agree: one rule, two rules.
+#[test]
+fn summaries_say_rule_or_rules_as_counted() {
+    let one = project(&[LOGS]);
+    let plan_one = plan(&one, &empty_live(&one));
+    let create = |plan: &Plan| {
+        plan.changes
+            .iter()
+            .find(|c| c.kind == ChangeKind::CreateProcedure && c.table == "public.app_logs")
+            .map(|c| c.summary.clone())
+            .unwrap()
+    };
+    let summary = create(&plan_one);
+    assert!(
+        summary.starts_with("create the prune procedure (1 delete rule)"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("; new or stricter delete rule: debug_rows"),
+        "{summary}"
+    );
+
+    let two = project(&[LOGS
+        .replace(
+            "schedule:",
+            "  - name: trace_rows\n    where: \"level = 'trace'\"\n    older_than: 1 hour\nschedule:",
+        )
+        .as_str()]);
+    let summary = create(&plan(&two, &empty_live(&two)));
+    assert!(
+        summary.starts_with("create the prune procedure (2 delete rules)"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("; new or stricter delete rules: debug_rows, trace_rows"),
+        "{summary}"
+    );
+}
+
+/// An owner lacking the rights its retention needs gets a change granting them, unless
+/// another change of the same table runs the grants already; an owner with every right
+/// gets none.
+#[test]
+fn missing_owner_rights_are_granted_once() {
+    use retentionc::catalog::OwnerRights;
+    let p = project(&[LOGS]);
+    let lacking = || OwnerRights {
+        owner: "app_owner".into(),
+        missing: vec!["USAGE ON SCHEMA retention".into()],
+    };
+
+    let mut live = applied_live(&p);
+    live.owner_rights
+        .insert("public.app_logs".into(), lacking());
+    let plan_rights = plan(&p, &live);
+    assert_eq!(
+        kinds(&plan_rights),
+        vec![("public.app_logs".into(), ChangeKind::OwnerRights)]
+    );
+    let c = &plan_rights.changes[0];
+    assert!(c.summary.contains("app_owner"), "{}", c.summary);
+    assert_eq!(
+        c.notes,
+        vec!["missing: USAGE ON SCHEMA retention".to_string()]
+    );
+    let keys: Vec<&str> = c.statements.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(keys, ["privileges"]);
+
+    // Registering runs `[privileges]` itself: no second grant.
+    let mut live = empty_live(&p);
+    live.owner_rights
+        .insert("public.app_logs".into(), lacking());
+    let plan_register = plan(&p, &live);
+    assert!(
+        !plan_register
+            .changes
+            .iter()
+            .any(|c| c.kind == ChangeKind::OwnerRights),
+        "{:#?}",
+        kinds(&plan_register)
+    );
+
+    let mut live = applied_live(&p);
+    live.owner_rights.insert(
+        "public.app_logs".into(),
+        OwnerRights {
+            owner: "app_owner".into(),
+            missing: Vec::new(),
+        },
+    );
+    assert!(!plan(&p, &live).has_changes());
+}
