@@ -208,6 +208,7 @@ fn a_new_delete_rule_replaces_the_procedure_with_a_diff_and_is_destructive() {
     let impact = c.impact.as_ref().unwrap();
     assert_eq!(impact.rules.len(), 1);
     assert_eq!(impact.rules[0].estimated_rows, Some(1234));
+    assert_eq!(impact.estimated_rows, 1234);
     let body_diff = c.body_diff.as_ref().unwrap();
     assert!(
         body_diff.contains("+    -- Rule health_checks: path = '/healthz'"),
@@ -1044,4 +1045,104 @@ fn missing_owner_rights_are_granted_once() {
         },
     );
     assert!(!plan(&p, &live).has_changes());
+}
+
+/// The prune procedure, as the last apply left it: edited by hand since is drift, restored
+/// as recorded; replaced because the policy changed is not drift; made again after a hand
+/// drop is drift but still says it creates it.
+#[test]
+fn a_prune_procedure_changed_by_hand_is_drift_and_a_policy_change_is_not() {
+    let p = project(&[LOGS]);
+    let prune_of = |live: &mut retentionc::catalog::Live| -> usize {
+        live.routines
+            .iter()
+            .position(|r| r.name.starts_with("prune_"))
+            .expect("applied_live has the prune procedure")
+    };
+
+    // Edited by hand.
+    let mut live = applied_live(&p);
+    with_last_apply(&mut live, &p);
+    let at = prune_of(&mut live);
+    live.routines[at].body.push_str("\n-- edited\n");
+    let edited = plan(&p, &live);
+    assert_eq!(
+        kinds(&edited),
+        vec![("public.app_logs".into(), ChangeKind::ReplaceProcedure)]
+    );
+    let c = &edited.changes[0];
+    assert!(c.drift);
+    assert!(c.summary.contains("changed by hand"), "{}", c.summary);
+
+    // Dropped by hand: made again, said as such.
+    let mut live = applied_live(&p);
+    with_last_apply(&mut live, &p);
+    let at = prune_of(&mut live);
+    live.routines.remove(at);
+    live.managed_objects.retain(|o| o.kind != "procedure");
+    let dropped = plan(&p, &live);
+    let c = dropped
+        .changes
+        .iter()
+        .find(|c| c.kind == ChangeKind::CreateProcedure)
+        .expect("the procedure is made again");
+    assert!(c.drift);
+    assert!(
+        c.summary.starts_with("create the prune procedure"),
+        "{}",
+        c.summary
+    );
+
+    // The policy changed since the last apply; the database is as that apply left it.
+    let rule = "  - name: health_checks\n    where: \"path = '/healthz'\"\n    older_than: 1 day\n";
+    let changed = project(&[LOGS
+        .replace("schedule:", &format!("{rule}schedule:"))
+        .as_str()]);
+    let mut live = applied_live(&p);
+    with_last_apply(&mut live, &p);
+    let replaced = plan(&changed, &live);
+    let c = replaced
+        .changes
+        .iter()
+        .find(|c| c.kind == ChangeKind::ReplaceProcedure)
+        .unwrap();
+    assert!(!c.drift);
+    assert!(
+        c.summary.starts_with("replace the prune procedure"),
+        "{}",
+        c.summary
+    );
+
+    // Nothing recorded: never drift.
+    let live = applied_live(&p);
+    let replaced = plan(&changed, &live);
+    assert!(replaced.changes.iter().all(|c| !c.drift));
+}
+
+/// Moving expired partitions to an archive schema creates the schema first; moving back to
+/// dropping them does not.
+#[test]
+fn the_archive_schema_is_made_only_when_partitions_move_to_it() {
+    let archive = LOGS.replace(
+        "keep: 14 days",
+        "keep: 14 days\n  expired: archive\n  archive_schema: old_logs",
+    );
+    let keys = |plan: &Plan| -> Vec<String> {
+        let c = plan
+            .changes
+            .iter()
+            .find(|c| c.kind == ChangeKind::RetentionSettings)
+            .expect("a settings change");
+        c.statements.iter().map(|s| s.key.clone()).collect()
+    };
+    let to_archive = project(&[archive.as_str()]);
+    let live = applied_live(&project(&[LOGS]));
+    assert_eq!(
+        keys(&plan(&to_archive, &live)),
+        ["archive_schema", "retention"]
+    );
+
+    let to_drop = project(&[LOGS]);
+    let live = applied_live(&to_archive);
+    assert_eq!(keys(&plan(&to_drop, &live)), ["retention"]);
 }
