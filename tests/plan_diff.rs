@@ -1146,3 +1146,59 @@ fn the_archive_schema_is_made_only_when_partitions_move_to_it() {
     let live = applied_live(&to_archive);
     assert_eq!(keys(&plan(&to_drop, &live)), ["retention"]);
 }
+
+/// The pg_cron job, as the last apply left it: a command edited or a job unscheduled by
+/// hand is drift; a job running as another role than the table's owner is a change to
+/// make, not drift, when the last apply left the same job.
+#[test]
+fn a_pg_cron_job_changed_by_hand_is_drift() {
+    let p = project(&[LOGS]);
+    let suffix = "(changed by hand since the last apply)";
+
+    let mut live = applied_live(&p);
+    with_last_apply(&mut live, &p);
+    let wanted_command = live.jobs[0].command.clone();
+    live.jobs[0].command = "SELECT 1".into();
+    let edited = plan(&p, &live);
+    assert_eq!(
+        kinds(&edited),
+        vec![("public.app_logs".into(), ChangeKind::ChangeSchedule)]
+    );
+    let c = &edited.changes[0];
+    assert!(c.drift);
+    assert!(
+        c.summary
+            .contains(&format!("command SELECT 1 -> {wanted_command}")),
+        "{}",
+        c.summary
+    );
+    assert!(c.summary.ends_with(suffix), "{}", c.summary);
+
+    let mut live = applied_live(&p);
+    with_last_apply(&mut live, &p);
+    live.jobs.clear();
+    let unscheduled = plan(&p, &live);
+    assert_eq!(
+        kinds(&unscheduled),
+        vec![("public.app_logs".into(), ChangeKind::AddSchedule)]
+    );
+    assert!(unscheduled.changes[0].drift);
+
+    let mut live = applied_live(&p);
+    with_last_apply(&mut live, &p);
+    live.jobs[0].username = "postgres".into();
+    let other_role = plan(&p, &live);
+    assert_eq!(
+        kinds(&other_role),
+        vec![("public.app_logs".into(), ChangeKind::ChangeSchedule)]
+    );
+    let c = &other_role.changes[0];
+    assert!(!c.drift);
+    assert!(
+        c.summary
+            .contains("runs as postgres, not as the table's owner"),
+        "{}",
+        c.summary
+    );
+    assert!(!c.summary.ends_with(suffix), "{}", c.summary);
+}
