@@ -10,34 +10,31 @@ use crate::model::{Epoch, Interval};
 use crate::plan::{ExpiredPartition, Impact};
 
 /// `now - keep` as PostgreSQL computes `timestamptz - interval` in UTC: months, then
-/// days, then the rest.
+/// days, then the rest. A negative month or day count (never in a policy) counts as none.
 pub fn cutoff(now: DateTime<Utc>, keep: &Interval) -> DateTime<Utc> {
-    let mut t = now;
-    if keep.months > 0 {
-        t = t
-            .checked_sub_months(Months::new(keep.months as u32))
-            .unwrap_or(t);
-    }
-    if keep.days > 0 {
-        t = t.checked_sub_days(Days::new(keep.days as u64)).unwrap_or(t);
-    }
+    let t = now
+        .checked_sub_months(Months::new(count(keep.months)))
+        .unwrap_or(now);
+    let t = t
+        .checked_sub_days(Days::new(count(keep.days).into()))
+        .unwrap_or(t);
     t - TimeDelta::microseconds(keep.micros)
 }
 
 /// `t + interval` as PostgreSQL computes `timestamptz + interval` in UTC.
 pub fn plus(t: DateTime<Utc>, interval: &Interval) -> DateTime<Utc> {
-    let mut t = t;
-    if interval.months > 0 {
-        t = t
-            .checked_add_months(Months::new(interval.months as u32))
-            .unwrap_or(t);
-    }
-    if interval.days > 0 {
-        t = t
-            .checked_add_days(Days::new(interval.days as u64))
-            .unwrap_or(t);
-    }
+    let t = t
+        .checked_add_months(Months::new(count(interval.months)))
+        .unwrap_or(t);
+    let t = t
+        .checked_add_days(Days::new(count(interval.days).into()))
+        .unwrap_or(t);
     t + TimeDelta::microseconds(interval.micros)
+}
+
+/// A month or day count as chrono takes it; negative or out of range counts as none.
+fn count(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(0)
 }
 
 /// A child of a partition set with its bounds read as points in time.
@@ -228,6 +225,33 @@ mod tests {
             Some(at("2025-11-25T10:00:00Z"))
         );
         assert_eq!(bound_time("MINVALUE", Epoch::None), None);
+    }
+
+    #[test]
+    fn plus_adds_months_then_days_then_time() {
+        let interval = |months, days, micros| Interval {
+            months,
+            days,
+            micros,
+        };
+        let start = at("2026-01-31T00:00:00Z");
+        assert_eq!(plus(start, &interval(1, 0, 0)), at("2026-02-28T00:00:00Z"));
+        assert_eq!(plus(start, &interval(0, 1, 0)), at("2026-02-01T00:00:00Z"));
+        assert_eq!(
+            plus(start, &interval(1, 1, 3_600_000_000)),
+            at("2026-03-01T01:00:00Z")
+        );
+        assert_eq!(plus(start, &interval(0, 0, 0)), start);
+        // Negative counts (never in a policy) are none; time may go back.
+        assert_eq!(
+            plus(start, &interval(-1, -1, -3_600_000_000)),
+            at("2026-01-30T23:00:00Z")
+        );
+        assert_eq!(
+            cutoff(start, &interval(-1, -1, 0)),
+            start,
+            "a negative keep never moves the cutoff forward"
+        );
     }
 
     #[test]
