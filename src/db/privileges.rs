@@ -4,8 +4,8 @@
 //! - [`owner_grants`] is the one list of what a managed table's owner needs to run its
 //!   retention (`run` acts as the owner, the pg_cron job runs as it): apply grants exactly
 //!   this list (templates/privileges.sql.j2 renders it), and `run` checks it before it
-//!   changes anything ([`missing_owner_grants`]), so a missing grant fails a table before
-//!   any partition or row is touched.
+//!   changes anything ([`missing_grants`], for all its tables at once), so a missing grant
+//!   fails a table before any partition or row is touched.
 //! - A read-only command (plan, status, run --dry-run) that is refused is explained by
 //!   [`read_failure`]: the object PostgreSQL named ("permission denied for table run_log")
 //!   is looked up in the catalog and named in full, as the GRANT its role lacks.
@@ -157,6 +157,17 @@ pub fn owner_grants_for(config: &Config, table: &PolicyTable) -> Vec<OwnerGrant>
                 "maintain",
                 Step::Maintenance,
                 "pg_partman's maintenance of this set",
+            )
+        });
+        grants.push(OwnerGrant {
+            args: Some("text[], text[]"),
+            ..grant(
+                "EXECUTE",
+                ObjectKind::Procedure,
+                schema,
+                "maintain_tables",
+                Step::Maintenance,
+                "run maintains its tables in one call, with the rights its role has through the owners",
             )
         });
         grants.extend([
@@ -394,53 +405,34 @@ pub async fn missing_grants<C: GenericClient + Sync>(
     Ok(rights)
 }
 
-/// Which of [`owner_grants`] `policy`'s owner lacks for `run` (all but the job's), and the
-/// partitions of the table it does not own, each as the statement that gives it. Objects
-/// that do not exist (yet) are left out: their absence is reported when retention runs.
-pub async fn missing_owner_grants(
+/// Of `owners` (role names), those this session's role may not act as (`SET ROLE` needs
+/// membership): each with this session's role and the owner, both as SQL names them. One
+/// statement, whatever the number of owners.
+pub async fn refused_owners(
     client: &Client,
-    config: &Config,
-    policy: &Policy,
-) -> Result<Vec<Missing>, tokio_postgres::Error> {
-    let table = PolicyTable::of(policy);
-    let mut rights = missing_grants(
-        client,
-        config,
-        std::slice::from_ref(&table),
-        |step| step != Step::Job,
-        Absent::LeftOut,
-    )
-    .await?;
-    Ok(rights
-        .remove(&table.name)
-        .map(|r| r.missing)
-        .unwrap_or_default())
-}
-
-/// Why this session's role may not act as `owner` (`SET ROLE`, which needs membership),
-/// naming the GRANT that allows it; None when it may.
-pub async fn refusal_to_act_as(
-    client: &Client,
-    owner: &str,
-    table: &str,
-) -> Result<Option<String>, tokio_postgres::Error> {
-    let row = client
-        .query_opt(
-            "SELECT pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER'),
-                    pg_catalog.format('%I', session_user), pg_catalog.format('%I', r.rolname)
-               FROM pg_catalog.pg_roles r WHERE r.rolname::text = $1::text",
-            &[&owner],
+    owners: &[String],
+) -> Result<BTreeMap<String, (String, String)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT r.rolname::text, pg_catalog.format('%I', session_user), pg_catalog.format('%I', r.rolname)
+               FROM pg_catalog.pg_roles r
+              WHERE r.rolname::text = ANY ($1::text[])
+                AND NOT pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER')",
+            &[&owners],
         )
         .await?;
-    Ok(row.and_then(|row| {
-        let may: bool = row.get(0);
-        let (user, owner): (String, String) = (row.get(1), row.get(2));
-        (!may).then(|| {
-            escape_controls(&format!(
-                "{user} may not act as {owner}, the owner of {table}: retention runs with the owner's rights; {user} needs: GRANT {owner} TO {user} ({SEE_DOCS})"
-            ))
-        })
-    }))
+    Ok(rows
+        .iter()
+        .map(|row| (row.get(0), (row.get(1), row.get(2))))
+        .collect())
+}
+
+/// Why `user` may not act as `owner` (both as SQL names them), the owner of `table`,
+/// naming the GRANT that allows it.
+pub fn refused_role(user: &str, owner: &str, table: &str) -> String {
+    escape_controls(&format!(
+        "{user} may not act as {owner}, the owner of {table}: retention runs with the owner's rights; {user} needs: GRANT {owner} TO {user} ({SEE_DOCS})"
+    ))
 }
 
 /// For each wanted grant (by ordinality), with the owner of its table: the privileges the
@@ -695,7 +687,7 @@ pub fn connect_denied(e: &tokio_postgres::Error, user: &str, dbname: &str) -> Op
 
 /// A name as a DBA would type it: bare when plain, else quoted, with control characters
 /// escaped (a name from the environment is shown, never its raw bytes).
-fn display_ident(name: &str) -> String {
+pub fn display_ident(name: &str) -> String {
     let plain = name
         .chars()
         .next()
