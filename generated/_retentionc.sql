@@ -269,6 +269,10 @@ DECLARE
     v_pages           bigint;
     v_rows_per_page   numeric;
     v_step            bigint;
+    -- Matching rows per page in the last range that deleted any: where the next
+    -- partition's first range starts from (the rows per page of all rows would make it
+    -- a fraction of a batch when few rows match, and cost a batch more per partition).
+    v_density         numeric;
     v_block           bigint;
     v_rows            bigint;
 BEGIN
@@ -330,7 +334,7 @@ BEGIN
             RAISE NOTICE 'retentionc skipped: rule=% partition=% holders=%', p_rule, v_part, v_holders;
         END IF;
         CONTINUE WHEN NOT v_found;
-        v_step := greatest(1, ceil(p_batch_size / v_rows_per_page))::bigint;
+        v_step := greatest(1, ceil(p_batch_size / coalesce(v_density, v_rows_per_page)))::bigint;
         v_block := 0;
         WHILE v_block < v_pages LOOP
             BEGIN
@@ -359,6 +363,9 @@ BEGIN
             PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
             PERFORM set_config('lock_timeout', v_lock_timeout, true);
             PERFORM set_config('TimeZone', v_time_zone, true);
+            IF v_rows > 0 THEN
+                v_density := v_rows::numeric / least(v_step, v_pages - v_block);
+            END IF;
             v_block := v_block + v_step;
             -- Aim the next range at p_batch_size deleted rows: wider over sparse pages, narrower over dense ones.
             v_step := CASE WHEN v_rows = 0 THEN v_step * 4
