@@ -437,17 +437,19 @@ pub fn refused_role(user: &str, owner: &str, table: &str) -> String {
 
 /// For each wanted grant (by ordinality), with the owner of its table: the privileges the
 /// owner lacks (all of them for an object that does not exist yet, when `$7`), and the
-/// object as GRANT names it. Tables that do not exist are left out.
+/// object as GRANT names it. Tables that do not exist are left out. Every lookup is one
+/// index scan per wanted row, in CTEs computed once: joined instead, the planner (which
+/// cannot estimate the arrays) picked nested loops that re-ran them for every table, in
+/// time quadratic in the number of tables.
 const MISSING_GRANTS_SQL: &str = "
-WITH wanted AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+WITH wanted AS MATERIALIZED (
+    SELECT w.*,
+           (SELECT c.relowner FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = pg_catalog.split_part(w.tbl, '.', 1)
+               AND c.relname = pg_catalog.split_part(w.tbl, '.', 2)) AS owner
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
            WITH ORDINALITY AS w(tbl, kind, schema, name, args, privileges, ord)
-), owners AS (
-    SELECT t.tbl, c.relowner AS owner
-      FROM (SELECT DISTINCT tbl FROM wanted) t
-      JOIN pg_catalog.pg_namespace n ON n.nspname = pg_catalog.split_part(t.tbl, '.', 1)
-      JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pg_catalog.split_part(t.tbl, '.', 2)
-), found AS (
+), found AS MATERIALIZED (
     SELECT w.*,
            CASE w.kind
              WHEN 'DATABASE' THEN (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
@@ -461,35 +463,37 @@ WITH wanted AS (
                       AND pg_catalog.oidvectortypes(p.proargtypes) = w.args)
            END AS oid
       FROM wanted w
+     WHERE w.owner IS NOT NULL
 )
 SELECT f.tbl, pg_catalog.format('%I', r.rolname), f.ord::int8,
        CASE WHEN f.oid IS NULL THEN pg_catalog.string_to_array(f.privileges, ', ')
             ELSE ARRAY(SELECT p FROM unnest(pg_catalog.string_to_array(f.privileges, ', ')) AS p
                         WHERE NOT CASE f.kind
-                                    WHEN 'DATABASE' THEN pg_catalog.has_database_privilege(o.owner, f.oid, p)
-                                    WHEN 'SCHEMA' THEN pg_catalog.has_schema_privilege(o.owner, f.oid, p)
-                                    WHEN 'TABLE' THEN pg_catalog.has_table_privilege(o.owner, f.oid, p)
-                                    WHEN 'SEQUENCE' THEN pg_catalog.has_sequence_privilege(o.owner, f.oid, p)
-                                    ELSE pg_catalog.has_function_privilege(o.owner, f.oid, p)
+                                    WHEN 'DATABASE' THEN pg_catalog.has_database_privilege(f.owner, f.oid, p)
+                                    WHEN 'SCHEMA' THEN pg_catalog.has_schema_privilege(f.owner, f.oid, p)
+                                    WHEN 'TABLE' THEN pg_catalog.has_table_privilege(f.owner, f.oid, p)
+                                    WHEN 'SEQUENCE' THEN pg_catalog.has_sequence_privilege(f.owner, f.oid, p)
+                                    ELSE pg_catalog.has_function_privilege(f.owner, f.oid, p)
                                   END) END,
        CASE f.kind WHEN 'DATABASE' THEN pg_catalog.format('%I', pg_catalog.current_database())
                    WHEN 'SCHEMA' THEN pg_catalog.format('%I', f.schema)
                    ELSE pg_catalog.format('%I.%I', f.schema, f.name) END
          || coalesce('(' || f.args || ')', '')
   FROM found f
-  JOIN owners o ON o.tbl = f.tbl
-  JOIN pg_catalog.pg_roles r ON r.oid = o.owner
+  JOIN pg_catalog.pg_roles r ON r.oid = f.owner
  WHERE f.oid IS NOT NULL OR ($7::bool AND NOT r.rolsuper)
  ORDER BY f.tbl, f.ord";
 
 /// Partitions (at any level) of each table that the table's owner does not own: one pass
 /// over pg_inherits for all tables (pg_partition_tree per table is slow for thousands).
 const FOREIGN_PARTITIONS_SQL: &str = "
-WITH RECURSIVE roots AS (
+WITH RECURSIVE roots AS MATERIALIZED (
     SELECT t.tbl, c.oid, c.relowner
       FROM unnest($1::text[]) AS t(tbl)
-      JOIN pg_catalog.pg_namespace n ON n.nspname = pg_catalog.split_part(t.tbl, '.', 1)
-      JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pg_catalog.split_part(t.tbl, '.', 2)
+      CROSS JOIN LATERAL (
+          SELECT c.oid, c.relowner FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = pg_catalog.split_part(t.tbl, '.', 1)
+             AND c.relname = pg_catalog.split_part(t.tbl, '.', 2)) c
 ), tree(tbl, owner, relid) AS (
     SELECT r.tbl, r.relowner, i.inhrelid FROM roots r JOIN pg_catalog.pg_inherits i ON i.inhparent = r.oid
     UNION ALL
