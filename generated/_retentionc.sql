@@ -113,21 +113,25 @@ BEGIN
         RETURN v_result;
     END IF;
 
+    -- The children are looked up in pg_class by oid (an index scan): a join with the
+    -- whole pg_class would cost a scan of the catalog per table, which grows with the
+    -- number of partitions in the database.
     SELECT coalesce(pg_catalog.jsonb_object_agg(c.oid::text, pg_catalog.jsonb_build_object('schema', n.nspname, 'name', c.relname)), '{}')
       INTO v_before
-      FROM pg_catalog.pg_partition_tree(v_parent) t
-      JOIN pg_catalog.pg_class c ON c.oid = t.relid
+      FROM pg_catalog.pg_class c
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE t.relid OPERATOR(pg_catalog.<>) v_parent;
+     WHERE c.oid = ANY (ARRAY(SELECT t.relid FROM pg_catalog.pg_partition_tree(v_parent) t
+                               WHERE t.relid OPERATOR(pg_catalog.<>) v_parent));
 
     PERFORM "partman"."run_maintenance"(p_parent_table := p_parent_table, p_jobmon := false);
 
     SELECT coalesce(pg_catalog.array_agg(pg_catalog.format('%I.%I', n.nspname, c.relname) ORDER BY c.relname), '{}')
       INTO v_created
-      FROM pg_catalog.pg_partition_tree(v_parent) t
-      JOIN pg_catalog.pg_class c ON c.oid = t.relid
+      FROM pg_catalog.pg_class c
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE t.relid OPERATOR(pg_catalog.<>) v_parent AND NOT v_before OPERATOR(pg_catalog.?) c.oid::text;
+     WHERE c.oid = ANY (ARRAY(SELECT t.relid FROM pg_catalog.pg_partition_tree(v_parent) t
+                               WHERE t.relid OPERATOR(pg_catalog.<>) v_parent))
+       AND NOT v_before OPERATOR(pg_catalog.?) c.oid::text;
 
     FOR v_child IN
         SELECT key::oid AS oid, value OPERATOR(pg_catalog.->>) 'schema' AS schema_name,
@@ -161,7 +165,69 @@ BEGIN
 END
 $retentionc$;
 
--- 8. one delete rule in batches committed one by one (used by every prune procedure) [bootstrap.delete_in_batches]
+-- 8. pg_partman maintenance of many tables in one call, committed table by table (used by run) [bootstrap.maintain_tables]
+CREATE OR REPLACE PROCEDURE "retention"."maintain_tables"(p_tables text[], p_time_zones text[])
+LANGUAGE plpgsql
+AS $retentionc$
+-- pg_partman maintenance of each table given, in the order given, each in a transaction
+-- of its own that is committed before the next one starts, as pg_partman's
+-- run_maintenance_proc() does: `run` makes one CALL for all its tables instead of several
+-- round trips per table. p_time_zones[i] is the zone of p_tables[i] (see maintain()).
+-- Each table's maintenance runs as the table's owner: the role is set for that
+-- transaction only, so its COMMIT ends it. maintain() does the work and writes its run_log
+-- row. An error in one table (a lock not obtained within lock_timeout included) rolls
+-- back that table alone, and the next one goes on. After each table's COMMIT, a NOTICE
+-- 'retentionc maintenance: {...}' gives its outcome: maintain()'s result, or the error
+-- with its SQLSTATE and the step that failed ('owner', 'role' or 'maintain'). A cancel
+-- (Ctrl-C) ends the CALL; the tables committed before it stay maintained.
+-- A procedure that commits can have no SET clause: search_path,
+-- standard_conforming_strings and lock_timeout are set again after every COMMIT.
+DECLARE
+    v_lock_timeout  constant text := pg_catalog.current_setting('lock_timeout');
+    v_count         constant integer := coalesce(pg_catalog.array_length(p_tables, 1), 0);
+    v_index         integer;
+    v_step          text;
+    v_owner         text;
+    v_result        jsonb;
+    v_state         text;
+    v_message       text;
+    v_detail        text;
+    v_hint          text;
+BEGIN
+    IF v_count IS DISTINCT FROM coalesce(pg_catalog.array_length(p_time_zones, 1), 0) THEN
+        RAISE EXCEPTION 'retentionc: maintain_tables was given % tables and % time zones',
+            v_count, coalesce(pg_catalog.array_length(p_time_zones, 1), 0);
+    END IF;
+    FOR v_index IN 1 .. v_count LOOP
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
+        PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
+        v_owner := NULL;
+        BEGIN
+            v_step := 'owner';
+            SELECT pg_catalog.pg_get_userbyid(c.relowner) INTO STRICT v_owner
+              FROM pg_catalog.pg_class c
+             WHERE c.oid = p_tables[v_index]::regclass;
+            v_step := 'role';
+            PERFORM pg_catalog.set_config('role', v_owner, true);
+            v_step := 'maintain';
+            v_result := "retention"."maintain"(p_tables[v_index], p_time_zones[v_index]);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                    v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+            v_result := pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+                'table', p_tables[v_index], 'outcome', 'failed', 'step', v_step,
+                'owner', v_owner, 'session_user', session_user::text,
+                'sqlstate', v_state, 'message', v_message,
+                'detail', NULLIF(v_detail, ''), 'hint', NULLIF(v_hint, '')));
+        END;
+        COMMIT;
+        RAISE NOTICE 'retentionc maintenance: %', v_result;
+    END LOOP;
+END
+$retentionc$;
+
+-- 9. one delete rule in batches committed one by one (used by every prune procedure) [bootstrap.delete_in_batches]
 CREATE OR REPLACE PROCEDURE "retention"."delete_in_batches"(
     p_table        regclass,
     p_rule         text,
@@ -203,6 +269,10 @@ DECLARE
     v_pages           bigint;
     v_rows_per_page   numeric;
     v_step            bigint;
+    -- Matching rows per page in the last range that deleted any: where the next
+    -- partition's first range starts from (the rows per page of all rows would make it
+    -- a fraction of a batch when few rows match, and cost a batch more per partition).
+    v_density         numeric;
     v_block           bigint;
     v_rows            bigint;
 BEGIN
@@ -227,13 +297,15 @@ BEGIN
     PERFORM set_config('lock_timeout', v_lock_timeout, true);
     PERFORM set_config('TimeZone', v_time_zone, true);
     -- The leaf partitions, or the table itself when it is not partitioned (then
-    -- pg_partition_tree lists nothing).
+    -- pg_partition_tree lists nothing); looked up in pg_class by oid, so the cost does not
+    -- grow with the number of relations in the database.
     FOR v_part, v_part_oid IN
         SELECT format('%I.%I', n.nspname, c.relname), c.oid
           FROM pg_class c
           JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.oid IN (SELECT t.relid FROM pg_partition_tree(p_table) t WHERE t.isleaf)
-            OR (c.oid = p_table AND c.relkind = 'r')
+         WHERE c.oid = ANY (ARRAY(SELECT t.relid FROM pg_partition_tree(p_table) t WHERE t.isleaf
+                                  UNION ALL
+                                  SELECT p.oid FROM pg_class p WHERE p.oid = p_table AND p.relkind = 'r'))
          ORDER BY c.relname
     LOOP
         v_holders := NULL;
@@ -262,7 +334,7 @@ BEGIN
             RAISE NOTICE 'retentionc skipped: rule=% partition=% holders=%', p_rule, v_part, v_holders;
         END IF;
         CONTINUE WHEN NOT v_found;
-        v_step := greatest(1, ceil(p_batch_size / v_rows_per_page))::bigint;
+        v_step := greatest(1, ceil(p_batch_size / coalesce(v_density, v_rows_per_page)))::bigint;
         v_block := 0;
         WHILE v_block < v_pages LOOP
             BEGIN
@@ -291,6 +363,9 @@ BEGIN
             PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
             PERFORM set_config('lock_timeout', v_lock_timeout, true);
             PERFORM set_config('TimeZone', v_time_zone, true);
+            IF v_rows > 0 THEN
+                v_density := v_rows::numeric / least(v_step, v_pages - v_block);
+            END IF;
             v_block := v_block + v_step;
             -- Aim the next range at p_batch_size deleted rows: wider over sparse pages, narrower over dense ones.
             v_step := CASE WHEN v_rows = 0 THEN v_step * 4
@@ -310,7 +385,7 @@ BEGIN
 END
 $retentionc$;
 
--- 9. retentionc's pg_cron jobs, readable by a plan role [bootstrap.cron_jobs]
+-- 10. retentionc's pg_cron jobs, readable by a plan role [bootstrap.cron_jobs]
 CREATE OR REPLACE FUNCTION "retention"."cron_jobs"()
 RETURNS TABLE (jobname text, schedule text, command text, database text, username text)
 LANGUAGE plpgsql
@@ -334,11 +409,12 @@ BEGIN
 END
 $retentionc$;
 
--- 10. no routine of retentionc's schema is callable by PUBLIC [bootstrap.privileges]
+-- 11. no routine of retentionc's schema is callable by PUBLIC [bootstrap.privileges]
 -- Nothing in retentionc's schema is callable by PUBLIC: each table's owner is granted
 -- what its own retention needs (generated/<table>.sql [privileges]); other roles as in
 -- docs/privileges.md.
 REVOKE ALL ON FUNCTION "retention"."maintain"(text, text) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE "retention"."maintain_tables"(text[], text[]) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE "retention"."delete_in_batches"(regclass, text, text, text, timestamptz, integer, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION "retention"."lock_holders"(oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION "retention"."cron_jobs"() FROM PUBLIC;

@@ -108,6 +108,8 @@ BEGIN
     EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE %s TO %I', '"retention"."run_log_id_seq"', v_owner);
     -- pg_partman's maintenance of this set
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', '"retention"."maintain"(text, text)', v_owner);
+    -- run maintains its tables in one call, with the rights its role has through the owners
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON PROCEDURE %s TO %I', '"retention"."maintain_tables"(text[], text[])', v_owner);
     -- pg_partman's schema
     EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO %I', '"partman"', v_owner);
     -- maintenance updates its set's row, and deletes the row of a child it removes
@@ -120,9 +122,10 @@ BEGIN
     -- as pg_partman itself does for partitions it makes when inherit_privileges is on.
     FOR v_child IN
         SELECT c.oid::regclass AS child
-          FROM pg_catalog.pg_partition_tree(v_parent) t
-          JOIN pg_catalog.pg_class c ON c.oid = t.relid
-         WHERE t.relid OPERATOR(pg_catalog.<>) v_parent AND c.relkind IN ('r', 'p')
+          FROM pg_catalog.pg_class c
+         WHERE c.oid = ANY (ARRAY(SELECT t.relid FROM pg_catalog.pg_partition_tree(v_parent) t
+                                   WHERE t.relid OPERATOR(pg_catalog.<>) v_parent))
+           AND c.relkind IN ('r', 'p')
            AND pg_catalog.pg_get_userbyid(c.relowner) OPERATOR(pg_catalog.<>) v_owner
     LOOP
         EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', v_child.child, v_owner);

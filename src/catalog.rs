@@ -94,6 +94,28 @@ pub struct Live {
     /// Plain tables that policies want partitioned: what converting each takes (read by
     /// plan, see `convert::facts`), by `schema.table`.
     pub conversions: BTreeMap<String, crate::convert::facts::ConversionFacts>,
+    /// The server's lock table settings (how much one apply transaction may lock).
+    pub lock_settings: Option<LockSettings>,
+    /// Indexes on each policy's table (each new partition gets one of each), by
+    /// `schema.table`.
+    pub indexes: BTreeMap<String, i64>,
+}
+
+/// The settings that size the server's shared lock table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LockSettings {
+    pub max_locks_per_transaction: i64,
+    pub max_connections: i64,
+    pub max_prepared_transactions: i64,
+}
+
+impl LockSettings {
+    /// Locks the server's lock table is sized for, shared by every session:
+    /// `max_locks_per_transaction` x (`max_connections` + `max_prepared_transactions`).
+    pub fn capacity(&self) -> u64 {
+        (self.max_locks_per_transaction.max(0) as u64)
+            * ((self.max_connections + self.max_prepared_transactions).max(0) as u64)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -298,7 +320,10 @@ pub async fn read_live<C: GenericClient + Sync>(
                     to_regclass(format('%I.%I', $1, 'apply_history')) IS NOT NULL,
                     to_regclass(format('%I.%I', $1, 'run_log')) IS NOT NULL,
                     to_regclass(format('%I.%I', $1, 'run_log_table_started')) IS NOT NULL,
-                    to_regclass(format('%I.%I', $1, 'managed_objects')) IS NOT NULL",
+                    to_regclass(format('%I.%I', $1, 'managed_objects')) IS NOT NULL,
+                    current_setting('max_locks_per_transaction')::int8,
+                    current_setting('max_connections')::int8,
+                    current_setting('max_prepared_transactions')::int8",
             &[&schema],
         )
         .await
@@ -321,6 +346,11 @@ pub async fn read_live<C: GenericClient + Sync>(
             run_log_index: row.get(8),
             managed_objects: row.get(9),
         },
+        lock_settings: Some(LockSettings {
+            max_locks_per_transaction: row.get(10),
+            max_connections: row.get(11),
+            max_prepared_transactions: row.get(12),
+        }),
         ..Live::default()
     };
 
@@ -376,7 +406,8 @@ pub async fn read_live<C: GenericClient + Sync>(
                     pg_get_userbyid(c.relowner)::text,
                     ARRAY(SELECT a.attname::text FROM pg_attribute a
                            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
-                           ORDER BY a.attnum)
+                           ORDER BY a.attnum),
+                    (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid)
                FROM t
                JOIN pg_class c ON c.oid = t.oid
                LEFT JOIN pg_partitioned_table p ON p.partrelid = c.oid",
@@ -402,6 +433,7 @@ pub async fn read_live<C: GenericClient + Sync>(
             owner: r.get(9),
             not_null_columns: r.get(10),
         };
+        live.indexes.insert(r.get(0), r.get(11));
         live.tables.insert(r.get(0), info);
     }
 

@@ -210,6 +210,11 @@ pub struct RunArgs {
     /// Output: text lines, or one JSON object per event (step, table, run) on stdout.
     #[arg(long, value_enum, default_value = "text", conflicts_with = "dry_run")]
     pub log_format: LogFormat,
+    /// Sessions that run delete rules at once, on each database (maintenance is one
+    /// session: pg_partman runs one maintenance at a time); a table is pruned by one
+    /// session only, after its maintenance.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64), conflicts_with = "dry_run")]
+    pub delete_jobs: u16,
     #[command(flatten)]
     pub fleet: FleetArgs,
 }

@@ -154,11 +154,11 @@ pub fn schedule_command(config: &Config, policy: &Policy) -> String {
     }
 }
 
-/// The statement `run` sends for pg_partman maintenance of one table (`$1`: `schema.table`,
-/// `$2`: the zone its maintenance computes in).
-pub fn maintain_call(config: &Config) -> String {
+/// The statement `run` sends for pg_partman maintenance of many tables: one CALL that
+/// commits table by table (`$1`: the tables, `$2`: the zone of each).
+pub fn maintain_tables_call(config: &Config) -> String {
     format!(
-        "SELECT {}.\"maintain\"($1::text, $2::text)",
+        "CALL {}.\"maintain_tables\"($1::text[], $2::text[])",
         quote_ident(config.schema.as_str())
     )
 }
@@ -191,8 +191,9 @@ pub fn bootstrap_routine_kind(name: &str) -> &'static str {
 }
 
 /// The routines of retentionc's own file and their templates.
-const BOOTSTRAP_ROUTINES: [(&str, &str, &str); 4] = [
+const BOOTSTRAP_ROUTINES: [(&str, &str, &str); 5] = [
     ("maintain", "f", "bootstrap_maintain.sql.j2"),
+    ("maintain_tables", "p", "bootstrap_maintain_tables.sql.j2"),
     (
         "delete_in_batches",
         "p",
@@ -234,6 +235,7 @@ impl Renderer {
             "bootstrap_run_log_index.sql.j2",
             "bootstrap_managed_objects.sql.j2",
             "bootstrap_maintain.sql.j2",
+            "bootstrap_maintain_tables.sql.j2",
             "bootstrap_delete_in_batches.sql.j2",
             "bootstrap_lock_holders.sql.j2",
             "bootstrap_cron_jobs.sql.j2",
@@ -355,6 +357,11 @@ impl Renderer {
                 "bootstrap.maintain",
                 "pg_partman maintenance of one table, reported from the catalog",
                 "bootstrap_maintain.sql.j2",
+            ),
+            (
+                "bootstrap.maintain_tables",
+                "pg_partman maintenance of many tables in one call, committed table by table (used by run)",
+                "bootstrap_maintain_tables.sql.j2",
             ),
             (
                 "bootstrap.delete_in_batches",

@@ -125,6 +125,7 @@ async fn apply_from_empty_bootstraps_registers_and_records_history() {
             changes,
             statements: executed,
             history_id,
+            ..
         } = outcome
         else {
             panic!("{outcome:?}")

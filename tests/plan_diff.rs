@@ -394,7 +394,7 @@ fn a_different_maintain_function_is_a_bootstrap_change() {
         "{}",
         plan.changes[0].summary
     );
-    assert_eq!(plan.changes[0].statements.len(), 10);
+    assert_eq!(plan.changes[0].statements.len(), 11);
     assert!(
         plan.changes[0]
             .statements

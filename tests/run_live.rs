@@ -2,7 +2,8 @@
 //! inserted concurrently: detach and archive keep expired partitions as standalone
 //! tables; delete rules remove exactly the matching rows; --dry-run changes nothing;
 //! a held pg_partman lock or a locked table is reported, never passed off as success;
-//! SIGTERM stops a long prune with its committed batches kept.
+//! SIGTERM stops a long prune with its committed batches kept; `--delete-jobs` prunes
+//! tables on several sessions at once, each once and after its maintenance.
 //! A lost connection fails the table, keeps the committed batches, and the next run finishes.
 
 mod common;
@@ -382,9 +383,15 @@ async fn skipped_while_another_holds(lock: &str) {
         .batch_execute(&format!("SELECT pg_advisory_lock(hashtext('{lock}'))"))
         .await
         .unwrap();
+    // Rows go to a partition made at install: while maintenance is held off (several
+    // seconds of retries on a loaded machine), now() would outrun the premade partitions,
+    // and rows in the default partition would fail the next run's maintenance.
     let inserter = Inserter::start(
         &db,
-        "INSERT INTO public.events (mtime, note) VALUES (now(), 'new')",
+        &format!(
+            "INSERT INTO public.events (mtime, note) VALUES ('{}', 'new')",
+            db_time(&db, 0)
+        ),
     )
     .await;
     let before = children(&db, "public.events");
@@ -480,6 +487,125 @@ async fn a_locked_table_is_retried_then_reported_and_the_others_still_run() {
             && logged.contains("lock timeout"),
         "{logged}"
     );
+}
+
+/// `run --delete-jobs 2`: the delete rules of two tables run on two sessions at once (one
+/// table's prune waits on a gate the test holds while the other's finishes), each table's
+/// once and after its own maintenance, which all ran in one session; a table whose owner
+/// lacks a grant fails alone, before anything of it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_jobs_prune_tables_at_once_each_once_after_its_maintenance() {
+    let db = Cluster::shared().database(Partman::V5);
+    let owner = format!("delete_jobs_owner_{}", std::process::id());
+    db.psql(&[
+        "-c",
+        "CREATE TABLE public.logs (id bigserial, logged_at timestamptz NOT NULL, level text NOT NULL) PARTITION BY RANGE (logged_at)",
+        "-c",
+        "CREATE TABLE public.metrics (id bigserial, taken_at timestamptz NOT NULL) PARTITION BY RANGE (taken_at)",
+        "-c",
+        "CREATE TABLE public.sessions (id bigserial PRIMARY KEY, last_seen_at timestamptz NOT NULL, revoked boolean NOT NULL)",
+        "-c",
+        "CREATE TABLE public.audit (id bigserial, at timestamptz NOT NULL, kind text NOT NULL) PARTITION BY RANGE (at)",
+        "-c",
+        &format!("CREATE ROLE {owner}"),
+        "-c",
+        &format!("ALTER TABLE public.audit OWNER TO {owner}"),
+        // True once the test lets go of advisory lock 4242: the rule of public.sessions
+        // waits on it (without a lock wait, so lock_timeout does not end it).
+        "-c",
+        "CREATE FUNCTION public.gate() RETURNS boolean STABLE LANGUAGE plpgsql AS \
+         'BEGIN WHILE NOT pg_try_advisory_xact_lock_shared(4242) LOOP PERFORM pg_sleep(0.05); END LOOP; RETURN true; END'",
+    ]);
+    let start = db.scalar(
+        "SELECT to_char(date_trunc('hour', now()) - interval '48 hours', 'YYYY-MM-DD HH24:MI:SS')",
+    );
+    let metrics = format!(
+        "table: public.metrics\npartitioning:\n  column: taken_at\n  interval: 1 hour\n  premake: 2\n  start: \"{start}\"\nretention:\n  keep: 1 day\n"
+    );
+    let sessions = "table: public.sessions\ndeletes:\n  - name: revoked\n    where: \"revoked AND public.gate()\"\n    older_than: 1 day\n    column: last_seen_at\n    batch_size: 7\n";
+    let audit = "table: public.audit\npartitioning:\n  column: at\n  interval: 1 day\nretention:\n  keep: 30 days\ndeletes:\n  - name: noise\n    where: \"kind = 'noise'\"\n    older_than: 1 day\n";
+    let project = Project::install(
+        &db,
+        &[
+            ("audit.yaml", audit),
+            ("logs.yaml", &LOGS_POLICY.replace("{start}", &start)),
+            ("metrics.yaml", &metrics),
+            ("sessions.yaml", sessions),
+        ],
+    );
+    db.psql(&[
+        "-c",
+        &format!("REVOKE EXECUTE ON FUNCTION retention.maintain(text, text) FROM {owner}"),
+        "-c",
+        "INSERT INTO public.logs (logged_at, level) \
+         SELECT now() - make_interval(secs => s), CASE WHEN s % 3 = 0 THEN 'debug' ELSE 'info' END \
+           FROM generate_series(60, 47 * 3600, 97) s WHERE abs(s - 3600) > 300",
+        "-c",
+        "INSERT INTO public.sessions (last_seen_at, revoked) SELECT now() - interval '3 days', true FROM generate_series(1, 20)",
+    ]);
+    let holder = db.client().await;
+    holder
+        .batch_execute("SELECT pg_advisory_lock(4242)")
+        .await
+        .unwrap();
+    let child = project
+        .command(&["run", "--delete-jobs", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while db.scalar("SELECT count(*) FROM retention.run_log WHERE table_name = 'public.logs' AND step = 'delete:debug_rows' AND outcome = 'ok'") != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "public.logs was never pruned while public.sessions waited: one session only?"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM public.sessions"),
+        "20",
+        "public.sessions waits on the gate"
+    );
+    holder
+        .batch_execute("SELECT pg_advisory_unlock(4242)")
+        .await
+        .unwrap();
+    let out = blocking(|| child.wait_with_output().unwrap());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = stdout(&out);
+    for line in [
+        format!(
+            "public.audit: maintenance: FAILED: not run: retention of public.audit runs as its owner {owner}, which needs: GRANT EXECUTE ON FUNCTION retention.maintain(text, text) TO {owner}"
+        ),
+        "public.audit: delete noise: FAILED after 0 rows: not run: its owner lacks what maintenance needs (above)".into(),
+        "public.sessions: delete revoked: 20 rows".into(),
+        "public.metrics: ok in".into(),
+        "public.logs: ok in".into(),
+        "public.sessions: ok in".into(),
+        "run: 3 ok, 0 skipped, 1 failed".into(),
+    ] {
+        assert!(report.contains(&line), "no {line:?} in:\n{}", text(&out));
+    }
+    assert_eq!(
+        db.scalar(
+            "SELECT string_agg(table_name || ' ' || step || ' ' || outcome, ', ' ORDER BY table_name, step) FROM retention.run_log"
+        ),
+        "public.audit delete:noise failed, public.audit maintenance failed, \
+         public.logs delete:debug_rows ok, public.logs maintenance ok, \
+         public.metrics maintenance ok, public.sessions delete:revoked ok",
+        "one row per step: each table maintained once and pruned once"
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT bool_and(m.finished_at <= d.started_at) FROM retention.run_log m \
+               JOIN retention.run_log d ON d.table_name = m.table_name AND d.step LIKE 'delete:%' \
+              WHERE m.step = 'maintenance' AND m.outcome = 'ok'"
+        ),
+        "t",
+        "a table is pruned after its maintenance"
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM public.sessions"), "0");
 }
 
 /// public.sessions with `rows` three-day-old sessions, revoked where `revoked` (SQL over

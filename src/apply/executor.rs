@@ -1,8 +1,12 @@
 //! The executor: applies a plan in one transaction per attempt, under retentionc's
-//! advisory lock, retrying lock conflicts with backoff (see the module doc of `apply`).
+//! advisory lock, retrying lock conflicts with backoff (see the module doc of `apply`);
+//! a plan that cannot fit the server's lock table in one transaction (`plan::split`) is
+//! applied in consecutive transactions, under a session-level advisory lock.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
@@ -17,10 +21,14 @@ use super::history;
 use super::locks::{self, Blocker, LockWatch};
 use super::write_plan;
 use crate::model::Project;
+use crate::plan::split::TransactionPart;
 use crate::plan::{Change, Plan};
 
 /// Key of retentionc's advisory lock ("retentio" in ASCII): one apply at a time per database.
 pub const ADVISORY_LOCK_KEY: i64 = 0x7265_7465_6e74_696f;
+
+/// What a failed first transaction leaves, for messages.
+const NOTHING_CHANGED: &str = "nothing was changed";
 
 /// How long an apply waits for another one to finish, unless `RETENTIONC_APPLY_WAIT` says
 /// otherwise. Waiting for the advisory lock holds up no writer, so it can be long.
@@ -38,6 +46,9 @@ pub struct ApplyOptions {
     /// Conversions of plain tables may be in the plan (`apply --convert`); they run
     /// outside this transaction, after it (`crate::convert`).
     pub convert: bool,
+    /// Where the executor notes each transaction of a split apply it commits, so that a
+    /// caller that stops it (Ctrl-C) can say what stays.
+    pub progress: Progress,
 }
 
 impl Default for ApplyOptions {
@@ -48,7 +59,23 @@ impl Default for ApplyOptions {
             first_backoff: Duration::from_millis(500),
             apply_wait: DEFAULT_APPLY_WAIT,
             convert: false,
+            progress: Progress::default(),
         }
+    }
+}
+
+/// Transactions of a split apply committed so far, and how many it has (shared).
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<Mutex<Option<(usize, usize)>>>);
+
+impl Progress {
+    fn set(&self, committed: usize, of: usize) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((committed, of));
+    }
+
+    /// `(committed, of)` once a split apply has committed its first transaction.
+    pub fn committed(&self) -> Option<(usize, usize)> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -76,8 +103,24 @@ pub enum ApplyOutcome {
     Applied {
         changes: usize,
         statements: usize,
+        /// The history row of the last transaction.
         history_id: i64,
+        /// Transactions it took (more than one when the changes were split to fit the
+        /// server's lock table).
+        transactions: usize,
     },
+}
+
+/// A split apply stopped after committing some of its transactions.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "apply stopped in transaction {failed} of {of}: {cause}. Transactions 1 to {committed} are committed, each leaving the database consistent; the rest is not applied. Run `retentionc apply` again to continue where it stopped"
+)]
+pub struct PartlyApplied {
+    pub committed: usize,
+    pub failed: usize,
+    pub of: usize,
+    pub cause: String,
 }
 
 /// Why one attempt ended without committing.
@@ -196,10 +239,23 @@ pub async fn execute_reporting(
             let _ = client.batch_execute("ROLLBACK").await;
         }
         match result {
-            Ok(outcome) => return Ok(outcome),
+            Ok(First::Done(outcome)) => return Ok(outcome),
+            Ok(First::Split(rest)) => {
+                let result = attempt_state.continue_split(*rest, out).await;
+                // The session-level lock kept other applies out between the transactions.
+                let _ = client
+                    .query_one("SELECT pg_advisory_unlock($1)", &[&ADVISORY_LOCK_KEY])
+                    .await;
+                return result;
+            }
             Err(Failure::Fatal(e)) => return Err(e),
             Err(Failure::Busy(conflict)) if attempt >= options.max_attempts => {
-                return Err(give_up(&conflict, attempt, project.config.lock_timeout_ms));
+                return Err(give_up(
+                    &conflict,
+                    attempt,
+                    project.config.lock_timeout_ms,
+                    NOTHING_CHANGED,
+                ));
             }
             Err(Failure::Busy(conflict)) => {
                 let backoff = backoff(options.first_backoff, attempt);
@@ -252,7 +308,7 @@ impl Attempt<'_> {
         }
     }
 
-    async fn run(&mut self, out: &mut dyn Write) -> Result<ApplyOutcome, Failure> {
+    async fn run(&mut self, out: &mut dyn Write) -> Result<First, Failure> {
         let client = self.client;
         let config = &self.project.config;
         // Waiting for another apply holds up no writer: it gets its own, longer, bound.
@@ -288,34 +344,40 @@ impl Attempt<'_> {
             .await?;
 
         let plan = crate::plan::make_plan_in(client, self.project).await?;
-        match self.source {
+        let previous = history::last_recorded(client, config).await?;
+        let lineage = match self.source {
             PlanSource::Live => {
                 let text = serde_json::to_string(&plan.changes).unwrap_or_default();
                 if self.shown_plan.as_deref() != Some(text.as_str()) {
                     write_plan(out, &plan)?;
                     self.shown_plan = Some(text);
                 }
+                Lineage::new(&plan)
             }
             PlanSource::Reviewed {
                 plan: reviewed,
                 origin,
-            } => {
-                if let Some(why) = reviewed_plan_mismatch(reviewed, &plan) {
-                    return Err(Failure::Fatal(match origin {
-                        ReviewedOrigin::SavedFile(path) => anyhow!(
-                            "{why}; run plan again (plan {}: fingerprint {}, database now {}; nothing was changed)",
-                            path.display(),
-                            short(&reviewed.live_fingerprint),
-                            short(&plan.live_fingerprint)
-                        ),
-                        ReviewedOrigin::Confirmed => anyhow!(
-                            "{} while the plan awaited confirmation; run apply again to see the new plan (nothing was changed)",
-                            why.replace(" since the plan was made", "")
-                        ),
-                    }));
-                }
-            }
-        }
+            } => match reviewed_plan_mismatch(reviewed, &plan) {
+                None => Lineage::new(reviewed),
+                Some(why) => match continued_plan(reviewed, &plan, previous.as_ref()) {
+                    Some(lineage) => lineage,
+                    None => {
+                        return Err(Failure::Fatal(match origin {
+                            ReviewedOrigin::SavedFile(path) => anyhow!(
+                                "{why}; run plan again (plan {}: fingerprint {}, database now {}; nothing was changed)",
+                                path.display(),
+                                short(&reviewed.live_fingerprint),
+                                short(&plan.live_fingerprint)
+                            ),
+                            ReviewedOrigin::Confirmed => anyhow!(
+                                "{} while the plan awaited confirmation; run apply again to see the new plan (nothing was changed)",
+                                why.replace(" since the plan was made", "")
+                            ),
+                        }));
+                    }
+                },
+            },
+        };
         refuse_data_loss(&plan, self.options.allow_data_loss)?;
         note_conversions(&plan, self.options.convert);
         if !plan
@@ -324,15 +386,114 @@ impl Attempt<'_> {
             .any(|c| c.kind != crate::plan::ChangeKind::ConvertTable)
         {
             client.batch_execute("ROLLBACK").await?;
-            return Ok(ApplyOutcome::NoChanges);
+            return Ok(First::Done(ApplyOutcome::NoChanges));
+        }
+        if let Some(progress) = previous.as_ref().and_then(|p| p.progress().map(|g| (p, g)))
+            && !progress.1.finished()
+        {
+            let (recorded, progress) = progress;
+            writeln!(
+                out,
+                "The last apply (apply_history id {}, {}) stopped after {} of its {} changes; this apply makes what is left.",
+                recorded.id,
+                recorded.applied_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                progress.changes_done,
+                progress.changes
+            )
+            .map_err(anyhow::Error::from)?;
         }
         let statements = reviewed_statements(client, self.project, &plan).await?;
+        let parts: Vec<TransactionPart> = match &plan.apply_transactions {
+            Some(split) => split.transactions.clone(),
+            None => vec![TransactionPart {
+                first_change: 0,
+                changes: plan.changes.len(),
+                estimated_locks: 0,
+            }],
+        };
+        let mut desired_state = history::applied_state(self.project);
+        // A table still to convert got none of its policy's settings from this apply.
+        if let Some(tables) = desired_state
+            .get_mut("tables")
+            .and_then(|t| t.as_object_mut())
+        {
+            for change in &plan.changes {
+                if change.kind == crate::plan::ChangeKind::ConvertTable {
+                    tables.remove(&change.table);
+                }
+            }
+        }
+        let rest = Rest {
+            previous,
+            desired_state,
+            lineage,
+            statements,
+            parts,
+            executed: 0,
+            plan,
+        };
+        let first = rest.parts[0].clone();
+        let executed = self
+            .execute_changes(
+                &rest,
+                &first,
+                "the whole apply was rolled back, nothing was changed",
+            )
+            .await?;
+        let (state, hashes) = rest.record_of(&first, 1);
+        let history_id = history::record(client, config, &hashes, &executed, &state).await?;
+        if rest.parts.len() == 1 {
+            client
+                .batch_execute("COMMIT")
+                .await
+                .context("committing the apply")?;
+            return Ok(First::Done(ApplyOutcome::Applied {
+                changes: rest.plan.changes.len(),
+                statements: executed.len(),
+                history_id,
+                transactions: 1,
+            }));
+        }
+        // Held until the last transaction ends (or the session does): no other apply
+        // starts between two transactions of this one.
+        client
+            .query_one("SELECT pg_advisory_lock($1)", &[&ADVISORY_LOCK_KEY])
+            .await?;
+        if let Err(e) = client.batch_execute("COMMIT").await {
+            let _ = client
+                .query_one("SELECT pg_advisory_unlock($1)", &[&ADVISORY_LOCK_KEY])
+                .await;
+            return Err(Failure::Fatal(anyhow!(e).context("committing the apply")));
+        }
+        self.options.progress.set(1, rest.parts.len());
+        rest.report_committed(out, 1, history_id);
+        Ok(First::Split(Box::new(Rest {
+            executed: executed.len(),
+            ..rest
+        })))
+    }
 
+    /// The statements of one transaction's changes, in order, each watched for the lock it
+    /// may wait for.
+    /// `rolled_back`: what a failed statement leaves, for its message.
+    async fn execute_changes(
+        &mut self,
+        rest: &Rest,
+        part: &TransactionPart,
+        rolled_back: &str,
+    ) -> Result<Vec<String>, Failure> {
+        let range = part.first_change..part.first_change + part.changes;
         let mut executed = Vec::new();
         self.show_notices(None);
-        for (change, sqls) in plan.changes.iter().zip(&statements) {
+        for (change, sqls) in rest.plan.changes[range.clone()]
+            .iter()
+            .zip(&rest.statements[range])
+        {
             for (planned, sql) in change.statements.iter().zip(sqls) {
-                let (result, blocker) = self.watch.watch(self.pid, client.batch_execute(sql)).await;
+                let (result, blocker) = self
+                    .watch
+                    .watch(self.pid, self.client.batch_execute(sql))
+                    .await;
                 self.show_notices(Some(&change.table));
                 if let Err(e) = result {
                     return Err(statement_failure(
@@ -341,31 +502,249 @@ impl Attempt<'_> {
                         &planned.key,
                         &planned.file,
                         blocker,
+                        rolled_back,
                     ));
                 }
                 executed.push(sql.clone());
             }
         }
-        let mut state = history::applied_state(self.project);
-        // A table still to convert got none of its policy's settings from this apply.
-        if let Some(tables) = state.get_mut("tables").and_then(|t| t.as_object_mut()) {
-            for change in &plan.changes {
-                if change.kind == crate::plan::ChangeKind::ConvertTable {
-                    tables.remove(&change.table);
+        Ok(executed)
+    }
+
+    /// Transactions 2 to n of a split apply, each retried on lock conflicts like the
+    /// first, without planning again: the session-level lock keeps other applies out, and
+    /// the plan was checked under it.
+    async fn continue_split(
+        &mut self,
+        mut rest: Rest,
+        out: &mut dyn Write,
+    ) -> Result<ApplyOutcome> {
+        let client = self.client;
+        let config = &self.project.config;
+        let total = rest.parts.len();
+        let mut history_id = 0;
+        for number in 2..=total {
+            if crate::db::interrupt::interrupted() {
+                return Err(PartlyApplied {
+                    committed: number - 1,
+                    failed: number,
+                    of: total,
+                    cause: "interrupted (Ctrl-C or SIGTERM)".into(),
+                }
+                .into());
+            }
+            let part = rest.parts[number - 1].clone();
+            let mut attempt = 1;
+            let result = loop {
+                let result: Result<(i64, usize), Failure> = async {
+                    client
+                        .batch_execute("BEGIN")
+                        .await
+                        .context("starting the apply transaction")?;
+                    client
+                        .batch_execute(&format!(
+                            "SET LOCAL TimeZone = 'UTC'; SET LOCAL lock_timeout = '{}ms'",
+                            config.lock_timeout_ms
+                        ))
+                        .await?;
+                    let executed = self
+                        .execute_changes(&rest, &part, "this transaction was rolled back")
+                        .await?;
+                    let (state, hashes) = rest.record_of(&part, number);
+                    let id = history::record(client, config, &hashes, &executed, &state).await?;
+                    client
+                        .batch_execute("COMMIT")
+                        .await
+                        .context("committing the apply")?;
+                    Ok((id, executed.len()))
+                }
+                .await;
+                match result {
+                    Ok(done) => break Ok(done),
+                    Err(failure) => {
+                        let _ = client.batch_execute("ROLLBACK").await;
+                        match failure {
+                            Failure::Busy(conflict) if attempt < self.options.max_attempts => {
+                                let backoff = backoff(self.options.first_backoff, attempt);
+                                eprintln!(
+                                    "transaction {number} of {total}, attempt {attempt} of {}: {} {} on {} ({}); rolled back, retrying in {} ms",
+                                    self.options.max_attempts,
+                                    conflict.statement,
+                                    if conflict.deadlock {
+                                        "hit a deadlock"
+                                    } else {
+                                        "could not get a lock within lock_timeout"
+                                    },
+                                    conflict.relation(),
+                                    conflict.holder(),
+                                    backoff.as_millis()
+                                );
+                                tokio::time::sleep(backoff).await;
+                                attempt += 1;
+                            }
+                            Failure::Busy(conflict) => {
+                                break Err(give_up(
+                                    &conflict,
+                                    attempt,
+                                    config.lock_timeout_ms,
+                                    "this transaction was rolled back",
+                                ));
+                            }
+                            Failure::Fatal(e) => break Err(e),
+                        }
+                    }
+                }
+            };
+            match result {
+                Ok((id, statements)) => {
+                    history_id = id;
+                    rest.executed += statements;
+                    self.options.progress.set(number, total);
+                    rest.report_committed(out, number, id);
+                }
+                Err(cause) => {
+                    return Err(PartlyApplied {
+                        committed: number - 1,
+                        failed: number,
+                        of: total,
+                        cause: format!("{cause:#}"),
+                    }
+                    .into());
                 }
             }
         }
-        let history_id = history::record(client, config, &plan, &executed, &state).await?;
-        client
-            .batch_execute("COMMIT")
-            .await
-            .context("committing the apply")?;
         Ok(ApplyOutcome::Applied {
-            changes: plan.changes.len(),
-            statements: executed.len(),
+            changes: rest.plan.changes.len(),
+            statements: rest.executed,
             history_id,
+            transactions: total,
         })
     }
+}
+
+/// How the first transaction ended.
+enum First {
+    Done(ApplyOutcome),
+    /// Committed, and more transactions follow.
+    Split(Box<Rest>),
+}
+
+/// What the transactions of an apply share.
+struct Rest {
+    plan: Plan,
+    /// The reviewed statements of each change.
+    statements: Vec<Vec<String>>,
+    parts: Vec<TransactionPart>,
+    lineage: Lineage,
+    /// The history row before this apply.
+    previous: Option<history::Recorded>,
+    desired_state: serde_json::Value,
+    /// Statements committed so far.
+    executed: usize,
+}
+
+impl Rest {
+    /// The state and policy hashes to record once transaction `number` (1-based), made of
+    /// `part`, commits: see `history::partial_record`. One transaction applying a whole
+    /// plan of its own records the desired state as it is.
+    fn record_of(
+        &self,
+        part: &TransactionPart,
+        number: usize,
+    ) -> (serde_json::Value, serde_json::Value) {
+        let hashes = history::plan_hashes(&self.plan);
+        if self.parts.len() == 1 && self.lineage.changes_before == 0 {
+            return (self.desired_state.clone(), hashes);
+        }
+        let done = part.first_change + part.changes;
+        let pending: BTreeSet<String> = self.plan.changes[done..]
+            .iter()
+            .map(|c| c.table.clone())
+            .collect();
+        let progress = history::SplitProgress {
+            plan: self.lineage.plan.clone(),
+            changes_done: self.lineage.changes_before + done,
+            changes: self.lineage.changes,
+            transaction: number,
+            transactions: self.parts.len(),
+        };
+        history::partial_record(
+            &self.desired_state,
+            &hashes,
+            self.previous.as_ref(),
+            &pending,
+            &progress,
+        )
+    }
+
+    fn report_committed(&self, out: &mut dyn Write, number: usize, history_id: i64) {
+        let part = &self.parts[number - 1];
+        let changes = &self.plan.changes[part.first_change..part.first_change + part.changes];
+        let (first, last) = (
+            changes.first().map_or("", |c| c.table.as_str()),
+            changes.last().map_or("", |c| c.table.as_str()),
+        );
+        let tables = if first == last {
+            first.to_string()
+        } else {
+            format!("{first} to {last}")
+        };
+        let _ = writeln!(
+            out,
+            "Transaction {number} of {} committed: {} change(s), {tables} (apply_history id {history_id}).",
+            self.parts.len(),
+            part.changes
+        );
+        let _ = out.flush();
+    }
+}
+
+/// The plan an apply carries out, which its progress records name: the plan itself, or
+/// the reviewed plan a stopped apply had begun.
+struct Lineage {
+    plan: String,
+    /// Changes of that plan committed by earlier applies.
+    changes_before: usize,
+    changes: usize,
+}
+
+impl Lineage {
+    fn new(plan: &Plan) -> Lineage {
+        Lineage {
+            plan: history::plan_id(plan),
+            changes_before: 0,
+            changes: plan.changes.len(),
+        }
+    }
+}
+
+/// A reviewed plan that a split apply had begun and stopped: acceptable when the plan of
+/// now is exactly what it had left to do (the same changes and statements, in order).
+fn continued_plan(
+    reviewed: &Plan,
+    now: &Plan,
+    previous: Option<&history::Recorded>,
+) -> Option<Lineage> {
+    let progress = previous?.progress()?;
+    if progress.finished()
+        || progress.plan != history::plan_id(reviewed)
+        || progress.changes != reviewed.changes.len()
+    {
+        return None;
+    }
+    let left = Plan {
+        live_fingerprint: now.live_fingerprint.clone(),
+        changes: reviewed.changes.get(progress.changes_done..)?.to_vec(),
+        ..reviewed.clone()
+    };
+    if reviewed_plan_mismatch(&left, now).is_some() {
+        return None;
+    }
+    Some(Lineage {
+        plan: progress.plan,
+        changes_before: progress.changes_done,
+        changes: progress.changes,
+    })
 }
 
 fn statement_failure(
@@ -374,6 +753,7 @@ fn statement_failure(
     key: &str,
     file: &str,
     blocker: Option<Blocker>,
+    rolled_back: &str,
 ) -> Failure {
     let statement = format!("{} [{key}] (generated/{file})", change.table);
     if let Some(deadlock) = lock_failure(&e) {
@@ -390,13 +770,13 @@ fn statement_failure(
     }
     if let Some(message) = crate::db::privileges::denial(&e) {
         return Failure::Fatal(anyhow!(
-            "{statement} failed: {message} (SQLSTATE {}); {}; the whole apply was rolled back, nothing was changed",
+            "{statement} failed: {message} (SQLSTATE {}); {}; {rolled_back}",
             e.code().map(|c| c.code()).unwrap_or_default(),
             crate::db::privileges::APPLY_NEEDS
         ));
     }
     Failure::Fatal(anyhow!(
-        "{statement} failed: {}; the whole apply was rolled back, nothing was changed",
+        "{statement} failed: {}; {rolled_back}",
         describe_db_error(&e)
     ))
 }
@@ -429,14 +809,20 @@ fn describe_db_error(e: &tokio_postgres::Error) -> String {
     }
 }
 
-fn give_up(conflict: &LockConflict, attempts: u32, lock_timeout_ms: u64) -> anyhow::Error {
+/// `changed`: what of the apply stays (`nothing was changed`, for its first transaction).
+fn give_up(
+    conflict: &LockConflict,
+    attempts: u32,
+    lock_timeout_ms: u64,
+    changed: &str,
+) -> anyhow::Error {
     let what = match (&conflict.blocker, conflict.deadlock) {
         (_, true) => "deadlocked".to_string(),
         (Some(b), false) => format!("could not get its {}", b.wanted_lock()),
         (None, false) => "could not get its lock".to_string(),
     };
     anyhow!(
-        "apply gave up after {attempts} attempts: {} {what} on {}, {}. Each attempt waited at most lock_timeout ({lock_timeout_ms} ms) and rolled back, so no writer waited on apply for longer; nothing was changed. End that session's transaction, or apply again later.",
+        "apply gave up after {attempts} attempts: {} {what} on {}, {}. Each attempt waited at most lock_timeout ({lock_timeout_ms} ms) and rolled back, so no writer waited on apply for longer; {changed}. End that session's transaction, or apply again later.",
         conflict.statement,
         conflict.relation(),
         conflict.holder()

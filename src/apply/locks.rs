@@ -85,10 +85,18 @@ SELECT w.locktype,
  WHERE w.pid = $1 AND NOT w.granted
  LIMIT 1";
 
+/// Whether session `pid` waits for a heavyweight lock now: read from pg_stat_activity,
+/// which, unlike pg_locks, takes none of the lock manager's locks.
+const WAITING_QUERY: &str =
+    "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'";
+
 pub async fn find_blocker(
     monitor: &Client,
     pid: i32,
 ) -> Result<Option<Blocker>, tokio_postgres::Error> {
+    if monitor.query_opt(WAITING_QUERY, &[&pid]).await?.is_none() {
+        return Ok(None);
+    }
     let row = monitor.query_opt(BLOCKER_QUERY, &[&pid]).await?;
     Ok(row.map(|row| Blocker {
         locktype: row.get(0),
@@ -130,10 +138,21 @@ impl LockWatch {
         pid: i32,
         statement: impl Future<Output = T>,
     ) -> (T, Option<Blocker>) {
-        let Some(db) = self.db.clone() else {
-            return (statement.await, None);
-        };
+        let watching = self.start(pid);
+        let result = statement.await;
+        let blocker = watching.take();
+        (result, blocker)
+    }
+
+    /// Starts watching session `pid` (whatever it runs, for as long as the returned guard
+    /// lives): from the threshold on, every 100 ms, whether it waits for a lock, and if so
+    /// who holds it. For a long statement that does many things in turn (run's maintenance
+    /// of many tables), [`Watching::take`] hands over the blocker seen since the last take.
+    pub fn start(&self, pid: i32) -> Watching {
         let seen: Arc<Mutex<Option<Blocker>>> = Arc::new(Mutex::new(None));
+        let Some(db) = self.db.clone() else {
+            return Watching { seen, task: None };
+        };
         let task = {
             let seen = Arc::clone(&seen);
             let monitor = Arc::clone(&self.monitor);
@@ -143,7 +162,7 @@ impl LockWatch {
                 let mut guard = monitor.lock().await;
                 loop {
                     if guard.is_none() {
-                        match db::connect(&db, "retentionc apply: lock watch").await {
+                        match db::connect(&db, "retentionc: lock watch").await {
                             Ok(session) => *guard = Some(session.client),
                             Err(_) => return, // best effort: the error text still names something
                         }
@@ -160,11 +179,31 @@ impl LockWatch {
                 }
             })
         };
-        let result = statement.await;
-        task.abort();
-        let _ = task.await;
-        let blocker = seen.lock().unwrap_or_else(|e| e.into_inner()).take();
-        (result, blocker)
+        Watching {
+            seen,
+            task: Some(task),
+        }
+    }
+}
+
+/// A session being watched (see [`LockWatch::start`]); the watch ends when this is dropped.
+pub struct Watching {
+    seen: Arc<Mutex<Option<Blocker>>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Watching {
+    /// The last blocker seen since the last call, if any.
+    pub fn take(&self) -> Option<Blocker> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
 

@@ -33,8 +33,8 @@ use crate::plan::Plan;
 use crate::{db, policy};
 use checks::refuse_data_loss;
 pub use executor::{
-    ADVISORY_LOCK_KEY, ApplyOptions, ApplyOutcome, DEFAULT_APPLY_WAIT, PlanSource, ReviewedOrigin,
-    execute, execute_reporting,
+    ADVISORY_LOCK_KEY, ApplyOptions, ApplyOutcome, DEFAULT_APPLY_WAIT, PartlyApplied, PlanSource,
+    Progress, ReviewedOrigin, execute, execute_reporting,
 };
 use locks::LockWatch;
 
@@ -126,6 +126,13 @@ pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
         Stopped::Interrupted(Some(Ok(outcome))) => {
             write_outcome(&mut out, &outcome, started)?;
             eprintln!("interrupted after the apply had committed: its changes are in place");
+            return Ok(ExitCode::from(interrupt::EXIT_INTERRUPTED));
+        }
+        Stopped::Interrupted(_) if options.progress.committed().is_some() => {
+            let (committed, of) = options.progress.committed().unwrap_or_default();
+            eprintln!(
+                "interrupted: transactions 1 to {committed} of the apply's {of} are committed, each leaving the database consistent; the one in progress was rolled back. Run `retentionc apply` again to continue where it stopped"
+            );
             return Ok(ExitCode::from(interrupt::EXIT_INTERRUPTED));
         }
         Stopped::Interrupted(Some(Err(e))) => {
@@ -220,9 +227,20 @@ fn write_outcome(out: &mut dyn Write, outcome: &ApplyOutcome, started: Instant) 
             changes,
             statements,
             history_id,
+            transactions: 1,
         } => writeln!(
             out,
             "Applied {changes} change(s), {statements} statement(s), in {} ms (apply_history id {history_id}).",
+            started.elapsed().as_millis()
+        )?,
+        ApplyOutcome::Applied {
+            changes,
+            statements,
+            history_id,
+            transactions,
+        } => writeln!(
+            out,
+            "Applied {changes} change(s), {statements} statement(s), in {transactions} transactions, in {} ms (apply_history id {history_id} is the last).",
             started.elapsed().as_millis()
         )?,
     }
@@ -246,6 +264,10 @@ pub(crate) fn after_lost_connection(session: &db::Session, error: anyhow::Error)
     let Some(lost) = session.lost() else {
         return error;
     };
+    if error.downcast_ref::<executor::PartlyApplied>().is_some() {
+        // It says itself which transactions stay.
+        return error.context(lost);
+    }
     if session.control.commit_in_flight() {
         error.context(format!(
             "{lost}; the COMMIT got no answer, so whether the apply was committed is unknown: `retentionc plan` shows what is in place"

@@ -4,8 +4,8 @@
 //! - [`owner_grants`] is the one list of what a managed table's owner needs to run its
 //!   retention (`run` acts as the owner, the pg_cron job runs as it): apply grants exactly
 //!   this list (templates/privileges.sql.j2 renders it), and `run` checks it before it
-//!   changes anything ([`missing_owner_grants`]), so a missing grant fails a table before
-//!   any partition or row is touched.
+//!   changes anything ([`missing_grants`], for all its tables at once), so a missing grant
+//!   fails a table before any partition or row is touched.
 //! - A read-only command (plan, status, run --dry-run) that is refused is explained by
 //!   [`read_failure`]: the object PostgreSQL named ("permission denied for table run_log")
 //!   is looked up in the catalog and named in full, as the GRANT its role lacks.
@@ -157,6 +157,17 @@ pub fn owner_grants_for(config: &Config, table: &PolicyTable) -> Vec<OwnerGrant>
                 "maintain",
                 Step::Maintenance,
                 "pg_partman's maintenance of this set",
+            )
+        });
+        grants.push(OwnerGrant {
+            args: Some("text[], text[]"),
+            ..grant(
+                "EXECUTE",
+                ObjectKind::Procedure,
+                schema,
+                "maintain_tables",
+                Step::Maintenance,
+                "run maintains its tables in one call, with the rights its role has through the owners",
             )
         });
         grants.extend([
@@ -394,68 +405,51 @@ pub async fn missing_grants<C: GenericClient + Sync>(
     Ok(rights)
 }
 
-/// Which of [`owner_grants`] `policy`'s owner lacks for `run` (all but the job's), and the
-/// partitions of the table it does not own, each as the statement that gives it. Objects
-/// that do not exist (yet) are left out: their absence is reported when retention runs.
-pub async fn missing_owner_grants(
+/// Of `owners` (role names), those this session's role may not act as (`SET ROLE` needs
+/// membership): each with this session's role and the owner, both as SQL names them. One
+/// statement, whatever the number of owners.
+pub async fn refused_owners(
     client: &Client,
-    config: &Config,
-    policy: &Policy,
-) -> Result<Vec<Missing>, tokio_postgres::Error> {
-    let table = PolicyTable::of(policy);
-    let mut rights = missing_grants(
-        client,
-        config,
-        std::slice::from_ref(&table),
-        |step| step != Step::Job,
-        Absent::LeftOut,
-    )
-    .await?;
-    Ok(rights
-        .remove(&table.name)
-        .map(|r| r.missing)
-        .unwrap_or_default())
-}
-
-/// Why this session's role may not act as `owner` (`SET ROLE`, which needs membership),
-/// naming the GRANT that allows it; None when it may.
-pub async fn refusal_to_act_as(
-    client: &Client,
-    owner: &str,
-    table: &str,
-) -> Result<Option<String>, tokio_postgres::Error> {
-    let row = client
-        .query_opt(
-            "SELECT pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER'),
-                    pg_catalog.format('%I', session_user), pg_catalog.format('%I', r.rolname)
-               FROM pg_catalog.pg_roles r WHERE r.rolname::text = $1::text",
-            &[&owner],
+    owners: &[String],
+) -> Result<BTreeMap<String, (String, String)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT r.rolname::text, pg_catalog.format('%I', session_user), pg_catalog.format('%I', r.rolname)
+               FROM pg_catalog.pg_roles r
+              WHERE r.rolname::text = ANY ($1::text[])
+                AND NOT pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER')",
+            &[&owners],
         )
         .await?;
-    Ok(row.and_then(|row| {
-        let may: bool = row.get(0);
-        let (user, owner): (String, String) = (row.get(1), row.get(2));
-        (!may).then(|| {
-            escape_controls(&format!(
-                "{user} may not act as {owner}, the owner of {table}: retention runs with the owner's rights; {user} needs: GRANT {owner} TO {user} ({SEE_DOCS})"
-            ))
-        })
-    }))
+    Ok(rows
+        .iter()
+        .map(|row| (row.get(0), (row.get(1), row.get(2))))
+        .collect())
+}
+
+/// Why `user` may not act as `owner` (both as SQL names them), the owner of `table`,
+/// naming the GRANT that allows it.
+pub fn refused_role(user: &str, owner: &str, table: &str) -> String {
+    escape_controls(&format!(
+        "{user} may not act as {owner}, the owner of {table}: retention runs with the owner's rights; {user} needs: GRANT {owner} TO {user} ({SEE_DOCS})"
+    ))
 }
 
 /// For each wanted grant (by ordinality), with the owner of its table: the privileges the
 /// owner lacks (all of them for an object that does not exist yet, when `$7`), and the
-/// object as GRANT names it. Tables that do not exist are left out.
+/// object as GRANT names it. Tables that do not exist are left out. Every lookup is one
+/// index scan per wanted row, in CTEs computed once: joined instead, the planner (which
+/// cannot estimate the arrays) picked nested loops that re-ran them for every table, in
+/// time quadratic in the number of tables.
 const MISSING_GRANTS_SQL: &str = "
-WITH wanted AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+WITH wanted AS MATERIALIZED (
+    SELECT w.*,
+           (SELECT c.relowner FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = pg_catalog.split_part(w.tbl, '.', 1)
+               AND c.relname = pg_catalog.split_part(w.tbl, '.', 2)) AS owner
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
            WITH ORDINALITY AS w(tbl, kind, schema, name, args, privileges, ord)
-), owners AS (
-    SELECT t.tbl, c.relowner AS owner
-      FROM (SELECT DISTINCT tbl FROM wanted) t
-      JOIN pg_catalog.pg_namespace n ON n.nspname = pg_catalog.split_part(t.tbl, '.', 1)
-      JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pg_catalog.split_part(t.tbl, '.', 2)
-), found AS (
+), found AS MATERIALIZED (
     SELECT w.*,
            CASE w.kind
              WHEN 'DATABASE' THEN (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
@@ -469,35 +463,37 @@ WITH wanted AS (
                       AND pg_catalog.oidvectortypes(p.proargtypes) = w.args)
            END AS oid
       FROM wanted w
+     WHERE w.owner IS NOT NULL
 )
 SELECT f.tbl, pg_catalog.format('%I', r.rolname), f.ord::int8,
        CASE WHEN f.oid IS NULL THEN pg_catalog.string_to_array(f.privileges, ', ')
             ELSE ARRAY(SELECT p FROM unnest(pg_catalog.string_to_array(f.privileges, ', ')) AS p
                         WHERE NOT CASE f.kind
-                                    WHEN 'DATABASE' THEN pg_catalog.has_database_privilege(o.owner, f.oid, p)
-                                    WHEN 'SCHEMA' THEN pg_catalog.has_schema_privilege(o.owner, f.oid, p)
-                                    WHEN 'TABLE' THEN pg_catalog.has_table_privilege(o.owner, f.oid, p)
-                                    WHEN 'SEQUENCE' THEN pg_catalog.has_sequence_privilege(o.owner, f.oid, p)
-                                    ELSE pg_catalog.has_function_privilege(o.owner, f.oid, p)
+                                    WHEN 'DATABASE' THEN pg_catalog.has_database_privilege(f.owner, f.oid, p)
+                                    WHEN 'SCHEMA' THEN pg_catalog.has_schema_privilege(f.owner, f.oid, p)
+                                    WHEN 'TABLE' THEN pg_catalog.has_table_privilege(f.owner, f.oid, p)
+                                    WHEN 'SEQUENCE' THEN pg_catalog.has_sequence_privilege(f.owner, f.oid, p)
+                                    ELSE pg_catalog.has_function_privilege(f.owner, f.oid, p)
                                   END) END,
        CASE f.kind WHEN 'DATABASE' THEN pg_catalog.format('%I', pg_catalog.current_database())
                    WHEN 'SCHEMA' THEN pg_catalog.format('%I', f.schema)
                    ELSE pg_catalog.format('%I.%I', f.schema, f.name) END
          || coalesce('(' || f.args || ')', '')
   FROM found f
-  JOIN owners o ON o.tbl = f.tbl
-  JOIN pg_catalog.pg_roles r ON r.oid = o.owner
+  JOIN pg_catalog.pg_roles r ON r.oid = f.owner
  WHERE f.oid IS NOT NULL OR ($7::bool AND NOT r.rolsuper)
  ORDER BY f.tbl, f.ord";
 
 /// Partitions (at any level) of each table that the table's owner does not own: one pass
 /// over pg_inherits for all tables (pg_partition_tree per table is slow for thousands).
 const FOREIGN_PARTITIONS_SQL: &str = "
-WITH RECURSIVE roots AS (
+WITH RECURSIVE roots AS MATERIALIZED (
     SELECT t.tbl, c.oid, c.relowner
       FROM unnest($1::text[]) AS t(tbl)
-      JOIN pg_catalog.pg_namespace n ON n.nspname = pg_catalog.split_part(t.tbl, '.', 1)
-      JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pg_catalog.split_part(t.tbl, '.', 2)
+      CROSS JOIN LATERAL (
+          SELECT c.oid, c.relowner FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = pg_catalog.split_part(t.tbl, '.', 1)
+             AND c.relname = pg_catalog.split_part(t.tbl, '.', 2)) c
 ), tree(tbl, owner, relid) AS (
     SELECT r.tbl, r.relowner, i.inhrelid FROM roots r JOIN pg_catalog.pg_inherits i ON i.inhparent = r.oid
     UNION ALL
@@ -695,7 +691,7 @@ pub fn connect_denied(e: &tokio_postgres::Error, user: &str, dbname: &str) -> Op
 
 /// A name as a DBA would type it: bare when plain, else quoted, with control characters
 /// escaped (a name from the environment is shown, never its raw bytes).
-fn display_ident(name: &str) -> String {
+pub fn display_ident(name: &str) -> String {
     let plain = name
         .chars()
         .next()

@@ -21,7 +21,8 @@ use super::targets::{Fleet, Target};
 use crate::apply::checks::{refuse_data_loss, reviewed_plan_mismatch};
 use crate::apply::locks::LockWatch;
 use crate::apply::{
-    self, ApplyOptions, ApplyOutcome, PlanSource, ReviewedOrigin, check_policy_hashes, execute,
+    self, ApplyOptions, ApplyOutcome, PlanSource, Progress, ReviewedOrigin, check_policy_hashes,
+    execute,
 };
 use crate::cli::{ApplyArgs, PlanFormat};
 use crate::db::interrupt::{Stop, Stopped};
@@ -232,6 +233,11 @@ async fn apply_target(
     }
     let lock_timeout = Duration::from_millis(project.config.lock_timeout_ms);
     let watch = LockWatch::new(Some(target.db.clone()), lock_timeout);
+    // This database's own count of the transactions of a split apply it committed.
+    let options = &ApplyOptions {
+        progress: Progress::default(),
+        ..options.clone()
+    };
     let stopped = interrupt::until_interrupted(
         &client.control,
         Stop::CloseUnlessCommitting,
@@ -244,6 +250,7 @@ async fn apply_target(
             changes,
             statements,
             history_id,
+            ..
         })) => Outcome::Applied {
             changes,
             statements,
@@ -254,6 +261,12 @@ async fn apply_target(
         }
         Stopped::Interrupted(Some(Ok(_))) => {
             Outcome::Interrupted("after the apply had committed: its changes are in place".into())
+        }
+        Stopped::Interrupted(_) if options.progress.committed().is_some() => {
+            let (committed, of) = options.progress.committed().unwrap_or_default();
+            Outcome::Interrupted(format!(
+                "transactions 1 to {committed} of the apply's {of} are committed, each leaving the database consistent; the one in progress was rolled back (apply again to continue where it stopped)"
+            ))
         }
         Stopped::Interrupted(Some(Err(e))) => Outcome::Interrupted(format!(
             "the apply was not committed, nothing was changed ({})",

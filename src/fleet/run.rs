@@ -36,6 +36,7 @@ pub async fn command(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
         run::select_policies(&chosen.project, &args.tables)?;
     }
     let tables = Arc::new(args.tables.clone());
+    let delete_jobs = usize::from(args.delete_jobs);
     if args.log_format == LogFormat::Json {
         bail!(
             "--log-format json reports one database's run: with --env or --all, run each database on its own (--database-url) for JSON lines"
@@ -60,7 +61,8 @@ pub async fn command(config_path: &Path, args: &RunArgs) -> Result<ExitCode> {
             let tables = Arc::clone(&tables);
             async move {
                 let mut out = Vec::new();
-                let result = run_target(&target, &project, &tables, dry_run, &mut out).await;
+                let result =
+                    run_target(&target, &project, &tables, dry_run, delete_jobs, &mut out).await;
                 (out, result)
             }
         },
@@ -124,6 +126,7 @@ async fn run_target(
     project: &Project,
     tables: &[String],
     dry_run: Option<run::dry_run::Rows>,
+    delete_jobs: usize,
     out: &mut Vec<u8>,
 ) -> Result<RunTotals> {
     if let Some(problem) = &target.problem {
@@ -144,7 +147,11 @@ async fn run_target(
             }
         });
     }
-    run::run_database(project, &policies, &target.db, LogFormat::Text, out).await
+    let options = run::RunOptions {
+        log_format: LogFormat::Text,
+        delete_jobs,
+    };
+    run::run_database(project, &policies, &target.db, options, out).await
 }
 
 fn add(

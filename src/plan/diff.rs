@@ -210,6 +210,7 @@ pub fn diff_with(
             .iter()
             .map(|p| (p.table.to_string(), p.hash()))
             .collect(),
+        apply_transactions: crate::plan::split::transactions(&changes, project, live).map(Box::new),
         changes,
         planned_at: Some(time_text(live.now)),
         unmanaged_tables,

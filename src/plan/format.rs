@@ -290,6 +290,9 @@ pub fn write_text_with(
             statements,
             if statements == 1 { "" } else { "s" }
         )?;
+        for note in transaction_notes(plan) {
+            writeln!(out, "{note}")?;
+        }
     }
     if !plan.unmanaged_tables.is_empty() {
         writeln!(out)?;
@@ -320,6 +323,14 @@ fn conversion_lines(conversion: &crate::plan::ConversionPlan) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// How apply will divide the changes into transactions, when it matters (`plan::split`).
+fn transaction_notes(plan: &Plan) -> Vec<String> {
+    plan.apply_transactions
+        .as_ref()
+        .map(|t| t.notes(&plan.changes))
+        .unwrap_or_default()
 }
 
 fn markdown_change(out: &mut impl Write, change: &Change) -> io::Result<()> {
@@ -452,6 +463,9 @@ pub fn write_markdown_changes(plan: &Plan, out: &mut impl Write) -> io::Result<(
                 markdown_change(out, c)?;
             }
         }
+    }
+    for note in transaction_notes(plan) {
+        writeln!(out, "\n{note}")?;
     }
     if !plan.unmanaged_tables.is_empty() {
         writeln!(

@@ -27,6 +27,10 @@ pub struct Plan {
     /// managed: listed, left alone.
     #[serde(default)]
     pub unmanaged_tables: Vec<String>,
+    /// How apply divides the changes into transactions to fit the server's lock table
+    /// (`split`); absent when there is no change or the server was not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_transactions: Option<Box<split::ApplyTransactions>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -174,6 +178,7 @@ pub mod checks;
 pub mod diff;
 pub mod format;
 pub mod impact;
+pub mod split;
 pub mod volatility;
 
 use std::path::Path;

@@ -53,11 +53,13 @@ pub struct ProgressDisplay {
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl ProgressDisplay {
-    pub fn new(table: &str) -> ProgressDisplay {
+    /// `bars`: a spinner on a terminal (false when several tables are pruned at once,
+    /// whose spinners would overwrite each other: plain lines then).
+    pub fn new(table: &str, bars: bool) -> ProgressDisplay {
         ProgressDisplay {
             table: table.to_string(),
             bar: None,
-            terminal: std::io::stderr().is_terminal(),
+            terminal: bars && std::io::stderr().is_terminal(),
             rule: None,
             rule_started: Instant::now(),
             last_event: Instant::now(),

@@ -165,6 +165,9 @@ pub struct ClusterOptions {
     /// `scram-sha-256` line for it on 127.0.0.1 placed before the trust lines, so that it can
     /// only log in with its password (for tests that check passwords never leak).
     pub password_user: Option<(String, String)>,
+    /// Server settings written after the defaults (so they win), e.g.
+    /// `("max_locks_per_transaction", "16")` for tests of small lock tables.
+    pub settings: Vec<(String, String)>,
 }
 
 /// A throwaway PostgreSQL 15 cluster: `initdb` in a fresh temporary folder, listening on a
@@ -411,6 +414,27 @@ impl Cluster {
         db
     }
 
+    /// A copy of `template` (`CREATE DATABASE ... TEMPLATE`, a file copy: identical sets in
+    /// two databases without setting them up twice). `template` must have no session open.
+    pub fn database_from(self: &Arc<Self>, template: &TestDb) -> TestDb {
+        let name = unique_db_name();
+        self.admin_psql(
+            "postgres",
+            &[&format!(
+                "CREATE DATABASE {} TEMPLATE {}",
+                quote_ident(&name),
+                quote_ident(&template.name)
+            )],
+        );
+        TestDb {
+            cluster: Arc::clone(self),
+            url: self.url(&name),
+            name,
+            partman: template.partman,
+            drop_on_drop: true,
+        }
+    }
+
     /// The cluster's `retentionc_cron` database (the only one where pg_cron can be created
     /// and where its scheduler runs jobs), for one test at a time: the guard holds a
     /// process-wide lock until dropped. On each hand-out the database is reset: other
@@ -490,6 +514,9 @@ impl Cluster {
              full_page_writes = off\n\
              wal_init_zero = off\n"
         );
+        for (name, value) in &self.options.settings {
+            conf.push_str(&format!("{name} = {}\n", quote_literal(value)));
+        }
         let mut hba = String::from("# retentionc test cluster\nlocal all all trust\n");
         if let Some(ssl) = &self.options.ssl {
             let ssl_dir = self.root.join("ssl");
