@@ -15,69 +15,148 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use similar::TextDiff;
 
-use crate::model::{Project, QualifiedName};
-use crate::render::{BOOTSTRAP_FILE, CompiledFile, REMOVED_DIR, Renderer, compile_project};
+use crate::model::{Policy, Project, QualifiedName};
+use crate::render::{
+    BOOTSTRAP_FILE, CompiledFile, REMOVED_DIR, Renderer, conversion_file_name, removal_file_name,
+};
 
-/// What generated/ should hold, given what it holds now (`existing`), the tables the user
-/// asks to release (`remove`) and those whose conversion statements they ask for
-/// (`convert`; a conversion file, once there, is compiled again until the user deletes it).
-pub fn expected_files(
-    project: &Project,
-    existing: &BTreeMap<String, String>,
-    remove: &[QualifiedName],
-    convert: &[QualifiedName],
-) -> Result<BTreeMap<String, CompiledFile>> {
-    let mut files: BTreeMap<String, CompiledFile> =
-        compile_project(&project.config, &project.policies)
-            .into_iter()
-            .map(|f| (f.file_name.clone(), f))
+/// What one file of generated/ is made from.
+enum Source<'p> {
+    Bootstrap,
+    Policy(&'p Policy),
+    /// The statements that convert the policy's plain table into a partitioned one.
+    Conversion(&'p Policy),
+    /// The release of a table whose policy was removed.
+    Removal(QualifiedName),
+}
+
+/// The files generated/ should hold, by name (relative to generated/), each rendered only
+/// when asked for: compile, check and apply take them one at a time, so that memory does
+/// not grow with the text of every file at once.
+pub struct ProjectFiles<'p> {
+    project: &'p Project,
+    renderer: Renderer,
+    files: BTreeMap<String, Source<'p>>,
+}
+
+impl<'p> ProjectFiles<'p> {
+    /// What generated/ should hold, given the names it holds now (`existing`), the tables
+    /// the user asks to release (`remove`) and those whose conversion statements they ask
+    /// for (`convert`; a conversion file, once there, is compiled again until the user
+    /// deletes it).
+    pub fn new(
+        project: &'p Project,
+        existing: &BTreeSet<String>,
+        remove: &[QualifiedName],
+        convert: &[QualifiedName],
+    ) -> Result<ProjectFiles<'p>> {
+        let with_policy: BTreeSet<String> = project
+            .policies
+            .iter()
+            .map(|p| p.table.to_string())
             .collect();
-    let with_policy: BTreeSet<String> = project
-        .policies
-        .iter()
-        .map(|p| p.table.to_string())
-        .collect();
-    for table in remove {
-        if with_policy.contains(&table.to_string()) {
-            bail!("--remove {table}: a policy still names this table; remove the policy first");
+        for table in remove {
+            if with_policy.contains(&table.to_string()) {
+                bail!("--remove {table}: a policy still names this table; remove the policy first");
+            }
         }
-    }
-    let renderer = Renderer::new();
-    for table in convert {
-        let partitioned = project
-            .policy(&table.to_string())
-            .is_some_and(|p| p.partitioning.is_some());
-        if !partitioned {
-            bail!(
-                "--convert {table}: no policy with \"partitioning\" names this table; a conversion makes the table the policy's partition set"
-            );
+        for table in convert {
+            let partitioned = project
+                .policy(&table.to_string())
+                .is_some_and(|p| p.partitioning.is_some());
+            if !partitioned {
+                bail!(
+                    "--convert {table}: no policy with \"partitioning\" names this table; a conversion makes the table the policy's partition set"
+                );
+            }
         }
-    }
-    for policy in &project.policies {
-        let name = crate::render::conversion_file_name(&policy.table);
-        if (existing.contains_key(&name) || convert.contains(&policy.table))
-            && let Some(file) = renderer.conversion(&project.config, policy)
+        let mut files = BTreeMap::new();
+        files.insert(BOOTSTRAP_FILE.to_string(), Source::Bootstrap);
+        for policy in &project.policies {
+            files.insert(policy.generated_file_name(), Source::Policy(policy));
+        }
+        // Only a policy with partitioning has a conversion file (see `Renderer::conversion`).
+        for policy in project.policies.iter().filter(|p| p.partitioning.is_some()) {
+            let name = conversion_file_name(&policy.table);
+            if existing.contains(&name) || convert.contains(&policy.table) {
+                files.insert(name, Source::Conversion(policy));
+            }
+        }
+        for table in removed_tables(existing, &with_policy)
+            .into_iter()
+            .chain(remove.iter().cloned())
         {
-            files.insert(file.file_name.clone(), file);
+            files.insert(removal_file_name(&table), Source::Removal(table));
         }
+        Ok(ProjectFiles {
+            project,
+            renderer: Renderer::new(),
+            files,
+        })
     }
-    for table in removed_tables(existing, &with_policy)
-        .into_iter()
-        .chain(remove.iter().cloned())
-    {
-        let file = renderer.removal(&project.config, &table);
-        files.insert(file.file_name.clone(), file);
+
+    /// What the project's generated/ should hold now.
+    pub fn of(project: &'p Project) -> Result<ProjectFiles<'p>> {
+        let existing = existing_names(&project.config.generated_path())?;
+        ProjectFiles::new(project, &existing, &[], &[])
     }
-    Ok(files)
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.files.contains_key(name)
+    }
+
+    /// The file of that name, rendered now; None when the project does not produce it.
+    pub fn render(&self, name: &str) -> Option<CompiledFile> {
+        let config = &self.project.config;
+        Some(match self.files.get(name)? {
+            Source::Bootstrap => self.renderer.bootstrap(config),
+            Source::Policy(policy) => self.renderer.policy(config, policy),
+            Source::Conversion(policy) => self
+                .renderer
+                .conversion(config, policy)
+                .expect("a policy with partitioning has a conversion file"),
+            Source::Removal(table) => self.renderer.removal(config, table),
+        })
+    }
+
+    /// `f` of each file, rendered, with its name and the text generated/ holds for it now
+    /// (None when it holds no such file), in the files' order. The files are rendered and
+    /// read on the machine's cores; each is dropped once `f` is done with it.
+    fn each<R: Send>(
+        &self,
+        existing: &BTreeSet<String>,
+        f: impl Fn(&str, &CompiledFile, Option<String>) -> Result<R> + Sync,
+    ) -> Vec<(&String, Result<R>)> {
+        let dir = self.project.config.generated_path();
+        let names: Vec<&String> = self.files.keys().collect();
+        let results = crate::parallel::map(&names, |name| {
+            let file = self.render(name).expect("a listed file renders");
+            let current = if existing.contains(*name) {
+                Some(read_text(&dir.join(name))?)
+            } else {
+                None
+            };
+            f(name, &file, current)
+        });
+        names.into_iter().zip(results).collect()
+    }
 }
 
 /// Tables generated/ has a file for (a policy's or a removal file) that no policy names.
 fn removed_tables(
-    existing: &BTreeMap<String, String>,
+    existing: &BTreeSet<String>,
     with_policy: &BTreeSet<String>,
 ) -> Vec<QualifiedName> {
     existing
-        .keys()
+        .iter()
         .filter(|name| name.as_str() != BOOTSTRAP_FILE)
         .filter_map(|name| {
             let stem = name
@@ -90,10 +169,10 @@ fn removed_tables(
         .collect()
 }
 
-/// The `*.sql` files generated/ holds now (and those in its `_removed/`), by name
+/// The names of the `*.sql` files generated/ holds now (and those in its `_removed/`),
 /// relative to generated/.
-pub fn existing_files(dir: &Path) -> Result<BTreeMap<String, String>> {
-    let mut files = BTreeMap::new();
+pub fn existing_names(dir: &Path) -> Result<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
     for (folder, prefix) in [
         (dir.to_path_buf(), String::new()),
         (dir.join(REMOVED_DIR), format!("{REMOVED_DIR}/")),
@@ -111,42 +190,35 @@ pub fn existing_files(dir: &Path) -> Result<BTreeMap<String, String>> {
                     .and_then(|n| n.to_str())
                     .unwrap_or_default()
                     .to_string();
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                files.insert(format!("{prefix}{name}"), text);
+                names.insert(format!("{prefix}{name}"));
             }
         }
     }
-    Ok(files)
+    Ok(names)
 }
 
-/// The project's compiled files, as generated/ should hold them now.
-pub fn project_files(project: &Project) -> Result<BTreeMap<String, CompiledFile>> {
-    let existing = existing_files(&project.config.generated_path())?;
-    expected_files(project, &existing, &[], &[])
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// Files of generated/ that differ from what compile would write (missing, changed or
 /// extra), by name.
 pub fn stale_files(project: &Project) -> Result<Vec<String>> {
-    let existing = existing_files(&project.config.generated_path())?;
-    let expected = expected_files(project, &existing, &[], &[])?;
-    let mut stale: Vec<String> = expected
-        .iter()
-        .filter(|(name, file)| existing.get(*name) != Some(&file.text))
-        .map(|(name, _)| name.clone())
-        .collect();
-    stale.extend(
-        existing
-            .keys()
-            .filter(|n| !expected.contains_key(*n))
-            .cloned(),
-    );
+    let existing = existing_names(&project.config.generated_path())?;
+    let expected = ProjectFiles::new(project, &existing, &[], &[])?;
+    let mut stale = Vec::new();
+    for (name, differs) in expected.each(&existing, |_, file, current| {
+        Ok(current.as_deref() != Some(file.text.as_str()))
+    }) {
+        if differs? {
+            stale.push(name.clone());
+        }
+    }
+    stale.extend(existing.iter().filter(|n| !expected.contains(n)).cloned());
     stale.sort();
     Ok(stale)
 }
 
-/// Writes generated/: every expected file, and removes `.sql` files no policy produces.
 /// `retentionc compile`: the project's own generated/, then one folder per environment
 /// whose settings compile to other SQL; with `check`, only say whether they are current
 /// (exit 1 when not).
@@ -183,8 +255,18 @@ pub fn command(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes generated/: every expected file that differs from what it holds, and removes
+/// `.sql` files no policy produces.
 pub fn compile(project: &Project, remove: &[QualifiedName], out: &mut impl Write) -> Result<()> {
     compile_with(project, remove, &[], out)
+}
+
+/// What compile did with one expected file.
+enum Written {
+    /// generated/ held it already, byte for byte.
+    Unchanged,
+    Changed,
+    New,
 }
 
 /// `compile`, also writing the conversion files of the tables in `convert`.
@@ -195,36 +277,53 @@ pub fn compile_with(
     out: &mut impl Write,
 ) -> Result<()> {
     let dir = project.config.generated_path();
-    let existing = existing_files(&dir)?;
-    let expected = expected_files(project, &existing, remove, convert)?;
+    let existing = existing_names(&dir)?;
+    let expected = ProjectFiles::new(project, &existing, remove, convert)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (name, file) in &expected {
-        if existing.get(name) != Some(&file.text) {
-            let path = dir.join(name);
-            if let Some(folder) = path.parent() {
-                std::fs::create_dir_all(folder)
-                    .with_context(|| format!("creating {}", folder.display()))?;
-            }
-            std::fs::write(&path, &file.text)
-                .with_context(|| format!("writing {}", path.display()))?;
-            if name.ends_with(".convert.sql") && !existing.contains_key(name) {
-                writeln!(
-                    out,
-                    "wrote {} (converts the plain table into a partitioned one: review, commit, then `retentionc convert` or `apply --convert`; delete it once every database is converted)",
-                    shown(project, name)
-                )?;
-            } else if name.starts_with(REMOVED_DIR) && !existing.contains_key(name) {
-                writeln!(
-                    out,
-                    "wrote {} (releases a table whose policy was removed: review, commit, apply; delete it once every database is applied)",
-                    shown(project, name)
-                )?;
-            } else {
-                writeln!(out, "wrote {}", shown(project, name))?;
+    // Files are compared and written on the machine's cores; what was written is told in
+    // the files' order, and then the first failure, if any.
+    let outcomes = expected.each(&existing, |name, file, current| {
+        let written = match current {
+            Some(text) if text == file.text => return Ok(Written::Unchanged),
+            Some(_) => Written::Changed,
+            None => Written::New,
+        };
+        let path = dir.join(name);
+        if let Some(folder) = Path::new(name)
+            .parent()
+            .filter(|f| !f.as_os_str().is_empty())
+        {
+            let folder = dir.join(folder);
+            std::fs::create_dir_all(&folder)
+                .with_context(|| format!("creating {}", folder.display()))?;
+        }
+        std::fs::write(&path, &file.text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(written)
+    });
+    let mut first_failure = None;
+    for (name, outcome) in outcomes {
+        match outcome {
+            Ok(Written::Unchanged) => {}
+            Ok(Written::New) if name.ends_with(".convert.sql") => writeln!(
+                out,
+                "wrote {} (converts the plain table into a partitioned one: review, commit, then `retentionc convert` or `apply --convert`; delete it once every database is converted)",
+                shown(project, name)
+            )?,
+            Ok(Written::New) if name.starts_with(REMOVED_DIR) => writeln!(
+                out,
+                "wrote {} (releases a table whose policy was removed: review, commit, apply; delete it once every database is applied)",
+                shown(project, name)
+            )?,
+            Ok(Written::New | Written::Changed) => writeln!(out, "wrote {}", shown(project, name))?,
+            Err(e) => {
+                first_failure.get_or_insert(e);
             }
         }
     }
-    for name in existing.keys().filter(|n| !expected.contains_key(*n)) {
+    if let Some(e) = first_failure {
+        return Err(e);
+    }
+    for name in existing.iter().filter(|n| !expected.contains(n)) {
         let path = dir.join(name);
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         writeln!(
@@ -251,33 +350,38 @@ pub fn compile_with(
 /// after printing a unified diff of every difference.
 pub fn check(project: &Project, out: &mut impl Write) -> Result<bool> {
     let dir = project.config.generated_path();
-    let existing = existing_files(&dir)?;
-    let expected = expected_files(project, &existing, &[], &[])?;
+    let existing = existing_names(&dir)?;
+    let expected = ProjectFiles::new(project, &existing, &[], &[])?;
     let mut stale = false;
-    for (name, file) in &expected {
-        let text = &file.text;
-        let current = existing.get(name).map(String::as_str).unwrap_or("");
-        if existing.get(name) != Some(text) {
+    // Files are compared on the machine's cores; only the differences are kept, and
+    // printed in the files' order.
+    let diffs = expected.each(&existing, |name, file, current| {
+        if current.as_deref() == Some(file.text.as_str()) {
+            return Ok(None);
+        }
+        let path = shown(project, name);
+        let old_header = match current {
+            Some(_) => format!("a/{path}"),
+            None => "/dev/null".to_string(),
+        };
+        let diff = TextDiff::from_lines(current.as_deref().unwrap_or(""), file.text.as_str());
+        Ok(Some(
+            diff.unified_diff()
+                .context_radius(3)
+                .header(&old_header, &format!("b/{path}"))
+                .to_string(),
+        ))
+    });
+    for (_, diff) in diffs {
+        if let Some(diff) = diff? {
             stale = true;
-            let path = shown(project, name);
-            let diff = TextDiff::from_lines(current, text.as_str());
-            let old_header = if existing.contains_key(name) {
-                format!("a/{path}")
-            } else {
-                "/dev/null".to_string()
-            };
-            write!(
-                out,
-                "{}",
-                diff.unified_diff()
-                    .context_radius(3)
-                    .header(&old_header, &format!("b/{path}"))
-            )?;
+            write!(out, "{diff}")?;
         }
     }
-    for (name, text) in existing.iter().filter(|(n, _)| !expected.contains_key(*n)) {
+    for name in existing.iter().filter(|n| !expected.contains(n)) {
         stale = true;
         let path = shown(project, name);
+        let text = read_text(&dir.join(name))?;
         writeln!(
             out,
             "# {path}: no policy produces this file; compile would remove it"

@@ -21,6 +21,7 @@ pub mod init;
 pub mod man;
 pub mod model;
 pub mod output;
+pub mod parallel;
 pub mod plan;
 pub mod policy;
 pub mod render;

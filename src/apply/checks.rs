@@ -2,14 +2,16 @@
 //! plan is the plan of now; what runs is what was reviewed under generated/, looked up by
 //! (file, key); no statement may harm a managed parent table.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result, anyhow, bail};
 use tokio_postgres::Client;
 
 use super::guard;
+use crate::compile::ProjectFiles;
 use crate::model::{Config, Project};
 use crate::plan::Plan;
+use crate::render::{CompiledFile, Statement};
 
 /// Refuses destructive changes without `--allow-data-loss`, listing them.
 pub fn refuse_data_loss(plan: &Plan, allow_data_loss: bool) -> Result<()> {
@@ -62,7 +64,7 @@ pub async fn reviewed_statements(
     plan: &Plan,
 ) -> Result<Vec<Vec<String>>> {
     let config = &project.config;
-    let files = crate::compile::project_files(project)?;
+    let mut files = ReviewedFiles::of(project)?;
     let mut managed: BTreeSet<String> = project
         .policies
         .iter()
@@ -85,8 +87,7 @@ pub async fn reviewed_statements(
             continue;
         }
         for planned in &change.statements {
-            let statement =
-                reviewed_statement(config, &files, &planned.file, &planned.key, &change.table)?;
+            let statement = files.statement(&planned.file, &planned.key, &change.table)?;
             if let Some(forbidden) = guard::forbidden_action(&statement.sql, &managed) {
                 bail!(
                     "refusing to apply: statement [{}] of {} would {}; retentionc never drops, truncates or renames a parent table (nothing was changed)",
@@ -102,42 +103,62 @@ pub async fn reviewed_statements(
     Ok(per_change)
 }
 
-/// The statement `key` of the compiled file `file` (relative to generated/), for `table`:
-/// the file must be in generated/ exactly as compile writes it now, so that what runs is
-/// what was reviewed.
-pub fn reviewed_statement(
-    config: &Config,
-    files: &std::collections::BTreeMap<String, crate::render::CompiledFile>,
-    file: &str,
-    key: &str,
-    table: &str,
-) -> Result<crate::render::Statement> {
-    let shown = config.generated_dir.join(file);
-    let compiled = files.get(file).with_context(|| {
-        format!(
-            "{}: the plan takes statement [{key}] of {table} from this file, which the project does not produce; run `retentionc compile`, review and commit generated/, then plan again (nothing was changed)",
-            shown.display(),
-        )
-    })?;
-    let on_disk =
-        std::fs::read_to_string(config.generated_path().join(file)).with_context(|| {
+/// The compiled files a plan's statements are taken from: each is rendered, and checked to
+/// be in generated/ exactly as compile writes it now, once, when a statement of it is
+/// first asked for, so that what runs is what was reviewed.
+pub struct ReviewedFiles<'p> {
+    config: &'p Config,
+    files: ProjectFiles<'p>,
+    checked: BTreeMap<String, CompiledFile>,
+}
+
+impl<'p> ReviewedFiles<'p> {
+    pub fn of(project: &'p Project) -> Result<ReviewedFiles<'p>> {
+        Ok(ReviewedFiles {
+            config: &project.config,
+            files: ProjectFiles::of(project)?,
+            checked: BTreeMap::new(),
+        })
+    }
+
+    /// Whether the project produces `file` (relative to generated/).
+    pub fn produces(&self, file: &str) -> bool {
+        self.files.contains(file)
+    }
+
+    /// The statement `key` of the compiled file `file` (relative to generated/), for
+    /// `table`.
+    pub fn statement(&mut self, file: &str, key: &str, table: &str) -> Result<Statement> {
+        let shown = self.config.generated_dir.join(file);
+        if !self.checked.contains_key(file) {
+            let compiled = self.files.render(file).with_context(|| {
+                format!(
+                    "{}: the plan takes statement [{key}] of {table} from this file, which the project does not produce; run `retentionc compile`, review and commit generated/, then plan again (nothing was changed)",
+                    shown.display(),
+                )
+            })?;
+            let on_disk = std::fs::read_to_string(self.config.generated_path().join(file))
+                .with_context(|| {
+                    format!(
+                        "reading {} for the statement [{key}] of {table}",
+                        shown.display(),
+                    )
+                })?;
+            if on_disk != compiled.text {
+                bail!(
+                    "{}: the file is not what `retentionc compile` writes, so it is not what was reviewed; run `retentionc compile`, review and commit generated/, then plan again (nothing was changed)",
+                    shown.display()
+                );
+            }
+            self.checked.insert(file.to_string(), compiled);
+        }
+        self.checked[file].statement(key).cloned().with_context(|| {
             format!(
-                "reading {} for the statement [{key}] of {table}",
+                "{}: no statement [{key}] (for {table}); run plan again (nothing was changed)",
                 shown.display(),
             )
-        })?;
-    if on_disk != compiled.text {
-        bail!(
-            "{}: the file is not what `retentionc compile` writes, so it is not what was reviewed; run `retentionc compile`, review and commit generated/, then plan again (nothing was changed)",
-            shown.display()
-        );
+        })
     }
-    compiled.statement(key).cloned().with_context(|| {
-        format!(
-            "{}: no statement [{key}] (for {table}); run plan again (nothing was changed)",
-            shown.display(),
-        )
-    })
 }
 
 /// Why a reviewed plan is not the plan the database and the policies give now, if it is

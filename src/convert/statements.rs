@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
 
-use crate::apply::checks::reviewed_statement;
+use crate::apply::checks::ReviewedFiles;
 use crate::convert::planned::{POLICY_KEYS_AFTER_SWAP, applied_keys};
 use crate::model::{Policy, Project};
 use crate::render::conversion_file_name;
@@ -35,9 +35,9 @@ impl Reviewed {
     pub fn load(project: &Project, policy: &Policy) -> Result<Reviewed> {
         let config = &project.config;
         let table = policy.table.to_string();
-        let files = crate::compile::project_files(project)?;
+        let mut files = ReviewedFiles::of(project)?;
         let file = conversion_file_name(&policy.table);
-        if !files.contains_key(&file) {
+        if !files.produces(&file) {
             bail!(
                 "{}: no such file; run `retentionc compile --convert {table}`, review and commit it, then convert (nothing was changed)",
                 config.generated_dir.join(&file).display()
@@ -45,12 +45,11 @@ impl Reviewed {
         }
         let mut statements = BTreeMap::new();
         for key in applied_keys().chain(["revert", "finish"]) {
-            let statement = reviewed_statement(config, &files, &file, key, &table)?;
+            let statement = files.statement(&file, key, &table)?;
             statements.insert(key, statement.sql);
         }
         for key in POLICY_KEYS_AFTER_SWAP {
-            let statement =
-                reviewed_statement(config, &files, &policy.generated_file_name(), key, &table)?;
+            let statement = files.statement(&policy.generated_file_name(), key, &table)?;
             statements.insert(key, statement.sql);
         }
         Ok(Reviewed { statements })

@@ -61,18 +61,20 @@ pub fn policy_files(config: &Config) -> Result<Vec<PathBuf>, PolicyErrors> {
 }
 
 pub fn load_policies(config: &Config) -> Result<Vec<Policy>, PolicyErrors> {
+    // Each file is read and parsed on its own, on the machine's cores; policies and errors
+    // are taken in file order, as if read one after another.
+    let parsed = crate::parallel::map(&policy_files(config)?, |path| {
+        let shown = display_path(&config.root, path);
+        match source::read_source(path, &shown, Some(&config.root)) {
+            Ok(text) => parse_policy_text(&shown, &text, config),
+            Err(e) => (Vec::new(), vec![e]),
+        }
+    });
     let mut errors = Vec::new();
     let mut policies = Vec::new();
-    for path in policy_files(config)? {
-        let shown = display_path(&config.root, &path);
-        match source::read_source(&path, &shown, Some(&config.root)) {
-            Ok(text) => {
-                let (mut found, mut errs) = parse_policy_text(&shown, &text, config);
-                policies.append(&mut found);
-                errors.append(&mut errs);
-            }
-            Err(e) => errors.push(e),
-        }
+    for (mut found, mut errs) in parsed {
+        policies.append(&mut found);
+        errors.append(&mut errs);
     }
     check_across_policies(&config.root, &policies, &mut errors);
     if errors.is_empty() {
