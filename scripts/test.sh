@@ -5,7 +5,9 @@
 #   3. cargo test: the whole suite. Integration tests start their own throwaway PostgreSQL
 #      clusters (tests/common/cluster.rs); this script starts none;
 #   4. installing: cargo install --path and --git (release profile), cargo package, man
-#      pages (tests/install.rs, ignored by a plain `cargo test`), on a full run only;
+#      pages (tests/install.rs, ignored by a plain `cargo test`), on a full run only. It
+#      starts before step 3 and runs beside it: its release builds use target/install-check/
+#      and the CPU the suite leaves while its tests wait on PostgreSQL;
 #   5. retentionc compile --check on the repository's policies/, when that folder exists.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test cluster_smoke`).
 set -euo pipefail
@@ -30,11 +32,23 @@ done_in "build"
 
 failed=()
 
+# 4/5 starts here, in the background (see the header); its result is read after step 3.
+install_pid=""
+install_log="$(mktemp)"
+snapshot_refs="$(mktemp)"
+trap 'rm -f "$snapshot_refs" "$install_log"; [ -z "$install_pid" ] || kill "$install_pid" 2>/dev/null || true' EXIT
+if [ "$#" -eq 0 ]; then
+    install_test="$(cargo test --test install --no-run --message-format=json 2>/dev/null |
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)"
+    [ -x "$install_test" ] || { echo "test.sh: cannot find the install test's binary" >&2; exit 1; }
+    # Run as cargo runs a test binary: from the package's folder.
+    "$install_test" --ignored > "$install_log" 2>&1 &
+    install_pid=$!
+fi
+
 section "3/5 Tests (cargo test --no-fail-fast${*:+ $*})"
 # insta lists every snapshot a test reads; after a full run, a .snap file no test read is
 # stale (its test was renamed or removed) and fails the run, so snapshots cannot rot.
-snapshot_refs="$(mktemp)"
-trap 'rm -f "$snapshot_refs"' EXIT
 if INSTA_SNAPSHOT_REFERENCES_FILE="$snapshot_refs" cargo test --no-fail-fast "$@"; then
     done_in "tests"
 else
@@ -52,9 +66,13 @@ if [ "$#" -eq 0 ]; then
 fi
 
 section "4/5 Install (cargo install --path and --git, cargo package, man pages)"
-if [ "$#" -eq 0 ]; then
-    if cargo test --test install -- --ignored; then
-        done_in "install"
+if [ -n "$install_pid" ]; then
+    install_status=0
+    wait "$install_pid" || install_status=$?
+    install_pid=""
+    cat "$install_log"
+    if [ "$install_status" -eq 0 ]; then
+        done_in "install (after the tests; it ran beside them)"
     else
         failed+=("install")
         done_in "install (FAILED)"

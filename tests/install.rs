@@ -1,15 +1,13 @@
-//! Installing retentionc as README.md says: `cargo install --locked --path .` with the
-//! release profile and `cargo install --locked --git URL`, into temporary roots;
+//! Installing retentionc as README.md says: `cargo install --locked --path .` and
+//! `cargo install --locked --git URL`, with the release profile, into temporary roots;
 //! `--version` names the commit; the manual pages render with `man -l`; and
 //! `cargo package --locked` passes.
 //!
-//! A release build takes minutes on two cores, so this test is `#[ignore]`d in a plain
-//! `cargo test` and run once by scripts/test.sh (`cargo test --test install -- --ignored`).
-//! The release install builds in `target/install-check/`, so a second run only rebuilds what
-//! changed. The install from git proves what differs from a path install (fetching the
-//! repository at a commit, the commit in `--version`) and the release profile is already
-//! proven, so it builds with `--debug` in the suite's own target directory, reusing the
-//! dependencies the suite built.
+//! Release builds take minutes on two cores, so this test is `#[ignore]`d in a plain
+//! `cargo test` and run once by scripts/test.sh, beside the rest of the suite (whose tests
+//! spend much of their time waiting on PostgreSQL). Every build here uses
+//! `target/install-check/`, never the suite's `target/`, so the two never wait for each
+//! other's lock, and a second run only rebuilds what changed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -37,14 +35,8 @@ fn git(args: &[&str]) -> String {
 
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(repo());
-    cmd
-}
-
-/// Release builds go to a directory of their own so they never evict the suite's.
-fn cargo_release() -> Command {
-    let mut cmd = cargo();
-    cmd.env("CARGO_TARGET_DIR", repo().join("target/install-check"));
+    cmd.current_dir(repo())
+        .env("CARGO_TARGET_DIR", repo().join("target/install-check"));
     cmd
 }
 
@@ -57,7 +49,7 @@ fn version_of(bin: &Path) -> String {
 #[ignore = "release builds take minutes: scripts/test.sh runs it once (--ignored)"]
 fn cargo_install_from_the_path_and_from_git_gives_a_working_retentionc() {
     let root = tempfile::tempdir().unwrap();
-    run(cargo_release()
+    run(cargo()
         .args(["install", "--locked", "--path", "."])
         .arg("--root")
         .arg(root.path()));
@@ -107,13 +99,8 @@ fn cargo_install_from_the_path_and_from_git_gives_a_working_retentionc() {
     ]));
     let full = git(&["rev-parse", "HEAD"]);
     let root_git = tempfile::tempdir().unwrap();
-    // Without a target directory, an install from git builds in a fresh temporary one.
-    let suite_target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"));
     run(cargo()
-        .env("CARGO_TARGET_DIR", suite_target)
-        .args(["install", "--locked", "--debug", "--git"])
+        .args(["install", "--locked", "--git"])
         .arg(format!("file://{}", common_dir.display()))
         .args(["--rev", &full, "retentionc", "--root"])
         .arg(root_git.path()));
@@ -123,18 +110,10 @@ fn cargo_install_from_the_path_and_from_git_gives_a_working_retentionc() {
 #[test]
 #[ignore = "builds the packaged crate: scripts/test.sh runs it once (--ignored)"]
 fn cargo_package_passes_with_full_metadata() {
-    let out = run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(repo())
-            .args(["package", "--locked", "--allow-dirty"]),
-    );
+    let out = run(cargo().args(["package", "--locked", "--allow-dirty"]));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!said.contains("warning: manifest has no"), "{said}");
-    let list = run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(repo())
-            .args(["package", "--locked", "--allow-dirty", "--list"]),
-    );
+    let list = run(cargo().args(["package", "--locked", "--allow-dirty", "--list"]));
     let files = String::from_utf8_lossy(&list.stdout);
     for needed in ["LICENSE", "README.md", "build.rs", "templates/prune.sql.j2"] {
         assert!(
