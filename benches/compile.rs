@@ -155,6 +155,8 @@ fn write_policies(project: &Path, n: usize) {
 /// Runs `retentionc --config <project>/retentionc.yaml ARGS` to its end.
 fn measure(project: &Path, args: &[&str]) -> Measured {
     let started = Instant::now();
+    // Reaped by wait4 below, which also gives the child's peak memory.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(retentionc_bin())
         .arg("--config")
         .arg(project.join("retentionc.yaml"))

@@ -1038,7 +1038,8 @@ fn missing_owner_rights_are_granted_once() {
 
     // A change that does not grant (a setting) leaves the grant to a change of its own.
     let mut live = applied_live(&p);
-    live.owner_rights.insert("public.app_logs".into(), lacking());
+    live.owner_rights
+        .insert("public.app_logs".into(), lacking());
     live.part_config[0].premake = 1;
     assert_eq!(
         kinds(&plan(&p, &live)),
