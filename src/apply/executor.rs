@@ -260,17 +260,9 @@ pub async fn execute_reporting(
             Err(Failure::Busy(conflict)) => {
                 let backoff = backoff(options.first_backoff, attempt);
                 eprintln!(
-                    "attempt {attempt} of {}: {} {} on {} ({}); rolled back, retrying in {} ms",
+                    "attempt {attempt} of {}: {}",
                     options.max_attempts,
-                    conflict.statement,
-                    if conflict.deadlock {
-                        "hit a deadlock"
-                    } else {
-                        "could not get a lock within lock_timeout"
-                    },
-                    conflict.relation(),
-                    conflict.holder(),
-                    backoff.as_millis()
+                    retrying(&conflict, backoff)
                 );
                 tokio::time::sleep(backoff).await;
                 attempt += 1;
@@ -567,17 +559,9 @@ impl Attempt<'_> {
                             Failure::Busy(conflict) if attempt < self.options.max_attempts => {
                                 let backoff = backoff(self.options.first_backoff, attempt);
                                 eprintln!(
-                                    "transaction {number} of {total}, attempt {attempt} of {}: {} {} on {} ({}); rolled back, retrying in {} ms",
+                                    "transaction {number} of {total}, attempt {attempt} of {}: {}",
                                     self.options.max_attempts,
-                                    conflict.statement,
-                                    if conflict.deadlock {
-                                        "hit a deadlock"
-                                    } else {
-                                        "could not get a lock within lock_timeout"
-                                    },
-                                    conflict.relation(),
-                                    conflict.holder(),
-                                    backoff.as_millis()
+                                    retrying(&conflict, backoff)
                                 );
                                 tokio::time::sleep(backoff).await;
                                 attempt += 1;
@@ -839,6 +823,23 @@ fn backoff(first: Duration, attempt: u32) -> Duration {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     exponential + exponential.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}
+
+/// What a lock conflict did and what happens next: `<statement> could not get a lock within
+/// lock_timeout on <relation> (<holder>); rolled back, retrying in <n> ms`.
+fn retrying(conflict: &LockConflict, backoff: Duration) -> String {
+    format!(
+        "{} {} on {} ({}); rolled back, retrying in {} ms",
+        conflict.statement,
+        if conflict.deadlock {
+            "hit a deadlock"
+        } else {
+            "could not get a lock within lock_timeout"
+        },
+        conflict.relation(),
+        conflict.holder(),
+        backoff.as_millis()
+    )
 }
 
 /// ` (pid 123, application "retentionc", its transaction open 4 s)` for the session holding the
