@@ -12,7 +12,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::cluster::{Cluster, Partman, TestDb};
+use common::cluster::{Cluster, Partman, TestDb, pg_bin};
 use retentionc::config::load_config;
 use retentionc::model::{Config, PartmanMajor};
 use retentionc::policy::load_policies;
@@ -165,6 +165,71 @@ fn assert_routines_are_verbatim_in_files(db: &TestDb, files: &[PathBuf]) {
     );
 }
 
+/// pg_partman's maintenance lock, held by a session of its own while this lives: the
+/// example's pg_cron job (`*/5 * * * *`) may fire between the two runs, and then finds
+/// maintenance busy (reported skipped) instead of making or dropping partitions, which
+/// would change the catalog the test compares.
+struct MaintenanceLockHeld {
+    psql: std::process::Child,
+    url: String,
+}
+
+impl MaintenanceLockHeld {
+    const KEY: &str = "pg_catalog.hashtext('pg_partman run_maintenance')";
+    const APPLICATION: &str = "retentionc-test-maintenance-lock";
+
+    fn hold(db: &TestDb) -> Self {
+        let child = std::process::Command::new(pg_bin("psql"))
+            .env("PGAPPNAME", Self::APPLICATION)
+            .args(["-X", "-q", "-d", &db.url, "-c"])
+            .arg(format!(
+                "SELECT pg_catalog.pg_advisory_lock({}); SELECT pg_catalog.pg_sleep(3600)",
+                Self::KEY
+            ))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("psql starts");
+        let held = Self {
+            psql: child,
+            url: db.url.clone(),
+        };
+        // Held once another session cannot take it (taken by mistake: given back at once).
+        let probe = format!(
+            "SELECT CASE WHEN pg_catalog.pg_try_advisory_lock({key}) \
+                    THEN NOT pg_catalog.pg_advisory_unlock({key}) ELSE true END",
+            key = Self::KEY
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while db.scalar(&probe) != "t" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the maintenance lock was not held within 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        held
+    }
+}
+
+impl Drop for MaintenanceLockHeld {
+    fn drop(&mut self) {
+        // The server would notice the client gone only when pg_sleep ends: end the session.
+        let _ = std::process::Command::new(pg_bin("psql"))
+            .args(["-X", "-q", "-d", &self.url, "-c"])
+            .arg(format!(
+                "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
+                  WHERE application_name = '{}'",
+                Self::APPLICATION
+            ))
+            .stdin(std::process::Stdio::null())
+            .output();
+        let _ = self.psql.kill();
+        let _ = self.psql.wait();
+    }
+}
+
 fn run_files(db: &TestDb, files: &[PathBuf]) {
     for file in files {
         db.psql(&["-q", "-f", file.to_str().unwrap()]);
@@ -180,6 +245,7 @@ fn generated_sql_runs_on_pg_partman_4_and_5_and_running_it_again_changes_nothing
         let files = compile_into(out.path(), partman);
         let db = cluster.cron_database(partman);
         db.psql(&["-q", "-c", TABLES]);
+        let _no_maintenance_meanwhile = MaintenanceLockHeld::hold(&db);
 
         run_files(&db, &files);
         let first = catalog_state(&db);
