@@ -34,9 +34,11 @@ fn create_orders(db: &TestDb, rows: i64) {
     db.psql(&[
         "-q",
         "-c",
+        // Roles are cluster-wide and tests share a cluster: two tests may make the same role
+        // at once, and the one that loses the race finds it made.
         "DO $$ BEGIN
-             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'orders_reader') THEN CREATE ROLE orders_reader; END IF;
-             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'orders_owner') THEN CREATE ROLE orders_owner; END IF;
+             BEGIN CREATE ROLE orders_reader; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END;
+             BEGIN CREATE ROLE orders_owner; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END;
          END $$",
         "-c",
         "CREATE TABLE public.orders (

@@ -207,7 +207,7 @@ INSERT INTO public.events SELECT g, 'debug', ARRAY['x'], g FROM generate_series(
 /// A role the cron example tries to make superuser (roles are the cluster's, not the
 /// database's: made once, whichever test gets there first).
 const VICTIM_ROLE: &str = "DO $$ BEGIN CREATE ROLE retentionc_where_victim NOLOGIN; \
-    EXCEPTION WHEN duplicate_object THEN NULL; END $$";
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$";
 
 #[test]
 fn dangerous_functions_are_refused_before_anything_changes() {
