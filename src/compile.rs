@@ -294,34 +294,19 @@ pub fn compile_with(
     let existing = existing_names(&dir)?;
     let expected = ProjectFiles::new(project, &existing, remove, convert)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    // Files are rendered and compared on the machine's cores, and those that differ are
-    // written by one thread of their own: files made in one folder from several threads
-    // only wait for each other (the folder is locked while a file is made in it). At most
-    // `FILES_IN_FLIGHT` texts wait to be written. What was written is told in the files'
-    // order, and then the first failure, if any.
-    let (to_writer, to_write) = std::sync::mpsc::sync_channel::<(&String, String)>(FILES_IN_FLIGHT);
-    let (outcomes, mut write_failures) = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| write_files(&dir, to_write));
-        let outcomes = expected.each(&existing, |name, file, current| {
-            let written = match current {
-                Some(text) if text == file.text => return Ok(Written::Unchanged),
-                Some(_) => Written::Changed,
-                None => Written::New,
-            };
-            to_writer
-                .send((name, file.text))
-                .expect("the writer takes every file until the last is sent");
-            Ok(written)
-        });
-        drop(to_writer);
-        let failures = writer
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (outcomes, failures)
+    // Files are rendered, compared and (when they differ) written on the machine's cores;
+    // what was written is told in the files' order, and then the first failure, if any.
+    let outcomes = expected.each(&existing, |name, file, current| {
+        let written = match current {
+            Some(text) if text == file.text => return Ok(Written::Unchanged),
+            Some(_) => Written::Changed,
+            None => Written::New,
+        };
+        write_file(&dir, name, &file.text)?;
+        Ok(written)
     });
     let mut first_failure = None;
     for (name, outcome) in outcomes {
-        let outcome = write_failures.remove(name).map_or(outcome, Err);
         match outcome {
             Ok(Written::Unchanged) => {}
             Ok(Written::New) if name.ends_with(".convert.sql") => writeln!(
@@ -366,35 +351,18 @@ pub fn compile_with(
     Ok(())
 }
 
-/// Texts rendered and waiting to be written, at most: enough to keep the writer busy,
-/// few enough that memory does not grow with the number of files.
-const FILES_IN_FLIGHT: usize = 64;
-
-/// Writes each (name, text) received into `dir`, until the senders are done; the files
-/// that could not be written, with why.
-fn write_files<'a>(
-    dir: &Path,
-    to_write: std::sync::mpsc::Receiver<(&'a String, String)>,
-) -> BTreeMap<&'a String, anyhow::Error> {
-    let mut failures = BTreeMap::new();
-    for (name, text) in to_write {
-        let path = dir.join(name);
-        let written = Path::new(name)
-            .parent()
-            .filter(|folder| !folder.as_os_str().is_empty())
-            .map_or(Ok(()), |folder| {
-                let folder = dir.join(folder);
-                std::fs::create_dir_all(&folder)
-                    .with_context(|| format!("creating {}", folder.display()))
-            })
-            .and_then(|()| {
-                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
-            });
-        if let Err(failure) = written {
-            failures.insert(name, failure);
-        }
+/// Writes `text` as the file `name` of `dir` (a name under `_removed/` makes that folder).
+fn write_file(dir: &Path, name: &str, text: &str) -> Result<()> {
+    if let Some(folder) = Path::new(name)
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+    {
+        let folder = dir.join(folder);
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
     }
-    failures
+    let path = dir.join(name);
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Compares generated/ with what compile would write; returns whether it is up to date,
