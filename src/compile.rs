@@ -82,7 +82,10 @@ impl<'p> ProjectFiles<'p> {
                 files.insert(name, Source::Conversion(policy));
             }
         }
-        for table in removed_tables(existing, &with_policy)
+        // A file the project produces already (its own, a policy's, a conversion's) is no
+        // removed policy's: only the others are read as table names.
+        let unclaimed = existing.iter().filter(|name| !files.contains_key(*name));
+        for table in removed_tables(unclaimed, &with_policy)
             .into_iter()
             .chain(remove.iter().cloned())
         {
@@ -129,38 +132,39 @@ impl<'p> ProjectFiles<'p> {
 
     /// `f` of each file, rendered, with its name and the text generated/ holds for it now
     /// (None when it holds no such file), in the files' order. The files are rendered and
-    /// read on the machine's cores; each is dropped once `f` is done with it.
-    fn each<R: Send>(
-        &self,
+    /// read on the machine's cores, and handed to `f`, which keeps what it needs of them.
+    fn each<'s, R: Send>(
+        &'s self,
         existing: &BTreeSet<String>,
-        f: impl Fn(&str, &CompiledFile, Option<String>) -> Result<R> + Sync,
-    ) -> Vec<(&String, Result<R>)> {
+        f: impl Fn(&'s String, CompiledFile, Option<String>) -> Result<R> + Sync,
+    ) -> Vec<(&'s String, Result<R>)> {
         let dir = self.project.config.generated_path();
-        let names: Vec<&String> = self.files.keys().collect();
-        let results = crate::parallel::map(&names, |name| {
+        let names: Vec<&'s String> = self.files.keys().collect();
+        let results = crate::parallel::map(&names, |&name| {
             let file = self.render(name).expect("a listed file renders");
-            let current = if existing.contains(*name) {
+            let current = if existing.contains(name) {
                 Some(read_text(&dir.join(name))?)
             } else {
                 None
             };
-            f(name, &file, current)
+            f(name, file, current)
         });
         names.into_iter().zip(results).collect()
     }
 }
 
-/// Tables generated/ has a file for (a policy's or a removal file) that no policy names.
-fn removed_tables(
-    existing: &BTreeSet<String>,
+/// Tables generated/ has a file for (a policy's or a removal file) that no policy names,
+/// of the files `names`.
+fn removed_tables<'a>(
+    names: impl Iterator<Item = &'a String>,
     with_policy: &BTreeSet<String>,
 ) -> Vec<QualifiedName> {
-    existing
-        .iter()
+    let removed_prefix = format!("{REMOVED_DIR}/");
+    names
         .filter(|name| name.as_str() != BOOTSTRAP_FILE)
         .filter_map(|name| {
             let stem = name
-                .strip_prefix(&format!("{REMOVED_DIR}/"))
+                .strip_prefix(&removed_prefix)
                 .unwrap_or(name)
                 .strip_suffix(".sql")?;
             QualifiedName::parse(stem).ok()
@@ -183,8 +187,9 @@ pub fn existing_names(dir: &Path) -> Result<BTreeSet<String>> {
         for entry in
             std::fs::read_dir(&folder).with_context(|| format!("reading {}", folder.display()))?
         {
-            let path = entry?.path();
-            if path.extension().and_then(|e| e.to_str()) == Some("sql") && path.is_file() {
+            let entry = entry?;
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("sql") && is_file(&entry) {
                 let name = path
                     .file_name()
                     .and_then(|n| n.to_str())
@@ -195,6 +200,15 @@ pub fn existing_names(dir: &Path) -> Result<BTreeSet<String>> {
         }
     }
     Ok(names)
+}
+
+/// Whether a folder entry is a file, links followed; the entry's own type spares a `stat`
+/// for every entry that is not a link.
+fn is_file(entry: &std::fs::DirEntry) -> bool {
+    match entry.file_type() {
+        Ok(kind) if !kind.is_symlink() => kind.is_file(),
+        _ => entry.path().is_file(),
+    }
 }
 
 fn read_text(path: &Path) -> Result<String> {
@@ -280,24 +294,15 @@ pub fn compile_with(
     let existing = existing_names(&dir)?;
     let expected = ProjectFiles::new(project, &existing, remove, convert)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    // Files are compared and written on the machine's cores; what was written is told in
-    // the files' order, and then the first failure, if any.
+    // Files are rendered, compared and (when they differ) written on the machine's cores;
+    // what was written is told in the files' order, and then the first failure, if any.
     let outcomes = expected.each(&existing, |name, file, current| {
         let written = match current {
             Some(text) if text == file.text => return Ok(Written::Unchanged),
             Some(_) => Written::Changed,
             None => Written::New,
         };
-        let path = dir.join(name);
-        if let Some(folder) = Path::new(name)
-            .parent()
-            .filter(|f| !f.as_os_str().is_empty())
-        {
-            let folder = dir.join(folder);
-            std::fs::create_dir_all(&folder)
-                .with_context(|| format!("creating {}", folder.display()))?;
-        }
-        std::fs::write(&path, &file.text).with_context(|| format!("writing {}", path.display()))?;
+        write_file(&dir, name, &file.text)?;
         Ok(written)
     });
     let mut first_failure = None;
@@ -344,6 +349,20 @@ pub fn compile_with(
         project.config.generated_dir.display()
     )?;
     Ok(())
+}
+
+/// Writes `text` as the file `name` of `dir` (a name under `_removed/` makes that folder).
+fn write_file(dir: &Path, name: &str, text: &str) -> Result<()> {
+    if let Some(folder) = Path::new(name)
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+    {
+        let folder = dir.join(folder);
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Compares generated/ with what compile would write; returns whether it is up to date,
@@ -419,4 +438,120 @@ fn shown(project: &Project, name: &str) -> String {
         .join(name)
         .display()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A project of `n` policies (`public.t000`, ...), each with a delete rule.
+    fn project(n: usize) -> (tempfile::TempDir, Project) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("retentionc.yaml"), "partman_version: 5\n").unwrap();
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        for i in 0..n {
+            std::fs::write(
+                dir.path().join(format!("policies/t{i:03}.yaml")),
+                format!(
+                    "table: public.t{i:03}\npartitioning:\n  column: at\n  interval: 1 day\n\
+                     deletes:\n  - name: debug\n    where: \"level = 'debug'\"\n    older_than: 1 day\n"
+                ),
+            )
+            .unwrap();
+        }
+        let project = crate::policy::load_project(&dir.path().join("retentionc.yaml")).unwrap();
+        (dir, project)
+    }
+
+    fn lines(out: &[u8]) -> Vec<String> {
+        String::from_utf8_lossy(out)
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn what_compile_and_check_tell_comes_in_file_order() {
+        // Enough files that they are rendered on several threads.
+        let (dir, project) = project(200);
+        let generated = dir.path().join("generated");
+        let mut out = Vec::new();
+        compile(&project, &[], &mut out).unwrap();
+        let wrote: Vec<String> = lines(&out)
+            .into_iter()
+            .filter(|l| l.starts_with("wrote "))
+            .collect();
+        let expected: Vec<String> = std::iter::once("wrote generated/_retentionc.sql".to_string())
+            .chain((0..200).map(|i| format!("wrote generated/public.t{i:03}.sql")))
+            .collect();
+        assert_eq!(wrote, expected);
+
+        std::fs::write(generated.join("public.t010.sql"), "edited\n").unwrap();
+        std::fs::remove_file(generated.join("public.t150.sql")).unwrap();
+        std::fs::write(generated.join("public.t190.sql"), "edited\n").unwrap();
+        assert_eq!(
+            stale_files(&project).unwrap(),
+            ["public.t010.sql", "public.t150.sql", "public.t190.sql"]
+        );
+        let mut out = Vec::new();
+        assert!(!check(&project, &mut out).unwrap());
+        let headers: Vec<String> = lines(&out)
+            .into_iter()
+            .filter(|l| l.starts_with("--- "))
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                "--- a/generated/public.t010.sql",
+                "--- /dev/null",
+                "--- a/generated/public.t190.sql"
+            ]
+        );
+
+        let mut out = Vec::new();
+        compile(&project, &[], &mut out).unwrap();
+        assert_eq!(
+            lines(&out)[..3],
+            [
+                "wrote generated/public.t010.sql",
+                "wrote generated/public.t150.sql",
+                "wrote generated/public.t190.sql"
+            ]
+        );
+        let mut out = Vec::new();
+        assert!(
+            check(&project, &mut out).unwrap(),
+            "{}",
+            lines(&out).join("\n")
+        );
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_written_fails_compile_after_the_others_are_written() {
+        let (dir, project) = project(100);
+        let generated = dir.path().join("generated");
+        // A folder where a policy's file belongs: writing the file fails.
+        std::fs::create_dir_all(generated.join("public.t040.sql")).unwrap();
+        let mut out = Vec::new();
+        let failure = compile(&project, &[], &mut out).unwrap_err();
+        assert!(
+            format!("{failure:#}").contains("writing ")
+                && format!("{failure:#}").contains("public.t040.sql"),
+            "{failure:#}"
+        );
+        let wrote = lines(&out);
+        assert_eq!(wrote.len(), 100, "{wrote:?}");
+        assert!(!wrote.iter().any(|l| l.contains("t040")), "{wrote:?}");
+        let renderer = Renderer::new();
+        for policy in &project.policies {
+            if policy.table.name.as_str() == "t040" {
+                continue;
+            }
+            let file = renderer.policy(&project.config, policy);
+            assert_eq!(
+                std::fs::read_to_string(generated.join(&file.file_name)).unwrap(),
+                file.text
+            );
+        }
+    }
 }

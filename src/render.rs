@@ -7,6 +7,8 @@
 //! (procedure bodies, settings, the schedule's command) are returned here as values next
 //! to the text, never read back out of it.
 
+use std::fmt::Write;
+
 use minijinja::{Environment, Value, context};
 use serde::Serialize;
 
@@ -224,8 +226,10 @@ impl Renderer {
     pub fn new() -> Renderer {
         let mut env = Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-        env.add_filter("ident", |s: String| quote_ident(&s));
-        env.add_filter("literal", |s: String| quote_literal(&s));
+        env.add_filter("ident", |v: &Value| filter_text(v).map(|t| quote_ident(&t)));
+        env.add_filter("literal", |v: &Value| {
+            filter_text(v).map(|t| quote_literal(&t))
+        });
         templates!(
             env,
             "header.sql.j2",
@@ -303,7 +307,7 @@ impl Renderer {
             .state()
             .lookup("body")
             .and_then(|v| v.as_str().map(str::to_string));
-        (format!("{}\n", captured.output().trim_end()), body)
+        (ending_in_one_newline(captured.into_output()), body)
     }
 
     fn render(&self, name: &str, ctx: Value) -> String {
@@ -474,7 +478,10 @@ impl Renderer {
                 ));
             }
             let retention_ctx = context! {
-                settings => Value::from(minijinja::value::Serde(part_config_settings(policy))),
+                settings => part_config_settings(policy)
+                    .into_iter()
+                    .map(|s| context! { column => s.column, sql => s.sql })
+                    .collect::<Vec<_>>(),
                 keeps_retention => policy.retention.is_some(),
                 ..ctx.clone()
             };
@@ -495,9 +502,21 @@ impl Renderer {
     /// the owner's rights: `db::privileges::owner_grants`, the list `run` checks too), and
     /// gives it the partitions another role made.
     fn privileges_statement(&self, config: &Config, policy: &Policy, ctx: &Value) -> Statement {
-        let grants = crate::db::privileges::owner_grants(config, policy);
+        // What the template reads of each grant, the object it is on as SQL names it.
+        let grants: Vec<Value> = crate::db::privileges::owner_grants(config, policy)
+            .iter()
+            .map(|grant| {
+                context! {
+                    privileges => grant.privileges,
+                    kind => grant.kind.keyword(),
+                    object => grant_object(grant),
+                    if_exists => grant.if_exists,
+                    why => grant.why,
+                }
+            })
+            .collect();
         let privileges_ctx = context! {
-            grants => Value::from(minijinja::value::Serde(grants)),
+            grants => grants,
             partitioned => policy.partitioning.is_some(),
             ..ctx.clone()
         };
@@ -570,7 +589,7 @@ impl Renderer {
             .get_template("prune_body.sql.j2")
             .and_then(|t| t.render(ctx))
             .unwrap_or_else(|e| panic!("template prune_body.sql.j2 failed to render: {e:#}"));
-        format!("{}\n", body.trim_end())
+        ending_in_one_newline(body)
     }
 
     fn schedule_statement(&self, config: &Config, policy: &Policy, ctx: &Value) -> Statement {
@@ -723,17 +742,60 @@ impl Renderer {
 
     fn file_text(&self, header_ctx: Value, statements: &[Statement]) -> String {
         let mut text = self.render("header.sql.j2", header_ctx);
+        text.reserve(
+            statements
+                .iter()
+                .map(|s| s.title.len() + s.key.len() + s.sql.len() + 16)
+                .sum(),
+        );
         for (index, statement) in statements.iter().enumerate() {
-            text.push_str(&format!(
+            write!(
+                text,
                 "\n-- {}. {} [{}]\n{}",
                 index + 1,
                 statement.title,
                 statement.key,
                 statement.sql
-            ));
+            )
+            .expect("writing to a String cannot fail");
         }
         text
     }
+}
+
+/// The object a grant is on, as SQL names it: `"retention"."maintain"(text, text)`.
+fn grant_object(grant: &crate::db::privileges::OwnerGrant) -> String {
+    let mut object = quote_ident(&grant.schema);
+    if !grant.name.is_empty() {
+        object.push('.');
+        object.push_str(&quote_ident(&grant.name));
+    }
+    if let Some(args) = grant.args {
+        write!(object, "({args})").expect("writing to a String cannot fail");
+    }
+    object
+}
+
+/// `text` without trailing white space, then one newline.
+fn ending_in_one_newline(mut text: String) -> String {
+    text.truncate(text.trim_end().len());
+    text.push('\n');
+    text
+}
+
+/// The text the `ident` and `literal` filters quote: a string as it is, any other value as
+/// a template prints it; undefined is an error, as everywhere in these templates.
+fn filter_text(value: &Value) -> Result<std::borrow::Cow<'_, str>, minijinja::Error> {
+    if value.is_undefined() {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::UndefinedError,
+            "an undefined value cannot be quoted",
+        ));
+    }
+    Ok(match value.as_str() {
+        Some(text) => text.into(),
+        None => value.to_string().into(),
+    })
 }
 
 /// What a compiled file is for: its header says so.
@@ -848,4 +910,31 @@ pub fn compile_project(config: &Config, policies: &[Policy]) -> Vec<CompiledFile
     let mut files = vec![renderer.bootstrap(config)];
     files.extend(policies.iter().map(|p| renderer.policy(config, p)));
     files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_quote_what_a_template_prints_and_refuse_undefined() {
+        let renderer = Renderer::new();
+        let render = |source: &str| {
+            renderer.env.render_str(
+                source,
+                context! { s => "it's \"x\"", n => 5, b => true, none => () },
+            )
+        };
+        assert_eq!(
+            render("{{ s|literal }} {{ s|ident }}").unwrap(),
+            r#"'it''s "x"' "it's ""x""""#
+        );
+        assert_eq!(
+            render("{{ n|literal }} {{ b|literal }} {{ none|ident }}").unwrap(),
+            r#"'5' 'true' "none""#
+        );
+        for source in ["{{ missing|literal }}", "{{ missing|ident }}"] {
+            assert!(render(source).is_err(), "{source}");
+        }
+    }
 }

@@ -114,19 +114,38 @@ impl serde::Serialize for QualifiedName {
 
 /// Double-quotes an identifier, doubling any inner quote.
 pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+    let mut quoted = String::with_capacity(name.len() + 2);
+    quoted.push('"');
+    let mut rest = name;
+    while let Some(at) = rest.find('"') {
+        quoted.push_str(&rest[..=at]);
+        quoted.push('"');
+        rest = &rest[at + 1..];
+    }
+    quoted.push_str(rest);
+    quoted.push('"');
+    quoted
 }
 
 /// Single-quotes a literal, doubling inner quotes. With standard_conforming_strings on
 /// (the default since PostgreSQL 9.1) backslashes need no escaping; an `E''` literal
 /// is used when the text holds one, so the result is right whatever that setting is.
 pub fn quote_literal(text: &str) -> String {
-    let doubled = text.replace('\'', "''");
+    let mut quoted = String::with_capacity(text.len() + 3);
     if text.contains('\\') {
-        format!("E'{}'", doubled.replace('\\', "\\\\"))
-    } else {
-        format!("'{doubled}'")
+        quoted.push('E');
     }
+    quoted.push('\'');
+    // Each quote doubled; a backslash occurs only in an `E''` literal, where it is doubled.
+    let mut rest = text;
+    while let Some(at) = rest.find(['\'', '\\']) {
+        quoted.push_str(&rest[..=at]);
+        quoted.push_str(&rest[at..=at]);
+        rest = &rest[at + 1..];
+    }
+    quoted.push_str(rest);
+    quoted.push('\'');
+    quoted
 }
 
 #[cfg(test)]
@@ -167,5 +186,35 @@ mod tests {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(quote_literal("it's"), "'it''s'");
         assert_eq!(quote_literal("a\\b"), "E'a\\\\b'");
+        assert_eq!(quote_ident(""), r#""""#);
+        assert_eq!(quote_ident(r#""x""#), r#""""x""""#);
+        assert_eq!(quote_ident("é\u{1F600}"), "\"é\u{1F600}\"");
+        assert_eq!(quote_literal(""), "''");
+        assert_eq!(quote_literal("'"), "''''");
+        assert_eq!(quote_literal(r"\'\"), r"E'\\''\\'");
+        assert_eq!(quote_literal("é'\u{1F600}"), "'é''\u{1F600}'");
+    }
+
+    proptest::proptest! {
+        /// Taking the quotes off and halving what was doubled gives the text back.
+        #[test]
+        fn quoting_reads_back(text in "\\PC*") {
+            let ident = quote_ident(&text);
+            let inner = ident.strip_prefix('"').and_then(|i| i.strip_suffix('"')).unwrap();
+            proptest::prop_assert_eq!(inner.replace("\"\"", "\""), text.clone());
+            proptest::prop_assert!(!inner.replace("\"\"", "").contains('"'));
+            let literal = quote_literal(&text);
+            let escaped = text.contains('\\');
+            let body = literal
+                .strip_prefix(if escaped { "E'" } else { "'" })
+                .and_then(|b| b.strip_suffix('\''))
+                .unwrap();
+            proptest::prop_assert!(!body.replace("''", "").contains('\''));
+            let mut read = body.replace("''", "'");
+            if escaped {
+                read = read.replace("\\\\", "\\");
+            }
+            proptest::prop_assert_eq!(read, text);
+        }
     }
 }

@@ -51,13 +51,22 @@ pub fn policy_files(config: &Config) -> Result<Vec<PathBuf>, PolicyErrors> {
     let entries = std::fs::read_dir(&dir)
         .map_err(|e| folder_error(format!("cannot read the policies folder: {e}")))?;
     let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            !p.is_dir() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-        })
+        .filter_map(|e| e.ok())
+        .filter(|e| !is_folder(e))
+        .map(|e| e.path())
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// Whether a folder entry is a folder, links followed; the entry's own type spares a
+/// `stat` for every entry that is not a link.
+fn is_folder(entry: &std::fs::DirEntry) -> bool {
+    match entry.file_type() {
+        Ok(kind) if !kind.is_symlink() => kind.is_dir(),
+        _ => entry.path().is_dir(),
+    }
 }
 
 pub fn load_policies(config: &Config) -> Result<Vec<Policy>, PolicyErrors> {
@@ -65,7 +74,7 @@ pub fn load_policies(config: &Config) -> Result<Vec<Policy>, PolicyErrors> {
     // are taken in file order, as if read one after another.
     let parsed = crate::parallel::map(&policy_files(config)?, |path| {
         let shown = display_path(&config.root, path);
-        match source::read_source(path, &shown, Some(&config.root)) {
+        match source::read_listed_source(path, &shown, &config.root) {
             Ok(text) => parse_policy_text(&shown, &text, config),
             Err(e) => (Vec::new(), vec![e]),
         }

@@ -27,38 +27,55 @@ pub struct TextError {
 /// Reads the file at `path` (named `shown` in messages). With `root`, the file must
 /// resolve (links followed) to a place inside that folder.
 pub fn read_source(path: &Path, shown: &Path, root: Option<&Path>) -> Result<String, PolicyError> {
-    let file_error = |message: String| PolicyError {
-        file: shown.to_path_buf(),
-        pos: Pos { line: 1, column: 1 },
-        key: String::new(),
-        message,
-        line_text: None,
-    };
     if let Some(root) = root {
-        resolve_inside(root, path).map_err(file_error)?;
+        resolve_inside(root, path).map_err(|why| file_error(shown, why))?;
     }
     let metadata = std::fs::metadata(path).map_err(|e| {
         if std::fs::symlink_metadata(path).is_ok() {
-            file_error("is a symbolic link to a file that does not exist".into())
+            file_error(
+                shown,
+                "is a symbolic link to a file that does not exist".into(),
+            )
         } else {
-            file_error(format!("cannot read the file: {e}"))
+            file_error(shown, format!("cannot read the file: {e}"))
         }
     })?;
+    read_text(path, shown, &metadata)
+}
+
+/// Reads a file listed in a folder that `resolve_inside` placed inside the project folder
+/// `root`: only a symbolic link can lead out of it, so only a link is resolved (and must
+/// resolve inside `root`), which spares the resolution of every other file.
+pub fn read_listed_source(path: &Path, shown: &Path, root: &Path) -> Result<String, PolicyError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if !metadata.file_type().is_symlink() => read_text(path, shown, &metadata),
+        _ => read_source(path, shown, Some(root)),
+    }
+}
+
+/// The text of the file at `path`, whose `metadata` (links followed) was just read.
+fn read_text(
+    path: &Path,
+    shown: &Path,
+    metadata: &std::fs::Metadata,
+) -> Result<String, PolicyError> {
     if !metadata.is_file() {
         return Err(file_error(
+            shown,
             "is not a regular file; policies are plain YAML files".into(),
         ));
     }
     if metadata.len() > MAX_FILE_BYTES {
-        return Err(file_error(too_large(metadata.len())));
+        return Err(file_error(shown, too_large(metadata.len())));
     }
-    let mut bytes = Vec::new();
+    // Room for the whole file and one byte more, so that it is read in one go.
+    let mut bytes = Vec::with_capacity(metadata.len() as usize + 1);
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| file_error(format!("cannot read the file: {e}")))?;
+        .map_err(|e| file_error(shown, format!("cannot read the file: {e}")))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         // The file grew between the size check and the read.
-        return Err(file_error(too_large(bytes.len() as u64)));
+        return Err(file_error(shown, too_large(bytes.len() as u64)));
     }
     decode_text(&bytes).map_err(|e| PolicyError {
         file: shown.to_path_buf(),
@@ -67,6 +84,17 @@ pub fn read_source(path: &Path, shown: &Path, root: Option<&Path>) -> Result<Str
         message: e.message,
         line_text: e.line_text,
     })
+}
+
+/// An error about the file as a whole, placed at its start.
+fn file_error(shown: &Path, message: String) -> PolicyError {
+    PolicyError {
+        file: shown.to_path_buf(),
+        pos: Pos { line: 1, column: 1 },
+        key: String::new(),
+        message,
+        line_text: None,
+    }
 }
 
 fn too_large(bytes: u64) -> String {
