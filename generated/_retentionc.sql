@@ -409,7 +409,53 @@ BEGIN
 END
 $retentionc$;
 
--- 11. no routine of retentionc's schema is callable by PUBLIC [bootstrap.privileges]
+-- 11. status's per-table facts in one call, each query's locks released once read [bootstrap.read_facts]
+CREATE OR REPLACE FUNCTION "retention"."read_facts"(p_queries text[])
+RETURNS TABLE (query integer, value text, error jsonb)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $retentionc$
+-- status's per-table facts (oldest row, rows a rule left, rows in a default partition),
+-- read in one call whatever the number of tables: each query is one scalar SELECT that
+-- status builds, run with the caller's rights. Each runs in a block that is then rolled
+-- back, which releases the locks it took on the table and its partitions, so a status of
+-- thousands of tables never holds all their locks at once; the value, kept in a
+-- variable, survives the rollback. A query that fails is that query's error, as json;
+-- a missing privilege fails the call, to be reported with the GRANT it needs.
+DECLARE
+    v_value text;
+    v_error jsonb;
+    v_state text;
+    v_message text;
+    v_detail text;
+    v_hint text;
+BEGIN
+    FOR v_query IN 1 .. coalesce(array_length(p_queries, 1), 0) LOOP
+        v_value := NULL;
+        v_error := NULL;
+        BEGIN
+            EXECUTE p_queries[v_query] INTO v_value;
+            RAISE EXCEPTION USING ERRCODE = 'RCF00', MESSAGE = 'read; roll back its locks';
+        EXCEPTION
+            WHEN SQLSTATE 'RCF00' THEN
+                NULL;
+            WHEN insufficient_privilege THEN
+                RAISE;
+            WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                        v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+                v_error := jsonb_build_object('sqlstate', v_state, 'message', v_message,
+                                              'detail', v_detail, 'hint', v_hint);
+        END;
+        query := v_query;
+        value := v_value;
+        error := v_error;
+        RETURN NEXT;
+    END LOOP;
+END
+$retentionc$;
+
+-- 12. no routine of retentionc's schema is callable by PUBLIC [bootstrap.privileges]
 -- Nothing in retentionc's schema is callable by PUBLIC: each table's owner is granted
 -- what its own retention needs (generated/<table>.sql [privileges]); other roles as in
 -- docs/privileges.md.
@@ -418,3 +464,4 @@ REVOKE ALL ON PROCEDURE "retention"."maintain_tables"(text[], text[]) FROM PUBLI
 REVOKE ALL ON PROCEDURE "retention"."delete_in_batches"(regclass, text, text, text, timestamptz, integer, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION "retention"."lock_holders"(oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION "retention"."cron_jobs"() FROM PUBLIC;
+REVOKE ALL ON FUNCTION "retention"."read_facts"(text[]) FROM PUBLIC;

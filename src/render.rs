@@ -193,7 +193,7 @@ pub fn bootstrap_routine_kind(name: &str) -> &'static str {
 }
 
 /// The routines of retentionc's own file and their templates.
-const BOOTSTRAP_ROUTINES: [(&str, &str, &str); 5] = [
+const BOOTSTRAP_ROUTINES: [(&str, &str, &str); 6] = [
     ("maintain", "f", "bootstrap_maintain.sql.j2"),
     ("maintain_tables", "p", "bootstrap_maintain_tables.sql.j2"),
     (
@@ -203,6 +203,7 @@ const BOOTSTRAP_ROUTINES: [(&str, &str, &str); 5] = [
     ),
     ("lock_holders", "f", "bootstrap_lock_holders.sql.j2"),
     ("cron_jobs", "f", "bootstrap_cron_jobs.sql.j2"),
+    ("read_facts", "f", "bootstrap_read_facts.sql.j2"),
 ];
 
 pub struct Renderer {
@@ -243,6 +244,7 @@ impl Renderer {
             "bootstrap_delete_in_batches.sql.j2",
             "bootstrap_lock_holders.sql.j2",
             "bootstrap_cron_jobs.sql.j2",
+            "bootstrap_read_facts.sql.j2",
             "bootstrap_privileges.sql.j2",
             "setup.sql.j2",
             "adopt.sql.j2",
@@ -376,6 +378,11 @@ impl Renderer {
                 "bootstrap.cron_jobs",
                 "retentionc's pg_cron jobs, readable by a plan role",
                 "bootstrap_cron_jobs.sql.j2",
+            ),
+            (
+                "bootstrap.read_facts",
+                "status's per-table facts in one call, each query's locks released once read",
+                "bootstrap_read_facts.sql.j2",
             ),
             (
                 "bootstrap.privileges",

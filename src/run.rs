@@ -39,7 +39,7 @@ use crate::model::{Policy, Project};
 use crate::policy;
 pub use report::{Maintenance, Outcome, RuleReport, TableReport, write_report};
 use rights::Verdict;
-pub use step::describe_db_error;
+pub use step::{ServerError, describe_db_error};
 pub use worker::APPLICATION_NAME;
 use worker::{RunContext, Worker};
 

@@ -160,8 +160,8 @@ fn assert_routines_are_verbatim_in_files(db: &TestDb, files: &[PathBuf]) {
         count += 1;
     }
     assert_eq!(
-        count, 9,
-        "maintain, maintain_tables, lock_holders, delete_in_batches, cron_jobs and four prune procedures"
+        count, 10,
+        "maintain, maintain_tables, lock_holders, delete_in_batches, cron_jobs, read_facts and four prune procedures"
     );
 }
 
@@ -352,6 +352,6 @@ fn without_pg_cron_only_the_schedule_statements_fail() {
     );
     assert_eq!(
         db.scalar("SELECT string_agg(proname, ' ' ORDER BY proname) FROM pg_proc WHERE pronamespace = 'retention'::regnamespace"),
-        "cron_jobs delete_in_batches lock_holders maintain maintain_tables prune_app_logs prune_changes prune_notes prune_user_sessions"
+        "cron_jobs delete_in_batches lock_holders maintain maintain_tables prune_app_logs prune_changes prune_notes prune_user_sessions read_facts"
     );
 }

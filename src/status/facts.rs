@@ -1,24 +1,24 @@
 //! What `status` reads, in one read-only snapshot, with set-based queries: the catalog's
 //! live state (`catalog::read_live`: part_config, the tables, their children with
-//! bounds, retentionc's objects, the last apply), then one query per kind of per-table
-//! fact for up to 100 tables at a time: the oldest row of every retention table (index-
-//! backed `min()`s, the oldest child first), whether rows older than each delete rule
-//! allows remain (`EXISTS`, never a count), rows in every default partition (capped),
-//! then one query for the last run and the last successful run of every step (`LATERAL`
-//! over run_log's index) and one for when each table was first applied. The number of
-//! statements does not depend on the number of tables up to 100; beyond, each kind of
-//! fact takes one statement per 100 tables. Nothing here writes; nothing here decides.
+//! bounds, retentionc's objects, the last apply), then one statement per kind of per-table
+//! fact: the oldest row of every retention table (index-backed `min()`s, the oldest child
+//! first), whether rows older than each delete rule allows remain (`EXISTS`, never a
+//! count), rows in every default partition (capped), then one query for the last run and
+//! the last successful run of every step (`LATERAL` over run_log's index) and one for when
+//! each table was first applied. The per-table queries of one kind are handed to
+//! retentionc's `read_facts()` in one call, which runs each and releases its locks once
+//! read; the number of statements does not depend on the number of tables. Before apply
+//! has made `read_facts()`, they are sent as `UNION ALL`s of 100 tables each. Nothing here
+//! writes; nothing here decides.
 //!
-//! A query that fails as a whole (a `where` that no longer plans, a column dropped) is
-//! retried branch by branch, so the one failing table or rule is reported and the rest
-//! are still checked.
+//! A query that fails (a `where` that no longer plans, a column dropped) is that table's or
+//! rule's error; the rest are still checked.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
-use tokio_postgres::types::ToSql;
 
 use crate::catalog::{self, Counting, Live};
 use crate::model::{Config, Epoch, Project};
@@ -33,6 +33,9 @@ pub const DEFAULT_ROWS_CAP: i64 = 1000;
 
 /// Branches of one `UNION ALL` statement (see [`union_all`]).
 const BRANCHES_PER_STATEMENT: usize = 100;
+
+/// retentionc's routine that runs status's per-table queries in one call.
+const READ_FACTS: &str = "read_facts";
 
 /// A fact that could not be read for one table or rule (the message says why).
 pub type Probe<T> = Result<T, String>;
@@ -107,13 +110,30 @@ async fn read_in(client: &Counting<'_, Client>, project: &Project) -> Result<Fac
         .collect();
     let live = catalog::read_live(client, &project.config, &tables).await?;
     let tables: Vec<String> = tables.into_iter().map(|t| t.name).collect();
+    let reader = Reader {
+        client,
+        read_facts: live
+            .routines
+            .iter()
+            .any(|r| r.name == READ_FACTS && r.kind == "f" && r.arguments == "p_queries text[]")
+            .then(|| {
+                format!(
+                    "{}.{}",
+                    quote_ident(project.config.schema.as_str()),
+                    quote_ident(READ_FACTS)
+                )
+            }),
+    };
+    let oldest = oldest_rows(&reader, project, &live).await?;
+    let overdue = overdue_rules(&reader, project, &live).await?;
+    let default_rows = default_rows(&reader, &live, &tables).await?;
     let mut facts = Facts {
         live,
+        oldest,
+        overdue,
+        default_rows,
         ..Facts::default()
     };
-    facts.oldest = oldest_rows(client, project, &facts.live).await?;
-    facts.overdue = overdue_rules(client, project, &facts.live).await?;
-    facts.default_rows = default_rows(client, &facts.live, &tables).await?;
     if facts.live.bootstrap.run_log {
         facts.runs = runs(client, &project.config, project).await?;
     }
@@ -154,75 +174,161 @@ fn has_column(live: &Live, table: &str, column: &str) -> bool {
         .is_some_and(|t| t.column(column).is_some())
 }
 
-/// One branch of a set-based query: its key, and a scalar subquery for the fact.
+/// One per-table query: its key, and a scalar expression for the fact (self-contained:
+/// no parameters).
 struct Branch<K> {
     key: K,
-    /// SQL of a scalar expression, using the query's parameters.
     expr: String,
 }
 
-/// Runs `SELECT i, <expr> UNION ALL ...` over the branches, [`BRANCHES_PER_STATEMENT`]
-/// at a time (PostgreSQL plans one very long `UNION ALL` in more than linear time). Each
-/// statement runs under a savepoint that is rolled back once its rows are read: that
-/// releases the locks it took on the tables, so a status of thousands of tables never
-/// holds them all at once (the lock table is shared by the whole server), while the
-/// snapshot stays the transaction's. When a statement fails, each of its branches runs
-/// alone, so that one bad branch is reported as that branch's error.
-async fn union_all<K: Ord + Clone, T>(
-    client: &Counting<'_, Client>,
-    branches: Vec<Branch<K>>,
-    params: &[&(dyn ToSql + Sync)],
-    get: impl Fn(&tokio_postgres::Row) -> T,
-) -> Result<BTreeMap<K, Probe<T>>> {
-    const RESTART: &str = "ROLLBACK TO SAVEPOINT retentionc_status";
-    let mut out = BTreeMap::new();
-    for chunk in branches.chunks(BRANCHES_PER_STATEMENT) {
-        client
-            .batch_execute("SAVEPOINT retentionc_status")
-            .await
-            .context("starting a savepoint")?;
-        let sql = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, b)| format!("SELECT {i}::int4, {}", b.expr))
-            .collect::<Vec<_>>()
-            .join("\nUNION ALL ");
-        match client.query(&sql, params).await {
-            Ok(rows) => {
-                for row in &rows {
-                    let i: i32 = row.get(0);
-                    out.insert(chunk[i as usize].key.clone(), Ok(get(row)));
-                }
-            }
-            Err(_) => {
-                for branch in chunk {
-                    client.batch_execute(RESTART).await?;
-                    let one = format!("SELECT 0::int4, {}", branch.expr);
-                    let result = match client.query(&one, params).await {
-                        Ok(rows) => Ok(get(&rows[0])),
-                        // Not a fact about the table: status cannot tell, and says which
-                        // GRANT it needs.
-                        Err(e)
-                            if e.code()
-                                == Some(
-                                    &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
-                                ) =>
-                        {
-                            return Err(anyhow::Error::new(e).context("reading the managed tables"));
-                        }
-                        Err(e) => Err(crate::run::describe_db_error(&e)),
-                    };
-                    out.insert(branch.key.clone(), result);
-                }
-            }
-        }
-        client
-            .batch_execute(
-                "ROLLBACK TO SAVEPOINT retentionc_status; RELEASE SAVEPOINT retentionc_status",
-            )
-            .await?;
+/// Runs the per-table queries of one kind of fact.
+struct Reader<'a, 'c> {
+    client: &'a Counting<'c, Client>,
+    /// retentionc's `read_facts()`, quoted, once apply has made it.
+    read_facts: Option<String>,
+}
+
+impl Reader<'_, '_> {
+    /// Each branch's value as text, read back by `parse` (None: a value it cannot read),
+    /// or the branch's own error. A missing privilege fails the whole read, so that status
+    /// can say which GRANT it needs.
+    async fn read<K: Ord + Clone, T>(
+        &self,
+        branches: Vec<Branch<K>>,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<BTreeMap<K, Probe<Option<T>>>> {
+        let values = match &self.read_facts {
+            Some(routine) => self.in_one_call(routine, &branches).await?,
+            None => self.union_all(&branches).await?,
+        };
+        Ok(branches
+            .into_iter()
+            .zip(values)
+            .map(|(branch, value)| {
+                let value = value.and_then(|text| match text {
+                    None => Ok(None),
+                    Some(text) => parse(&text)
+                        .map(Some)
+                        .ok_or_else(|| format!("unreadable value {text:?}")),
+                });
+                (branch.key, value)
+            })
+            .collect())
     }
-    Ok(out)
+
+    /// One call of `read_facts()` with every branch's query.
+    async fn in_one_call<K>(
+        &self,
+        routine: &str,
+        branches: &[Branch<K>],
+    ) -> Result<Vec<Probe<Option<String>>>> {
+        if branches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let queries: Vec<String> = branches
+            .iter()
+            .map(|b| format!("SELECT ({})::text", b.expr))
+            .collect();
+        let rows = self
+            .client
+            .query(
+                &format!("SELECT query, value, error FROM {routine}($1::text[]) ORDER BY query"),
+                &[&queries],
+            )
+            .await
+            .context("reading the managed tables")?;
+        anyhow::ensure!(
+            rows.len() == branches.len(),
+            "{routine} answered {} of {} queries",
+            rows.len(),
+            branches.len()
+        );
+        Ok(rows
+            .iter()
+            .map(|row| match row.get::<_, Option<serde_json::Value>>(2) {
+                Some(error) => Err(crate::run::ServerError::from_json(&error).describe()),
+                None => Ok(row.get(1)),
+            })
+            .collect())
+    }
+
+    /// `SELECT i, <expr> UNION ALL ...` over the branches, [`BRANCHES_PER_STATEMENT`] at a
+    /// time (PostgreSQL plans one very long `UNION ALL` in more than linear time). Each
+    /// statement runs under a savepoint that is rolled back once its rows are read: that
+    /// releases the locks it took on the tables, so a status of thousands of tables never
+    /// holds them all at once (the lock table is shared by the whole server), while the
+    /// snapshot stays the transaction's. When a statement fails, each of its branches runs
+    /// alone, so that one bad branch is reported as that branch's error.
+    async fn union_all<K>(&self, branches: &[Branch<K>]) -> Result<Vec<Probe<Option<String>>>> {
+        const RESTART: &str = "ROLLBACK TO SAVEPOINT retentionc_status";
+        let client = self.client;
+        let mut out = Vec::with_capacity(branches.len());
+        for chunk in branches.chunks(BRANCHES_PER_STATEMENT) {
+            client
+                .batch_execute("SAVEPOINT retentionc_status")
+                .await
+                .context("starting a savepoint")?;
+            let sql = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, b)| format!("SELECT {i}::int4, ({})::text", b.expr))
+                .collect::<Vec<_>>()
+                .join("\nUNION ALL ");
+            match client.query(&sql, &[]).await {
+                Ok(rows) => {
+                    let mut values = vec![None; chunk.len()];
+                    for row in &rows {
+                        values[row.get::<_, i32>(0) as usize] = row.get(1);
+                    }
+                    out.extend(values.into_iter().map(Ok));
+                }
+                Err(_) => {
+                    for branch in chunk {
+                        client.batch_execute(RESTART).await?;
+                        let one = format!("SELECT ({})::text", branch.expr);
+                        out.push(match client.query(&one, &[]).await {
+                            Ok(rows) => Ok(rows.first().and_then(|row| row.get(0))),
+                            // Not a fact about the table: status cannot tell, and says
+                            // which GRANT it needs.
+                            Err(e)
+                                if e.code()
+                                    == Some(
+                                        &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
+                                    ) =>
+                            {
+                                return Err(
+                                    anyhow::Error::new(e).context("reading the managed tables")
+                                );
+                            }
+                            Err(e) => Err(crate::run::describe_db_error(&e)),
+                        });
+                    }
+                }
+            }
+            client
+                .batch_execute(
+                    "ROLLBACK TO SAVEPOINT retentionc_status; RELEASE SAVEPOINT retentionc_status",
+                )
+                .await?;
+        }
+        Ok(out)
+    }
+}
+
+/// A timestamptz as PostgreSQL prints it with `DateStyle` ISO (every session's), e.g.
+/// `2026-11-30 12:00:00.5+00`.
+fn parse_timestamptz(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z")
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
 }
 
 /// The oldest row of every table whose policy has partitioned retention. First the
@@ -231,7 +337,7 @@ async fn union_all<K: Ord + Clone, T>(
 /// for the tables whose oldest child is empty, `min()` over the parent (each partition's
 /// index answers it). Rows in the default partition are their own check.
 async fn oldest_rows(
-    client: &Counting<'_, Client>,
+    reader: &Reader<'_, '_>,
     project: &Project,
     live: &Live,
 ) -> Result<BTreeMap<String, Probe<Option<DateTime<Utc>>>>> {
@@ -280,27 +386,26 @@ async fn oldest_rows(
             },
         );
     }
-    let mut found = union_all(client, first_children, &[], |row| row.get(1)).await?;
+    let mut found = reader.read(first_children, parse_timestamptz).await?;
     found.retain(|_, oldest: &mut Probe<Option<DateTime<Utc>>>| matches!(oldest, Ok(Some(_))));
     let rest: Vec<Branch<String>> = parents
         .into_iter()
         .filter(|(table, _)| !found.contains_key(table))
         .map(|(_, branch)| branch)
         .collect();
-    found.extend(union_all(client, rest, &[], |row| row.get(1)).await?);
+    found.extend(reader.read(rest, parse_timestamptz).await?);
     Ok(found)
 }
 
 /// For every delete rule of a table that exists: `EXISTS` a row matching it that is
 /// older than the rule allows (`older_than` + the schedule's period); for a rule without
-/// `older_than`, a row matching it at all. The cutoffs are one `timestamptz[]` parameter.
+/// `older_than`, a row matching it at all.
 async fn overdue_rules(
-    client: &Counting<'_, Client>,
+    reader: &Reader<'_, '_>,
     project: &Project,
     live: &Live,
 ) -> Result<BTreeMap<(String, String), Probe<bool>>> {
     let mut branches = Vec::new();
-    let mut cutoffs: Vec<DateTime<Utc>> = Vec::new();
     for policy in &project.policies {
         let table = policy.table.to_string();
         if !live.tables.contains_key(&table) {
@@ -320,11 +425,13 @@ async fn overdue_rules(
                     Some(p) if p.column == *column => p.epoch,
                     _ => Epoch::None,
                 };
-                cutoffs.push(cutoff(live.now, &allowed));
-                let parameter = format!("($1::timestamptz[])[{}]", cutoffs.len());
+                let cutoff = format!(
+                    "{}::timestamptz",
+                    quote_literal(&cutoff(live.now, &allowed).to_rfc3339())
+                );
                 condition = format!(
                     "{} AND {condition}",
-                    older_than(&quote_ident(column.as_str()), epoch, &parameter)
+                    older_than(&quote_ident(column.as_str()), epoch, &cutoff)
                 );
             }
             branches.push(Branch {
@@ -336,13 +443,17 @@ async fn overdue_rules(
             });
         }
     }
-    union_all(client, branches, &[&cutoffs], |row| row.get(1)).await
+    let found = reader.read(branches, parse_bool).await?;
+    Ok(found
+        .into_iter()
+        .map(|(key, overdue)| (key, overdue.map(|o| o == Some(true))))
+        .collect())
 }
 
 /// Rows in the default partition of each table (found by its `DEFAULT` bound), at most
 /// [`DEFAULT_ROWS_CAP`].
 async fn default_rows(
-    client: &Counting<'_, Client>,
+    reader: &Reader<'_, '_>,
     live: &Live,
     tables: &[String],
 ) -> Result<BTreeMap<String, Probe<i64>>> {
@@ -359,12 +470,18 @@ async fn default_rows(
         branches.push(Branch {
             key: table.clone(),
             expr: format!(
-                "(SELECT count(*) FROM (SELECT FROM ONLY {} LIMIT $1) s)",
+                "(SELECT count(*) FROM (SELECT FROM ONLY {} LIMIT {DEFAULT_ROWS_CAP}) s)",
                 default.name
             ),
         });
     }
-    union_all(client, branches, &[&DEFAULT_ROWS_CAP], |row| row.get(1)).await
+    let found = reader
+        .read(branches, |text| text.parse::<i64>().ok())
+        .await?;
+    Ok(found
+        .into_iter()
+        .map(|(key, rows)| (key, rows.map(|n| n.unwrap_or(0))))
+        .collect())
 }
 
 /// The last run and the last successful run of every step of every policy, each found
