@@ -49,7 +49,7 @@ pub enum ApplyError {
         short(.live_fingerprint)
     )]
     SavedPlanOutdated {
-        mismatch: PlanMismatch,
+        mismatch: Box<PlanMismatch>,
         path: PathBuf,
         planned_fingerprint: String,
         live_fingerprint: String,
@@ -60,7 +60,7 @@ pub enum ApplyError {
         "{} while the plan awaited confirmation; run apply again to see the new plan (nothing was changed)",
         .mismatch.without_since()
     )]
-    ChangedWhileConfirming { mismatch: PlanMismatch },
+    ChangedWhileConfirming { mismatch: Box<PlanMismatch> },
 
     #[error(
         "another retentionc apply is running{}; waited {} s for it to finish (nothing was changed; run apply again when it is done)",
@@ -392,7 +392,7 @@ mod tests {
                 tables: vec!["public.events".into(), "public.logs".into()],
             },
             ApplyError::ChangedWhileConfirming {
-                mismatch: PlanMismatch::DatabaseChanged,
+                mismatch: Box::new(PlanMismatch::DatabaseChanged),
             },
             ApplyError::AnotherApplyRunning {
                 holder: None,
@@ -469,7 +469,7 @@ mod tests {
     #[test]
     fn an_outdated_saved_plan_shows_both_fingerprints_shortened() {
         let e = ApplyError::SavedPlanOutdated {
-            mismatch: PlanMismatch::DatabaseChanged,
+            mismatch: Box::new(PlanMismatch::DatabaseChanged),
             path: "plan.json".into(),
             planned_fingerprint: "0123456789abcdef".into(),
             live_fingerprint: "fedcba9876543210".into(),
@@ -480,7 +480,7 @@ mod tests {
         );
         // A hostile plan's fingerprint is cut on a character, not a byte.
         let e = ApplyError::SavedPlanOutdated {
-            mismatch: PlanMismatch::PoliciesChanged,
+            mismatch: Box::new(PlanMismatch::PoliciesChanged),
             path: "plan.json".into(),
             planned_fingerprint: "ééééééééééééééé".into(),
             live_fingerprint: "abc".into(),
@@ -495,14 +495,14 @@ mod tests {
     #[test]
     fn a_plan_that_moved_while_awaiting_confirmation_drops_since_the_plan_was_made() {
         let e = ApplyError::ChangedWhileConfirming {
-            mismatch: PlanMismatch::PoliciesChanged,
+            mismatch: Box::new(PlanMismatch::PoliciesChanged),
         };
         assert_eq!(
             e.to_string(),
             "the policies changed while the plan awaited confirmation; run apply again to see the new plan (nothing was changed)"
         );
         let e = ApplyError::ChangedWhileConfirming {
-            mismatch: PlanMismatch::ChangeCount { planned: 2, now: 3 },
+            mismatch: Box::new(PlanMismatch::ChangeCount { planned: 2, now: 3 }),
         };
         assert_eq!(
             e.to_string(),

@@ -322,14 +322,14 @@ impl Attempt<'_> {
                         return Err(Failure::Fatal(
                             match origin {
                                 ReviewedOrigin::SavedFile(path) => ApplyError::SavedPlanOutdated {
-                                    mismatch,
+                                    mismatch: Box::new(mismatch),
                                     path: path.clone(),
                                     planned_fingerprint: reviewed.live_fingerprint.clone(),
                                     live_fingerprint: plan.live_fingerprint.clone(),
                                 },
-                                ReviewedOrigin::Confirmed => {
-                                    ApplyError::ChangedWhileConfirming { mismatch }
-                                }
+                                ReviewedOrigin::Confirmed => ApplyError::ChangedWhileConfirming {
+                                    mismatch: Box::new(mismatch),
+                                },
                             }
                             .into(),
                         ));
