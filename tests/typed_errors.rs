@@ -387,3 +387,59 @@ async fn plan_of_a_removed_policy_without_its_removal_file_names_the_table_and_f
         .await
         .unwrap();
 }
+
+/// `apply --auto-approve --plan FILE`.
+fn apply_args(plan: &std::path::Path) -> retentionc::cli::ApplyArgs {
+    retentionc::cli::ApplyArgs {
+        db: DbArgs::default(),
+        auto_approve: true,
+        plan: Some(plan.to_path_buf()),
+        allow_data_loss: false,
+        convert: false,
+        fleet: Default::default(),
+        keep_going: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_plan_that_is_not_a_plan_or_of_another_version_is_refused_and_changes_nothing() {
+    let db = Cluster::shared().database(Partman::V5);
+    create_events(&db);
+    let project = TestProject::for_db(&db)
+        .policy("events", &events_policy("30 days"))
+        .compiled();
+    let garbage = project.root().join("garbage.json");
+    std::fs::write(&garbage, "{\"format_version\": ").unwrap();
+    let error = retentionc::apply::command(&project.config_path(), &apply_args(&garbage))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(apply_error(&error), ApplyError::NotAPlan { path, .. } if path == &garbage),
+        "{error:#}"
+    );
+    let json_cause = error
+        .chain()
+        .any(|cause| cause.downcast_ref::<serde_json::Error>().is_some());
+    assert!(json_cause, "the parser's error is kept: {error:#}");
+
+    let mut plan = serde_json::to_value(plan_now(&db, &project.load()).await).unwrap();
+    plan["format_version"] = serde_json::json!(999);
+    let future = project.root().join("future.json");
+    std::fs::write(&future, plan.to_string()).unwrap();
+    let error = retentionc::apply::command(&project.config_path(), &apply_args(&future))
+        .await
+        .unwrap_err();
+    match apply_error(&error) {
+        ApplyError::PlanFormatVersion {
+            path,
+            found,
+            expected,
+        } => {
+            assert_eq!(path, &future);
+            assert_eq!(*found, 999);
+            assert_eq!(*expected, retentionc::plan::FORMAT_VERSION);
+        }
+        other => panic!("expected PlanFormatVersion: {other:?}"),
+    }
+    assert!(!schema_exists(&db), "a refused apply changed the database");
+}

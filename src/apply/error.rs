@@ -21,6 +21,14 @@ pub enum ApplyError {
     #[error("apply cancelled; nothing was changed")]
     Cancelled,
 
+    /// The saved plan is not JSON of a plan (the parser's error is the source).
+    #[error("{}: not a plan saved by `retentionc plan --out`", .path.display())]
+    NotAPlan {
+        path: PathBuf,
+        #[source]
+        cause: serde_json::Error,
+    },
+
     #[error(
         "{}: a plan of format version {found}, and this retentionc reads version {expected}; run plan again with this version",
         .path.display()
@@ -430,6 +438,20 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "plan.json: a plan of format version 7, and this retentionc reads version 3; run plan again with this version"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_plan_keeps_the_parsers_error_as_its_source() {
+        let cause = serde_json::from_str::<crate::plan::Plan>("{").unwrap_err();
+        let parser_says = cause.to_string();
+        let e = anyhow::Error::from(ApplyError::NotAPlan {
+            path: "plan.json".into(),
+            cause,
+        });
+        assert_eq!(
+            format!("{e:#}"),
+            format!("plan.json: not a plan saved by `retentionc plan --out`: {parser_says}")
         );
     }
 

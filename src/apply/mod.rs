@@ -282,11 +282,9 @@ pub(crate) fn after_lost_connection(session: &db::Session, error: anyhow::Error)
 fn read_saved_plan(path: &Path) -> Result<Plan> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the saved plan {}", path.display()))?;
-    let plan: Plan = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{}: not a plan saved by `retentionc plan --out`",
-            path.display()
-        )
+    let plan: Plan = serde_json::from_str(&text).map_err(|cause| ApplyError::NotAPlan {
+        path: path.to_path_buf(),
+        cause,
     })?;
     if plan.format_version != crate::plan::FORMAT_VERSION {
         return Err(ApplyError::PlanFormatVersion {
