@@ -15,6 +15,7 @@
 //! `--dry-run` lives in `run/dry_run.rs`; nothing there writes.
 
 pub mod dry_run;
+pub mod error;
 mod maintenance;
 pub mod progress;
 mod prune;
@@ -29,7 +30,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use chrono::Utc;
 use tokio::sync::mpsc;
 
@@ -37,6 +38,7 @@ use crate::cli::{DbArgs, LogFormat, RunArgs};
 use crate::db::interrupt::{self, EXIT_INTERRUPTED};
 use crate::model::{Policy, Project};
 use crate::policy;
+pub use error::RunError;
 pub use report::{Maintenance, Outcome, RuleReport, TableReport, write_report};
 use rights::Verdict;
 pub use step::{ServerError, describe_db_error};
@@ -198,10 +200,10 @@ async fn check_maintain_tables(worker: &Worker<'_>) -> Result<()> {
         .await?
         .get(0);
     if !present {
-        bail!(
-            "procedure {}.maintain_tables(text[], text[]) does not exist: run `retentionc apply` first (retentionc's own schema is missing or older than this retentionc); nothing was run",
-            worker.ctx.config.schema
-        );
+        return Err(RunError::RoutinesMissing {
+            schema: worker.ctx.config.schema.to_string(),
+        }
+        .into());
     }
     Ok(())
 }
@@ -356,13 +358,17 @@ async fn delete_rules<W: Write>(
 }
 
 /// The policies named by `--table` (all when none is named), in policy order.
-pub fn select_policies<'p>(project: &'p Project, tables: &[String]) -> Result<Vec<&'p Policy>> {
+pub fn select_policies<'p>(
+    project: &'p Project,
+    tables: &[String],
+) -> Result<Vec<&'p Policy>, RunError> {
     if tables.is_empty() {
         return Ok(project.policies.iter().collect());
     }
-    let unknown: Vec<&String> = tables
+    let unknown: Vec<String> = tables
         .iter()
         .filter(|t| project.policy(t).is_none())
+        .cloned()
         .collect();
     if !unknown.is_empty() {
         let known: Vec<String> = project
@@ -370,19 +376,7 @@ pub fn select_policies<'p>(project: &'p Project, tables: &[String]) -> Result<Ve
             .iter()
             .map(|p| p.table.to_string())
             .collect();
-        bail!(
-            "no policy for {}: the policies cover {}",
-            unknown
-                .iter()
-                .map(|t| format!("\"{t}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
-            if known.is_empty() {
-                "no table".to_string()
-            } else {
-                known.join(", ")
-            }
-        );
+        return Err(RunError::NoPolicy { unknown, known });
     }
     Ok(project
         .policies

@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result};
 use tokio_postgres::Client;
 
+use super::error::{ApplyError, DestructiveChange, PlanMismatch};
 use super::guard;
 use crate::compile::ProjectFiles;
 use crate::model::{Config, Project};
@@ -14,28 +15,25 @@ use crate::plan::Plan;
 use crate::render::{CompiledFile, Statement};
 
 /// Refuses destructive changes without `--allow-data-loss`, listing them.
-pub fn refuse_data_loss(plan: &Plan, allow_data_loss: bool) -> Result<()> {
+pub fn refuse_data_loss(plan: &Plan, allow_data_loss: bool) -> Result<(), ApplyError> {
     if allow_data_loss || !plan.is_destructive() {
         return Ok(());
     }
-    let mut text = String::from(
-        "the plan expires existing data, and --allow-data-loss was not given; nothing was changed. Destructive changes:",
-    );
-    for change in plan.changes.iter().filter(|c| c.destructive) {
-        if change.summary.contains(&change.table) {
-            text.push_str(&format!("\n  - {}", change.summary));
-        } else {
-            text.push_str(&format!("\n  - {}: {}", change.table, change.summary));
-        }
-        if let Some(impact) = &change.impact {
-            text.push_str(&format!(
-                "\n      {}",
-                crate::plan::format::impact_sentence(impact)
-            ));
-        }
-    }
-    text.push_str("\nCheck the policy (a typo such as `keep: 9 days` for `90 days`), or apply again with --allow-data-loss.");
-    Err(anyhow!(text))
+    Err(ApplyError::DataLossNotAllowed {
+        destructive: plan
+            .changes
+            .iter()
+            .filter(|c| c.destructive)
+            .map(|change| DestructiveChange {
+                table: change.table.clone(),
+                summary: change.summary.clone(),
+                impact: change
+                    .impact
+                    .as_ref()
+                    .map(crate::plan::format::impact_sentence),
+            })
+            .collect(),
+    })
 }
 
 /// Says which conversions this apply leaves alone: without `--convert`, a plan's
@@ -89,12 +87,12 @@ pub async fn reviewed_statements(
         for planned in &change.statements {
             let statement = files.statement(&planned.file, &planned.key, &change.table)?;
             if let Some(forbidden) = guard::forbidden_action(&statement.sql, &managed) {
-                bail!(
-                    "refusing to apply: statement [{}] of {} would {}; retentionc never drops, truncates or renames a parent table (nothing was changed)",
-                    statement.key,
-                    change.table,
-                    forbidden.describe()
-                );
+                return Err(ApplyError::ForbiddenStatement {
+                    key: statement.key,
+                    table: change.table.clone(),
+                    forbidden,
+                }
+                .into());
             }
             sqls.push(statement.sql.clone());
         }
@@ -131,12 +129,14 @@ impl<'p> ReviewedFiles<'p> {
     pub fn statement(&mut self, file: &str, key: &str, table: &str) -> Result<Statement> {
         let shown = self.config.generated_dir.join(file);
         if !self.checked.contains_key(file) {
-            let compiled = self.files.render(file).with_context(|| {
-                format!(
-                    "{}: the plan takes statement [{key}] of {table} from this file, which the project does not produce; run `retentionc compile`, review and commit generated/, then plan again (nothing was changed)",
-                    shown.display(),
-                )
-            })?;
+            let compiled = self
+                .files
+                .render(file)
+                .ok_or_else(|| ApplyError::FileNotProduced {
+                    path: shown.clone(),
+                    key: key.to_string(),
+                    table: table.to_string(),
+                })?;
             let on_disk = std::fs::read_to_string(self.config.generated_path().join(file))
                 .with_context(|| {
                     format!(
@@ -145,18 +145,17 @@ impl<'p> ReviewedFiles<'p> {
                     )
                 })?;
             if on_disk != compiled.text {
-                bail!(
-                    "{}: the file is not what `retentionc compile` writes, so it is not what was reviewed; run `retentionc compile`, review and commit generated/, then plan again (nothing was changed)",
-                    shown.display()
-                );
+                return Err(ApplyError::GeneratedFileChanged { path: shown }.into());
             }
             self.checked.insert(file.to_string(), compiled);
         }
-        self.checked[file].statement(key).cloned().with_context(|| {
-            format!(
-                "{}: no statement [{key}] (for {table}); run plan again (nothing was changed)",
-                shown.display(),
-            )
+        self.checked[file].statement(key).cloned().ok_or_else(|| {
+            ApplyError::NoSuchStatement {
+                path: shown,
+                key: key.to_string(),
+                table: table.to_string(),
+            }
+            .into()
         })
     }
 }
@@ -164,41 +163,37 @@ impl<'p> ReviewedFiles<'p> {
 /// Why a reviewed plan is not the plan the database and the policies give now, if it is
 /// not: the live state moved (fingerprint), or the changes or statements differ in any
 /// byte (an edited plan file is data, and never runs).
-pub fn reviewed_plan_mismatch(reviewed: &Plan, now: &Plan) -> Option<String> {
+pub fn reviewed_plan_mismatch(reviewed: &Plan, now: &Plan) -> Option<PlanMismatch> {
     if reviewed.live_fingerprint != now.live_fingerprint {
-        return Some("the database changed since the plan was made".into());
+        return Some(PlanMismatch::DatabaseChanged);
     }
     if reviewed.policy_hashes != now.policy_hashes {
-        return Some("the policies changed since the plan was made".into());
+        return Some(PlanMismatch::PoliciesChanged);
     }
     if reviewed.changes.len() != now.changes.len() {
-        return Some(format!(
-            "the plan holds {} change(s), and the policies and the database give {}",
-            reviewed.changes.len(),
-            now.changes.len()
-        ));
+        return Some(PlanMismatch::ChangeCount {
+            planned: reviewed.changes.len(),
+            now: now.changes.len(),
+        });
     }
     for (saved, fresh) in reviewed.changes.iter().zip(&now.changes) {
         if (&saved.table, saved.kind) != (&fresh.table, fresh.kind) {
-            return Some(format!(
-                "the plan's change \"{}\" on {} is not the change the policies and the database give ({} on {})",
-                crate::plan::format::kind_name(saved.kind),
-                saved.table,
-                crate::plan::format::kind_name(fresh.kind),
-                fresh.table
-            ));
+            return Some(PlanMismatch::DifferentChange {
+                planned_kind: saved.kind,
+                planned_table: saved.table.clone(),
+                now_kind: fresh.kind,
+                now_table: fresh.table.clone(),
+            });
         }
         if saved.statements != fresh.statements {
-            return Some(format!(
-                "the statements of the plan's change to {} differ from the reviewed files' statements",
-                saved.table
-            ));
+            return Some(PlanMismatch::DifferentStatements {
+                table: saved.table.clone(),
+            });
         }
         if saved.destructive != fresh.destructive || saved.settings != fresh.settings {
-            return Some(format!(
-                "the plan's change to {} does not say what the policies and the database give",
-                saved.table
-            ));
+            return Some(PlanMismatch::DifferentSettings {
+                table: saved.table.clone(),
+            });
         }
     }
     None

@@ -17,6 +17,7 @@ use tokio_postgres::error::{DbError, SqlState};
 use super::checks::{
     note_conversions, refuse_data_loss, reviewed_plan_mismatch, reviewed_statements,
 };
+use super::error::{AdvisoryHolder, ApplyError, LockConflict, PlannedStatementName, RolledBack};
 use super::history;
 use super::locks::{self, Blocker, LockWatch};
 use super::write_plan;
@@ -26,9 +27,6 @@ use crate::plan::{Change, Plan};
 
 /// Key of retentionc's advisory lock ("retentio" in ASCII): one apply at a time per database.
 pub const ADVISORY_LOCK_KEY: i64 = 0x7265_7465_6e74_696f;
-
-/// What a failed first transaction leaves, for messages.
-const NOTHING_CHANGED: &str = "nothing was changed";
 
 /// How long an apply waits for another one to finish, unless `RETENTIONC_APPLY_WAIT` says
 /// otherwise. Waiting for the advisory lock holds up no writer, so it can be long.
@@ -111,18 +109,6 @@ pub enum ApplyOutcome {
     },
 }
 
-/// A split apply stopped after committing some of its transactions.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "apply stopped in transaction {failed} of {of}: {cause}. Transactions 1 to {committed} are committed, each leaving the database consistent; the rest is not applied. Run `retentionc apply` again to continue where it stopped"
-)]
-pub struct PartlyApplied {
-    pub committed: usize,
-    pub failed: usize,
-    pub of: usize,
-    pub cause: String,
-}
-
 /// Why one attempt ended without committing.
 enum Failure {
     /// A lock (or a deadlock) that a later attempt may get: retried.
@@ -161,30 +147,6 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
                 }))
             }
             None => Failure::Fatal(error),
-        }
-    }
-}
-
-struct LockConflict {
-    /// Which statement waited: `public.events [setup] (generated/public.events.sql)`.
-    statement: String,
-    relation: Option<String>,
-    blocker: Option<Blocker>,
-    deadlock: bool,
-}
-
-impl LockConflict {
-    fn relation(&self) -> String {
-        self.blocker
-            .as_ref()
-            .and_then(|b| b.relation.clone())
-            .or_else(|| self.relation.clone())
-            .unwrap_or_else(|| "a relation (the server did not say which)".to_string())
-    }
-    fn holder(&self) -> String {
-        match &self.blocker {
-            Some(b) => format!("held by {}", b.describe_session()),
-            None => "held by a session that could not be identified".to_string(),
         }
     }
 }
@@ -250,12 +212,13 @@ pub async fn execute_reporting(
             }
             Err(Failure::Fatal(e)) => return Err(e),
             Err(Failure::Busy(conflict)) if attempt >= options.max_attempts => {
-                return Err(give_up(
-                    &conflict,
-                    attempt,
-                    project.config.lock_timeout_ms,
-                    NOTHING_CHANGED,
-                ));
+                return Err(ApplyError::GaveUp {
+                    attempts: attempt,
+                    conflict,
+                    lock_timeout_ms: project.config.lock_timeout_ms,
+                    rolled_back: RolledBack::WholeApply,
+                }
+                .into());
             }
             Err(Failure::Busy(conflict)) => {
                 let backoff = backoff(options.first_backoff, attempt);
@@ -318,11 +281,13 @@ impl Attempt<'_> {
         {
             if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
                 let _ = client.batch_execute("ROLLBACK").await;
-                let holder = advisory_lock_holder(client).await.unwrap_or_default();
-                return Err(Failure::Fatal(anyhow!(
-                    "another retentionc apply is running{holder}; waited {} s for it to finish (nothing was changed; run apply again when it is done)",
-                    self.options.apply_wait.as_secs_f64()
-                )));
+                return Err(Failure::Fatal(
+                    ApplyError::AnotherApplyRunning {
+                        holder: advisory_lock_holder(client).await,
+                        waited: self.options.apply_wait,
+                    }
+                    .into(),
+                ));
             }
             return Err(Failure::Fatal(
                 anyhow!(e).context("taking retentionc's advisory lock"),
@@ -351,21 +316,23 @@ impl Attempt<'_> {
                 origin,
             } => match reviewed_plan_mismatch(reviewed, &plan) {
                 None => Lineage::new(reviewed),
-                Some(why) => match continued_plan(reviewed, &plan, previous.as_ref()) {
+                Some(mismatch) => match continued_plan(reviewed, &plan, previous.as_ref()) {
                     Some(lineage) => lineage,
                     None => {
-                        return Err(Failure::Fatal(match origin {
-                            ReviewedOrigin::SavedFile(path) => anyhow!(
-                                "{why}; run plan again (plan {}: fingerprint {}, database now {}; nothing was changed)",
-                                path.display(),
-                                short(&reviewed.live_fingerprint),
-                                short(&plan.live_fingerprint)
-                            ),
-                            ReviewedOrigin::Confirmed => anyhow!(
-                                "{} while the plan awaited confirmation; run apply again to see the new plan (nothing was changed)",
-                                why.replace(" since the plan was made", "")
-                            ),
-                        }));
+                        return Err(Failure::Fatal(
+                            match origin {
+                                ReviewedOrigin::SavedFile(path) => ApplyError::SavedPlanOutdated {
+                                    mismatch: Box::new(mismatch),
+                                    path: path.clone(),
+                                    planned_fingerprint: reviewed.live_fingerprint.clone(),
+                                    live_fingerprint: plan.live_fingerprint.clone(),
+                                },
+                                ReviewedOrigin::Confirmed => ApplyError::ChangedWhileConfirming {
+                                    mismatch: Box::new(mismatch),
+                                },
+                            }
+                            .into(),
+                        ));
                     }
                 },
             },
@@ -426,11 +393,7 @@ impl Attempt<'_> {
         };
         let first = rest.parts[0].clone();
         let executed = self
-            .execute_changes(
-                &rest,
-                &first,
-                "the whole apply was rolled back, nothing was changed",
-            )
+            .execute_changes(&rest, &first, RolledBack::WholeApply)
             .await?;
         let (state, hashes) = rest.record_of(&first, 1);
         let history_id = history::record(client, config, &hashes, &executed, &state).await?;
@@ -472,7 +435,7 @@ impl Attempt<'_> {
         &mut self,
         rest: &Rest,
         part: &TransactionPart,
-        rolled_back: &str,
+        rolled_back: RolledBack,
     ) -> Result<Vec<String>, Failure> {
         let range = part.first_change..part.first_change + part.changes;
         let mut executed = Vec::new();
@@ -517,7 +480,7 @@ impl Attempt<'_> {
         let mut history_id = 0;
         for number in 2..=total {
             if crate::db::interrupt::interrupted() {
-                return Err(PartlyApplied {
+                return Err(ApplyError::PartlyApplied {
                     committed: number - 1,
                     failed: number,
                     of: total,
@@ -540,7 +503,7 @@ impl Attempt<'_> {
                         ))
                         .await?;
                     let executed = self
-                        .execute_changes(&rest, &part, "this transaction was rolled back")
+                        .execute_changes(&rest, &part, RolledBack::ThisTransaction)
                         .await?;
                     let (state, hashes) = rest.record_of(&part, number);
                     let id = history::record(client, config, &hashes, &executed, &state).await?;
@@ -567,12 +530,13 @@ impl Attempt<'_> {
                                 attempt += 1;
                             }
                             Failure::Busy(conflict) => {
-                                break Err(give_up(
-                                    &conflict,
-                                    attempt,
-                                    config.lock_timeout_ms,
-                                    "this transaction was rolled back",
-                                ));
+                                break Err(ApplyError::GaveUp {
+                                    attempts: attempt,
+                                    conflict,
+                                    lock_timeout_ms: config.lock_timeout_ms,
+                                    rolled_back: RolledBack::ThisTransaction,
+                                }
+                                .into());
                             }
                             Failure::Fatal(e) => break Err(e),
                         }
@@ -587,7 +551,7 @@ impl Attempt<'_> {
                     rest.report_committed(out, number, id);
                 }
                 Err(cause) => {
-                    return Err(PartlyApplied {
+                    return Err(ApplyError::PartlyApplied {
                         committed: number - 1,
                         failed: number,
                         of: total,
@@ -737,80 +701,50 @@ fn statement_failure(
     key: &str,
     file: &str,
     blocker: Option<Blocker>,
-    rolled_back: &str,
+    rolled_back: RolledBack,
 ) -> Failure {
-    let statement = format!("{} [{key}] (generated/{file})", change.table);
+    let statement = PlannedStatementName {
+        table: change.table.clone(),
+        key: key.to_string(),
+        file: file.to_string(),
+    };
     if let Some(deadlock) = lock_failure(&e) {
         let context = e
             .as_db_error()
             .map(|d| format!("{} {}", d.message(), d.where_().unwrap_or("")))
             .unwrap_or_default();
         return Failure::Busy(Box::new(LockConflict {
-            statement,
+            statement: statement.to_string(),
             relation: locks::relation_in_error_text(&context),
             blocker,
             deadlock,
         }));
     }
-    if let Some(message) = crate::db::privileges::denial(&e) {
-        return Failure::Fatal(anyhow!(
-            "{statement} failed: {message} (SQLSTATE {}); {}; {rolled_back}",
-            e.code().map(|c| c.code()).unwrap_or_default(),
-            crate::db::privileges::APPLY_NEEDS
-        ));
+    if let Some(denial) = crate::db::privileges::denial(&e) {
+        return Failure::Fatal(
+            ApplyError::StatementDenied {
+                statement,
+                denial: denial.to_string(),
+                sqlstate: e.code().map(|c| c.code()).unwrap_or_default().to_string(),
+                rolled_back,
+            }
+            .into(),
+        );
     }
-    Failure::Fatal(anyhow!(
-        "{statement} failed: {}; {rolled_back}",
-        describe_db_error(&e)
-    ))
+    Failure::Fatal(
+        ApplyError::StatementFailed {
+            statement,
+            cause: e,
+            rolled_back,
+        }
+        .into(),
+    )
 }
 
 /// Whether the error is a lock timeout (`Some(false)`) or a deadlock (`Some(true)`).
 fn lock_failure(e: &tokio_postgres::Error) -> Option<bool> {
     crate::db::lock_failure::lock_failure(e)
         .map(|f| f == crate::db::lock_failure::LockFailure::Deadlock)
-}
-
-fn describe_db_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-            if let Some(detail) = db.detail() {
-                text.push_str(&format!("; detail: {detail}"));
-            }
-            if let Some(hint) = db.hint() {
-                text.push_str(&format!("; hint: {hint}"));
-            }
-            if let Some(place) = db.where_() {
-                text.push_str(&format!(
-                    "; context: {}",
-                    place.lines().next().unwrap_or(place)
-                ));
-            }
-            text
-        }
-        None => e.to_string(),
-    }
-}
-
-/// `changed`: what of the apply stays (`nothing was changed`, for its first transaction).
-fn give_up(
-    conflict: &LockConflict,
-    attempts: u32,
-    lock_timeout_ms: u64,
-    changed: &str,
-) -> anyhow::Error {
-    let what = match (&conflict.blocker, conflict.deadlock) {
-        (_, true) => "deadlocked".to_string(),
-        (Some(b), false) => format!("could not get its {}", b.wanted_lock()),
-        (None, false) => "could not get its lock".to_string(),
-    };
-    anyhow!(
-        "apply gave up after {attempts} attempts: {} {what} on {}, {}. Each attempt waited at most lock_timeout ({lock_timeout_ms} ms) and rolled back, so no writer waited on apply for longer; {changed}. End that session's transaction, or apply again later.",
-        conflict.statement,
-        conflict.relation(),
-        conflict.holder()
-    )
 }
 
 fn backoff(first: Duration, attempt: u32) -> Duration {
@@ -842,9 +776,8 @@ fn retrying(conflict: &LockConflict, backoff: Duration) -> String {
     )
 }
 
-/// ` (pid 123, application "retentionc", its transaction open 4 s)` for the session holding the
-/// advisory lock, when it can be seen.
-async fn advisory_lock_holder(client: &Client) -> Option<String> {
+/// The session holding retentionc's advisory lock, when it can be seen.
+async fn advisory_lock_holder(client: &Client) -> Option<AdvisoryHolder> {
     let row = client
         .query_opt(
             "SELECT a.pid, a.application_name, extract(epoch FROM now() - a.xact_start)::float8
@@ -856,18 +789,9 @@ async fn advisory_lock_holder(client: &Client) -> Option<String> {
         )
         .await
         .ok()??;
-    let pid: i32 = row.get(0);
-    let app: Option<String> = row.get(1);
-    let seconds: Option<f64> = row.get(2);
-    let open_for = seconds
-        .map(|s| format!(", its transaction open {s:.0} s"))
-        .unwrap_or_default();
-    Some(format!(
-        " (pid {pid}, application \"{}\"{open_for})",
-        app.unwrap_or_default()
-    ))
-}
-
-fn short(fingerprint: &str) -> &str {
-    &fingerprint[..fingerprint.len().min(12)]
+    Some(AdvisoryHolder {
+        pid: row.get(0),
+        application: row.get::<_, Option<String>>(1).unwrap_or_default(),
+        transaction_seconds: row.get(2),
+    })
 }

@@ -11,6 +11,7 @@
 //! failure names the relation and the session holding it (`locks`).
 
 pub mod checks;
+pub mod error;
 pub mod executor;
 pub mod guard;
 pub mod history;
@@ -21,7 +22,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use tokio_postgres::Client;
 
 use crate::cli::ApplyArgs;
@@ -32,9 +33,10 @@ use crate::model::Project;
 use crate::plan::Plan;
 use crate::{db, policy};
 use checks::refuse_data_loss;
+pub use error::ApplyError;
 pub use executor::{
-    ADVISORY_LOCK_KEY, ApplyOptions, ApplyOutcome, DEFAULT_APPLY_WAIT, PartlyApplied, PlanSource,
-    Progress, ReviewedOrigin, execute, execute_reporting,
+    ADVISORY_LOCK_KEY, ApplyOptions, ApplyOutcome, DEFAULT_APPLY_WAIT, PlanSource, Progress,
+    ReviewedOrigin, execute, execute_reporting,
 };
 use locks::LockWatch;
 
@@ -42,9 +44,7 @@ use locks::LockWatch;
 pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
     let on_terminal = std::io::stdin().is_terminal();
     if !args.auto_approve && !on_terminal {
-        bail!(
-            "apply asks for confirmation, and stdin is not a terminal: pass --auto-approve to apply without asking (nothing was changed)"
-        );
+        return Err(ApplyError::NeedsTerminal.into());
     }
     let project = policy::load_project(config_path)?;
     let saved = match &args.plan {
@@ -264,7 +264,7 @@ pub(crate) fn after_lost_connection(session: &db::Session, error: anyhow::Error)
     let Some(lost) = session.lost() else {
         return error;
     };
-    if error.downcast_ref::<executor::PartlyApplied>().is_some() {
+    if let Some(ApplyError::PartlyApplied { .. }) = error.downcast_ref::<ApplyError>() {
         // It says itself which transactions stay.
         return error.context(lost);
     }
@@ -282,42 +282,38 @@ pub(crate) fn after_lost_connection(session: &db::Session, error: anyhow::Error)
 fn read_saved_plan(path: &Path) -> Result<Plan> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the saved plan {}", path.display()))?;
-    let plan: Plan = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{}: not a plan saved by `retentionc plan --out`",
-            path.display()
-        )
+    let plan: Plan = serde_json::from_str(&text).map_err(|cause| ApplyError::NotAPlan {
+        path: path.to_path_buf(),
+        cause,
     })?;
     if plan.format_version != crate::plan::FORMAT_VERSION {
-        bail!(
-            "{}: a plan of format version {}, and this retentionc reads version {}; run plan again with this version",
-            path.display(),
-            plan.format_version,
-            crate::plan::FORMAT_VERSION
-        );
+        return Err(ApplyError::PlanFormatVersion {
+            path: path.to_path_buf(),
+            found: plan.format_version,
+            expected: crate::plan::FORMAT_VERSION,
+        }
+        .into());
     }
     Ok(plan)
 }
 
 /// A saved plan is applied with the project it was made from: the history records this
 /// project's desired state, which must be the one the plan was computed for.
-pub(crate) fn check_policy_hashes(project: &Project, plan: &Plan) -> Result<()> {
+pub fn check_policy_hashes(project: &Project, plan: &Plan) -> Result<(), ApplyError> {
     let current: std::collections::BTreeMap<String, String> = project
         .policies
         .iter()
         .map(|p| (p.table.to_string(), p.hash()))
         .collect();
     if current != plan.policy_hashes {
-        let differing: std::collections::BTreeSet<&str> = current
+        let differing: std::collections::BTreeSet<&String> = current
             .keys()
             .chain(plan.policy_hashes.keys())
             .filter(|t| current.get(*t) != plan.policy_hashes.get(*t))
-            .map(String::as_str)
             .collect();
-        bail!(
-            "the policies changed since the plan was made ({}); run plan again (nothing was changed)",
-            differing.into_iter().collect::<Vec<_>>().join(", ")
-        );
+        return Err(ApplyError::PoliciesChanged {
+            tables: differing.into_iter().cloned().collect(),
+        });
     }
     Ok(())
 }
@@ -331,7 +327,7 @@ pub(crate) fn confirm(out: &mut dyn Write) -> Result<()> {
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     if answer.trim() != "yes" {
-        bail!("apply cancelled; nothing was changed");
+        return Err(ApplyError::Cancelled.into());
     }
     Ok(())
 }

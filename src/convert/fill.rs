@@ -127,7 +127,8 @@ pub async fn catch_up(client: &Client, table: &str, reviewed: &Reviewed) -> Resu
                 return Err(database_error(
                     &format!("step 3 (replay the writes recorded on {table})"),
                     e,
-                ));
+                )
+                .into());
             }
         };
         client.batch_execute("COMMIT").await?;

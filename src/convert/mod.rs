@@ -19,6 +19,7 @@
 //! shows), `statements` (the reviewed statements), `fill` (steps 1 to 3), `swap` (step 4),
 //! `undo` (`--revert`, `--finish`), `progress` (the bar).
 
+pub mod error;
 pub mod facts;
 pub mod fill;
 pub mod names;
@@ -34,7 +35,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::Result;
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
@@ -44,6 +45,7 @@ use crate::db::lock_failure::lock_failure;
 use crate::model::{Policy, Project, QualifiedName};
 use crate::plan::ChangeKind;
 use crate::policy::ident::quote_ident;
+pub use error::ConvertError;
 use statements::Reviewed;
 
 /// How a conversion runs.
@@ -69,14 +71,16 @@ pub enum Outcome {
 /// `retentionc convert`.
 pub async fn command(config_path: &Path, args: &ConvertArgs) -> Result<ExitCode> {
     let project = crate::policy::load_project(config_path)?;
-    let table = QualifiedName::parse(&args.table).map_err(|e| anyhow!("{}: {e}", args.table))?;
+    let table =
+        QualifiedName::parse(&args.table).map_err(|reason| ConvertError::NotATableName {
+            given: args.table.clone(),
+            reason,
+        })?;
     let policy = project
         .policy(&table.to_string())
         .filter(|p| p.partitioning.is_some())
-        .with_context(|| {
-            format!(
-                "no policy with \"partitioning\" names {table}: a conversion makes the table the partition set its policy describes"
-            )
+        .ok_or_else(|| ConvertError::NoPolicy {
+            table: table.clone(),
         })?;
     let reviewed = Reviewed::load(&project, policy)?;
     let session = crate::db::connect(&args.db, "retentionc convert").await?;
@@ -129,10 +133,10 @@ async fn check_planned(client: &Client, project: &Project, policy: &Policy) -> R
     let plan = crate::plan::make_plan(client, project).await?;
     let table = policy.table.to_string();
     if plan.changes.iter().any(|c| c.kind == ChangeKind::Bootstrap) {
-        bail!(
-            "retentionc's own schema ({}) is missing or not up to date, and the conversion needs it: run `retentionc apply --convert`, which installs it first and then converts (nothing was changed)",
-            project.config.schema
-        );
+        return Err(ConvertError::SchemaMissing {
+            schema: project.config.schema.to_string(),
+        }
+        .into());
     }
     if plan
         .changes
@@ -143,10 +147,8 @@ async fn check_planned(client: &Client, project: &Project, policy: &Policy) -> R
     }
     match phase(client, project, &table).await?.as_deref() {
         Some("swapped") => Ok(false),
-        Some("finished") => bail!("{table} is converted already (finished)"),
-        _ => bail!(
-            "{table} is not a plain table: nothing to convert (plan shows what apply would change)"
-        ),
+        Some("finished") => Err(ConvertError::AlreadyFinished { table }.into()),
+        _ => Err(ConvertError::NotPlain { table }.into()),
     }
 }
 
@@ -189,7 +191,7 @@ pub async fn create_routines(client: &Client, reviewed: &Reviewed) -> Result<()>
     for key in statements::ROUTINE_KEYS {
         if let Err(e) = client.batch_execute(reviewed.get(key)).await {
             let _ = client.batch_execute("ROLLBACK").await;
-            return Err(anyhow!(e).context(format!("creating the conversion routine [{key}]")));
+            return Err(ConvertError::CreateRoutine { key, cause: e }.into());
         }
     }
     client.batch_execute("COMMIT").await?;
@@ -254,7 +256,7 @@ pub(crate) async fn with_lock_retries<T, F, Fut>(
     attempts: u32,
     lock_timeout_ms: u64,
     mut attempt: F,
-) -> Result<T>
+) -> Result<T, ConvertError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, tokio_postgres::Error>>,
@@ -272,9 +274,11 @@ where
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
             Err(e) if lock_failure(&e).is_some() => {
-                bail!(
-                    "{what}: gave up after {attempts} attempts, each waiting at most lock_timeout ({lock_timeout_ms} ms) for a lock another session holds; nothing changed in the last attempt. Run it again later"
-                )
+                return Err(ConvertError::GaveUp {
+                    step: what.to_string(),
+                    attempts,
+                    lock_timeout_ms,
+                });
             }
             Err(e) => return Err(database_error(what, e)),
         }
@@ -282,21 +286,9 @@ where
     unreachable!("the last attempt returns")
 }
 
-/// `what failed: message (detail, hint)`.
-pub(crate) fn database_error(what: &str, e: tokio_postgres::Error) -> anyhow::Error {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut text = format!("{what} failed: {}", db.message());
-            if let Some(detail) = db.detail() {
-                text.push_str(&format!("; {detail}"));
-            }
-            if let Some(hint) = db.hint() {
-                text.push_str(&format!("; hint: {hint}"));
-            }
-            anyhow!(text)
-        }
-        None => anyhow!(e).context(format!("{what} failed")),
-    }
+/// `what failed: message; detail; hint: ...`.
+pub(crate) fn database_error(what: &str, e: tokio_postgres::Error) -> ConvertError {
+    ConvertError::step_failed(what, e)
 }
 
 /// One conversion of a table at a time: a session advisory lock, held until the session
@@ -309,7 +301,10 @@ async fn take_conversion_lock(client: &Client, table: &str) -> Result<()> {
         .await?
         .get(0);
     if !taken {
-        bail!("another retentionc convert of {table} is running; nothing was changed");
+        return Err(ConvertError::AnotherConvertRunning {
+            table: table.to_string(),
+        }
+        .into());
     }
     Ok(())
 }

@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::apply::checks::ReviewedFiles;
+use crate::convert::ConvertError;
 use crate::convert::planned::{POLICY_KEYS_AFTER_SWAP, applied_keys};
 use crate::model::{Policy, Project};
 use crate::render::conversion_file_name;
@@ -38,10 +39,11 @@ impl Reviewed {
         let mut files = ReviewedFiles::of(project)?;
         let file = conversion_file_name(&policy.table);
         if !files.produces(&file) {
-            bail!(
-                "{}: no such file; run `retentionc compile --convert {table}`, review and commit it, then convert (nothing was changed)",
-                config.generated_dir.join(&file).display()
-            );
+            return Err(ConvertError::ReviewedFileMissing {
+                path: config.generated_dir.join(&file),
+                table,
+            }
+            .into());
         }
         let mut statements = BTreeMap::new();
         for key in applied_keys().chain(["revert", "finish"]) {

@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 
 use crate::convert::fill::catch_up;
 use crate::convert::statements::Reviewed;
-use crate::convert::{Options, database_error, lock_timeout_text};
+use crate::convert::{ConvertError, Options, database_error, lock_timeout_text};
 use crate::db::lock_failure::lock_failure;
 
 pub async fn swap(
@@ -39,11 +39,15 @@ pub async fn swap(
                 backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
                 attempt += 1;
             }
-            Err(e) if lock_failure(&e).is_some() => anyhow::bail!(
-                "{table}: the swap gave up after {attempt} attempts, each waiting at most lock_timeout ({} ms) for another session's lock on the table; the conversion is copied and caught up, writes are still recorded: run `retentionc convert {table}` again to swap",
-                options.lock_timeout_ms
-            ),
-            Err(e) => return Err(database_error(&format!("step 4 (swap {table})"), e)),
+            Err(e) if lock_failure(&e).is_some() => {
+                return Err(ConvertError::SwapGaveUp {
+                    table: table.to_string(),
+                    attempts: attempt,
+                    lock_timeout_ms: options.lock_timeout_ms,
+                }
+                .into());
+            }
+            Err(e) => return Err(database_error(&format!("step 4 (swap {table})"), e).into()),
         }
     }
     writeln!(out, "{table}: swapped")?;
@@ -76,5 +80,6 @@ pub async fn grant_owner_rights(
             result
         },
     )
-    .await
+    .await?;
+    Ok(())
 }

@@ -3,9 +3,10 @@
 
 use std::io::Write;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use tokio_postgres::Client;
 
+use crate::convert::error::{ConvertError, Undo};
 use crate::convert::statements::Reviewed;
 use crate::convert::{Options, create_routines, lock_timeout_text, phase, with_lock_retries};
 use crate::model::{Policy, Project};
@@ -20,7 +21,11 @@ pub async fn revert(
 ) -> Result<()> {
     let table = policy.table.to_string();
     let Some(phase) = phase(client, project, &table).await? else {
-        bail!("no conversion of {table} was ever started; nothing to revert");
+        return Err(ConvertError::NeverStarted {
+            table,
+            undo: Undo::Revert,
+        }
+        .into());
     };
     create_routines(client, reviewed).await?;
     let timeout = lock_timeout_text(options);
@@ -55,10 +60,20 @@ pub async fn finish(
     let table = policy.table.to_string();
     match phase(client, project, &table).await?.as_deref() {
         Some("swapped" | "finished") => {}
-        Some(other) => bail!(
-            "the conversion of {table} is {other}, not swapped: run `retentionc convert {table}` to swap first"
-        ),
-        None => bail!("no conversion of {table} was ever started; nothing to finish"),
+        Some(other) => {
+            return Err(ConvertError::NotSwapped {
+                phase: other.to_string(),
+                table,
+            }
+            .into());
+        }
+        None => {
+            return Err(ConvertError::NeverStarted {
+                table,
+                undo: Undo::Finish,
+            }
+            .into());
+        }
     }
     create_routines(client, reviewed).await?;
     let timeout = lock_timeout_text(options);

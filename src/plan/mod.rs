@@ -176,6 +176,7 @@ impl Plan {
 pub mod adoption;
 pub mod checks;
 pub mod diff;
+pub mod error;
 pub mod format;
 pub mod impact;
 pub mod split;
@@ -184,7 +185,7 @@ pub mod volatility;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use tokio_postgres::{Client, GenericClient};
 
 use crate::catalog::{self, Counting, Live};
@@ -194,6 +195,7 @@ use crate::policy::error::PolicyErrors;
 use crate::policy::ident::{quote_ident, quote_literal};
 
 pub use diff::{FORMAT_VERSION, RuleEstimates, RuleToEstimate, diff};
+pub use error::PlanError;
 
 /// A plan and what it was made from.
 pub struct Planned {
@@ -407,33 +409,33 @@ pub fn check_generated(project: &Project, planning_anyway: bool) -> Result<()> {
     if stale.is_empty() {
         return Ok(());
     }
-    let dir = project.config.generated_dir.display();
-    let listed = stale.join(", ");
     if planning_anyway {
         eprintln!(
-            "warning: {dir} is not what `retentionc compile` writes ({listed}); planning from the policies (apply will refuse until generated/ is compiled and committed)"
+            "warning: {} is not what `retentionc compile` writes ({}); planning from the policies (apply will refuse until generated/ is compiled and committed)",
+            project.config.generated_dir.display(),
+            stale.join(", ")
         );
         return Ok(());
     }
-    bail!(
-        "{dir} is not what `retentionc compile` writes ({listed}): run `retentionc compile`, review and commit the result, then plan again (or `plan --compile` to plan from the policies locally)"
-    )
+    Err(PlanError::GeneratedStale {
+        dir: project.config.generated_dir.clone(),
+        stale,
+    }
+    .into())
 }
 
 /// Every file a plan takes statements from must be in generated/ as compiled: a removed
 /// policy's file under `_removed/` is made by compile only when generated/ still held
 /// the policy's file, so say how to make it otherwise.
-fn check_referenced_files(project: &Project, plan: &Plan) -> Result<()> {
+pub fn check_referenced_files(project: &Project, plan: &Plan) -> Result<(), PlanError> {
     let dir = project.config.generated_path();
     for change in &plan.changes {
         for statement in &change.statements {
             if !dir.join(&statement.file).is_file() {
-                bail!(
-                    "{}: retentionc made objects for this table, which no policy names now, and {} does not exist: run `retentionc compile --remove {}`, review and commit it, then plan again",
-                    change.table,
-                    project.config.generated_dir.join(&statement.file).display(),
-                    change.table
-                );
+                return Err(PlanError::RemovalFileMissing {
+                    table: change.table.clone(),
+                    path: project.config.generated_dir.join(&statement.file),
+                });
             }
         }
     }

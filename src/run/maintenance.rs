@@ -11,10 +11,11 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 use tokio_postgres::error::DbError;
 
+use super::error::RunError;
 use super::report::Maintenance;
 use super::step::{ServerError, StepError};
 use super::worker::{ATTEMPTS, Worker, backoff, final_error};
@@ -135,10 +136,9 @@ impl Worker<'_> {
                             failures.push((first, reason, Duration::ZERO));
                         }
                     }
-                    Some(e) if e.is_missing_routine() => bail!(
-                        "{}: run `retentionc apply` (retentionc's own schema is older than this retentionc); nothing was maintained",
-                        e.describe("", "")
-                    ),
+                    Some(e) if e.is_missing_routine() => {
+                        return Err(RunError::SchemaOlder { error: e }.into());
+                    }
                     Some(e) => {
                         for &i in &rest {
                             let table = policies[i].table.to_string();

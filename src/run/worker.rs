@@ -5,10 +5,11 @@
 use std::future::Future;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 
+use super::error::RunError;
 use super::step::{StepError, describe_db_error};
 use crate::apply::locks::LockWatch;
 use crate::cli::DbArgs;
@@ -102,7 +103,7 @@ impl<'a> Worker<'a> {
         if self.session.client.is_closed() {
             let lost = self.session.lost().unwrap_or_default();
             if self.session.control.stalled() || interrupt::interrupted() {
-                bail!("{lost}");
+                return Err(RunError::ConnectionLost { reason: lost }.into());
             }
             eprintln!("{lost}; connecting again");
             self.session = db::connect(self.ctx.db, APPLICATION_NAME).await?;
