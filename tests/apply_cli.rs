@@ -2,14 +2,14 @@
 //! writers inserting throughout (none of their inserts may fail or be lost). A partitioned
 //! table takes no rows before it has partitions, so the writers start once it is registered.
 
-mod apply_support;
 mod common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use apply_support::*;
 use common::cluster::{Cluster, Partman, TestDb};
+use common::data::{Writer, create_table, history_count, part_config, policy_yaml};
+use common::project::{TestProject, text};
 
 const TABLE: &str = "public.events";
 
@@ -28,23 +28,23 @@ fn fails(output: &std::process::Output) -> String {
 fn applied(partman: Partman, lock_timeout: &'static str) -> (TestDb, TestProject) {
     let db = Cluster::shared().database(partman);
     create_table(&db, TABLE);
-    let project = TestProject::new(partman, lock_timeout);
-    project.write_policy("events", &policy_yaml(TABLE, "2 days", ""));
-    let out = ok(&project.run(&db, &["apply", "--auto-approve"]));
+    let project = TestProject::for_db(&db).lock_timeout(lock_timeout);
+    project.write_policy_compiled("events", &policy_yaml(TABLE, "2 days", ""));
+    let out = ok(&project.run(&["apply", "--auto-approve"]));
     assert!(out.contains("Applied"), "{out}");
     eprintln!("first apply:\n{out}");
     (db, project)
 }
 
-fn assert_no_changes(db: &TestDb, project: &TestProject) {
-    let output = project.run(db, &["plan", "--detailed-exitcode"]);
+fn assert_no_changes(project: &TestProject) {
+    let output = project.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(
         output.status.code(),
         Some(0),
         "plan should show no changes: {}",
         text(&output)
     );
-    let out = ok(&project.run(db, &["apply", "--auto-approve"]));
+    let out = ok(&project.run(&["apply", "--auto-approve"]));
     assert!(out.contains("No changes"), "{out}");
 }
 
@@ -55,7 +55,7 @@ async fn apply_from_empty_then_a_second_apply_is_a_no_op() {
         assert_eq!(part_config(&db, TABLE), "2 days | f | 4 | t", "{partman}");
         assert_eq!(history_count(&db), 1);
         let writer = Writer::start(&db, TABLE).await;
-        assert_no_changes(&db, &project);
+        assert_no_changes(&project);
         writer.finish(&db, TABLE).await;
         assert_eq!(
             history_count(&db),
@@ -71,29 +71,29 @@ async fn each_change_kind_applies_and_then_plans_clean() {
         let (db, project) = applied(partman, "2s");
         let writer = Writer::start(&db, TABLE).await;
 
-        project.write_policy("events", &policy_yaml(TABLE, "3 days", ""));
-        ok(&project.run(&db, &["apply", "--auto-approve"]));
+        project.write_policy_compiled("events", &policy_yaml(TABLE, "3 days", ""));
+        ok(&project.run(&["apply", "--auto-approve"]));
         assert_eq!(part_config(&db, TABLE), "3 days | f | 4 | t", "{partman}");
-        assert_no_changes(&db, &project);
+        assert_no_changes(&project);
 
         let rule = "deletes:\n  - name: debug_rows\n    where: \"level = 'debug'\"\n    older_than: 1 hour\n";
-        project.write_policy("events", &policy_yaml(TABLE, "3 days", rule));
-        ok(&project.run(&db, &["apply", "--auto-approve", "--allow-data-loss"]));
+        project.write_policy_compiled("events", &policy_yaml(TABLE, "3 days", rule));
+        ok(&project.run(&["apply", "--auto-approve", "--allow-data-loss"]));
         assert_eq!(
             db.scalar("SELECT count(*) FROM pg_proc WHERE proname = 'prune_events'"),
             "1",
             "{partman}"
         );
-        assert_no_changes(&db, &project);
+        assert_no_changes(&project);
 
-        project.write_policy("events", &policy_yaml(TABLE, "3 days", ""));
-        ok(&project.run(&db, &["apply", "--auto-approve"]));
+        project.write_policy_compiled("events", &policy_yaml(TABLE, "3 days", ""));
+        ok(&project.run(&["apply", "--auto-approve"]));
         assert_eq!(
             db.scalar("SELECT count(*) FROM pg_proc WHERE proname = 'prune_events'"),
             "0",
             "{partman}"
         );
-        assert_no_changes(&db, &project);
+        assert_no_changes(&project);
 
         writer.finish(&db, TABLE).await;
         assert_eq!(history_count(&db), 4, "{partman}");
@@ -104,7 +104,7 @@ async fn each_change_kind_applies_and_then_plans_clean() {
 async fn removing_a_policy_disables_retention_and_keeps_registration_and_data() {
     for partman in Partman::BOTH {
         let (db, project) = applied(partman, "2s");
-        project.write_policy(
+        project.write_policy_compiled(
             "events",
             &policy_yaml(
                 TABLE,
@@ -112,12 +112,13 @@ async fn removing_a_policy_disables_retention_and_keeps_registration_and_data() 
                 "deletes:\n  - name: debug_rows\n    where: \"level = 'debug'\"\n",
             ),
         );
-        ok(&project.run(&db, &["apply", "--auto-approve", "--allow-data-loss"]));
+        ok(&project.run(&["apply", "--auto-approve", "--allow-data-loss"]));
         let writer = Writer::start(&db, TABLE).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
 
         project.remove_policy("events");
-        let out = ok(&project.run(&db, &["apply", "--auto-approve"]));
+        project.compile();
+        let out = ok(&project.run(&["apply", "--auto-approve"]));
         assert!(out.contains("Applied"), "{partman}: {out}");
         let report = writer.finish(&db, TABLE).await;
         assert_eq!(
@@ -135,7 +136,7 @@ async fn removing_a_policy_disables_retention_and_keeps_registration_and_data() 
             report.succeeded.to_string(),
             "{partman}: data kept"
         );
-        assert_no_changes(&db, &project);
+        assert_no_changes(&project);
     }
 }
 
@@ -144,15 +145,15 @@ async fn a_saved_plan_is_applied_exactly_once() {
     for partman in Partman::BOTH {
         let (db, project) = applied(partman, "2s");
         let writer = Writer::start(&db, TABLE).await;
-        project.write_policy("events", &policy_yaml(TABLE, "5 days", ""));
-        let plan_file = project.dir.path().join("plan.json");
+        project.write_policy_compiled("events", &policy_yaml(TABLE, "5 days", ""));
+        let plan_file = project.root().join("plan.json");
         let plan_file = plan_file.to_str().unwrap();
-        let output = project.run(&db, &["plan", "--out", plan_file, "--detailed-exitcode"]);
+        let output = project.run(&["plan", "--out", plan_file, "--detailed-exitcode"]);
         assert_eq!(output.status.code(), Some(2), "{}", text(&output));
         let saved: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(plan_file).unwrap()).unwrap();
 
-        let out = ok(&project.run(&db, &["apply", "--plan", plan_file, "--auto-approve"]));
+        let out = ok(&project.run(&["apply", "--plan", plan_file, "--auto-approve"]));
         assert!(out.contains("Applied"), "{out}");
         assert_eq!(part_config(&db, TABLE), "5 days | f | 4 | t", "{partman}");
         let executed = db.scalar("SELECT array_to_json(statements)::text FROM retention.apply_history ORDER BY id DESC LIMIT 1");
@@ -172,7 +173,7 @@ async fn a_saved_plan_is_applied_exactly_once() {
         assert_eq!(executed, planned, "{partman}: exactly the saved statements");
 
         // Applying it again: the database is no longer what it was planned against.
-        let err = fails(&project.run(&db, &["apply", "--plan", plan_file, "--auto-approve"]));
+        let err = fails(&project.run(&["apply", "--plan", plan_file, "--auto-approve"]));
         assert!(
             err.contains("the database changed since the plan was made; run plan again"),
             "{partman}: {err}"
@@ -186,16 +187,16 @@ async fn a_saved_plan_is_applied_exactly_once() {
 async fn a_stale_saved_plan_is_refused() {
     let (db, project) = applied(Partman::V5, "2s");
     let writer = Writer::start(&db, TABLE).await;
-    project.write_policy("events", &policy_yaml(TABLE, "5 days", ""));
-    let plan_file = project.dir.path().join("plan.json");
+    project.write_policy_compiled("events", &policy_yaml(TABLE, "5 days", ""));
+    let plan_file = project.root().join("plan.json");
     let plan_file = plan_file.to_str().unwrap();
-    ok(&project.run(&db, &["plan", "--out", plan_file]));
+    ok(&project.run(&["plan", "--out", plan_file]));
     // Someone changes the database by hand in between.
     db.psql(&[
         "-c",
         "UPDATE partman.part_config SET premake = 9 WHERE parent_table = 'public.events'",
     ]);
-    let err = fails(&project.run(&db, &["apply", "--plan", plan_file, "--auto-approve"]));
+    let err = fails(&project.run(&["apply", "--plan", plan_file, "--auto-approve"]));
     assert!(
         err.contains("the database changed since the plan was made; run plan again"),
         "{err}"
@@ -212,12 +213,12 @@ async fn a_stale_saved_plan_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saved_plan_from_other_policies_is_refused() {
     let (db, project) = applied(Partman::V5, "2s");
-    project.write_policy("events", &policy_yaml(TABLE, "5 days", ""));
-    let plan_file = project.dir.path().join("plan.json");
+    project.write_policy_compiled("events", &policy_yaml(TABLE, "5 days", ""));
+    let plan_file = project.root().join("plan.json");
     let plan_file = plan_file.to_str().unwrap();
-    ok(&project.run(&db, &["plan", "--out", plan_file]));
-    project.write_policy("events", &policy_yaml(TABLE, "6 days", ""));
-    let err = fails(&project.run(&db, &["apply", "--plan", plan_file, "--auto-approve"]));
+    ok(&project.run(&["plan", "--out", plan_file]));
+    project.write_policy_compiled("events", &policy_yaml(TABLE, "6 days", ""));
+    let err = fails(&project.run(&["apply", "--plan", plan_file, "--auto-approve"]));
     assert!(
         err.contains("the policies changed since the plan was made (public.events)"),
         "{err}"
@@ -230,15 +231,15 @@ async fn a_destructive_change_needs_allow_data_loss() {
     for partman in Partman::BOTH {
         let (db, project) = applied(partman, "2s");
         let writer = Writer::start(&db, TABLE).await;
-        project.write_policy("events", &policy_yaml(TABLE, "3 hours", ""));
-        let err = fails(&project.run(&db, &["apply", "--auto-approve"]));
+        project.write_policy_compiled("events", &policy_yaml(TABLE, "3 hours", ""));
+        let err = fails(&project.run(&["apply", "--auto-approve"]));
         assert!(
             err.contains("--allow-data-loss") && err.contains("public.events"),
             "{partman}: {err}"
         );
         assert_eq!(part_config(&db, TABLE), "2 days | f | 4 | t", "{partman}");
 
-        let out = ok(&project.run(&db, &["apply", "--auto-approve", "--allow-data-loss"]));
+        let out = ok(&project.run(&["apply", "--auto-approve", "--allow-data-loss"]));
         assert!(out.contains("Applied"), "{out}");
         assert_eq!(part_config(&db, TABLE), "3 hours | f | 4 | t", "{partman}");
         writer.finish(&db, TABLE).await;
@@ -253,9 +254,9 @@ async fn two_concurrent_applies_give_the_result_of_one() {
         // From empty: both would register the table; pg_partman must not see it twice.
         let db = Cluster::shared().database(partman);
         create_table(&db, TABLE);
-        let project = TestProject::new(partman, "2s");
-        project.write_policy("events", &policy_yaml(TABLE, "2 days", ""));
-        let (a, b) = run_two(&db, &project, &["apply", "--auto-approve"]);
+        let project = TestProject::for_db(&db).lock_timeout("2s");
+        project.write_policy_compiled("events", &policy_yaml(TABLE, "2 days", ""));
+        let (a, b) = run_two(&project, &["apply", "--auto-approve"]);
         let outs = [ok(&a), ok(&b)];
         assert_eq!(
             outs.iter().filter(|o| o.contains("Applied")).count(),
@@ -281,12 +282,8 @@ async fn two_concurrent_applies_give_the_result_of_one() {
 
         // A change, with writers: same again.
         let writer = Writer::start(&db, TABLE).await;
-        project.write_policy("events", &policy_yaml(TABLE, "4 days", "deletes:\n  - name: debug_rows\n    where: \"level = 'debug'\"\n    older_than: 1 hour\n"));
-        let (a, b) = run_two(
-            &db,
-            &project,
-            &["apply", "--auto-approve", "--allow-data-loss"],
-        );
+        project.write_policy_compiled("events", &policy_yaml(TABLE, "4 days", "deletes:\n  - name: debug_rows\n    where: \"level = 'debug'\"\n    older_than: 1 hour\n"));
+        let (a, b) = run_two(&project, &["apply", "--auto-approve", "--allow-data-loss"]);
         let outs = [ok(&a), ok(&b)];
         assert_eq!(
             outs.iter().filter(|o| o.contains("Applied")).count(),
@@ -295,18 +292,14 @@ async fn two_concurrent_applies_give_the_result_of_one() {
         );
         writer.finish(&db, TABLE).await;
         assert_eq!(history_count(&db), 2, "{partman}");
-        assert_no_changes(&db, &project);
+        assert_no_changes(&project);
     }
 }
 
-fn run_two(
-    db: &TestDb,
-    project: &TestProject,
-    args: &[&str],
-) -> (std::process::Output, std::process::Output) {
+fn run_two(project: &TestProject, args: &[&str]) -> (std::process::Output, std::process::Output) {
     let spawn = || {
         project
-            .command(db, args)
+            .command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -321,7 +314,7 @@ fn run_two(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_transaction_holding_a_lock_makes_apply_retry_then_fail_clearly() {
     let (db, project) = applied(Partman::V5, "300ms");
-    project.write_policy("events", &policy_yaml(TABLE, "4 days", ""));
+    project.write_policy_compiled("events", &policy_yaml(TABLE, "4 days", ""));
     let holder = db.client().await;
     holder.batch_execute("SET application_name = 'long report'; BEGIN; SELECT * FROM partman.part_config FOR UPDATE").await.unwrap();
     let holder_pid: i32 = holder
@@ -331,7 +324,7 @@ async fn a_long_transaction_holding_a_lock_makes_apply_retry_then_fail_clearly()
         .get(0);
     let writer = Writer::start(&db, TABLE).await;
     let started = Instant::now();
-    let output = project.run(&db, &["apply", "--auto-approve"]);
+    let output = project.run(&["apply", "--auto-approve"]);
     let took = started.elapsed();
     let report = writer.finish(&db, TABLE).await;
     let err = fails(&output);
@@ -356,7 +349,7 @@ async fn a_long_transaction_holding_a_lock_makes_apply_retry_then_fail_clearly()
     assert_eq!(part_config(&db, TABLE), "2 days | f | 4 | t");
     assert_eq!(history_count(&db), 1);
     holder.batch_execute("ROLLBACK").await.unwrap();
-    ok(&project.run(&db, &["apply", "--auto-approve"]));
+    ok(&project.run(&["apply", "--auto-approve"]));
     assert_eq!(part_config(&db, TABLE), "4 days | f | 4 | t");
 }
 
@@ -372,8 +365,8 @@ async fn an_apply_killed_mid_way_leaves_nothing_half_applied() {
         let other = "public.other_events";
         create_table(&db, other);
         let rule = "deletes:\n  - name: debug_rows\n    where: \"level = 'debug'\"\n";
-        project.write_policy("events", &policy_yaml(TABLE, "6 days", rule));
-        project.write_policy("other", &policy_yaml(other, "2 days", ""));
+        project.write_policy_compiled("events", &policy_yaml(TABLE, "6 days", rule));
+        project.write_policy_compiled("other", &policy_yaml(other, "2 days", ""));
         let reader = db.client().await;
         reader
             .batch_execute(&format!("BEGIN; SELECT count(*) FROM {other}"))
@@ -381,7 +374,7 @@ async fn an_apply_killed_mid_way_leaves_nothing_half_applied() {
             .unwrap();
 
         let mut child = project
-            .command(&db, &["apply", "--auto-approve", "--allow-data-loss"])
+            .command(&["apply", "--auto-approve", "--allow-data-loss"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -423,7 +416,7 @@ async fn an_apply_killed_mid_way_leaves_nothing_half_applied() {
         reader.batch_execute("ROLLBACK").await.unwrap();
         unchanged();
 
-        let out = ok(&project.run(&db, &["apply", "--auto-approve", "--allow-data-loss"]));
+        let out = ok(&project.run(&["apply", "--auto-approve", "--allow-data-loss"]));
         assert!(out.contains("Applied"), "{out}");
         assert_eq!(part_config(&db, TABLE), "6 days | f | 4 | t", "{partman}");
         assert_eq!(part_config(&db, other), "2 days | f | 4 | t", "{partman}");
@@ -433,7 +426,7 @@ async fn an_apply_killed_mid_way_leaves_nothing_half_applied() {
             "{partman}"
         );
         writer.finish(&db, TABLE).await;
-        assert_no_changes(&db, &project);
+        assert_no_changes(&project);
     }
 }
 
@@ -441,9 +434,9 @@ async fn an_apply_killed_mid_way_leaves_nothing_half_applied() {
 fn apply_without_a_terminal_needs_auto_approve() {
     let db = Cluster::shared().database(Partman::V5);
     create_table(&db, TABLE);
-    let project = TestProject::new(Partman::V5, "2s");
-    project.write_policy("events", &policy_yaml(TABLE, "2 days", ""));
-    let err = fails(&project.run(&db, &["apply"]));
+    let project = TestProject::for_db(&db).lock_timeout("2s");
+    project.write_policy_compiled("events", &policy_yaml(TABLE, "2 days", ""));
+    let err = fails(&project.run(&["apply"]));
     assert!(
         err.contains("--auto-approve") && err.contains("not a terminal"),
         "{err}"
@@ -520,8 +513,8 @@ fn apply_on_terminal(
 fn on_a_terminal_apply_asks_and_applies_only_on_yes() {
     let db = Cluster::shared().database(Partman::V5);
     create_table(&db, TABLE);
-    let project = TestProject::new(Partman::V5, "2s");
-    project.write_policy("events", &policy_yaml(TABLE, "2 days", ""));
+    let project = TestProject::for_db(&db).lock_timeout("2s");
+    project.write_policy_compiled("events", &policy_yaml(TABLE, "2 days", ""));
 
     let (code, out) = apply_on_terminal(&db, &project, "no", || {});
     assert_eq!(code, Some(1), "{out}");
@@ -542,7 +535,7 @@ fn on_a_terminal_apply_asks_and_applies_only_on_yes() {
 #[test]
 fn a_database_changed_while_the_question_waits_is_not_applied() {
     let (db, project) = applied(Partman::V5, "2s");
-    project.write_policy("events", &policy_yaml(TABLE, "5 days", ""));
+    project.write_policy_compiled("events", &policy_yaml(TABLE, "5 days", ""));
     let (code, out) = apply_on_terminal(&db, &project, "yes", || {
         db.psql(&[
             "-c",
@@ -563,13 +556,13 @@ async fn schedules_are_added_changed_and_removed() {
     for partman in Partman::BOTH {
         let db = Cluster::shared().cron_database(partman);
         create_table(&db, TABLE);
-        let project = TestProject::new(partman, "2s");
+        let project = TestProject::for_db(&db).lock_timeout("2s");
         // Yearly: the job must not actually run during the test.
-        project.write_policy(
+        project.write_policy_compiled(
             "events",
             &policy_yaml(TABLE, "2 days", "schedule: \"0 0 1 1 *\"\n"),
         );
-        ok(&project.run(&db, &["apply", "--auto-approve"]));
+        ok(&project.run(&["apply", "--auto-approve"]));
         let job = || {
             db.scalar("SELECT coalesce(string_agg(schedule || ' ' || command, ','), '') FROM cron.job WHERE jobname = 'retentionc:public.events'")
         };
@@ -579,20 +572,20 @@ async fn schedules_are_added_changed_and_removed() {
             "{partman}"
         );
         let writer = Writer::start(&db, TABLE).await;
-        assert_no_changes(&db, &project);
+        assert_no_changes(&project);
 
-        project.write_policy(
+        project.write_policy_compiled(
             "events",
             &policy_yaml(TABLE, "2 days", "schedule: \"0 0 2 1 *\"\n"),
         );
-        ok(&project.run(&db, &["apply", "--auto-approve"]));
+        ok(&project.run(&["apply", "--auto-approve"]));
         assert!(job().starts_with("0 0 2 1 * "), "{partman}: {}", job());
-        assert_no_changes(&db, &project);
+        assert_no_changes(&project);
 
-        project.write_policy("events", &policy_yaml(TABLE, "2 days", ""));
-        ok(&project.run(&db, &["apply", "--auto-approve"]));
+        project.write_policy_compiled("events", &policy_yaml(TABLE, "2 days", ""));
+        ok(&project.run(&["apply", "--auto-approve"]));
         assert_eq!(job(), "", "{partman}");
-        assert_no_changes(&db, &project);
+        assert_no_changes(&project);
         writer.finish(&db, TABLE).await;
     }
 }
@@ -603,15 +596,15 @@ async fn schedules_are_added_changed_and_removed() {
 async fn a_policy_changed_without_compile_is_not_applied() {
     let (db, project) = applied(Partman::V5, "2s");
     let writer = Writer::start(&db, TABLE).await;
-    project.write_policy_uncompiled("events", &policy_yaml(TABLE, "7 days", ""));
-    let err = fails(&project.run(&db, &["apply", "--auto-approve"]));
+    project.write_policy("events", &policy_yaml(TABLE, "7 days", ""));
+    let err = fails(&project.run(&["apply", "--auto-approve"]));
     assert!(
         err.contains("generated/public.events.sql") && err.contains("retentionc compile"),
         "{err}"
     );
     assert_eq!(part_config(&db, TABLE), "2 days | f | 4 | t");
     project.compile();
-    ok(&project.run(&db, &["apply", "--auto-approve"]));
+    ok(&project.run(&["apply", "--auto-approve"]));
     assert_eq!(part_config(&db, TABLE), "7 days | f | 4 | t");
     writer.finish(&db, TABLE).await;
 }
@@ -621,7 +614,7 @@ async fn a_policy_changed_without_compile_is_not_applied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_that_waits_too_long_for_another_says_so() {
     let (db, project) = applied(Partman::V5, "2s");
-    project.write_policy("events", &policy_yaml(TABLE, "8 days", ""));
+    project.write_policy_compiled("events", &policy_yaml(TABLE, "8 days", ""));
     let other = db.client().await;
     other
         .batch_execute("SET application_name = 'retentionc'")
@@ -640,7 +633,7 @@ async fn an_apply_that_waits_too_long_for_another_says_so() {
         .unwrap()
         .get(0);
     let output = project
-        .command(&db, &["apply", "--auto-approve"])
+        .command(&["apply", "--auto-approve"])
         .env("RETENTIONC_APPLY_WAIT", "1s")
         .output()
         .unwrap();
@@ -658,7 +651,7 @@ async fn an_apply_that_waits_too_long_for_another_says_so() {
         )
         .await
         .unwrap();
-    ok(&project.run(&db, &["apply", "--auto-approve"]));
+    ok(&project.run(&["apply", "--auto-approve"]));
     assert_eq!(part_config(&db, TABLE), "8 days | f | 4 | t");
 }
 
@@ -674,15 +667,14 @@ async fn the_example_project_applies_and_then_plans_clean() {
             CREATE TABLE public.test_table1 (id bigserial, mtime timestamptz NOT NULL DEFAULT now(), payload text) PARTITION BY RANGE (mtime);
             CREATE TABLE public.user_sessions (id bigserial PRIMARY KEY, last_seen_at timestamptz NOT NULL DEFAULT now(), revoked boolean NOT NULL DEFAULT false, remember_me boolean NOT NULL DEFAULT false);
         "]);
-        let project = TestProject::new(partman, "2s");
+        let project = TestProject::for_db(&db).lock_timeout("2s");
         let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         for entry in std::fs::read_dir(repo.join("policies")).unwrap() {
             let path = entry.unwrap().path();
             std::fs::copy(
                 &path,
                 project
-                    .dir
-                    .path()
+                    .root()
                     .join("policies")
                     .join(path.file_name().unwrap()),
             )
@@ -690,7 +682,7 @@ async fn the_example_project_applies_and_then_plans_clean() {
         }
         project.compile();
         // New delete rules count as destructive: they will delete rows that exist now.
-        let out = ok(&project.run(&db, &["apply", "--auto-approve", "--allow-data-loss"]));
+        let out = ok(&project.run(&["apply", "--auto-approve", "--allow-data-loss"]));
         assert!(out.contains("Applied"), "{partman}: {out}");
         assert_eq!(
             db.scalar("SELECT count(*) FROM partman.part_config"),
@@ -709,7 +701,7 @@ async fn the_example_project_applies_and_then_plans_clean() {
             "{partman}"
         );
         let writer = Writer::start(&db, "public.app_logs").await;
-        assert_no_changes(&db, &project);
+        assert_no_changes(&project);
         writer.finish(&db, "public.app_logs").await;
     }
 }

@@ -2,13 +2,13 @@
 //! runs the reviewed files' statements, with writers inserting throughout: none of their
 //! inserts may fail or be lost.
 
-mod apply_support;
 mod common;
 
 use std::time::{Duration, Instant};
 
-use apply_support::*;
 use common::cluster::{Cluster, Partman, TestDb};
+use common::data::{Writer, create_table, history_count, part_config, policy_yaml};
+use common::project::TestProject;
 use retentionc::apply::locks::LockWatch;
 use retentionc::apply::{
     ADVISORY_LOCK_KEY, ApplyOptions, ApplyOutcome, PlanSource, ReviewedOrigin, execute,
@@ -32,11 +32,11 @@ async fn execute_source(
     options: &ApplyOptions,
 ) -> anyhow::Result<ApplyOutcome> {
     let loaded = project.load();
-    let client = retentionc::db::connect(&db_args(db), "retentionc")
+    let client = retentionc::db::connect(&db.args(), "retentionc")
         .await
         .unwrap();
     let watch = LockWatch::new(
-        Some(db_args(db)),
+        Some(db.args()),
         Duration::from_millis(loaded.config.lock_timeout_ms),
     );
     let mut out = Vec::new();
@@ -45,7 +45,7 @@ async fn execute_source(
 
 /// The plan `plan` makes now for the project (what a reviewer would have saved).
 async fn plan_now(db: &TestDb, project: &TestProject) -> Plan {
-    let client = retentionc::db::connect(&db_args(db), "retentionc plan")
+    let client = retentionc::db::connect(&db.args(), "retentionc plan")
         .await
         .unwrap();
     retentionc::plan::make_plan(&client, &project.load())
@@ -61,7 +61,7 @@ async fn apply_edit(
     expected: ChangeKind,
     options: &ApplyOptions,
 ) -> anyhow::Result<ApplyOutcome> {
-    project.write_policy("events", policy);
+    project.write_policy_compiled("events", policy);
     let plan = plan_now(db, project).await;
     assert!(
         plan.changes.iter().any(|c| c.kind == expected),
@@ -97,8 +97,8 @@ fn quick_retries_allowing_data_loss() -> ApplyOptions {
 async fn applied(partman: Partman, lock_timeout: &'static str) -> (TestDb, TestProject) {
     let db = Cluster::shared().database(partman);
     create_table(&db, TABLE);
-    let project = TestProject::new(partman, lock_timeout);
-    project.write_policy("events", &policy_yaml(TABLE, "2 days", ""));
+    let project = TestProject::for_db(&db).lock_timeout(lock_timeout);
+    project.write_policy_compiled("events", &policy_yaml(TABLE, "2 days", ""));
     let outcome = run_executor(&db, &project, &ApplyOptions::default())
         .await
         .unwrap();
@@ -114,8 +114,8 @@ async fn apply_from_empty_bootstraps_registers_and_records_history() {
     for partman in Partman::BOTH {
         let db = Cluster::shared().database(partman);
         create_table(&db, TABLE);
-        let project = TestProject::new(partman, "2s");
-        project.write_policy("events", &policy_yaml(TABLE, "2 days", "deletes:\n  - name: debug_rows\n    where: \"level = 'debug'\"\n    older_than: 1 hour\n"));
+        let project = TestProject::for_db(&db).lock_timeout("2s");
+        project.write_policy_compiled("events", &policy_yaml(TABLE, "2 days", "deletes:\n  - name: debug_rows\n    where: \"level = 'debug'\"\n    older_than: 1 hour\n"));
         let plan = plan_now(&db, &project).await;
         let statements: usize = plan.changes.iter().map(|c| c.statements.len()).sum();
         let outcome = run_executor(&db, &project, &allowing_data_loss())
@@ -228,7 +228,7 @@ async fn each_change_kind_applies_while_writers_insert() {
 async fn removing_a_policy_keeps_the_registration_and_the_data() {
     for partman in Partman::BOTH {
         let (db, project) = applied(partman, "2s").await;
-        project.write_policy(
+        project.write_policy_compiled(
             "events",
             &policy_yaml(
                 TABLE,
@@ -244,10 +244,10 @@ async fn removing_a_policy_keeps_the_registration_and_the_data() {
 
         // The policy goes; compile turns its file into the removal file apply runs.
         project.remove_policy("events");
+        project.compile();
         assert!(
             project
-                .dir
-                .path()
+                .root()
                 .join("generated/_removed/public.events.sql")
                 .is_file()
         );
@@ -288,7 +288,7 @@ async fn removing_a_policy_keeps_the_registration_and_the_data() {
 async fn destructive_change_needs_allow_data_loss() {
     let db = Cluster::shared().database(Partman::V5);
     create_table(&db, TABLE);
-    let project = TestProject::new(Partman::V5, "2s");
+    let project = TestProject::for_db(&db).lock_timeout("2s");
     // Hourly partitions from three days ago, so a shorter retention expires some of them.
     let start = db.scalar("SELECT to_char(now() - interval '3 days', 'YYYY-MM-DD HH24:00:00')");
     let with_start = |keep: &str| {
@@ -297,12 +297,12 @@ async fn destructive_change_needs_allow_data_loss() {
             &format!("  premake: 4\n  start: \"{start}\"\n"),
         )
     };
-    project.write_policy("events", &with_start("5 days"));
+    project.write_policy_compiled("events", &with_start("5 days"));
     run_executor(&db, &project, &ApplyOptions::default())
         .await
         .unwrap();
     let writer = Writer::start(&db, TABLE).await;
-    project.write_policy("events", &with_start("1 day"));
+    project.write_policy_compiled("events", &with_start("1 day"));
 
     let err = run_executor(&db, &project, &ApplyOptions::default())
         .await
@@ -331,7 +331,7 @@ type PlanEdit = Box<dyn Fn(&mut Plan)>;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_plan_is_refused_and_changes_nothing() {
     let (db, project) = applied(Partman::V5, "2s").await;
-    project.write_policy("events", &policy_yaml(TABLE, "4 days", ""));
+    project.write_policy_compiled("events", &policy_yaml(TABLE, "4 days", ""));
     let reviewed = plan_now(&db, &project).await;
     assert_eq!(reviewed.changes.len(), 1, "{:#?}", reviewed.changes);
     let edits: Vec<(&str, PlanEdit)> = vec![
@@ -398,8 +398,8 @@ async fn an_edited_plan_is_refused_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_file_edited_after_review_is_refused() {
     let (db, project) = applied(Partman::V5, "2s").await;
-    project.write_policy("events", &policy_yaml(TABLE, "4 days", ""));
-    let path = project.dir.path().join("generated/public.events.sql");
+    project.write_policy_compiled("events", &policy_yaml(TABLE, "4 days", ""));
+    let path = project.root().join("generated/public.events.sql");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace("4 days", "4 hours")).unwrap();
     let err = run_executor(&db, &project, &ApplyOptions::default())
@@ -420,8 +420,8 @@ async fn a_failing_statement_leaves_nothing_half_applied() {
     create_table(&db, other);
     // The second table's registration fails when it runs (not at plan time).
     db.psql(&["-c", "ALTER TABLE partman.part_config ADD CONSTRAINT no_big_premake CHECK (parent_table <> 'public.other' OR premake < 10)"]);
-    project.write_policy("events", &policy_yaml(TABLE, "5 days", ""));
-    project.write_policy(
+    project.write_policy_compiled("events", &policy_yaml(TABLE, "5 days", ""));
+    project.write_policy_compiled(
         "other",
         &policy_yaml(other, "2 days", "").replace("premake: 4", "premake: 20"),
     );
@@ -451,14 +451,14 @@ async fn a_lock_held_elsewhere_makes_apply_retry_then_name_it_and_writers_wait_a
     for partman in Partman::BOTH {
         let db = Cluster::shared().database(partman);
         create_table(&db, TABLE);
-        let project = TestProject::new(partman, "500ms");
-        project.write_policy("events", &policy_yaml(TABLE, "2 days", ""));
+        let project = TestProject::for_db(&db).lock_timeout("500ms");
+        project.write_policy_compiled("events", &policy_yaml(TABLE, "2 days", ""));
         run_executor(&db, &project, &ApplyOptions::default())
             .await
             .unwrap();
 
         // A change that needs a lock the long transaction holds: the part_config row.
-        project.write_policy("events", &policy_yaml(TABLE, "4 days", ""));
+        project.write_policy_compiled("events", &policy_yaml(TABLE, "4 days", ""));
 
         let holder = db.client().await;
         holder.batch_execute("BEGIN; SELECT * FROM partman.part_config FOR UPDATE; SELECT count(*) FROM public.events").await.unwrap();
@@ -513,8 +513,8 @@ async fn writers_queued_behind_a_waiting_apply_wait_at_most_lock_timeout() {
         create_table(&db, TABLE);
         let other = "public.other_events";
         create_table(&db, other);
-        let project = TestProject::new(partman, "500ms");
-        project.write_policy("events", &policy_yaml(TABLE, "2 days", ""));
+        let project = TestProject::for_db(&db).lock_timeout("500ms");
+        project.write_policy_compiled("events", &policy_yaml(TABLE, "2 days", ""));
         run_executor(&db, &project, &ApplyOptions::default())
             .await
             .unwrap();
@@ -523,7 +523,7 @@ async fn writers_queued_behind_a_waiting_apply_wait_at_most_lock_timeout() {
         // made by hand (for the year 2000, clear of what create_parent makes; its
         // retention would expire it, hence --allow-data-loss).
         db.psql(&["-c", &format!("CREATE TABLE public.other_events_old PARTITION OF {other} FOR VALUES FROM ('2000-01-01') TO ('2001-01-01')")]);
-        project.write_policy("other", &policy_yaml(other, "2 days", ""));
+        project.write_policy_compiled("other", &policy_yaml(other, "2 days", ""));
 
         let reader = db.client().await;
         reader
@@ -535,12 +535,20 @@ async fn writers_queued_behind_a_waiting_apply_wait_at_most_lock_timeout() {
             .await
             .unwrap()
             .get(0);
-        let writer = LatencyProbe::start(&db, other).await;
+        // Inserts into the hand-made partition at a steady pace, keeping the longest wait:
+        // an insert queues behind apply's pending ACCESS EXCLUSIVE request on the parent.
+        let writer = Writer::start_sql(
+            &db,
+            &format!("INSERT INTO {other} (mtime) VALUES ('2000-06-01')"),
+            Duration::from_millis(10),
+        )
+        .await;
         let err = run_executor(&db, &project, &quick_retries_allowing_data_loss())
             .await
             .unwrap_err()
             .to_string();
-        let (worst, inserted) = writer.finish().await;
+        let report = writer.stop().await;
+        let (worst, inserted) = (report.max_latency, report.rows);
         eprintln!("{partman}: {err}\nlongest insert: {worst:?}");
         assert!(
             err.contains("gave up after 3 attempts") && err.contains(other),
@@ -581,44 +589,10 @@ async fn writers_queued_behind_a_waiting_apply_wait_at_most_lock_timeout() {
     }
 }
 
-/// Inserts into the hand-made partition at a steady pace and keeps the longest wait: an
-/// insert queues behind apply's pending ACCESS EXCLUSIVE request on the parent.
-struct LatencyProbe {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handle: tokio::task::JoinHandle<(Duration, u64)>,
-}
-
-impl LatencyProbe {
-    async fn start(db: &TestDb, table: &str) -> LatencyProbe {
-        let client = db.client().await;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let sql = format!("INSERT INTO {table} (mtime) VALUES ('2000-06-01')");
-        let handle = tokio::spawn(async move {
-            let (mut worst, mut inserted) = (Duration::ZERO, 0);
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let started = Instant::now();
-                client.execute(&sql, &[]).await.expect("no insert may fail");
-                inserted += 1;
-                worst = worst.max(started.elapsed());
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            (worst, inserted)
-        });
-        LatencyProbe { stop, handle }
-    }
-
-    /// The longest wait of one insert, and how many were made.
-    async fn finish(self) -> (Duration, u64) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.handle.await.unwrap()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_apply_holding_the_advisory_lock_is_waited_for_then_named() {
     let (db, project) = applied(Partman::V5, "2s").await;
-    project.write_policy("events", &policy_yaml(TABLE, "4 days", ""));
+    project.write_policy_compiled("events", &policy_yaml(TABLE, "4 days", ""));
     let other = db.client().await;
     other
         .batch_execute("SET application_name = 'retentionc'")

@@ -7,16 +7,14 @@
 //! half-applied, and the next command completes once the network is back. A server that is
 //! merely slow, with the network working, is never taken for a stalled one.
 
-mod apply_support;
 mod common;
 
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use apply_support::{Writer, create_table, history_count, part_config, policy_yaml};
 use common::cluster::{Cluster, Partman, TestDb};
+use common::data::{Writer, create_table, history_count, part_config, policy_yaml};
 use common::project::{TestProject, stderr, text};
 use common::proxy::Proxy;
 
@@ -73,51 +71,6 @@ async fn wait_until(db: &TestDb, sql: &str, limit: Duration, what: &str) -> Dura
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     started.elapsed()
-}
-
-/// Inserts rows on its own connection (straight to the server, not through the proxy) until
-/// stopped, and keeps the id of every row it inserted.
-struct Ledger {
-    stop: Arc<AtomicBool>,
-    handle: tokio::task::JoinHandle<(Vec<i64>, Vec<String>)>,
-}
-
-impl Ledger {
-    async fn start(db: &TestDb, insert_returning_id: &'static str) -> Ledger {
-        let client = db.client().await;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let handle = tokio::spawn(async move {
-            let mut ids = Vec::new();
-            let mut errors = Vec::new();
-            while !flag.load(Ordering::Relaxed) {
-                match client.query_one(insert_returning_id, &[]).await {
-                    Ok(row) => ids.push(row.get(0)),
-                    Err(e) => errors.push(format!("{e:?}")),
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            (ids, errors)
-        });
-        Ledger { stop, handle }
-    }
-
-    /// Stops, and checks that every insert succeeded and every row is still in `table`.
-    async fn finish(self, db: &TestDb, table: &str) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        let (ids, errors) = self.handle.await.unwrap();
-        assert!(errors.is_empty(), "inserts failed: {errors:?}");
-        assert!(!ids.is_empty());
-        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        let present: usize = db
-            .scalar(&format!(
-                "SELECT count(*) FROM {table} WHERE id IN ({list})"
-            ))
-            .parse()
-            .unwrap();
-        assert_eq!(present, ids.len(), "rows inside the window were deleted");
-        ids.len()
-    }
 }
 
 /// Running a command through another URL than the project's (the proxy).
@@ -190,7 +143,7 @@ async fn a_run_whose_network_freezes_mid_prune_ends_within_the_stall_bound() {
     let project = slow_prune_project(&db, 10_000);
     let not_matching_before = db.scalar("SELECT count(*) FROM public.sessions WHERE NOT revoked");
     let proxy = Proxy::start(db.cluster.port());
-    let ledger = Ledger::start(&db, YOUNG_REVOKED).await;
+    let ledger = Writer::start_sql(&db, YOUNG_REVOKED, Duration::from_millis(5)).await;
     let (child, matching) = run_pruning(&db, &project, &proxy).await;
 
     proxy.freeze();
@@ -236,7 +189,7 @@ async fn a_run_whose_network_freezes_mid_prune_ends_within_the_stall_bound() {
         not_matching_before,
         "a row no rule matches went"
     );
-    let kept = ledger.finish(&db, "public.sessions").await;
+    let kept = ledger.finish_kept(&db, "public.sessions").await;
     eprintln!("{kept} rows inserted inside the window meanwhile, all kept");
 }
 
@@ -246,7 +199,7 @@ async fn sigterm_or_ctrl_c_end_a_run_on_a_frozen_network_within_seconds() {
         let db = Cluster::shared().database(Partman::V5);
         let project = slow_prune_project(&db, 10_000);
         let proxy = Proxy::start(db.cluster.port());
-        let ledger = Ledger::start(&db, YOUNG_REVOKED).await;
+        let ledger = Writer::start_sql(&db, YOUNG_REVOKED, Duration::from_millis(5)).await;
         let (child, matching) = run_pruning(&db, &project, &proxy).await;
         proxy.freeze();
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -269,7 +222,7 @@ async fn sigterm_or_ctrl_c_end_a_run_on_a_frozen_network_within_seconds() {
         let out = project.run_through(&proxy.url(&db), &["run"]);
         assert!(out.status.success(), "{}", text(&out));
         assert_eq!(expired_revoked(&db), 0);
-        ledger.finish(&db, "public.sessions").await;
+        ledger.finish_kept(&db, "public.sessions").await;
     }
 }
 

@@ -3,10 +3,10 @@
 //! partitions, or refused with the reason at the policy key it concerns; an owner that
 //! lacks rights is planned a grant, and only then.
 
-mod plan_support;
+mod common;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use plan_support::*;
+use common::planner::*;
 use retentionc::catalog::{ChildPartition, DefaultRows, Extension, Live, OwnerRights};
 use retentionc::model::Project;
 use retentionc::plan::{Change, ChangeKind};

@@ -1,9 +1,9 @@
 //! The planner as a pure function: policies + a hand-made live state -> plan, no database.
 //! Each test states one promise of `retentionc plan`.
 
-mod plan_support;
+mod common;
 
-use plan_support::*;
+use common::planner::*;
 use retentionc::catalog::Extension;
 use retentionc::plan::{ChangeKind, Plan, RuleEstimates, diff};
 use retentionc::policy::error::PolicyErrors;
@@ -881,7 +881,7 @@ fn a_hand_edited_boolean_or_integer_setting_is_drift() {
     let mut live = applied_live(&p);
     with_last_apply(&mut live, &p);
     live.part_config[0].premake += 3;
-    let premake_plan = plan_support::plan(&p, &live);
+    let premake_plan = common::planner::plan(&p, &live);
     assert_eq!(
         kinds(&premake_plan),
         vec![("public.app_logs".into(), ChangeKind::Drift)]

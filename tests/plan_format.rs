@@ -1,9 +1,9 @@
 //! The three views of a plan, as insta snapshots: text (plain and coloured), markdown for
 //! a pull-request comment, and the documented JSON (docs/plan-json.md).
 
-mod plan_support;
+mod common;
 
-use plan_support::*;
+use common::planner::*;
 use retentionc::plan::format::{MARKDOWN_MARKER, write_json, write_markdown, write_text};
 use retentionc::plan::{Plan, RuleEstimates, diff};
 

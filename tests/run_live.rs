@@ -7,13 +7,13 @@
 //! A lost connection fails the table, keeps the committed batches, and the next run finishes.
 
 mod common;
-mod run_support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, Partman, TestDb};
-use run_support::{Inserter, Project, blocking, db_time, stdout, text};
+use common::data::{Writer, db_time};
+use common::project::{TestProject, blocking, stdout, text};
 
 fn children(db: &TestDb, table: &str) -> BTreeSet<String> {
     db.psql(&[
@@ -29,13 +29,17 @@ fn children(db: &TestDb, table: &str) -> BTreeSet<String> {
 }
 
 /// A 1-second partition set starting 20 s ago, keep 2 s, and rows in its past partitions.
-fn short_lived_table(db: &TestDb, expired: &str) -> Project {
+fn short_lived_table(db: &TestDb, expired: &str) -> TestProject {
     db.psql(&["-c", "CREATE TABLE public.events (id bigserial, mtime timestamptz NOT NULL, note text) PARTITION BY RANGE (mtime)"]);
     let policy = format!(
         "table: public.events\npartitioning:\n  column: mtime\n  interval: 1 second\n  premake: 4\n  start: \"{}\"\nretention:\n  keep: 2 seconds\n{expired}",
         db_time(db, -20)
     );
-    let project = Project::install(db, &[("events.yaml", &policy)]);
+    let project = TestProject::for_db(db)
+        .lock_timeout("2s")
+        .policy("events.yaml", &policy)
+        .compiled()
+        .installed_with_psql(db);
     db.psql(&["-c", "INSERT INTO public.events (mtime, note) SELECT now() - make_interval(secs => s), 'old' FROM generate_series(5, 15) s"]);
     project
 }
@@ -49,14 +53,15 @@ async fn expired_partitions_become_standalone_tables(partman: Partman, archive: 
     };
     let project = short_lived_table(&db, mode);
     let before = children(&db, "public.events");
-    let inserter = Inserter::start(
+    let inserter = Writer::start_sql(
         &db,
         "INSERT INTO public.events (mtime, note) VALUES (now(), 'new')",
+        Duration::from_millis(10),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let out = blocking(|| project.retentionc(&["run"]));
-    let inserted = inserter.finish().await;
+    let out = blocking(|| project.run(&["run"]));
+    let inserted = inserter.stop().await.rows;
     assert!(out.status.success(), "{partman}: {}", text(&out));
     let after = children(&db, "public.events");
     let gone: Vec<&String> = before.difference(&after).collect();
@@ -136,7 +141,7 @@ const SESSIONS_POLICY: &str = "table: public.sessions\ndeletes:\n  - name: revok
 
 /// public.logs (hourly partitions over the last 2 days, a rule on debug rows older than
 /// an hour) and public.sessions (a plain table, revoked sessions older than a day).
-fn logs_and_sessions(db: &TestDb) -> Project {
+fn logs_and_sessions(db: &TestDb) -> TestProject {
     db.psql(&[
         "-c",
         "CREATE TABLE public.logs (id bigserial, logged_at timestamptz NOT NULL, level text NOT NULL) PARTITION BY RANGE (logged_at)",
@@ -146,13 +151,12 @@ fn logs_and_sessions(db: &TestDb) -> Project {
     let start = db.scalar(
         "SELECT to_char(date_trunc('hour', now()) - interval '48 hours', 'YYYY-MM-DD HH24:MI:SS')",
     );
-    let project = Project::install(
-        db,
-        &[
-            ("logs.yaml", &LOGS_POLICY.replace("{start}", &start)),
-            ("sessions.yaml", SESSIONS_POLICY),
-        ],
-    );
+    let project = TestProject::for_db(db)
+        .lock_timeout("2s")
+        .policy("logs.yaml", &LOGS_POLICY.replace("{start}", &start))
+        .policy("sessions.yaml", SESSIONS_POLICY)
+        .compiled()
+        .installed_with_psql(db);
     // Rows every 97 s over 47 hours, none within 5 minutes of the one-hour cutoff.
     db.psql(&[
         "-c",
@@ -187,13 +191,14 @@ async fn delete_rules_remove_exactly_the_matching_rows(partman: Partman) {
         .parse()
         .unwrap();
     // New debug rows arrive meanwhile: inside the window, they must stay.
-    let inserter = Inserter::start(
+    let inserter = Writer::start_sql(
         &db,
         "INSERT INTO public.logs (logged_at, level) VALUES (now(), 'debug')",
+        Duration::from_millis(10),
     )
     .await;
-    let out = blocking(|| project.retentionc(&["run"]));
-    let inserted = inserter.finish().await;
+    let out = blocking(|| project.run(&["run"]));
+    let inserted = inserter.stop().await.rows;
     assert!(out.status.success(), "{partman}: {}", text(&out));
     let report = stdout(&out);
     assert!(
@@ -293,11 +298,11 @@ async fn dry_run_changes_nothing(partman: Partman) {
     let project = logs_and_sessions(&db);
     // One project with all three policies: events' file is added to this one.
     let events_policy = "table: public.events\npartitioning:\n  column: mtime\n  interval: 1 second\n  premake: 4\nretention:\n  keep: 2 seconds\n";
-    std::fs::write(project.path().join("policies/events.yaml"), events_policy).unwrap();
+    std::fs::write(project.root().join("policies/events.yaml"), events_policy).unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let before = snapshot(&db);
-    let out = blocking(|| project.retentionc(&["run", "--dry-run"]));
+    let out = blocking(|| project.run(&["run", "--dry-run"]));
     assert!(out.status.success(), "{partman}: {}", text(&out));
     assert_eq!(
         snapshot(&db),
@@ -340,7 +345,7 @@ async fn dry_run_changes_nothing(partman: Partman) {
         "{partman}: {report}"
     );
     let before_children = children(&db, "public.events");
-    let out = blocking(|| project.retentionc(&["run", "--table", "public.events"]));
+    let out = blocking(|| project.run(&["run", "--table", "public.events"]));
     assert!(out.status.success(), "{partman}: {}", text(&out));
     let dropped: BTreeSet<String> = before_children
         .difference(&children(&db, "public.events"))
@@ -386,17 +391,18 @@ async fn skipped_while_another_holds(lock: &str) {
     // Rows go to a partition made at install: while maintenance is held off (several
     // seconds of retries on a loaded machine), now() would outrun the premade partitions,
     // and rows in the default partition would fail the next run's maintenance.
-    let inserter = Inserter::start(
+    let inserter = Writer::start_sql(
         &db,
         &format!(
             "INSERT INTO public.events (mtime, note) VALUES ('{}', 'new')",
             db_time(&db, 0)
         ),
+        Duration::from_millis(10),
     )
     .await;
     let before = children(&db, "public.events");
-    let out = blocking(|| project.retentionc(&["run"]));
-    inserter.finish().await;
+    let out = blocking(|| project.run(&["run"]));
+    inserter.stop().await;
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -430,7 +436,7 @@ async fn skipped_while_another_holds(lock: &str) {
         .batch_execute("SELECT pg_advisory_unlock_all()")
         .await
         .unwrap();
-    let out = blocking(|| project.retentionc(&["run"]));
+    let out = blocking(|| project.run(&["run"]));
     assert!(out.status.success(), "{}", text(&out));
 }
 
@@ -446,18 +452,19 @@ async fn a_locked_table_is_retried_then_reported_and_the_others_still_run() {
         "INSERT INTO public.sessions (last_seen_at, revoked) SELECT now() - interval '3 days', true FROM generate_series(1, 20)",
     ]);
     let events = "table: public.events\npartitioning:\n  column: mtime\n  interval: 1 hour\nretention:\n  keep: 1 day\n";
-    let project = Project::install_with(
-        &db,
-        &[("events.yaml", events), ("sessions.yaml", SESSIONS_POLICY)],
-        "lock_timeout: 300ms\n",
-    );
+    let project = TestProject::for_db(&db)
+        .lock_timeout("300ms")
+        .policy("events.yaml", events)
+        .policy("sessions.yaml", SESSIONS_POLICY)
+        .compiled()
+        .installed_with_psql(&db);
     let locker = db.client().await;
     locker
         .batch_execute("BEGIN; LOCK TABLE public.events IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
     let started = Instant::now();
-    let out = blocking(|| project.retentionc(&["run"]));
+    let out = blocking(|| project.run(&["run"]));
     let took = started.elapsed();
     locker.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -524,15 +531,14 @@ async fn delete_jobs_prune_tables_at_once_each_once_after_its_maintenance() {
     );
     let sessions = "table: public.sessions\ndeletes:\n  - name: revoked\n    where: \"revoked AND public.gate()\"\n    older_than: 1 day\n    column: last_seen_at\n    batch_size: 7\n";
     let audit = "table: public.audit\npartitioning:\n  column: at\n  interval: 1 day\nretention:\n  keep: 30 days\ndeletes:\n  - name: noise\n    where: \"kind = 'noise'\"\n    older_than: 1 day\n";
-    let project = Project::install(
-        &db,
-        &[
-            ("audit.yaml", audit),
-            ("logs.yaml", &LOGS_POLICY.replace("{start}", &start)),
-            ("metrics.yaml", &metrics),
-            ("sessions.yaml", sessions),
-        ],
-    );
+    let project = TestProject::for_db(&db)
+        .lock_timeout("2s")
+        .policy("audit.yaml", audit)
+        .policy("logs.yaml", &LOGS_POLICY.replace("{start}", &start))
+        .policy("metrics.yaml", &metrics)
+        .policy("sessions.yaml", sessions)
+        .compiled()
+        .installed_with_psql(&db);
     db.psql(&[
         "-c",
         &format!("REVOKE EXECUTE ON FUNCTION retention.maintain(text, text) FROM {owner}"),
@@ -616,7 +622,7 @@ async fn slow_prune_running(
     db: &TestDb,
     rows: i64,
     revoked: &str,
-) -> (Project, std::process::Child, i64) {
+) -> (TestProject, std::process::Child, i64) {
     db.psql(&[
         "-c",
         "CREATE TABLE public.sessions (id bigserial PRIMARY KEY, last_seen_at timestamptz NOT NULL, revoked boolean NOT NULL)",
@@ -631,7 +637,11 @@ async fn slow_prune_running(
     ]);
     let matching = revoked_count(db);
     let slow = "table: public.sessions\ndeletes:\n  - name: revoked\n    where: \"revoked AND public.slowly_true(id)\"\n    older_than: 1 day\n    column: last_seen_at\n    batch_size: 50\n";
-    let project = Project::install(db, &[("sessions.yaml", slow)]);
+    let project = TestProject::for_db(db)
+        .lock_timeout("2s")
+        .policy("sessions.yaml", slow)
+        .compiled()
+        .installed_with_psql(db);
     let child = project
         .command(&["run"])
         .stdout(std::process::Stdio::piped())
@@ -725,7 +735,7 @@ async fn a_lost_connection_keeps_committed_batches_and_the_next_run_finishes() {
         "a row no rule matches went"
     );
 
-    let out = blocking(move || project.retentionc(&["run"]));
+    let out = blocking(move || project.run(&["run"]));
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(revoked_count(&db), 0);
     assert_eq!(

@@ -4,14 +4,13 @@
 //! than the window plus one partition interval is left; the parent table stays.
 
 mod common;
-mod run_support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use common::cluster::{Cluster, Partman};
-use run_support::{Project, text};
+use common::project::{TestProject, text};
 
 const POLICY: &str = include_str!("../policies/test_table1.yaml");
 const INSERT_FOR: Duration = Duration::from_secs(32);
@@ -23,7 +22,11 @@ async fn seed_scenario(partman: Partman) {
         "-c",
         "CREATE TABLE public.test_table1 (id bigserial, mtime timestamptz NOT NULL, payload text) PARTITION BY RANGE (mtime)",
     ]);
-    let project = Project::install(&db, &[("test_table1.yaml", POLICY)]);
+    let project = TestProject::for_db(&db)
+        .lock_timeout("2s")
+        .policy("test_table1.yaml", POLICY)
+        .compiled()
+        .installed_with_psql(&db);
 
     // Inserts throughout, each row's id and time kept.
     let client = db.client().await;
@@ -53,7 +56,7 @@ async fn seed_scenario(partman: Partman) {
     let mut dropped_lines = 0;
     while !inserter.is_finished() {
         tokio::time::sleep(RUN_EVERY).await;
-        let out = tokio::task::block_in_place(|| project.retentionc(&["run"]));
+        let out = tokio::task::block_in_place(|| project.run(&["run"]));
         assert!(
             out.status.success(),
             "{partman}: run #{runs} failed:\n{}",
@@ -82,7 +85,7 @@ async fn seed_scenario(partman: Partman) {
         .await
         .unwrap()
         .get(0);
-    let out = project.retentionc(&["run"]);
+    let out = project.run(&["run"]);
     assert!(
         out.status.success(),
         "{partman}: last run failed:\n{}",

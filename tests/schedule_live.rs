@@ -5,12 +5,12 @@
 //! 1.5 and is refused), so this test waits for the next minute boundary: up to ~75 s.
 
 mod common;
-mod run_support;
 
 use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, Partman};
-use run_support::{Inserter, Project, db_time};
+use common::data::{Writer, db_time};
+use common::project::TestProject;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_run_expires_partitions_and_runs_the_delete_rules() {
@@ -20,13 +20,17 @@ async fn a_scheduled_run_expires_partitions_and_runs_the_delete_rules() {
         "table: public.events\npartitioning:\n  column: mtime\n  interval: 1 second\n  premake: 90\n  start: \"{}\"\nretention:\n  keep: 2 seconds\ndeletes:\n  - name: junk\n    where: \"note = 'junk'\"\n    batch_size: 10\nschedule: \"* * * * *\"\n",
         db_time(&db, -20)
     );
-    let _project = Project::install(&db, &[("events.yaml", &policy)]);
+    let _project = TestProject::for_db(&db)
+        .lock_timeout("2s")
+        .policy("events.yaml", &policy)
+        .compiled()
+        .installed_with_psql(&db);
     assert_eq!(
         db.scalar("SELECT command FROM cron.job WHERE jobname = 'retentionc:public.events'"),
         "CALL \"retention\".\"prune_events\"(p_run_maintenance => true)"
     );
     db.psql(&["-c", "INSERT INTO public.events (mtime, note) SELECT now() - make_interval(secs => s), 'old' FROM generate_series(5, 15) s"]);
-    let inserter = Inserter::start(&db, "INSERT INTO public.events (mtime, note) VALUES (now(), CASE WHEN random() < 0.5 THEN 'junk' ELSE 'keep' END)").await;
+    let inserter = Writer::start_sql(&db, "INSERT INTO public.events (mtime, note) VALUES (now(), CASE WHEN random() < 0.5 THEN 'junk' ELSE 'keep' END)", Duration::from_millis(10)).await;
     let old_children: i64 = db
         .scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.events'::regclass")
         .parse()
@@ -41,7 +45,7 @@ async fn a_scheduled_run_expires_partitions_and_runs_the_delete_rules() {
         assert!(Instant::now() < deadline, "no scheduled run within 80 s");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let inserted = inserter.finish().await;
+    let inserted = inserter.stop().await.rows;
     assert!(
         details.starts_with("succeeded"),
         "the job failed: {details}"

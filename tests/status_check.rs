@@ -4,11 +4,12 @@
 //! `retentionc run` or by the fix the finding names (exit 0).
 
 mod common;
-mod run_support;
+
+use std::time::Duration;
 
 use common::cluster::{Cluster, Partman, TestDb};
-use common::project::{TestProject, text};
-use run_support::{Inserter, blocking};
+use common::data::Writer;
+use common::project::{TestProject, blocking, text};
 use serde_json::Value;
 
 /// `status --check --format json`: exit code, the JSON, and stderr.
@@ -133,7 +134,12 @@ async fn every_lapse_is_reported_then_cleared(partman: Partman) {
     assert_findings(&project, &[], &format!("{ctx}: freshly applied"));
 
     // Data past its window, with inserts running throughout.
-    let inserter = Inserter::start(&db, "INSERT INTO public.events (at) VALUES (now())").await;
+    let inserter = Writer::start_sql(
+        &db,
+        "INSERT INTO public.events (at) VALUES (now())",
+        Duration::from_millis(10),
+    )
+    .await;
     db.psql(&[
         "-c",
         "INSERT INTO public.events (at) SELECT now() - make_interval(hours => h) FROM generate_series(0, 60) h",
@@ -192,7 +198,7 @@ async fn every_lapse_is_reported_then_cleared(partman: Partman) {
     assert!(stdout_of_run.contains("SKIPPED"), "{ctx}: {stdout_of_run}");
     blocking(|| run_ok(&project));
     blocking(|| assert_findings(&project, &[], &format!("{ctx}: after a good run")));
-    inserter.finish().await;
+    inserter.stop().await;
 
     // A gap: a child dropped from the middle; a row for its range lands in the default.
     let middle = db.scalar(

@@ -386,4 +386,140 @@ mod tests {
         assert_eq!(split.transactions.len(), 3);
         assert_eq!(split.oversized(), Some(&split.transactions[1]));
     }
+
+    /// One change of each of `tables` tables (`public.t000`, ...), 4 locks each.
+    fn retention_changes(tables: usize) -> Vec<Change> {
+        (0..tables)
+            .map(|i| {
+                change(
+                    &format!("public.t{i:03}"),
+                    ChangeKind::RetentionSettings,
+                    &["retention"],
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_transaction_may_fill_the_budget_exactly() {
+        let project = project();
+        // Budget 100: the overhead (64) and nine changes of 4 locks fill it exactly.
+        let split = transactions(&retention_changes(9), &project, &live(20)).unwrap();
+        assert_eq!(split.budget, 100);
+        assert_eq!(split.transactions.len(), 1);
+        assert_eq!(split.transactions[0].estimated_locks, 100);
+        assert!(split.oversized().is_none(), "{split:?}");
+        assert!(split.notes(&retention_changes(9)).is_empty());
+        // A tenth does not fit.
+        let split = transactions(&retention_changes(10), &project, &live(20)).unwrap();
+        assert_eq!(
+            split
+                .transactions
+                .iter()
+                .map(|t| (t.first_change, t.changes, t.estimated_locks))
+                .collect::<Vec<_>>(),
+            [(0, 9, 100), (9, 1, 68)]
+        );
+    }
+
+    #[test]
+    fn a_tiny_lock_table_still_leaves_room_for_one_change_besides_the_overhead() {
+        // 10 x 10 / 2 = 50 locks, less than the overhead: the budget is the overhead + 1.
+        let split = transactions(&retention_changes(2), &project(), &live(10)).unwrap();
+        assert_eq!(split.lock_capacity, 100);
+        assert_eq!(split.budget, TRANSACTION_OVERHEAD + 1);
+    }
+
+    #[test]
+    fn notes_explain_a_split_with_the_servers_settings_and_warn_of_an_oversized_table() {
+        let project = project();
+        // Budget 1,000 of 2,000: 300 changes of 4 locks and the overhead need 1,264.
+        let changes = retention_changes(300);
+        let split = transactions(&changes, &project, &live(200)).unwrap();
+        assert_eq!(split.estimated_locks, 1264);
+        let notes = split.notes(&changes);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with(
+                "The changes need about 1,264 locks, more than one transaction should hold \
+                 (1,000 locks: half of this server's 2,000 = max_locks_per_transaction 200 x \
+                 (max_connections 10 + max_prepared_transactions 0)): apply runs them in 2 transactions,"
+            ),
+            "{notes:?}"
+        );
+
+        let table = project
+            .policies
+            .iter()
+            .find(|p| p.partitioning.is_some())
+            .expect("a partitioned policy")
+            .table
+            .to_string();
+        let changes = vec![
+            change("public.a", ChangeKind::RetentionSettings, &["retention"]),
+            change(&table, ChangeKind::Register, &["setup"]),
+        ];
+        let split = transactions(&changes, &project, &live(14)).unwrap();
+        let notes = split.notes(&changes);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[1].starts_with(&format!(
+                "warning: the changes of {table} alone need about {} locks, more than one transaction should hold (70 locks: half of this server's 140 = ",
+                split.transactions[1].estimated_locks
+            )),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn the_privileges_statement_counts_the_partitions_there_are() {
+        let project = project();
+        let policy = project
+            .policies
+            .iter()
+            .find(|p| p.partitioning.as_ref().is_some_and(|p| p.start.is_none()))
+            .expect("a partitioned policy without start");
+        let table = policy.table.to_string();
+        let made = 2 * u64::from(policy.partitioning.as_ref().unwrap().premake) + 3;
+        let mut live = live(64);
+        let child = crate::catalog::ChildPartition {
+            name: "public.child".into(),
+            bound: "FOR VALUES FROM ('2026-01-01') TO ('2026-01-02')".into(),
+            estimated_rows: 0.0,
+        };
+        live.children.insert(table.clone(), vec![child; 5]);
+        let with = change(&table, ChangeKind::Register, &["setup", "privileges"]);
+        assert_eq!(estimated_locks(&with, &project, &live), 4 + made * 3 + 5);
+        let without = change(&table, ChangeKind::Register, &["setup"]);
+        assert_eq!(estimated_locks(&without, &project, &live), 4 + made * 3);
+    }
+
+    #[test]
+    fn a_registration_from_start_counts_the_partitions_from_start_to_now() {
+        let config = crate::config::parse_config(
+            std::path::Path::new("retentionc.yaml"),
+            "",
+            std::path::PathBuf::from("."),
+        )
+        .unwrap();
+        let text = "table: public.started\npartitioning:\n  column: at\n  interval: 1 hour\n  premake: 4\n  start: \"2026-11-25 01:30:00\"\nretention:\n  keep: 2 days\n";
+        let (policies, errors) = crate::policy::parse_policy_text(
+            std::path::Path::new("policies/started.yaml"),
+            text,
+            &config,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let project = Project { config, policies };
+        let mut live = live(64);
+        live.now = chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        // 10.5 hours back: 11 partitions, the current one, 4 ahead, the default, the
+        // template.
+        let register = change("public.started", ChangeKind::Register, &["setup"]);
+        assert_eq!(
+            estimated_locks(&register, &project, &live),
+            4 + (11 + 1 + 4 + 1 + 1) * 3
+        );
+    }
 }

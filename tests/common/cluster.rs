@@ -650,6 +650,11 @@ impl TestDb {
         client
     }
 
+    /// Connection arguments for the library's `db::connect`, as the superuser.
+    pub fn args(&self) -> retentionc::cli::DbArgs {
+        retentionc::cli::DbArgs::url(self.url.clone())
+    }
+
     /// Run `psql -X -v ON_ERROR_STOP=1 -d <url> ARGS...` and return its stdout; panics with
     /// its stderr if it fails. E.g. `db.psql(&["-Atc", "select 1"])`.
     pub fn psql(&self, args: &[&str]) -> String {

@@ -3,5 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod data;
+pub mod planner;
 pub mod project;
 pub mod proxy;

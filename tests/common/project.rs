@@ -67,6 +67,11 @@ impl TestProject {
         self
     }
 
+    /// Adds `lock_timeout: VALUE` to retentionc.yaml.
+    pub fn lock_timeout(self, value: &str) -> TestProject {
+        self.config(&format!("lock_timeout: {value}"))
+    }
+
     /// Writes `policies/<name>.yaml` (`name` may end in `.yaml` or `.yml` already).
     pub fn policy(self, name: &str, yaml: &str) -> TestProject {
         self.write_policy(name, yaml);
@@ -76,6 +81,12 @@ impl TestProject {
     /// Runs `retentionc compile` and panics unless it succeeds.
     pub fn compiled(self) -> TestProject {
         self.compile();
+        self
+    }
+
+    /// Runs generated/ with psql on `db` (see [`TestProject::install_with_psql`]).
+    pub fn installed_with_psql(self, db: &TestDb) -> TestProject {
+        self.install_with_psql(db);
         self
     }
 
@@ -94,6 +105,12 @@ impl TestProject {
     /// Writes (or overwrites) `policies/<name>.yaml`; generated/ is left as it is.
     pub fn write_policy(&self, name: &str, yaml: &str) {
         std::fs::write(self.policy_path(name), yaml).unwrap();
+    }
+
+    /// Writes `policies/<name>.yaml` and compiles: an edit as reviewed and committed.
+    pub fn write_policy_compiled(&self, name: &str, yaml: &str) {
+        self.write_policy(name, yaml);
+        self.compile();
     }
 
     /// Removes `policies/<name>.yaml`.
@@ -188,6 +205,12 @@ impl Default for TestProject {
     fn default() -> Self {
         TestProject::new()
     }
+}
+
+/// Runs a blocking closure (the binary, psql) on a multi-threaded tokio runtime without
+/// stalling its other tasks (writers, lock holders).
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
 }
 
 /// Exit status, stdout and stderr of a finished command, for assertion messages.

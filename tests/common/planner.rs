@@ -1,7 +1,5 @@
-//! Shared by the pure plan tests: policies, and hand-made live states.
-#![allow(dead_code)]
-
-use std::path::{Path, PathBuf};
+//! Fixtures for the pure planner (`plan::diff`, no database): projects made by the
+//! test-project builder from policy text, and hand-made live states.
 
 use chrono::{DateTime, Utc};
 use retentionc::catalog::{
@@ -12,6 +10,8 @@ use retentionc::model::{ProcedureRecord, Project, Retention};
 use retentionc::plan::{ChangeKind, Plan, RuleEstimates, diff};
 use retentionc::render::{Renderer, SettingValue, part_config_settings, schedule_command};
 use retentionc::state;
+
+use crate::common::project::TestProject;
 
 pub const LOGS: &str = "\
 table: public.app_logs
@@ -48,21 +48,14 @@ deletes:
     column: last_seen_at
 ";
 
+/// The project of retentionc.yaml `config_text` and one policy file per text
+/// (`policies/p0.yaml`, `policies/p1.yaml`, ...), as the library loads it.
 pub fn project_with(config_text: &str, policies: &[&str]) -> Project {
-    let root = PathBuf::from(".");
-    let config =
-        retentionc::config::parse_config(Path::new("retentionc.yaml"), config_text, root).unwrap();
-    let mut all = Vec::new();
+    let mut builder = TestProject::new().config(config_text);
     for (i, text) in policies.iter().enumerate() {
-        let file = PathBuf::from(format!("policies/p{i}.yaml"));
-        let (found, errors) = retentionc::policy::parse_policy_text(&file, text, &config);
-        assert!(errors.is_empty(), "{errors:?}");
-        all.extend(found);
+        builder = builder.policy(&format!("p{i}"), text);
     }
-    Project {
-        config,
-        policies: all,
-    }
+    builder.load()
 }
 
 pub fn project(policies: &[&str]) -> Project {
@@ -79,7 +72,7 @@ pub fn setting<'a>(settings: &'a [retentionc::render::Setting], column: &str) ->
     &settings.iter().find(|s| s.column == column).unwrap().value
 }
 
-pub fn text(v: &SettingValue) -> Option<String> {
+pub fn setting_text(v: &SettingValue) -> Option<String> {
     match v {
         SettingValue::Text(t) => Some(t.clone()),
         _ => None,
@@ -163,7 +156,7 @@ pub fn applied_live(project: &Project) -> Live {
                 });
             }
             let settings = part_config_settings(policy);
-            let retention = text(setting(&settings, "retention"));
+            let retention = setting_text(setting(&settings, "retention"));
             live.part_config.push(PartConfigRow {
                 parent_table: table.clone(),
                 control: p.column.to_string(),
@@ -172,7 +165,7 @@ pub fn applied_live(project: &Project) -> Live {
                 premake: p.premake as i64,
                 retention_parsed: policy.retention.as_ref().map(|r: &Retention| r.keep),
                 retention,
-                retention_schema: text(setting(&settings, "retention_schema")),
+                retention_schema: setting_text(setting(&settings, "retention_schema")),
                 retention_keep_table: policy
                     .retention
                     .as_ref()
