@@ -936,9 +936,14 @@ mod tests {
             render("{{ s|literal }} {{ s|ident }}").unwrap(),
             r#"'it''s "x"' "it's ""x""""#
         );
+        // Any other value is quoted as the template prints it.
+        let printed = render("{{ n }} {{ b }} {{ none }}").unwrap();
+        let [n, b, none] = printed.split(' ').collect::<Vec<_>>()[..] else {
+            panic!("{printed}")
+        };
         assert_eq!(
             render("{{ n|literal }} {{ b|literal }} {{ none|ident }}").unwrap(),
-            r#"'5' 'true' "none""#
+            format!("'{n}' '{b}' \"{none}\"")
         );
         for source in ["{{ missing|literal }}", "{{ missing|ident }}"] {
             assert!(render(source).is_err(), "{source}");
