@@ -372,6 +372,10 @@ async fn the_users_session_settings_are_kept_and_retentionc_pins_its_own() {
         show(&args, &["idle_in_transaction_session_timeout"]).await,
         ["7s"]
     );
+    // No JIT, unless the user's options ask for it.
+    assert_eq!(show(&DbArgs::url(db.url.clone()), &["jit"]).await, ["off"]);
+    let url = format!("{}?options=-c%20jit%3Don", db.url);
+    assert_eq!(show(&DbArgs::url(url), &["jit"]).await, ["on"]);
 }
 
 /// `default_transaction_read_only` given by the user reaches the server, so a run under it

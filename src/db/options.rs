@@ -122,11 +122,27 @@ pub fn overridden<'a>(user: &'a [Setting], pins: &'a [Setting]) -> Vec<(&'a Sett
         .collect()
 }
 
+/// Settings retentionc's sessions use unless the user set them: no JIT compilation, which
+/// PostgreSQL's cost estimates start for catalog queries over thousands of tables (about a
+/// second for the owner-rights query at 1,000 tables) and for the conversion's batches,
+/// never paying back.
+pub fn defaults() -> Vec<Setting> {
+    vec![Setting {
+        name: "jit".into(),
+        value: "off".into(),
+    }]
+}
+
 /// The options string sent to the server: the user's settings that no pin overrides, in
-/// their order, then the pins.
+/// their order, then the [`defaults`] the user did not set, then the pins.
 pub fn merged(user: &[Setting], pins: &[Setting]) -> String {
+    let defaults: Vec<Setting> = defaults()
+        .into_iter()
+        .filter(|d| !user.iter().any(|u| same_name(&u.name, &d.name)))
+        .collect();
     user.iter()
         .filter(|u| !pins.iter().any(|p| same_name(&p.name, &u.name)))
+        .chain(&defaults)
         .chain(pins)
         .map(|s| format!("-c {}={}", escape(&s.name), escape(&s.value)))
         .collect::<Vec<_>>()
@@ -191,8 +207,16 @@ mod tests {
         let text = merged(&user, &pins);
         assert_eq!(
             text,
-            "-c default_transaction_read_only=on -c statement_timeout=5s -c TimeZone=UTC -c IntervalStyle=postgres -c DateStyle=ISO -c standard_conforming_strings=on -c search_path=pg_catalog,\\ pg_temp -c idle_in_transaction_session_timeout=30000ms"
+            "-c default_transaction_read_only=on -c statement_timeout=5s -c jit=off -c TimeZone=UTC -c IntervalStyle=postgres -c DateStyle=ISO -c standard_conforming_strings=on -c search_path=pg_catalog,\\ pg_temp -c idle_in_transaction_session_timeout=30000ms"
         );
+        // A default the user set is the user's.
+        let jit_on = parse("-c JIT=on").unwrap();
+        assert_eq!(
+            merged(&jit_on, &[]),
+            "-c JIT=on",
+            "the user's jit setting replaces the default"
+        );
+        assert_eq!(merged(&[], &[]), "-c jit=off");
         // What the server reads back is what was merged.
         let reread = parse(&text).unwrap();
         assert!(reread.contains(&s("search_path", "pg_catalog, pg_temp")));

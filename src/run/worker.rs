@@ -75,13 +75,10 @@ impl<'a> Worker<'a> {
     /// Session settings for the CALLs: a CALL that commits cannot be preceded by a SET in
     /// the same query string (that makes one implicit transaction, in which COMMIT fails).
     async fn prepare_session(&mut self) -> Result<()> {
-        // No JIT: what run sends are catalog queries and small batches, which PostgreSQL's
-        // cost estimates over large catalogs would send to the JIT compiler for nothing
-        // (about 0.9 s at 1,000 tables).
         self.session
             .client
             .batch_execute(&format!(
-                "SET jit = off; SET lock_timeout = {}; SET retentionc.progress = 'on'; SET retentionc.run_id = {}",
+                "SET lock_timeout = {}; SET retentionc.progress = 'on'; SET retentionc.run_id = {}",
                 quote_literal(&self.ctx.lock_timeout()),
                 quote_literal(&self.ctx.run_id)
             ))
