@@ -217,3 +217,11 @@ pub fn db_time(db: &TestDb, seconds: i64) -> String {
         "SELECT to_char(now() + make_interval(secs => {seconds}), 'YYYY-MM-DD HH24:MI:SS')"
     ))
 }
+
+/// `YYYY-MM-DD HH:00:00`: the database's wall-clock time (`localtimestamp`, in the
+/// session's TimeZone) truncated to the hour and shifted by `hours`.
+pub fn db_hour(db: &TestDb, hours: i64) -> String {
+    db.scalar(&format!(
+        "SELECT to_char(date_trunc('hour', localtimestamp) + make_interval(hours => {hours}), 'YYYY-MM-DD HH24:MI:SS')"
+    ))
+}
