@@ -2,78 +2,17 @@
 //! projects: what is written, what the exit status is, and that a bad policy leaves
 //! generated/ exactly as it was.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::SystemTime;
 
+use common::cluster::retentionc_bin;
+use common::project::{TestProject, stderr, stdout, text};
+
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
-
-/// A throwaway project holding a copy of the repository's retentionc.yaml and policies/.
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Path::new(REPO);
-        std::fs::copy(
-            root.join("retentionc.yaml"),
-            dir.path().join("retentionc.yaml"),
-        )
-        .unwrap();
-        std::fs::create_dir(dir.path().join("policies")).unwrap();
-        for entry in std::fs::read_dir(root.join("policies")).unwrap() {
-            let path = entry.unwrap().path();
-            std::fs::copy(
-                &path,
-                dir.path().join("policies").join(path.file_name().unwrap()),
-            )
-            .unwrap();
-        }
-        Project { dir }
-    }
-
-    fn path(&self, relative: &str) -> PathBuf {
-        self.dir.path().join(relative)
-    }
-
-    fn generated(&self) -> PathBuf {
-        self.path("generated")
-    }
-
-    /// Runs `retentionc ARGS` in the project folder (so messages show relative paths).
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_retentionc"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("DATABASE_URL")
-            .output()
-            .expect("the retentionc binary runs")
-    }
-
-    fn compile(&self) {
-        let out = self.run(&["compile"]);
-        assert_eq!(out.status.code(), Some(0), "compile failed: {}", text(&out));
-    }
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "--- stdout ---\n{}--- stderr ---\n{}",
-        stdout(out),
-        stderr(out)
-    )
-}
 
 /// Every file under `dir` with its bytes and modification time; None when `dir` is absent.
 fn folder_state(dir: &Path) -> Option<BTreeMap<PathBuf, (Vec<u8>, SystemTime)>> {
@@ -110,10 +49,10 @@ retention:
 
 #[test]
 fn compile_writes_the_same_files_as_the_repository_holds() {
-    let project = Project::new();
-    let out = project.run(&["compile"]);
+    let project = TestProject::from_repository();
+    let out = project.run_in_root(&["compile"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let written = folder_state(&project.generated()).expect("generated/ was made");
+    let written = folder_state(&project.generated_dir()).expect("generated/ was made");
     let reviewed = folder_state(&Path::new(REPO).join("generated")).unwrap();
     let names =
         |s: &BTreeMap<PathBuf, (Vec<u8>, SystemTime)>| s.keys().cloned().collect::<Vec<_>>();
@@ -131,34 +70,34 @@ fn compile_writes_the_same_files_as_the_repository_holds() {
         text(&out)
     );
     // A second compile has nothing to write and touches nothing.
-    let before = folder_state(&project.generated());
-    let again = project.run(&["compile"]);
+    let before = folder_state(&project.generated_dir());
+    let again = project.run_in_root(&["compile"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
     assert!(!stdout(&again).contains("wrote"), "{}", text(&again));
-    assert_eq!(before, folder_state(&project.generated()));
+    assert_eq!(before, folder_state(&project.generated_dir()));
 }
 
 #[test]
 fn check_exits_0_when_generated_is_current() {
-    let project = Project::new();
+    let project = TestProject::from_repository();
     project.compile();
-    let out = project.run(&["compile", "--check"]);
+    let out = project.run_in_root(&["compile", "--check"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(stdout(&out).contains("up to date"), "{}", text(&out));
 }
 
 #[test]
 fn check_exits_1_with_a_unified_diff_when_a_file_was_edited() {
-    let project = Project::new();
+    let project = TestProject::from_repository();
     project.compile();
-    let file = project.path("generated/public.events.sql");
+    let file = project.generated("public.events.sql");
     let original = std::fs::read_to_string(&file).unwrap();
     let edited = original.replace("retention = '90 days'", "retention = '9 days'");
     assert_ne!(original, edited);
     std::fs::write(&file, &edited).unwrap();
-    let before = folder_state(&project.generated());
+    let before = folder_state(&project.generated_dir());
 
-    let out = project.run(&["compile", "--check"]);
+    let out = project.run_in_root(&["compile", "--check"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let diff = stdout(&out);
     assert!(
@@ -178,18 +117,18 @@ fn check_exits_1_with_a_unified_diff_when_a_file_was_edited() {
     );
     assert_eq!(
         before,
-        folder_state(&project.generated()),
+        folder_state(&project.generated_dir()),
         "--check writes nothing"
     );
 }
 
 #[test]
 fn check_exits_1_when_an_extra_sql_file_exists() {
-    let project = Project::new();
+    let project = TestProject::from_repository();
     project.compile();
-    std::fs::write(project.path("generated/public.orders.sql"), "SELECT 1;\n").unwrap();
-    let before = folder_state(&project.generated());
-    let out = project.run(&["compile", "--check"]);
+    std::fs::write(project.generated("public.orders.sql"), "SELECT 1;\n").unwrap();
+    let before = folder_state(&project.generated_dir());
+    let out = project.run_in_root(&["compile", "--check"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         stdout(&out).contains("generated/public.orders.sql"),
@@ -199,21 +138,21 @@ fn check_exits_1_when_an_extra_sql_file_exists() {
     assert!(stdout(&out).contains("-SELECT 1;"), "{}", text(&out));
     assert_eq!(
         before,
-        folder_state(&project.generated()),
+        folder_state(&project.generated_dir()),
         "--check writes nothing"
     );
     // compile itself removes it.
     project.compile();
-    assert!(!project.path("generated/public.orders.sql").exists());
+    assert!(!project.generated("public.orders.sql").exists());
 }
 
 #[test]
 fn check_exits_1_when_a_file_is_missing() {
-    let project = Project::new();
+    let project = TestProject::from_repository();
     project.compile();
-    std::fs::remove_file(project.path("generated/public.test_table1.sql")).unwrap();
-    let before = folder_state(&project.generated());
-    let out = project.run(&["compile", "--check"]);
+    std::fs::remove_file(project.generated("public.test_table1.sql")).unwrap();
+    let before = folder_state(&project.generated_dir());
+    let out = project.run_in_root(&["compile", "--check"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let diff = stdout(&out);
     assert!(
@@ -222,34 +161,34 @@ fn check_exits_1_when_a_file_is_missing() {
     );
     assert_eq!(
         before,
-        folder_state(&project.generated()),
+        folder_state(&project.generated_dir()),
         "--check writes nothing"
     );
 }
 
 #[test]
 fn check_exits_1_when_generated_does_not_exist() {
-    let project = Project::new();
-    let out = project.run(&["compile", "--check"]);
+    let project = TestProject::from_repository();
+    let out = project.run_in_root(&["compile", "--check"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(!project.generated().exists(), "--check made generated/");
+    assert!(!project.generated_dir().exists(), "--check made generated/");
 }
 
 #[test]
 fn a_bad_policy_fails_with_its_place_and_changes_nothing_in_generated() {
-    let project = Project::new();
+    let project = TestProject::from_repository();
     project.compile();
     // Make generated/ differ from what compile would write, so a compile that went ahead
     // regardless would show.
     std::fs::write(
-        project.path("generated/public.events.sql"),
+        project.generated("public.events.sql"),
         "-- edited by hand\n",
     )
     .unwrap();
-    std::fs::write(project.path("policies/orders.yaml"), BAD_POLICY).unwrap();
-    let before = folder_state(&project.generated());
+    project.write_policy("orders", BAD_POLICY);
+    let before = folder_state(&project.generated_dir());
     for args in [&["compile"][..], &["compile", "--check"][..]] {
-        let out = project.run(args);
+        let out = project.run_in_root(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
         let err = stderr(&out);
         assert!(
@@ -261,7 +200,7 @@ fn a_bad_policy_fails_with_its_place_and_changes_nothing_in_generated() {
         assert!(stdout(&out).is_empty(), "{args:?}: {}", text(&out));
         assert_eq!(
             before,
-            folder_state(&project.generated()),
+            folder_state(&project.generated_dir()),
             "{args:?} changed generated/"
         );
     }
@@ -269,9 +208,9 @@ fn a_bad_policy_fails_with_its_place_and_changes_nothing_in_generated() {
 
 #[test]
 fn a_bad_policy_does_not_create_generated() {
-    let project = Project::new();
-    std::fs::write(project.path("policies/orders.yaml"), BAD_POLICY).unwrap();
-    let out = project.run(&["compile"]);
+    let project = TestProject::from_repository();
+    project.write_policy("orders", BAD_POLICY);
+    let out = project.run_in_root(&["compile"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         stderr(&out).contains("policies/orders.yaml:6:9: retention.keep: "),
@@ -279,39 +218,38 @@ fn a_bad_policy_does_not_create_generated() {
         text(&out)
     );
     assert!(
-        !project.generated().exists(),
+        !project.generated_dir().exists(),
         "generated/ was made despite the error"
     );
 }
 
 #[test]
 fn a_bad_retentionc_yaml_fails_and_changes_nothing() {
-    let project = Project::new();
+    let project = TestProject::from_repository();
     project.compile();
-    std::fs::write(project.path("retentionc.yaml"), "partman_version: 6\n").unwrap();
-    let before = folder_state(&project.generated());
-    let out = project.run(&["compile"]);
+    std::fs::write(project.config_path(), "partman_version: 6\n").unwrap();
+    let before = folder_state(&project.generated_dir());
+    let out = project.run_in_root(&["compile"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         stderr(&out).contains("retentionc.yaml:1:18: partman_version: "),
         "{}",
         text(&out)
     );
-    assert_eq!(before, folder_state(&project.generated()));
+    assert_eq!(before, folder_state(&project.generated_dir()));
 }
 
 #[test]
 fn config_paths_are_relative_to_retentionc_yaml_not_the_working_directory() {
-    let project = Project::new();
+    let project = TestProject::from_repository();
     let elsewhere = tempfile::tempdir().unwrap();
-    let config = project.path("retentionc.yaml");
-    let out = Command::new(env!("CARGO_BIN_EXE_retentionc"))
-        .args(["--config", config.to_str().unwrap(), "compile"])
+    let out = project
+        .command(&["compile"])
         .current_dir(elsewhere.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(project.path("generated/_retentionc.sql").is_file());
+    assert!(project.generated("_retentionc.sql").is_file());
     assert_eq!(
         std::fs::read_dir(elsewhere.path()).unwrap().count(),
         0,
@@ -323,7 +261,7 @@ fn config_paths_are_relative_to_retentionc_yaml_not_the_working_directory() {
 fn the_repository_generated_folder_passes_compile_check() {
     let elsewhere = tempfile::tempdir().unwrap();
     let config = Path::new(REPO).join("retentionc.yaml");
-    let out = Command::new(env!("CARGO_BIN_EXE_retentionc"))
+    let out = Command::new(retentionc_bin())
         .args(["--config", config.to_str().unwrap(), "compile", "--check"])
         .current_dir(elsewhere.path())
         .output()

@@ -3,64 +3,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::cluster::{Cluster, Partman, TestDb};
+use common::project::{TestProject, stderr, stdout};
 use retentionc::cli::DbArgs;
-use retentionc::model::Project;
 use retentionc::plan::{ChangeKind, Plan, make_plan, make_plan_detailed};
-
-/// A project folder: retentionc.yaml for the partman version, the given policy files,
-/// compiled into generated/.
-struct TestProject {
-    dir: tempfile::TempDir,
-}
-
-impl TestProject {
-    fn new(partman: Partman, policies: &[(&str, &str)]) -> TestProject {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("retentionc.yaml"),
-            format!("partman_version: {}\n", partman.major()),
-        )
-        .unwrap();
-        std::fs::create_dir(dir.path().join("policies")).unwrap();
-        let project = TestProject { dir };
-        project.set_policies(policies);
-        project
-    }
-
-    fn set_policies(&self, policies: &[(&str, &str)]) {
-        let folder = self.dir.path().join("policies");
-        for entry in std::fs::read_dir(&folder).unwrap() {
-            std::fs::remove_file(entry.unwrap().path()).unwrap();
-        }
-        for (name, text) in policies {
-            std::fs::write(folder.join(name), text).unwrap();
-        }
-        retentionc::compile::compile(&self.load(), &[], &mut Vec::new()).unwrap();
-    }
-
-    fn config_path(&self) -> PathBuf {
-        self.dir.path().join("retentionc.yaml")
-    }
-
-    fn load(&self) -> Project {
-        retentionc::policy::load_project(&self.config_path()).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn generated(&self, name: &str) -> PathBuf {
-        self.dir.path().join("generated").join(name)
-    }
-
-    /// What a user does without retentionc apply: run every generated file with psql.
-    fn apply_with_psql(&self, db: &TestDb) {
-        db.psql_file(self.generated("_retentionc.sql"));
-        for policy in self.load().policies {
-            db.psql_file(self.generated(&policy.generated_file_name()));
-        }
-    }
-}
 
 async fn plan_of(db: &TestDb, project: &TestProject) -> Plan {
     let client = retentionc::db::connect(&DbArgs::url(db.url.clone()), "retentionc test")
@@ -141,14 +87,11 @@ fn setup(partman: Partman) -> (TestDb, TestProject) {
     let db = Cluster::shared().database(partman);
     db.psql(&["-c", TABLES]);
     let logs = logs_policy();
-    let project = TestProject::new(
-        partman,
-        &[
-            ("logs.yaml", &logs),
-            ("events.yaml", EVENTS),
-            ("sessions.yaml", SESSIONS),
-        ],
-    );
+    let project = TestProject::for_db(&db)
+        .policy("logs", &logs)
+        .policy("events", EVENTS)
+        .policy("sessions", SESSIONS)
+        .compiled();
     (db, project)
 }
 
@@ -198,7 +141,7 @@ async fn empty_database_needs_everything_partman_5() {
 
 async fn applied_then_changed(partman: Partman) {
     let (db, project) = setup(partman);
-    project.apply_with_psql(&db);
+    project.install_with_psql(&db);
     let plan = plan_of(&db, &project).await;
     assert!(!plan.has_changes(), "{partman}: {:#?}", plan.changes);
     assert!(plan.unmanaged_tables.is_empty());
@@ -211,11 +154,7 @@ async fn applied_then_changed(partman: Partman) {
     let shorter = logs_policy().replace("keep: 14 days", "keep: 3 hours");
     let new_rule = "  - name: paths\n    where: \"path IS NULL\"\n";
     let shorter = format!("{shorter}{new_rule}");
-    project.set_policies(&[
-        ("logs.yaml", &shorter),
-        ("events.yaml", EVENTS),
-        ("sessions.yaml", SESSIONS),
-    ]);
+    project.write_policy_compiled("logs", &shorter);
     let plan = plan_of(&db, &project).await;
     assert_eq!(
         kinds(&plan),
@@ -253,7 +192,8 @@ async fn applied_then_changed(partman: Partman) {
     );
 
     // Back to the applied policies; a policy removed; a table registered by hand.
-    project.set_policies(&[("logs.yaml", &logs_policy()), ("sessions.yaml", SESSIONS)]);
+    project.remove_policy("events");
+    project.write_policy_compiled("logs", &logs_policy());
     db.psql(&[
         "-c",
         "CREATE TABLE public.legacy (at timestamptz NOT NULL) PARTITION BY RANGE (at)",
@@ -292,7 +232,7 @@ async fn applied_then_changed(partman: Partman) {
     );
 
     // With an apply history naming events, its removal disables its retention.
-    let events_only = TestProject::new(partman, &[("events.yaml", EVENTS)]);
+    let events_only = TestProject::for_db(&db).policy("events", EVENTS);
     let applied = retentionc::state::applied_state_json(&retentionc::state::desired(
         &events_only.load(),
         &retentionc::render::Renderer::new(),
@@ -343,7 +283,7 @@ async fn applied_then_changed_partman_5() {
 
 async fn drift_is_reported(partman: Partman) {
     let (db, project) = setup(partman);
-    project.apply_with_psql(&db);
+    project.install_with_psql(&db);
     let desired = retentionc::state::desired(&project.load(), &retentionc::render::Renderer::new());
     let hashes: serde_json::Value = project
         .load()
@@ -424,25 +364,22 @@ async fn plan_time_errors(partman: Partman) {
             "table: public.{table}\npartitioning:\n  column: {column}\n  interval: 1 hour\nretention:\n  keep: 1 day\n"
         )
     };
-    let project = TestProject::new(
-        partman,
-        &[
-            ("a_missing.yaml", &policy("missing", "at")),
-            ("b_by_id.yaml", &policy("by_id", "at")),
-            ("c_by_list.yaml", &policy("by_list", "at")),
-            ("d_plain.yaml", &policy("plain", "at")),
-            ("e_texty.yaml", &policy("texty", "at")),
-            ("f_reshaped.yaml", &policy("reshaped", "at")),
-            (
-                "g_deletes.yaml",
-                "table: public.plain2\ndeletes:\n  - name: old\n    where: \"num > 0\"\n    older_than: 1 day\n    column: num\n",
-            ),
-            (
-                "h_cron.yaml",
-                "table: public.texty2\ndeletes:\n  - name: all\n    where: \"true\"\nschedule: \"* * * * *\"\n",
-            ),
-        ],
-    );
+    let project = TestProject::for_db(&db)
+        .policy("a_missing", &policy("missing", "at"))
+        .policy("b_by_id", &policy("by_id", "at"))
+        .policy("c_by_list", &policy("by_list", "at"))
+        .policy("d_plain", &policy("plain", "at"))
+        .policy("e_texty", &policy("texty", "at"))
+        .policy("f_reshaped", &policy("reshaped", "at"))
+        .policy(
+            "g_deletes",
+            "table: public.plain2\ndeletes:\n  - name: old\n    where: \"num > 0\"\n    older_than: 1 day\n    column: num\n",
+        )
+        .policy(
+            "h_cron",
+            "table: public.texty2\ndeletes:\n  - name: all\n    where: \"true\"\nschedule: \"* * * * *\"\n",
+        )
+        .compiled();
     let e = plan_error(&db, &project).await;
     let expected = [
         "policies/a_missing.yaml:1:1: table: table public.missing does not exist in the database",
@@ -465,13 +402,13 @@ async fn plan_time_errors(partman: Partman) {
     } else {
         Partman::V4
     };
-    let project = TestProject::new(
-        other,
-        &[(
-            "f_reshaped.yaml",
+    let project = TestProject::new()
+        .config(&format!("partman_version: {}", other.major()))
+        .policy(
+            "f_reshaped",
             &policy("reshaped", "at").replace("1 hour", "1 day"),
-        )],
-    );
+        )
+        .compiled();
     let e = plan_error(&db, &project).await;
     assert!(
         e.contains(&format!(
@@ -483,13 +420,12 @@ async fn plan_time_errors(partman: Partman) {
     );
 
     // A `where` that does not run against the table is an error at its key.
-    let project = TestProject::new(
-        partman,
-        &[(
-            "g.yaml",
+    let project = TestProject::for_db(&db)
+        .policy(
+            "g",
             "table: public.plain\ndeletes:\n  - name: old\n    where: \"nope > 0\"\n",
-        )],
-    );
+        )
+        .compiled();
     let e = plan_error(&db, &project).await;
     assert!(e.contains("policies/g.yaml:4:5: deletes[0].where: the condition does not run against public.plain: column \"nope\" does not exist"), "{e}");
 }
@@ -510,23 +446,18 @@ async fn schedules_are_read_from_pg_cron() {
     let db = cluster.cron_database(Partman::V5);
     db.psql(&["-c", TABLES]);
     let with_schedule = format!("{}schedule: \"*/5 * * * *\"\n", logs_policy());
-    let project = TestProject::new(
-        Partman::V5,
-        &[
-            ("logs.yaml", &with_schedule),
-            (
-                "sessions.yaml",
-                &format!("{SESSIONS}schedule: \"17 * * * *\"\n"),
-            ),
-        ],
-    );
+    let project = TestProject::for_db(&db)
+        .policy("logs", &with_schedule)
+        .policy("sessions", &format!("{SESSIONS}schedule: \"17 * * * *\"\n"))
+        .compiled();
     let plan = plan_of(&db, &project).await;
     assert!(kinds(&plan).contains(&("public.app_logs".into(), ChangeKind::AddSchedule)));
-    project.apply_with_psql(&db);
+    project.install_with_psql(&db);
     let plan = plan_of(&db, &project).await;
     assert!(!plan.has_changes(), "{:#?}", plan.changes);
     let changed = with_schedule.replace("*/5", "*/10");
-    project.set_policies(&[("logs.yaml", &changed)]);
+    project.remove_policy("sessions");
+    project.write_policy_compiled("logs", &changed);
     let plan = plan_of(&db, &project).await;
     assert_eq!(
         kinds(&plan),
@@ -554,7 +485,7 @@ async fn schedules_are_read_from_pg_cron() {
 
     // No schedule and no delete rules any more: the job and the procedure go.
     let bare = logs_policy().split("deletes:").next().unwrap().to_string();
-    project.set_policies(&[("logs.yaml", &bare)]);
+    project.write_policy_compiled("logs", &bare);
     let plan = plan_of(&db, &project).await;
     assert_eq!(
         kinds(&plan),
@@ -574,7 +505,7 @@ async fn schedules_are_read_from_pg_cron() {
 async fn pg_partman_where_configured(partman: Partman) {
     let db = Cluster::shared().database(partman);
     db.psql(&["-c", "CREATE TABLE public.events (id bigint, created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at)"]);
-    let project = TestProject::new(partman, &[("events.yaml", EVENTS)]);
+    let project = TestProject::for_db(&db).policy("events", EVENTS).compiled();
     db.psql(&["-c", "DROP EXTENSION pg_partman CASCADE"]);
     let e = plan_error(&db, &project).await;
     assert!(e.contains("policies/events.yaml:2:1: partitioning: partitioning needs pg_partman, which is not installed in this database"), "{e}");
@@ -611,16 +542,15 @@ fn catalog_reads_a_fixed_number_of_statements() {
         let mut counts = Vec::new();
         for n in [1, 30] {
             let db = Cluster::shared().database(Partman::V5);
-            let mut policies = Vec::new();
+            let mut project = TestProject::for_db(&db);
             let mut sql = String::new();
             for i in 0..n {
                 sql.push_str(&format!("CREATE TABLE public.t{i} (at timestamptz NOT NULL) PARTITION BY RANGE (at);"));
-                policies.push((format!("t{i}.yaml"), format!("table: public.t{i}\npartitioning:\n  column: at\n  interval: 1 day\nretention:\n  keep: 30 days\n")));
+                project = project.policy(&format!("t{i}"), &format!("table: public.t{i}\npartitioning:\n  column: at\n  interval: 1 day\nretention:\n  keep: 30 days\n"));
             }
             db.psql(&["-c", &sql]);
-            let refs: Vec<(&str, &str)> = policies.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-            let project = TestProject::new(Partman::V5, &refs);
-            project.apply_with_psql(&db);
+            let project = project.compiled();
+            project.install_with_psql(&db);
             let client = retentionc::db::connect(&DbArgs::url(db.url.clone()), "t").await.unwrap();
             let planned = make_plan_detailed(&client, &project.load()).await.unwrap();
             assert!(!planned.plan.has_changes());
@@ -630,20 +560,11 @@ fn catalog_reads_a_fixed_number_of_statements() {
     });
 }
 
+/// `retentionc plan --database-url URL EXTRA`: exit status, stdout, stderr.
 fn run_plan(project: &TestProject, db: &TestDb, extra: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(common::cluster::retentionc_bin())
-        .args(["plan", "--config"])
-        .arg(project.config_path())
-        .args(["--database-url", &db.url])
-        .args(extra)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let args = [&["plan", "--database-url", db.url.as_str()][..], extra].concat();
+    let out = project.run(&args);
+    (out.status.code(), stdout(&out), stderr(&out))
 }
 
 #[test]
@@ -686,7 +607,7 @@ fn the_command_exits_0_1_or_2_and_saves_the_plan() {
     let (_, stdout, _) = run_plan(&project, &db, &["--format", "json"]);
     let _: Plan = serde_json::from_str(&stdout).unwrap();
 
-    project.apply_with_psql(&db);
+    project.install_with_psql(&db);
     let (code, stdout, stderr) = run_plan(&project, &db, &["--detailed-exitcode"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert_eq!(stdout, "No changes: the database matches the policies.\n");

@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 
-use common::cluster::{
-    Cluster, ClusterOptions, Partman, make_test_certs, make_test_certs_for, retentionc_bin,
-};
+use common::cluster::{Cluster, ClusterOptions, Partman, make_test_certs, make_test_certs_for};
+use common::project::TestProject;
 use retentionc::cli::DbArgs;
 
 fn args(url: String) -> DbArgs {
@@ -111,24 +109,15 @@ async fn tls_modes_against_a_server_that_requires_tls() {
     assert!(err.contains("cannot connect"), "{err}");
 
     // A whole plan over verify-full, through the binary, with the libpq variables.
-    let project = tempfile::tempdir().unwrap();
-    std::fs::create_dir(project.path().join("policies")).unwrap();
-    std::fs::write(project.path().join("retentionc.yaml"), "").unwrap();
     db.psql(&[
         "-c",
         "CREATE TABLE public.t (at timestamptz NOT NULL) PARTITION BY RANGE (at)",
     ]);
-    std::fs::write(project.path().join("policies/t.yaml"), "table: public.t\npartitioning:\n  column: at\n  interval: 1 day\nretention:\n  keep: 30 days\n").unwrap();
-    let compiled = Command::new(retentionc_bin())
-        .args(["compile", "--config"])
-        .arg(project.path().join("retentionc.yaml"))
-        .output()
-        .unwrap();
-    assert!(compiled.status.success(), "{compiled:?}");
-    let out = Command::new(retentionc_bin())
-        .args(["plan", "--config"])
-        .arg(project.path().join("retentionc.yaml"))
-        .env_remove("DATABASE_URL")
+    let project = TestProject::new()
+        .policy("t", "table: public.t\npartitioning:\n  column: at\n  interval: 1 day\nretention:\n  keep: 30 days\n")
+        .compiled();
+    let out = project
+        .command(&["plan"])
         .env("PGHOST", "localhost")
         .env("PGPORT", cluster.port().to_string())
         .env("PGUSER", "postgres")
@@ -218,24 +207,15 @@ async fn a_password_never_appears_in_any_error() {
     }
 
     // Through the binary: stderr and stdout hold no password.
-    let project = tempfile::tempdir().unwrap();
-    std::fs::create_dir(project.path().join("policies")).unwrap();
-    std::fs::write(project.path().join("retentionc.yaml"), "").unwrap();
-    std::fs::write(
-        project.path().join("policies/t.yaml"),
+    let project = TestProject::new().policy(
+        "t",
         "table: public.t\ndeletes:\n  - name: all\n    where: \"true\"\n",
-    )
-    .unwrap();
+    );
     for url in [
         cluster.url_as("alice", Some(&wrong), &db.name),
         format!("postgres://alice:{SECRET}@127.0.0.1:notaport/db"),
     ] {
-        let out = Command::new(retentionc_bin())
-            .args(["plan", "--config"])
-            .arg(project.path().join("retentionc.yaml"))
-            .args(["--database-url", &url])
-            .output()
-            .unwrap();
+        let out = project.run(&["plan", "--database-url", &url]);
         let all = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -246,10 +226,8 @@ async fn a_password_never_appears_in_any_error() {
         assert!(all.contains("error"), "{all}");
     }
     // PGPASSWORD too.
-    let out = Command::new(retentionc_bin())
-        .args(["plan", "--config"])
-        .arg(project.path().join("retentionc.yaml"))
-        .env_remove("DATABASE_URL")
+    let out = project
+        .command(&["plan"])
         .env("PGHOST", "127.0.0.1")
         .env("PGPORT", cluster.port().to_string())
         .env("PGUSER", "alice")

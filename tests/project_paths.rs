@@ -3,9 +3,13 @@
 //! within it are fine), a policy that cannot be read is an error rather than a policy
 //! that silently disappears, and `--config PATH` must name a file that exists.
 
+mod common;
+
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::{Command, Output};
+
+use common::project::text;
 
 const POLICY: &str = "\
 table: public.events
@@ -25,14 +29,6 @@ fn run(dir: &Path, args: &[&str]) -> Output {
         .env_remove("DATABASE_URL")
         .output()
         .expect("the retentionc binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// A workspace holding `project/` (retentionc.yaml, policies/) and, beside it,

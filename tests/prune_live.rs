@@ -8,14 +8,12 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, Partman, TestDb};
-use retentionc::policy::load_project;
-use retentionc::render::compile_project;
+use common::project::TestProject;
 
 /// Rows per partition; several heap pages each, so batches of 7 are many.
 const ROWS_PER_PARTITION: i64 = 600;
@@ -77,36 +75,11 @@ const SESSIONS_MATCH: &str = "(revoked AND last_seen_at < now() - interval '1 da
 fn prepared_database(partman: Partman) -> TestDb {
     let db = Cluster::shared().database(partman);
     db.psql(&["-q", "-c", TABLES]);
-    let project = tempfile::tempdir().unwrap();
-    std::fs::write(
-        project.path().join("retentionc.yaml"),
-        format!("partman_version: {}\n", partman.major()),
-    )
-    .unwrap();
-    std::fs::create_dir(project.path().join("policies")).unwrap();
-    std::fs::write(
-        project.path().join("policies/readings.yaml"),
-        READINGS_POLICY,
-    )
-    .unwrap();
-    std::fs::write(
-        project.path().join("policies/sessions.yaml"),
-        SESSIONS_POLICY,
-    )
-    .unwrap();
-    let loaded =
-        load_project(&project.path().join("retentionc.yaml")).unwrap_or_else(|e| panic!("{e}"));
-    let files: Vec<PathBuf> = compile_project(&loaded.config, &loaded.policies)
-        .into_iter()
-        .map(|file| {
-            let path = project.path().join(&file.file_name);
-            std::fs::write(&path, &file.text).unwrap();
-            path
-        })
-        .collect();
-    for file in &files {
-        db.psql(&["-q", "-f", file.to_str().unwrap()]);
-    }
+    TestProject::for_db(&db)
+        .policy("readings", READINGS_POLICY)
+        .policy("sessions", SESSIONS_POLICY)
+        .compiled()
+        .installed_with_psql(&db);
     db
 }
 

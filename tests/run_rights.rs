@@ -12,13 +12,14 @@
 mod common;
 
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, Partman, TestDb};
-use common::project::{TestProject, stderr, stdout, text};
+use common::data::{Writer, db_hour};
+use common::project::{TestProject, blocking, stderr, stdout, text};
+use common::proxy::Proxy;
 
 static ROLES: AtomicU64 = AtomicU64::new(0);
 
@@ -33,56 +34,14 @@ fn new_role(db: &TestDb, prefix: &str, attributes: &str) -> String {
     name
 }
 
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
-/// `YYYY-MM-DD HH24:00:00` of the database's now() (in its TimeZone) shifted by `hours`.
-fn db_hour(db: &TestDb, hours: i64) -> String {
-    db.scalar(&format!(
-        "SELECT to_char(date_trunc('hour', localtimestamp) + make_interval(hours => {hours}), 'YYYY-MM-DD HH24:MI:SS')"
-    ))
-}
-
-/// Inserts rows `(now, kind)` into `table` until stopped, each also recorded in
+/// Inserts rows `(now, kind)` into `table` every 5 ms until stopped, each also recorded in
 /// `public.ledger` in the same statement: the ledger is what must survive.
-struct Inserter {
-    stop: tokio::sync::watch::Sender<bool>,
-    handle: tokio::task::JoinHandle<(u64, Vec<String>)>,
-}
-
-impl Inserter {
-    async fn start(db: &TestDb, table: &str, now: &str) -> Inserter {
-        let client = db.client().await;
-        let sql = format!(
-            "WITH r AS (INSERT INTO {table} (at, kind) VALUES ({now}, CASE WHEN random() < 0.5 THEN 'debug' ELSE 'info' END) RETURNING id, at, kind) \
-             INSERT INTO public.ledger SELECT id, at, kind FROM r"
-        );
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let handle = tokio::spawn(async move {
-            let (mut count, mut errors) = (0u64, Vec::new());
-            while !*stopped.borrow_and_update() {
-                match client.execute(sql.as_str(), &[]).await {
-                    Ok(n) => count += n,
-                    Err(e) => errors.push(format!("{e:?}")),
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(5)) => {}
-                    _ = stopped.changed() => {}
-                }
-            }
-            (count, errors)
-        });
-        Inserter { stop, handle }
-    }
-
-    async fn finish(self) -> u64 {
-        let _ = self.stop.send(true);
-        let (count, errors) = self.handle.await.unwrap();
-        assert!(errors.is_empty(), "concurrent inserts failed: {errors:?}");
-        assert!(count > 0, "the concurrent inserter inserted nothing");
-        count
-    }
+async fn start_inserts(db: &TestDb, table: &str, now: &str) -> Writer {
+    let sql = format!(
+        "WITH r AS (INSERT INTO {table} (at, kind) VALUES ({now}, CASE WHEN random() < 0.5 THEN 'debug' ELSE 'info' END) RETURNING id, at, kind) \
+         INSERT INTO public.ledger SELECT id, at, kind FROM r"
+    );
+    Writer::start_sql(db, &sql, Duration::from_millis(5)).await
 }
 
 /// public.events (hourly partitions on `at`, of `column_type`) owned by `owner`, with a
@@ -215,11 +174,11 @@ async fn run_runs_with_the_owners_rights(partman: Partman) {
         .compiled();
     apply(&project);
     fill_events(&db, "now()");
-    let inserter = Inserter::start(&db, "public.events", "now()").await;
+    let inserts = start_inserts(&db, "public.events", "now()").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = db.scalar("SELECT now()");
     let out = blocking(|| project.run(&["run"]));
-    inserter.finish().await;
+    inserts.stop().await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(stdout(&out).contains("public.events: ok"), "{}", text(&out));
     assert_ran_as_owner_only(&db, &owner);
@@ -261,7 +220,7 @@ async fn the_pg_cron_job_runs_as_the_table_owner() {
         db.scalar("SELECT username FROM cron.job WHERE jobname = 'retentionc:public.events'"),
         owner
     );
-    let inserter = Inserter::start(&db, "public.events", "now()").await;
+    let inserts = start_inserts(&db, "public.events", "now()").await;
     let deadline = Instant::now() + Duration::from_secs(80);
     let details = loop {
         let details = db.scalar("SELECT status || ' ' || coalesce(return_message, '') FROM cron.job_run_details WHERE status IN ('succeeded', 'failed') ORDER BY runid LIMIT 1");
@@ -271,7 +230,7 @@ async fn the_pg_cron_job_runs_as_the_table_owner() {
         assert!(Instant::now() < deadline, "no scheduled run within 80 s");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    inserter.finish().await;
+    inserts.stop().await;
     assert!(
         details.starts_with("succeeded"),
         "the job failed: {details}"
@@ -319,11 +278,11 @@ async fn local_timestamps_are_expired_by_the_declared_zone(partman: Partman) {
     project.compile();
     apply(&project);
     fill_events(&db, "localtimestamp");
-    let inserter = Inserter::start(&db, "public.events", "localtimestamp").await;
+    let inserts = start_inserts(&db, "public.events", "localtimestamp").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = db.scalar("SELECT localtimestamp");
     let out = blocking(|| project.run(&["run"]));
-    inserter.finish().await;
+    inserts.stop().await;
     assert!(out.status.success(), "{}", text(&out));
     assert_retention_held(
         &db,
@@ -406,10 +365,10 @@ async fn a_locked_partition_is_skipped_and_reported(partman: Partman) {
     assert!(locked_debug > 0);
     let holder = Holder::take(&db, &format!("LOCK TABLE {locked} IN SHARE MODE")).await;
     let pid = holder.pid;
-    let inserter = Inserter::start(&db, "public.events", "now()").await;
+    let inserts = start_inserts(&db, "public.events", "now()").await;
     let started = db.scalar("SELECT now()");
     let out = blocking(|| project.run(&["run"]));
-    inserter.finish().await;
+    inserts.stop().await;
     holder.release().await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let report = stdout(&out);
@@ -500,76 +459,9 @@ async fn a_lock_timeout_inside_pg_partman_is_retried_and_named_pg_partman_5() {
     a_lock_timeout_inside_pg_partman_is_retried_and_named(Partman::V5).await;
 }
 
-/// A TCP relay (socat) between run and the server that can be frozen (SIGSTOP): the
-/// server goes on, but nothing it sends reaches run.
-struct Relay {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Relay {
-    fn start(db: &TestDb) -> Relay {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        // `fork`: one process per connection, all in the relay's own process group, so
-        // that a signal to the group freezes every connection.
-        let child = std::process::Command::new("socat")
-            .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
-            .arg(format!("TCP:127.0.0.1:{}", db.cluster.port()))
-            .stdin(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("socat is installed (scripts/install-deps.sh)");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "socat did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Relay { child, port }
-    }
-
-    fn url(&self, db: &TestDb) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{}", self.port, db.name)
-    }
-
-    /// Sends `signal` (`-STOP`, `-CONT`, `-KILL`) to every process of the relay.
-    fn signal(&self, signal: &str) {
-        std::process::Command::new("kill")
-            .args([signal, "--", &format!("-{}", self.child.id())])
-            .status()
-            .unwrap();
-    }
-}
-
-impl Relay {
-    /// Cuts every relayed connection (kills the processes serving them, with what they
-    /// had not passed on yet), keeping the relay listening for new ones.
-    fn cut_connections(&self) {
-        let pid = self.child.id();
-        let children =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        for child in children.split_whitespace() {
-            std::process::Command::new("kill")
-                .args(["-KILL", child])
-                .status()
-                .unwrap();
-        }
-        self.signal("-CONT");
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.signal("-KILL");
-        let _ = self.child.wait();
-    }
-}
-
 /// public.sessions with 6,000 old rows, half matching a rule that costs a millisecond a
-/// row (so the prune lasts about 3 s), run through a relay.
-fn slow_sessions(db: &TestDb) -> (TestProject, Relay) {
+/// row (so the prune lasts about 3 s), run through a proxy.
+fn slow_sessions(db: &TestDb) -> (TestProject, Proxy) {
     db.psql(&[
         "-c",
         "CREATE TABLE public.sessions (id bigserial PRIMARY KEY, last_seen_at timestamptz NOT NULL, revoked boolean NOT NULL)",
@@ -582,7 +474,7 @@ fn slow_sessions(db: &TestDb) -> (TestProject, Relay) {
         "-c",
         "CREATE FUNCTION public.slowly_true(bigint) RETURNS boolean STABLE LANGUAGE plpgsql AS 'BEGIN PERFORM pg_sleep(0.001); RETURN true; END'",
     ]);
-    let relay = Relay::start(db);
+    let proxy = Proxy::start(db.cluster.port());
     let project = TestProject::for_db(db)
         .config("lock_timeout: 2s")
         .policy(
@@ -591,8 +483,8 @@ fn slow_sessions(db: &TestDb) -> (TestProject, Relay) {
         )
         .compiled();
     apply(&project);
-    let project = project.with_url(&relay.url(db));
-    (project, relay)
+    let project = project.with_url(&proxy.url(db));
+    (project, proxy)
 }
 
 fn revoked_left(db: &TestDb) -> i64 {
@@ -657,7 +549,7 @@ fn reported_rows(out: &Output) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_lost_mid_prune_reports_what_the_server_committed() {
     let db = Cluster::shared().database(Partman::V5);
-    let (project, relay) = slow_sessions(&db);
+    let (project, proxy) = slow_sessions(&db);
     let mut child = project
         .command(&["run"])
         .stdout(Stdio::piped())
@@ -671,7 +563,7 @@ async fn a_connection_lost_mid_prune_reports_what_the_server_committed() {
         &mut child,
     )
     .await;
-    relay.signal("-STOP");
+    proxy.freeze();
     until(
         &db,
         "SELECT count(*) FILTER (WHERE revoked) < 2000 FROM public.sessions",
@@ -680,7 +572,7 @@ async fn a_connection_lost_mid_prune_reports_what_the_server_committed() {
     )
     .await;
     terminate_run(&db);
-    relay.cut_connections();
+    proxy.cut_connections();
     let out = blocking(move || child.wait_with_output().unwrap());
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let deleted = 3000 - revoked_left(&db);
@@ -698,7 +590,7 @@ async fn a_connection_lost_mid_prune_reports_what_the_server_committed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_lost_after_the_last_commit_reports_the_finished_prune() {
     let db = Cluster::shared().database(Partman::V5);
-    let (project, relay) = slow_sessions(&db);
+    let (project, proxy) = slow_sessions(&db);
     let mut child = project
         .command(&["run"])
         .stdout(Stdio::piped())
@@ -712,7 +604,7 @@ async fn a_connection_lost_after_the_last_commit_reports_the_finished_prune() {
         &mut child,
     )
     .await;
-    relay.signal("-STOP");
+    proxy.freeze();
     until(
         &db,
         "SELECT coalesce(bool_and(outcome = 'ok'), false) FROM retention.run_log WHERE step = 'delete:revoked'",
@@ -721,7 +613,7 @@ async fn a_connection_lost_after_the_last_commit_reports_the_finished_prune() {
     )
     .await;
     terminate_run(&db);
-    relay.cut_connections();
+    proxy.cut_connections();
     let out = blocking(move || child.wait_with_output().unwrap());
     assert_eq!(revoked_left(&db), 0);
     assert!(

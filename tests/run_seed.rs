@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use common::cluster::{Cluster, Partman};
-use common::project::{TestProject, text};
+use common::project::{TestProject, blocking, text};
 
 const POLICY: &str = include_str!("../policies/test_table1.yaml");
 const INSERT_FOR: Duration = Duration::from_secs(32);
@@ -56,7 +56,7 @@ async fn seed_scenario(partman: Partman) {
     let mut dropped_lines = 0;
     while !inserter.is_finished() {
         tokio::time::sleep(RUN_EVERY).await;
-        let out = tokio::task::block_in_place(|| project.run(&["run"]));
+        let out = blocking(|| project.run(&["run"]));
         assert!(
             out.status.success(),
             "{partman}: run #{runs} failed:\n{}",

@@ -5,10 +5,13 @@
 //! against the schema, and each bad fixture in tests/fixtures/schema_bad/ is rejected by
 //! both the schema and the compiler.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use common::project::{stderr, stdout};
 use serde_json::Value;
 
 fn retentionc() -> Command {
@@ -17,14 +20,6 @@ fn retentionc() -> Command {
 
 fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The schema as `retentionc schema` prints it.

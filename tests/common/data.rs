@@ -2,6 +2,7 @@
 //! policy, writers inserting while a command works, and queries for what tests assert on
 //! (partition counts, pg_partman's settings, apply history, the server's clock).
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::SimpleQueryMessage;
@@ -153,16 +154,23 @@ impl Writer {
             .map(i64::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        let present: usize = db
-            .scalar(&format!(
-                "SELECT count(*) FROM {table} WHERE id IN ({list})"
-            ))
-            .parse()
-            .unwrap();
-        assert_eq!(
-            present,
-            report.ids.len(),
-            "rows inside the window were deleted"
+        let present: HashSet<i64> = db
+            .psql(&[
+                "-At",
+                "-c",
+                &format!("SELECT id FROM {table} WHERE id IN ({list})"),
+            ])
+            .lines()
+            .map(|id| id.parse().unwrap())
+            .collect();
+        let lost: Vec<&i64> = report
+            .ids
+            .iter()
+            .filter(|id| !present.contains(id))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "rows of {table} inside the window were deleted: ids {lost:?}"
         );
         report.ids.len()
     }
@@ -215,5 +223,13 @@ pub fn child_count(db: &TestDb, table: &str) -> i64 {
 pub fn db_time(db: &TestDb, seconds: i64) -> String {
     db.scalar(&format!(
         "SELECT to_char(now() + make_interval(secs => {seconds}), 'YYYY-MM-DD HH24:MI:SS')"
+    ))
+}
+
+/// `YYYY-MM-DD HH:00:00`: the database's wall-clock time (`localtimestamp`, in the
+/// session's TimeZone) truncated to the hour and shifted by `hours`.
+pub fn db_hour(db: &TestDb, hours: i64) -> String {
+    db.scalar(&format!(
+        "SELECT to_char(date_trunc('hour', localtimestamp) + make_interval(hours => {hours}), 'YYYY-MM-DD HH24:MI:SS')"
     ))
 }

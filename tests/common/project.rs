@@ -55,6 +55,22 @@ impl TestProject {
         project
     }
 
+    /// A copy of the repository's own project: its retentionc.yaml and policies/ (not
+    /// generated/).
+    pub fn from_repository() -> TestProject {
+        let repository = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut project = TestProject::new();
+        let config = std::fs::read_to_string(repository.join("retentionc.yaml")).unwrap();
+        project.config_lines = config.lines().map(String::from).collect();
+        project.write_config();
+        for entry in std::fs::read_dir(repository.join("policies")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap();
+            project.write_policy(name, &std::fs::read_to_string(&path).unwrap());
+        }
+        project
+    }
+
     /// Adds lines to retentionc.yaml (`"lock_timeout: 2s"`, several lines at once too).
     pub fn config(mut self, lines: &str) -> TestProject {
         self.config_lines.extend(
@@ -156,8 +172,23 @@ impl TestProject {
 
     /// `retentionc --config <project> ARGS`, as a command still to be run.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(retentionc_bin());
+        let mut cmd = self.bare_command();
         cmd.arg("--config").arg(self.config_path()).args(args);
+        cmd
+    }
+
+    /// `retentionc ARGS` without `--config`, run in the project folder as a user working
+    /// there would: the binary finds ./retentionc.yaml, and messages name paths relative
+    /// to the folder.
+    pub fn command_in_root(&self, args: &[&str]) -> Command {
+        let mut cmd = self.bare_command();
+        cmd.args(args).current_dir(self.root());
+        cmd
+    }
+
+    /// The binary with the environment described in the module's documentation.
+    fn bare_command(&self) -> Command {
+        let mut cmd = Command::new(retentionc_bin());
         for (key, _) in std::env::vars_os() {
             if key
                 .to_str()
@@ -176,6 +207,12 @@ impl TestProject {
     /// Runs `retentionc --config <project> ARGS` to the end.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
+    }
+
+    /// Runs `retentionc ARGS` in the project folder to the end (see
+    /// [`TestProject::command_in_root`]).
+    pub fn run_in_root(&self, args: &[&str]) -> Output {
+        self.command_in_root(args).output().unwrap()
     }
 
     pub fn root(&self) -> &Path {

@@ -73,6 +73,21 @@ impl Proxy {
         self.signal("-CONT");
     }
 
+    /// Cuts every connection it carries (kills the processes serving them, with what they
+    /// had not passed on yet) and thaws it: it goes on accepting new connections.
+    pub fn cut_connections(&self) {
+        let pid = self.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for child in children.split_whitespace() {
+            Command::new("kill")
+                .args(["-KILL", child])
+                .status()
+                .unwrap();
+        }
+        self.thaw();
+    }
+
     fn signal(&self, signal: &str) {
         let group = format!("-{}", self.child.id());
         let status = Command::new("kill")
