@@ -4,6 +4,7 @@
 mod common;
 
 use common::cluster::{Cluster, Partman, TestDb};
+use common::planner::{EVENTS, SESSIONS};
 use common::project::{TestProject, stderr, stdout};
 use retentionc::cli::DbArgs;
 use retentionc::plan::{ChangeKind, Plan, make_plan, make_plan_detailed};
@@ -47,26 +48,6 @@ deletes:
   - name: debug_rows
     where: \"level = 'debug'\"
     older_than: 1 hour
-";
-
-const EVENTS: &str = "\
-table: public.events
-partitioning:
-  column: created_at
-  interval: 1 day
-retention:
-  keep: 90 days
-  expired: archive
-  archive_schema: archive
-";
-
-const SESSIONS: &str = "\
-table: public.user_sessions
-deletes:
-  - name: revoked
-    where: \"revoked\"
-    older_than: 1 day
-    column: last_seen_at
 ";
 
 const TABLES: &str = "
