@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS "retention"."run_log" (
     table_name          text NOT NULL,
     -- 'maintenance' or 'delete:<rule>'
     step                text NOT NULL,
-    -- 'ok', 'skipped' (another maintenance held pg_partman's lock) or 'failed'
+    -- 'ok', 'skipped' (another maintenance held pg_partman's lock), 'failed', or for a
+    -- delete rule 'running' (until it ends) and 'partial' (it skipped locked partitions)
     outcome             text NOT NULL,
     partitions_created  integer NOT NULL DEFAULT 0,
     partitions_removed  integer NOT NULL DEFAULT 0,

@@ -214,7 +214,15 @@ fn run_log_format_json_writes_one_object_per_event() {
     assert!(events[0]["duration_seconds"].as_f64().unwrap() >= 0.0);
     assert_eq!(events[1]["step"], "delete:debug");
     assert_eq!(events[1]["rows"], 1);
+    assert_eq!(events[1]["outcome"], "ok");
     assert_eq!(events[1]["error"], serde_json::Value::Null);
+    // The rule's own time, from run_log.
+    assert!(
+        events[1]["duration_seconds"]
+            .as_f64()
+            .is_some_and(|s| s >= 0.0 && s <= events[2]["deletes_seconds"].as_f64().unwrap()),
+        "{events:?}"
+    );
     assert_eq!(events[2]["outcome"], "ok");
     assert!(events[2]["deletes_seconds"].as_f64().is_some());
     assert_eq!(events[3]["ok"], 1);

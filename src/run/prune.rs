@@ -3,6 +3,7 @@
 //! notices; what was committed is read back from run_log, whatever the call's result said.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::Utc;
 
@@ -22,6 +23,8 @@ struct LoggedRule {
     /// mid-rule), `ok`, `partial` or `failed`.
     outcome: String,
     skipped: Vec<String>,
+    /// From each row's started_at to its finished_at (the last committed batch), summed.
+    duration: Duration,
 }
 
 impl Worker<'_> {
@@ -33,12 +36,7 @@ impl Worker<'_> {
             policy
                 .deletes
                 .iter()
-                .map(|r| RuleReport {
-                    rule: r.name.to_string(),
-                    rows: 0,
-                    error: Some(error.to_string()),
-                    skipped: Vec::new(),
-                })
+                .map(|r| RuleReport::failed(r.name.to_string(), error.to_string()))
                 .collect()
         };
         if crate::db::interrupt::interrupted() {
@@ -100,13 +98,13 @@ impl Worker<'_> {
             return policy
                 .deletes
                 .iter()
-                .map(|r| RuleReport {
-                    rule: r.name.to_string(),
-                    rows: 0,
-                    error: Some(failure.clone().unwrap_or_else(|| {
-                        "finished, but run_log could not be read to count the rows".into()
-                    })),
-                    skipped: Vec::new(),
+                .map(|r| {
+                    RuleReport::failed(
+                        r.name.to_string(),
+                        failure.clone().unwrap_or_else(|| {
+                            "finished, but run_log could not be read to count the rows".into()
+                        }),
+                    )
                 })
                 .collect();
         };
@@ -117,12 +115,14 @@ impl Worker<'_> {
             let entry = logged.get(&name);
             let rows = entry.map_or(0, |l| l.rows);
             let skipped = entry.map(|l| l.skipped.clone()).unwrap_or_default();
+            let duration = entry.map(|l| l.duration);
             match entry.map(|l| l.outcome.as_str()) {
                 Some("ok") | Some("partial") => reports.push(RuleReport {
                     rule: name,
                     rows,
                     error: None,
                     skipped,
+                    duration,
                 }),
                 outcome if !failed_logged => {
                     failed_logged = true;
@@ -146,6 +146,7 @@ impl Worker<'_> {
                         rows,
                         error: Some(error),
                         skipped,
+                        duration,
                     });
                 }
                 _ => reports.push(RuleReport {
@@ -153,6 +154,7 @@ impl Worker<'_> {
                     rows,
                     error: Some("not run: an earlier rule failed".into()),
                     skipped,
+                    duration,
                 }),
             }
         }
@@ -202,7 +204,8 @@ impl Worker<'_> {
     async fn logged_rules(&mut self, table: &str) -> Option<BTreeMap<String, LoggedRule>> {
         self.reconnect_if_lost().await.ok()?;
         let sql = format!(
-            "SELECT substr(step, 8), rows_deleted, outcome, coalesce(detail->'skipped', '[]') \
+            "SELECT substr(step, 8), rows_deleted, outcome, coalesce(detail->'skipped', '[]'), \
+                    extract(epoch FROM finished_at - started_at)::float8 \
                FROM {}.\"run_log\" \
               WHERE table_name = $1 AND step LIKE 'delete:%' AND detail->>'run_id' = $2 \
               ORDER BY id",
@@ -219,6 +222,8 @@ impl Worker<'_> {
             let rule = rules.entry(row.get(0)).or_default();
             rule.rows += row.get::<_, i64>(1);
             rule.outcome = row.get(2);
+            let seconds: f64 = row.get(4);
+            rule.duration += Duration::try_from_secs_f64(seconds).unwrap_or_default();
             let skipped: serde_json::Value = row.get(3);
             rule.skipped.extend(
                 skipped

@@ -2,6 +2,7 @@
 //! for people, or one JSON object per event for schedulers and log shippers). Pure.
 //! Names and errors come from the database: text output escapes them for terminals.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::time::Duration;
 
@@ -47,6 +48,45 @@ pub struct RuleReport {
     /// Partitions left out because another session held a lock on them, each described
     /// with who held it (`public.t_p1 (locked by pid 42, application "psql", state "idle in transaction")`).
     pub skipped: Vec<String>,
+    /// The rule's time in the server, from its run_log rows (start to last commit, summed
+    /// over retried calls); None when it never started or run_log could not be read.
+    pub duration: Option<Duration>,
+}
+
+impl RuleReport {
+    /// A rule that did not run, or whose run cannot be read back: rows 0, no duration.
+    pub fn failed(rule: String, error: String) -> RuleReport {
+        RuleReport {
+            rule,
+            rows: 0,
+            error: Some(error),
+            skipped: Vec::new(),
+            duration: None,
+        }
+    }
+
+    /// `failed`, `partial` (finished, but skipped locked partitions) or `ok`: as run_log
+    /// records the rule's step.
+    fn outcome_name(&self) -> &'static str {
+        match (&self.error, self.skipped.is_empty()) {
+            (Some(_), _) => "failed",
+            (None, false) => "partial",
+            (None, true) => "ok",
+        }
+    }
+
+    /// The error of a failed rule, or the partitions a partial one skipped.
+    fn problem(&self) -> Option<Cow<'_, str>> {
+        match &self.error {
+            Some(error) => Some(Cow::Borrowed(error.as_str())),
+            None if !self.skipped.is_empty() => Some(Cow::Owned(format!(
+                "skipped {} locked partition(s): {}",
+                self.skipped.len(),
+                self.skipped.join("; ")
+            ))),
+            None => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -89,12 +129,7 @@ impl TableReport {
         self.deletes = policy
             .deletes
             .iter()
-            .map(|r| RuleReport {
-                rule: r.name.to_string(),
-                rows: 0,
-                error: Some(deletes.to_string()),
-                skipped: Vec::new(),
-            })
+            .map(|r| RuleReport::failed(r.name.to_string(), deletes.to_string()))
             .collect();
     }
 }
@@ -216,10 +251,11 @@ pub enum Event<'a> {
         /// Dropped, detached or moved.
         #[serde(skip_serializing_if = "Option::is_none")]
         partitions_removed: Option<usize>,
-        /// Maintenance's own time; delete rules run in one call, timed together in the
-        /// table event's `deletes_seconds`.
+        /// The step's own time: maintenance's as run measured it; a delete rule's from
+        /// its run_log rows (None when it never started or they could not be read).
         duration_seconds: Option<f64>,
-        error: Option<&'a str>,
+        /// Why a step failed, was skipped, or (`partial`) which partitions it skipped.
+        error: Option<Cow<'a, str>>,
     },
     Table {
         time: String,
@@ -263,9 +299,11 @@ pub fn write_json_events(report: &TableReport, out: &mut impl Write) -> std::io:
                 "skipped",
                 None,
                 None,
-                Some("another pg_partman maintenance is running"),
+                Some(Cow::Borrowed("another pg_partman maintenance is running")),
             ),
-            Maintenance::Failed { error } => ("failed", None, None, Some(error.as_str())),
+            Maintenance::Failed { error } => {
+                ("failed", None, None, Some(Cow::Borrowed(error.as_str())))
+            }
         };
         events.push(Event::Step {
             time: now(),
@@ -284,12 +322,12 @@ pub fn write_json_events(report: &TableReport, out: &mut impl Write) -> std::io:
             time: now(),
             table,
             step: format!("delete:{}", rule.rule),
-            outcome: if rule.error.is_some() { "failed" } else { "ok" },
+            outcome: rule.outcome_name(),
             rows: Some(rule.rows),
             partitions_created: None,
             partitions_removed: None,
-            duration_seconds: None,
-            error: rule.error.as_deref(),
+            duration_seconds: rule.duration.map(|d| d.as_secs_f64()),
+            error: rule.problem(),
         });
     }
     events.push(Event::Table {
@@ -367,12 +405,14 @@ mod tests {
                     rows: 12000,
                     error: None,
                     skipped: vec![],
+                    duration: None,
                 },
                 RuleReport {
                     rule: "b".into(),
                     rows: 5,
                     error: Some("boom".into()),
                     skipped: vec![],
+                    duration: None,
                 },
             ],
         );
@@ -402,6 +442,7 @@ mod tests {
                 rows: 12,
                 error: None,
                 skipped: Vec::new(),
+                duration: None,
             }],
         );
         let mut out = Vec::new();
@@ -427,6 +468,49 @@ mod tests {
     }
 
     #[test]
+    fn a_delete_step_that_skipped_locked_partitions_is_partial_with_its_duration() {
+        let r = report(
+            None,
+            vec![
+                RuleReport {
+                    rule: "debug".into(),
+                    rows: 7,
+                    error: None,
+                    skipped: vec!["public.t_p1 (locked by pid 42)".into()],
+                    duration: Some(Duration::from_millis(125)),
+                },
+                RuleReport {
+                    rule: "old".into(),
+                    rows: 3,
+                    error: None,
+                    skipped: Vec::new(),
+                    duration: Some(Duration::from_millis(500)),
+                },
+            ],
+        );
+        let mut out = Vec::new();
+        write_json_events(&r, &mut out).unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["step"], "delete:debug");
+        assert_eq!(lines[0]["outcome"], "partial");
+        assert_eq!(
+            lines[0]["error"],
+            "skipped 1 locked partition(s): public.t_p1 (locked by pid 42)"
+        );
+        assert_eq!(lines[0]["duration_seconds"], 0.125);
+        assert_eq!(lines[1]["outcome"], "ok");
+        assert_eq!(lines[1]["error"], serde_json::Value::Null);
+        assert_eq!(lines[1]["duration_seconds"], 0.5);
+        assert_eq!(lines[2]["event"], "table");
+        assert_eq!(lines[2]["outcome"], "skipped");
+    }
+
+    #[test]
     fn text_output_shows_no_control_character_from_the_database() {
         let r = report(
             Some(Maintenance::Done {
@@ -440,6 +524,7 @@ mod tests {
                 rows: 0,
                 error: Some("bad\nnews \u{202e}".into()),
                 skipped: Vec::new(),
+                duration: None,
             }],
         );
         let mut out = Vec::new();

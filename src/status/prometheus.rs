@@ -24,7 +24,7 @@ pub const METRICS: [(&str, &str); 18] = [
     ),
     (
         "retentionc_lapsed",
-        "1 when a promise of the policy is broken: rule=\"\" for the table's own checks, else one delete rule.",
+        "1 when status --check finds a lapse: rule=\"\" for the table (any finding), else for one delete rule (a finding of the rule or of its step delete:<rule>).",
     ),
     (
         "retentionc_finding",
@@ -72,7 +72,7 @@ pub const METRICS: [(&str, &str); 18] = [
     ),
     (
         "retentionc_last_run_outcome",
-        "1 for the outcome (ok, skipped, failed) of the last run of a step, 0 for the others.",
+        "1 for the outcome (ok, partial, skipped, failed, running) of the last run of a step, 0 for the others.",
     ),
     (
         "retentionc_last_success_timestamp_seconds",
@@ -88,7 +88,45 @@ pub const METRICS: [(&str, &str); 18] = [
     ),
 ];
 
-const OUTCOMES: [&str; 3] = ["ok", "skipped", "failed"];
+/// Every outcome run_log records: `partial` (a delete rule skipped locked partitions) and
+/// `running` (a rule in progress, or cut off) besides the three of a finished step.
+const OUTCOMES: [&str; 5] = ["ok", "partial", "skipped", "failed", "running"];
+
+/// The outcome series of one last run: every known outcome, and the run's own when run_log
+/// holds another, so that exactly one is 1.
+fn outcome_values(outcome: &str) -> Vec<(&str, f64)> {
+    let mut values: Vec<(&str, f64)> = OUTCOMES
+        .iter()
+        .map(|known| (*known, flag(*known == outcome)))
+        .collect();
+    if !OUTCOMES.contains(&outcome) {
+        values.push((outcome, 1.0));
+    }
+    values
+}
+
+/// `retentionc_lapsed` of a table: the table's value (any finding), then each delete
+/// rule's (a finding naming the rule: its data or its step). Derived from the findings
+/// `status --check` prints, so the metric and the check cannot disagree.
+fn lapses(table: &TableStatus) -> (bool, Vec<(&str, bool)>) {
+    let mut rules: Vec<&str> = table.rules.iter().map(|r| r.rule.as_str()).collect();
+    for rule in table.findings.iter().filter_map(|f| f.rule.as_deref()) {
+        if !rules.contains(&rule) {
+            rules.push(rule);
+        }
+    }
+    let by_rule = rules
+        .into_iter()
+        .map(|rule| {
+            let lapsed = table
+                .findings
+                .iter()
+                .any(|f| f.rule.as_deref() == Some(rule));
+            (rule, lapsed)
+        })
+        .collect();
+    (table.lapsed(), by_rule)
+}
 
 /// Samples of one family, as `{labels} value` lines.
 #[derive(Default)]
@@ -187,12 +225,19 @@ impl Families {
         );
         for t in tables {
             let table = t.table.as_str();
-            let table_lapsed = t.findings.iter().any(|f| f.rule.is_none());
+            let (table_lapsed, rules_lapsed) = lapses(t);
             self.get("retentionc_lapsed").add(
                 base,
                 &[("table", table), ("rule", "")],
                 flag(table_lapsed),
             );
+            for (rule, lapsed) in rules_lapsed {
+                self.get("retentionc_lapsed").add(
+                    base,
+                    &[("table", table), ("rule", rule)],
+                    flag(lapsed),
+                );
+            }
             for f in &t.findings {
                 self.get("retentionc_finding").add(
                     base,
@@ -222,8 +267,6 @@ impl Families {
             }
             for rule in &t.rules {
                 let labels = [("table", table), ("rule", rule.rule.as_str())];
-                self.get("retentionc_lapsed")
-                    .add(base, &labels, flag(!rule.holds));
                 if let Some(seconds) = rule.allowed_age_seconds {
                     self.get("retentionc_allowed_age_seconds")
                         .add(base, &labels, seconds);
@@ -257,7 +300,7 @@ impl Families {
                     self.get("retentionc_last_run_timestamp_seconds")
                         .add(base, &labels, started);
                 }
-                for outcome in OUTCOMES {
+                for (outcome, value) in outcome_values(&run.outcome) {
                     self.get("retentionc_last_run_outcome").add(
                         base,
                         &[
@@ -265,7 +308,7 @@ impl Families {
                             ("step", run.step.as_str()),
                             ("outcome", outcome),
                         ],
-                        flag(run.outcome == outcome),
+                        value,
                     );
                 }
                 if let Some(ok) = run.last_ok_at.as_deref().and_then(unix) {
@@ -295,5 +338,212 @@ impl Families {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::checks::{Check, Finding, LastRun, RuleStatus};
+
+    fn rule(name: &str, holds: bool) -> RuleStatus {
+        RuleStatus {
+            rule: name.into(),
+            allowed_age: None,
+            allowed_age_seconds: None,
+            overdue_rows: Some(!holds),
+            holds,
+        }
+    }
+
+    fn finding(table: &str, check: Check, rule: Option<&str>, step: Option<&str>) -> Finding {
+        Finding {
+            check,
+            table: table.into(),
+            rule: rule.map(String::from),
+            step: step.map(String::from),
+            problem: "p".into(),
+            fix: "f".into(),
+        }
+    }
+
+    fn last_run(step: &str, outcome: &str) -> LastRun {
+        LastRun {
+            step: step.into(),
+            outcome: outcome.into(),
+            started_at: "2026-11-25T10:00:00Z".into(),
+            finished_at: "2026-11-25T10:00:01Z".into(),
+            run_by: "retentionc".into(),
+            partitions_created: 0,
+            partitions_removed: 0,
+            rows_deleted: 0,
+            error: None,
+            last_ok_at: None,
+        }
+    }
+
+    fn table(name: &str, rules: Vec<RuleStatus>, findings: Vec<Finding>) -> TableStatus {
+        TableStatus {
+            table: name.into(),
+            exists: true,
+            registered: None,
+            schedule: None,
+            partitions: None,
+            retention: None,
+            rules,
+            last_runs: Vec::new(),
+            findings,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn metrics(tables: &[TableStatus]) -> String {
+        let mut out = Vec::new();
+        write_prometheus(tables, Utc::now(), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The value of the sample `name{labels}`, if emitted.
+    fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<String> {
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        let prefix = format!("{name}{{{}}} ", labels.join(","));
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(String::from)
+    }
+
+    fn lapsed(metrics: &str, table: &str, rule: &str) -> Option<String> {
+        sample(
+            metrics,
+            "retentionc_lapsed",
+            &[("table", table), ("rule", rule)],
+        )
+    }
+
+    #[test]
+    fn every_finding_sets_lapsed_of_its_table_and_of_its_rule() {
+        let tables = [
+            // A step finding of a rule whose data holds (never run, stale, last run failed).
+            table(
+                "public.jobs",
+                vec![rule("finished", true), rule("other", true)],
+                vec![finding(
+                    "public.jobs",
+                    Check::NeverRun,
+                    Some("finished"),
+                    Some("delete:finished"),
+                )],
+            ),
+            // A rule's data finding only.
+            table(
+                "public.sessions",
+                vec![rule("revoked", false)],
+                vec![finding(
+                    "public.sessions",
+                    Check::DeleteRule,
+                    Some("revoked"),
+                    Some("delete:revoked"),
+                )],
+            ),
+            // A finding of the maintenance step: the table's, no rule's.
+            table(
+                "public.events",
+                vec![rule("debug", true)],
+                vec![finding(
+                    "public.events",
+                    Check::LastRunFailed,
+                    None,
+                    Some("maintenance"),
+                )],
+            ),
+            // A finding naming a rule status has no data for still gets its series.
+            table(
+                "public.odd",
+                vec![],
+                vec![finding(
+                    "public.odd",
+                    Check::RunStale,
+                    Some("gone"),
+                    Some("delete:gone"),
+                )],
+            ),
+            table("public.fine", vec![rule("r", true)], vec![]),
+        ];
+        let text = metrics(&tables);
+        for t in &tables {
+            for f in &t.findings {
+                assert_eq!(lapsed(&text, &f.table, "").as_deref(), Some("1"), "{text}");
+                if let Some(rule) = &f.rule {
+                    assert_eq!(
+                        lapsed(&text, &f.table, rule).as_deref(),
+                        Some("1"),
+                        "{text}"
+                    );
+                }
+            }
+        }
+        for (table, rule) in [
+            ("public.jobs", "other"),
+            ("public.events", "debug"),
+            ("public.fine", ""),
+            ("public.fine", "r"),
+        ] {
+            assert_eq!(
+                lapsed(&text, table, rule).as_deref(),
+                Some("0"),
+                "{table} {rule}\n{text}"
+            );
+        }
+        // One sample per (table, rule): no series twice.
+        let lapsed_lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("retentionc_lapsed{"))
+            .collect();
+        let distinct: std::collections::BTreeSet<&str> = lapsed_lines
+            .iter()
+            .map(|l| l.rsplit_once(' ').unwrap().0)
+            .collect();
+        assert_eq!(lapsed_lines.len(), distinct.len(), "{text}");
+        assert_eq!(distinct.len(), 11, "{text}");
+    }
+
+    #[test]
+    fn exactly_one_outcome_of_a_last_run_is_1() {
+        let mut t = table("public.t", vec![], vec![]);
+        t.last_runs = ["ok", "partial", "skipped", "failed", "running", "odd\"one"]
+            .iter()
+            .enumerate()
+            .map(|(i, outcome)| last_run(&format!("delete:r{i}"), outcome))
+            .collect();
+        let text = metrics(&[t]);
+        for (i, outcome) in [
+            "ok",
+            "partial",
+            "skipped",
+            "failed",
+            "running",
+            "odd\\\"one",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let step = format!("delete:r{i}");
+            let series: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    l.starts_with(&format!(
+                        "retentionc_last_run_outcome{{table=\"public.t\",step=\"{step}\","
+                    ))
+                })
+                .collect();
+            let ones: Vec<&&str> = series.iter().filter(|l| l.ends_with(" 1")).collect();
+            assert_eq!(ones.len(), 1, "{step}: {series:?}");
+            assert!(
+                ones[0].contains(&format!("outcome=\"{outcome}\"")),
+                "{step}: {series:?}"
+            );
+            assert!(series.len() >= OUTCOMES.len(), "{step}: {series:?}");
+        }
     }
 }
