@@ -11,7 +11,7 @@ use super::error::{ApplyError, DestructiveChange, PlanMismatch};
 use super::guard;
 use crate::compile::ProjectFiles;
 use crate::model::{Config, Project};
-use crate::plan::Plan;
+use crate::plan::{Change, ChangeKind, Plan};
 use crate::render::{CompiledFile, Statement};
 
 /// Refuses destructive changes without `--allow-data-loss`, listing them.
@@ -44,7 +44,7 @@ pub fn note_conversions(plan: &Plan, convert: bool) {
         return;
     }
     for change in &plan.changes {
-        if change.kind == crate::plan::ChangeKind::ConvertTable {
+        if change.kind == ChangeKind::ConvertTable {
             eprintln!(
                 "note: not converting {0} (a conversion copies every row and can take hours): run `retentionc convert {0}`, or `retentionc apply --convert`",
                 change.table
@@ -80,7 +80,7 @@ pub async fn reviewed_statements(
     for change in &plan.changes {
         let mut sqls = Vec::new();
         // A conversion runs step by step, outside apply's transaction (`crate::convert`).
-        if change.kind == crate::plan::ChangeKind::ConvertTable {
+        if change.kind == ChangeKind::ConvertTable {
             per_change.push(sqls);
             continue;
         }
@@ -161,8 +161,8 @@ impl<'p> ReviewedFiles<'p> {
 }
 
 /// Why a reviewed plan is not the plan the database and the policies give now, if it is
-/// not: the live state moved (fingerprint), or the changes or statements differ in any
-/// byte (an edited plan file is data, and never runs).
+/// not: the live state moved (fingerprint), or the changes, their statements or what they
+/// say to a reviewer differ in any byte (an edited plan file is data, and never runs).
 pub fn reviewed_plan_mismatch(reviewed: &Plan, now: &Plan) -> Option<PlanMismatch> {
     if reviewed.live_fingerprint != now.live_fingerprint {
         return Some(PlanMismatch::DatabaseChanged);
@@ -190,13 +190,33 @@ pub fn reviewed_plan_mismatch(reviewed: &Plan, now: &Plan) -> Option<PlanMismatc
                 table: saved.table.clone(),
             });
         }
-        if saved.destructive != fresh.destructive || saved.settings != fresh.settings {
+        if saved.destructive != fresh.destructive
+            || saved.settings != fresh.settings
+            || !same_description(saved, fresh)
+        {
             return Some(PlanMismatch::DifferentSettings {
                 table: saved.table.clone(),
             });
         }
     }
     None
+}
+
+/// Whether two changes say the same to a reviewer: summary, notes, procedure diff and
+/// drift, what apply shows of a saved plan before it asks. Left out: what moves between
+/// plan and apply with no change to make (the impact, computed against the time of
+/// planning; a conversion's summary, which carries row and byte statistics; an adoption's
+/// notes, which carry row statistics and the partitions pg_partman makes up to now).
+fn same_description(saved: &Change, fresh: &Change) -> bool {
+    let statistics_in_summary = saved.kind == ChangeKind::ConvertTable;
+    let statistics_in_notes = matches!(
+        saved.kind,
+        ChangeKind::ConvertTable | ChangeKind::AdoptTable
+    );
+    (statistics_in_summary || saved.summary == fresh.summary)
+        && (statistics_in_notes || saved.notes == fresh.notes)
+        && saved.body_diff == fresh.body_diff
+        && saved.drift == fresh.drift
 }
 
 /// Tables registered in pg_partman's part_config (none when pg_partman is absent).
