@@ -19,11 +19,13 @@ use serde_json::{Value, json};
 
 const TABLE: &str = "public.events";
 
-/// An edit of the saved plan's JSON (given the role to make superuser), and what the
-/// refusal must say.
+/// Edits a saved plan's JSON, given the role to make superuser.
+type PlanEdit = Box<dyn Fn(&mut Value, &str)>;
+
+/// An edit of a saved plan, and what the refusal must say.
 struct Edit {
     what: &'static str,
-    edit: Box<dyn Fn(&mut Value, &str)>,
+    edit: PlanEdit,
     refusal: &'static str,
 }
 

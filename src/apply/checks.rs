@@ -237,3 +237,80 @@ async fn registered_parents(client: &Client, config: &Config) -> Result<Vec<Stri
         .await?;
     Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::diff::change;
+
+    fn plan_of(change: Change) -> Plan {
+        Plan {
+            format_version: crate::plan::FORMAT_VERSION,
+            live_fingerprint: "f".into(),
+            policy_hashes: BTreeMap::new(),
+            changes: vec![change],
+            planned_at: None,
+            unmanaged_tables: Vec::new(),
+            apply_transactions: None,
+        }
+    }
+
+    /// `now` with `edit` made to its one change, compared as a reviewed plan.
+    fn mismatch_after(now: &Change, edit: impl Fn(&mut Change)) -> Option<PlanMismatch> {
+        let mut reviewed = now.clone();
+        edit(&mut reviewed);
+        reviewed_plan_mismatch(&plan_of(reviewed), &plan_of(now.clone()))
+    }
+
+    #[test]
+    fn what_a_reviewer_reads_must_be_the_plan_of_now() {
+        let mut now = change(
+            "public.events",
+            ChangeKind::ReplaceProcedure,
+            "replace the prune procedure".into(),
+            Vec::new(),
+        );
+        now.notes = vec!["missing: USAGE ON SCHEMA retention".into()];
+        now.body_diff = Some("-a\n+b\n".into());
+        let different = Some(PlanMismatch::DifferentSettings {
+            table: "public.events".into(),
+        });
+        assert_eq!(mismatch_after(&now, |_| {}), None);
+        assert_eq!(mismatch_after(&now, |c| c.summary.push('!')), different);
+        assert_eq!(mismatch_after(&now, |c| c.notes.clear()), different);
+        assert_eq!(mismatch_after(&now, |c| c.body_diff = None), different);
+        assert_eq!(mismatch_after(&now, |c| c.drift = true), different);
+        // The impact is computed against the time of planning: it may have moved.
+        assert_eq!(
+            mismatch_after(&now, |c| c.impact = Some(Default::default())),
+            None
+        );
+    }
+
+    #[test]
+    fn statistics_in_conversion_and_adoption_words_may_move() {
+        let convert = change(
+            "public.orders",
+            ChangeKind::ConvertTable,
+            "convert ... (about 1,000 rows, 8 kB; ...)".into(),
+            Vec::new(),
+        );
+        assert_eq!(
+            mismatch_after(&convert, |c| c.summary =
+                "convert ... (about 1,200 rows)".into()),
+            None
+        );
+        let mut adopt = change(
+            "public.events",
+            ChangeKind::AdoptTable,
+            "adopt with pg_partman".into(),
+            Vec::new(),
+        );
+        adopt.notes = vec!["it holds about 10 rows".into()];
+        assert_eq!(
+            mismatch_after(&adopt, |c| c.notes = vec!["it holds about 12 rows".into()]),
+            None
+        );
+        assert!(mismatch_after(&adopt, |c| c.summary.push('!')).is_some());
+    }
+}
