@@ -2,6 +2,10 @@
 -- Policy sha256: f5e68960da7d94d7080ad634acd08113a57425ef3ed0e6f6a390a2a14a53551e
 -- Compiled for pg_partman 5 in schema partman; retentionc's schema is retention.
 -- Safe to run by hand, and again: psql -v ON_ERROR_STOP=1 -f generated/public.app_logs.sql (after _retentionc.sql)
+-- Whatever the session's settings, it runs as apply runs it: names without a schema are PostgreSQL's own (a role's
+-- or a database's search_path could put someone else's functions and operators first), and literals are standard.
+SET search_path = pg_catalog, pg_temp;
+SET standard_conforming_strings = on;
 
 -- 1. pg_partman setup: register the partition set (once) [setup]
 DO $retentionc$
@@ -90,7 +94,7 @@ BEGIN
     -- The body the next statement creates, and the delete rules it runs.
     INSERT INTO "retention"."managed_objects" (kind, name, table_name, detail)
     VALUES ('procedure', 'prune_app_logs', 'public.app_logs', '{
-  "body_sha256": "f8845dfb8da50c746a7b70eb58292a1542c9b9ec29083895d5fa8fd36037e2b9",
+  "body_sha256": "a8bfe1048d13663dd882588ce725875b6a371f3967a2d0201dafeabc020d5be6",
   "rules": [
     {
       "name": "debug_rows",
@@ -122,13 +126,15 @@ AS $retentionc$
 -- window. It runs with its caller's rights: `run` and the pg_cron job call it as the
 -- table's owner. A procedure that commits can have no SET clause: search_path,
 -- standard_conforming_strings and TimeZone are pinned here and after every COMMIT.
+-- The declarations are read before that, with the caller's search_path (pg_cron's job
+-- has the owner's and the database's): their types are schema-qualified.
 DECLARE
-    v_parent              constant regclass := 'public.app_logs'::regclass;
+    v_parent              constant pg_catalog.regclass := 'public.app_logs'::pg_catalog.regclass;
     v_deleted             bigint;
-    v_summary             jsonb := '{}';
-    v_maintenance_error   text;
-    v_cutoff_1 timestamptz;
-    v_cutoff_2 timestamptz;
+    v_summary             pg_catalog.jsonb := '{}';
+    v_maintenance_error   pg_catalog.text;
+    v_cutoff_1 pg_catalog.timestamptz;
+    v_cutoff_2 pg_catalog.timestamptz;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);

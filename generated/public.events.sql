@@ -2,6 +2,10 @@
 -- Policy sha256: 26f8b9142e6954dc980ea3391d1bcae1021930f2aac3f6b65bd4314202fd6d0d
 -- Compiled for pg_partman 5 in schema partman; retentionc's schema is retention.
 -- Safe to run by hand, and again: psql -v ON_ERROR_STOP=1 -f generated/public.events.sql (after _retentionc.sql)
+-- Whatever the session's settings, it runs as apply runs it: names without a schema are PostgreSQL's own (a role's
+-- or a database's search_path could put someone else's functions and operators first), and literals are standard.
+SET search_path = pg_catalog, pg_temp;
+SET standard_conforming_strings = on;
 
 -- 1. pg_partman setup: register the partition set (once) [setup]
 DO $retentionc$

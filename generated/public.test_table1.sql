@@ -2,6 +2,10 @@
 -- Policy sha256: a95726d4a1e1de259f5bc05757ee79efc80331e1d3c35e7f9cf2e114ec1fe4a3
 -- Compiled for pg_partman 5 in schema partman; retentionc's schema is retention.
 -- Safe to run by hand, and again: psql -v ON_ERROR_STOP=1 -f generated/public.test_table1.sql (after _retentionc.sql)
+-- Whatever the session's settings, it runs as apply runs it: names without a schema are PostgreSQL's own (a role's
+-- or a database's search_path could put someone else's functions and operators first), and literals are standard.
+SET search_path = pg_catalog, pg_temp;
+SET standard_conforming_strings = on;
 
 -- 1. pg_partman setup: register the partition set (once) [setup]
 DO $retentionc$

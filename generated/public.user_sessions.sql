@@ -2,6 +2,10 @@
 -- Policy sha256: 741762f9148cee6248b08c8bbe0ba168b303ffedd2310e29c37a695a53e40359
 -- Compiled for pg_partman 5 in schema partman; retentionc's schema is retention.
 -- Safe to run by hand, and again: psql -v ON_ERROR_STOP=1 -f generated/public.user_sessions.sql (after _retentionc.sql)
+-- Whatever the session's settings, it runs as apply runs it: names without a schema are PostgreSQL's own (a role's
+-- or a database's search_path could put someone else's functions and operators first), and literals are standard.
+SET search_path = pg_catalog, pg_temp;
+SET standard_conforming_strings = on;
 
 -- 1. the prune procedure's name belongs to this table; its rules are recorded [prune_owner]
 DO $retentionc$
@@ -16,7 +20,7 @@ BEGIN
     -- The body the next statement creates, and the delete rules it runs.
     INSERT INTO "retention"."managed_objects" (kind, name, table_name, detail)
     VALUES ('procedure', 'prune_user_sessions', 'public.user_sessions', '{
-  "body_sha256": "45ff1f54a391d0b0ccd80217507cf978db3fd99b41916153381da7c3c6c886a8",
+  "body_sha256": "994db1a384bcfd88d277ffdf1093d247b7cb34efe3e974704e321081217506e1",
   "rules": [
     {
       "name": "revoked",
@@ -48,13 +52,15 @@ AS $retentionc$
 -- window. It runs with its caller's rights: `run` and the pg_cron job call it as the
 -- table's owner. A procedure that commits can have no SET clause: search_path,
 -- standard_conforming_strings and TimeZone are pinned here and after every COMMIT.
+-- The declarations are read before that, with the caller's search_path (pg_cron's job
+-- has the owner's and the database's): their types are schema-qualified.
 DECLARE
-    v_parent              constant regclass := 'public.user_sessions'::regclass;
+    v_parent              constant pg_catalog.regclass := 'public.user_sessions'::pg_catalog.regclass;
     v_deleted             bigint;
-    v_summary             jsonb := '{}';
-    v_maintenance_error   text;
-    v_cutoff_1 timestamptz;
-    v_cutoff_2 timestamptz;
+    v_summary             pg_catalog.jsonb := '{}';
+    v_maintenance_error   pg_catalog.text;
+    v_cutoff_1 pg_catalog.timestamptz;
+    v_cutoff_2 pg_catalog.timestamptz;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);

@@ -108,30 +108,10 @@ PGBENCH="$(pg_program pgbench)"
 if [ -n "${RETENTIONC_BIN:-}" ]; then
     RETENTIONC="$RETENTIONC_BIN"
 else
-    if ! command -v cargo >/dev/null 2>&1; then
-        # shellcheck disable=SC1091
-        [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-    fi
-    # Rust links with the system C compiler (and the `ring` crate compiles C): Debian's
-    # build-essential, with curl for rustup.
-    if ! command -v cc >/dev/null 2>&1 || { ! command -v cargo >/dev/null 2>&1 && ! command -v curl >/dev/null 2>&1; }; then
-        say "Installing a C compiler and curl (apt-get install build-essential curl)"
-        if [ "$(id -u)" -eq 0 ]; then
-            as_root=()
-        elif command -v sudo >/dev/null 2>&1; then
-            as_root=(sudo)
-        else
-            die "installing build-essential needs root: run as root, or as a user with sudo (or install build-essential and curl yourself)"
-        fi
-        "${as_root[@]}" apt-get update -qq
-        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends build-essential curl ca-certificates >/dev/null
-    fi
-    if ! command -v cargo >/dev/null 2>&1; then
-        say "Installing Rust with rustup (https://rustup.rs), for this user only"
-        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
-        # shellcheck disable=SC1091
-        . "$HOME/.cargo/env"
-    fi
+    # A C compiler and Rust, installed when missing (shared with scripts/test.sh).
+    # shellcheck source=lib/toolchain.sh source-path=SCRIPTDIR
+    . "$REPO/scripts/lib/toolchain.sh"
+    ensure_rust_toolchain demo || exit 1
     say "Building retentionc (cargo build --release; a few minutes the first time)"
     (cd "$REPO" && cargo build --release --locked --quiet --bin retentionc)
     RETENTIONC="$REPO/target/release/retentionc"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # retentionc's single test command (what CI runs through .ci/run):
 #   1. scripts/install-deps.sh: PostgreSQL 15, pg_cron, pg_partman 4.7.2 + 5.2.4 (as root);
+#      then a C compiler and Rust (rustup) when missing (scripts/lib/toolchain.sh);
 #   2. cargo build --all-targets;
 #   3. cargo test: the whole suite. Integration tests start their own throwaway PostgreSQL
 #      clusters (tests/common/cluster.rs); this script starts none;
@@ -13,17 +14,16 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
-    PATH="${HOME:-/root}/.cargo/bin:$PATH"
-fi
-command -v cargo >/dev/null 2>&1 || { echo "test.sh: cargo not found" >&2; exit 1; }
+# shellcheck source=lib/toolchain.sh source-path=SCRIPTDIR
+. scripts/lib/toolchain.sh
 
 SECONDS=0
 section() { printf '\n==== %s ====\n' "$*"; }
 done_in() { printf -- '---- %s: done in %ss\n' "$1" "$SECONDS"; SECONDS=0; }
 
-section "1/5 Dependencies (scripts/install-deps.sh)"
+section "1/5 Dependencies (scripts/install-deps.sh; a C compiler and Rust when missing)"
 scripts/install-deps.sh
+ensure_rust_toolchain test.sh || exit 1
 done_in "dependencies"
 
 section "2/5 Build (cargo build --all-targets)"

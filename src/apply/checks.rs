@@ -11,7 +11,7 @@ use super::error::{ApplyError, DestructiveChange, PlanMismatch};
 use super::guard;
 use crate::compile::ProjectFiles;
 use crate::model::{Config, Project};
-use crate::plan::Plan;
+use crate::plan::{Change, ChangeKind, Plan};
 use crate::render::{CompiledFile, Statement};
 
 /// Refuses destructive changes without `--allow-data-loss`, listing them.
@@ -44,7 +44,7 @@ pub fn note_conversions(plan: &Plan, convert: bool) {
         return;
     }
     for change in &plan.changes {
-        if change.kind == crate::plan::ChangeKind::ConvertTable {
+        if change.kind == ChangeKind::ConvertTable {
             eprintln!(
                 "note: not converting {0} (a conversion copies every row and can take hours): run `retentionc convert {0}`, or `retentionc apply --convert`",
                 change.table
@@ -80,7 +80,7 @@ pub async fn reviewed_statements(
     for change in &plan.changes {
         let mut sqls = Vec::new();
         // A conversion runs step by step, outside apply's transaction (`crate::convert`).
-        if change.kind == crate::plan::ChangeKind::ConvertTable {
+        if change.kind == ChangeKind::ConvertTable {
             per_change.push(sqls);
             continue;
         }
@@ -161,8 +161,8 @@ impl<'p> ReviewedFiles<'p> {
 }
 
 /// Why a reviewed plan is not the plan the database and the policies give now, if it is
-/// not: the live state moved (fingerprint), or the changes or statements differ in any
-/// byte (an edited plan file is data, and never runs).
+/// not: the live state moved (fingerprint), or the changes, their statements or what they
+/// say to a reviewer differ in any byte (an edited plan file is data, and never runs).
 pub fn reviewed_plan_mismatch(reviewed: &Plan, now: &Plan) -> Option<PlanMismatch> {
     if reviewed.live_fingerprint != now.live_fingerprint {
         return Some(PlanMismatch::DatabaseChanged);
@@ -190,13 +190,33 @@ pub fn reviewed_plan_mismatch(reviewed: &Plan, now: &Plan) -> Option<PlanMismatc
                 table: saved.table.clone(),
             });
         }
-        if saved.destructive != fresh.destructive || saved.settings != fresh.settings {
+        if saved.destructive != fresh.destructive
+            || saved.settings != fresh.settings
+            || !same_description(saved, fresh)
+        {
             return Some(PlanMismatch::DifferentSettings {
                 table: saved.table.clone(),
             });
         }
     }
     None
+}
+
+/// Whether two changes say the same to a reviewer: summary, notes, procedure diff and
+/// drift, what apply shows of a saved plan before it asks. Left out: what moves between
+/// plan and apply with no change to make (the impact, computed against the time of
+/// planning; a conversion's summary, which carries row and byte statistics; an adoption's
+/// notes, which carry row statistics and the partitions pg_partman makes up to now).
+fn same_description(saved: &Change, fresh: &Change) -> bool {
+    let statistics_in_summary = saved.kind == ChangeKind::ConvertTable;
+    let statistics_in_notes = matches!(
+        saved.kind,
+        ChangeKind::ConvertTable | ChangeKind::AdoptTable
+    );
+    (statistics_in_summary || saved.summary == fresh.summary)
+        && (statistics_in_notes || saved.notes == fresh.notes)
+        && saved.body_diff == fresh.body_diff
+        && saved.drift == fresh.drift
 }
 
 /// Tables registered in pg_partman's part_config (none when pg_partman is absent).
@@ -216,4 +236,81 @@ async fn registered_parents(client: &Client, config: &Config) -> Result<Vec<Stri
         .query(&format!("SELECT parent_table FROM {table}"), &[])
         .await?;
     Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::diff::change;
+
+    fn plan_of(change: Change) -> Plan {
+        Plan {
+            format_version: crate::plan::FORMAT_VERSION,
+            live_fingerprint: "f".into(),
+            policy_hashes: BTreeMap::new(),
+            changes: vec![change],
+            planned_at: None,
+            unmanaged_tables: Vec::new(),
+            apply_transactions: None,
+        }
+    }
+
+    /// `now` with `edit` made to its one change, compared as a reviewed plan.
+    fn mismatch_after(now: &Change, edit: impl Fn(&mut Change)) -> Option<PlanMismatch> {
+        let mut reviewed = now.clone();
+        edit(&mut reviewed);
+        reviewed_plan_mismatch(&plan_of(reviewed), &plan_of(now.clone()))
+    }
+
+    #[test]
+    fn what_a_reviewer_reads_must_be_the_plan_of_now() {
+        let mut now = change(
+            "public.events",
+            ChangeKind::ReplaceProcedure,
+            "replace the prune procedure".into(),
+            Vec::new(),
+        );
+        now.notes = vec!["missing: USAGE ON SCHEMA retention".into()];
+        now.body_diff = Some("-a\n+b\n".into());
+        let different = Some(PlanMismatch::DifferentSettings {
+            table: "public.events".into(),
+        });
+        assert_eq!(mismatch_after(&now, |_| {}), None);
+        assert_eq!(mismatch_after(&now, |c| c.summary.push('!')), different);
+        assert_eq!(mismatch_after(&now, |c| c.notes.clear()), different);
+        assert_eq!(mismatch_after(&now, |c| c.body_diff = None), different);
+        assert_eq!(mismatch_after(&now, |c| c.drift = true), different);
+        // The impact is computed against the time of planning: it may have moved.
+        assert_eq!(
+            mismatch_after(&now, |c| c.impact = Some(Default::default())),
+            None
+        );
+    }
+
+    #[test]
+    fn statistics_in_conversion_and_adoption_words_may_move() {
+        let convert = change(
+            "public.orders",
+            ChangeKind::ConvertTable,
+            "convert ... (about 1,000 rows, 8 kB; ...)".into(),
+            Vec::new(),
+        );
+        assert_eq!(
+            mismatch_after(&convert, |c| c.summary =
+                "convert ... (about 1,200 rows)".into()),
+            None
+        );
+        let mut adopt = change(
+            "public.events",
+            ChangeKind::AdoptTable,
+            "adopt with pg_partman".into(),
+            Vec::new(),
+        );
+        adopt.notes = vec!["it holds about 10 rows".into()];
+        assert_eq!(
+            mismatch_after(&adopt, |c| c.notes = vec!["it holds about 12 rows".into()]),
+            None
+        );
+        assert!(mismatch_after(&adopt, |c| c.summary.push('!')).is_some());
+    }
 }

@@ -123,16 +123,26 @@ fn not_a_user_table(
     let schema = policy.table.schema.as_str();
     let system = schema == "information_schema" || schema.starts_with("pg_");
     // pg_cron's objects are always in schema cron, whatever its extension's schema says.
-    let extension_schema = live.partman.as_ref().is_some_and(|e| e.schema == schema)
-        || (live.cron.is_some() && schema == "cron");
+    let extension_of_schema = if live.partman.as_ref().is_some_and(|e| e.schema == schema) {
+        Some("pg_partman")
+    } else if live.cron.is_some() && schema == "cron" {
+        Some("pg_cron")
+    } else {
+        None
+    };
     if system {
         return Some(format!(
             "{table} is in the system schema {schema}; retentionc manages only user tables"
         ));
     }
-    if info.extension_member || extension_schema {
+    if info.extension_member {
         return Some(format!(
-            "{table} belongs to an extension (it is in {schema} or is an extension's table); retentionc manages only user tables"
+            "{table} belongs to an extension (pg_depend records it as a member, as pg_partman's part_config is); retentionc manages only user tables"
+        ));
+    }
+    if let Some(extension) = extension_of_schema {
+        return Some(format!(
+            "{table} is in {schema}, the schema of the extension {extension}; retentionc manages only user tables"
         ));
     }
     if schema == project.config.schema.as_str() {
@@ -142,7 +152,8 @@ fn not_a_user_table(
     }
     if !matches!(info.relkind.as_str(), "r" | "p") {
         return Some(format!(
-            "{table} is not a table (pg_class.relkind {})",
+            "{table} is {} (pg_class.relkind {}), not a table; retentionc manages only ordinary and partitioned tables",
+            relation_kind(&info.relkind),
             info.relkind
         ));
     }
@@ -152,6 +163,20 @@ fn not_a_user_table(
         ));
     }
     None
+}
+
+/// What a pg_class.relkind names, with its article.
+fn relation_kind(relkind: &str) -> &'static str {
+    match relkind {
+        "v" => "a view",
+        "m" => "a materialized view",
+        "f" => "a foreign table",
+        "S" => "a sequence",
+        "i" | "I" => "an index",
+        "c" => "a composite type",
+        "t" => "a TOAST table",
+        _ => "a relation of another kind",
+    }
 }
 
 /// A `timestamp without time zone` column holds times of some zone that the database does
