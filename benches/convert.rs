@@ -5,7 +5,9 @@
 //!
 //! Data: BENCH_ROWS rows (default 2,000,000) spread over 60 days, a bigint identity primary
 //! key, a unique index, an index on the time column; the policy keeps 30 days, so about half
-//! the rows are copied. Three identical tables: one for the single INSERT, one converted
+//! the rows are copied. Row i is (i % 60) days old, so the rows are not stored in time order:
+//! the hardest case for the conversion's oldest-first batches, each of which reads pages
+//! all over the table (the single INSERT reads it once). Three identical tables: one for the single INSERT, one converted
 //! alone, one converted with inserts running. Targets: the conversion (every step, from the
 //! first statement to the swap) copies at least 0.7 of the single INSERT's rows/s; the
 //! inserts' p99 during the fill is at most 2x idle. Figures go to the README's benchmark
@@ -191,7 +193,7 @@ async fn convert(db: &TestDb, project: &retentionc::model::Project, table: &str)
         .await
         .unwrap();
     let options = retentionc::convert::Options {
-        batch_rows: 20_000,
+        batch_rows: retentionc::convert::DEFAULT_BATCH_ROWS,
         lock_attempts: 10,
         no_swap: false,
         lock_timeout_ms: project.config.lock_timeout_ms,

@@ -268,8 +268,9 @@ pub struct ConvertArgs {
     /// Copy and catch up, but stop before the swap (run again without it to swap).
     #[arg(long)]
     pub no_swap: bool,
-    /// Rows to copy per committed batch (approximately: batches are ranges of pages).
-    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    /// Rows to copy per committed batch (approximately: a batch ends with every row of its
+    /// newest time, or at a heap page).
+    #[arg(long, default_value_t = crate::convert::DEFAULT_BATCH_ROWS, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub batch_rows: u32,
     /// Swap attempts when the table stays locked past lock_timeout.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]

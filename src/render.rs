@@ -262,6 +262,8 @@ impl Renderer {
             "convert_state.sql.j2",
             "convert_checks.sql.j2",
             "convert_problems.sql.j2",
+            "convert_time_index.sql.j2",
+            "convert_order.sql.j2",
             "convert_name.sql.j2",
             "convert_triggers.sql.j2",
             "convert_prepare.sql.j2",
@@ -679,6 +681,13 @@ impl Renderer {
         self.render("convert_checks.sql.j2", Self::base_context(config))
     }
 
+    /// The query plan runs to find the index a conversion's fill would walk to copy rows
+    /// oldest first: `$1` the table (`schema.table`), `$2` the partition column; one row
+    /// (the index's name, quoted) or none.
+    pub fn conversion_time_index(&self, config: &Config) -> String {
+        self.render("convert_time_index.sql.j2", Self::base_context(config))
+    }
+
     /// generated/_removed/<schema>.<table>.sql: the statements that release a table whose
     /// policy was removed (retention off, the procedure and the job retentionc made gone;
     /// the registration and the data stay). Plan picks the ones the database needs.
@@ -814,7 +823,7 @@ enum FileOf<'a> {
 
 /// The routines a conversion runs (keys, titles and templates of its file), created or
 /// replaced before each conversion step; the steps call them.
-const CONVERSION_ROUTINES: [(&str, &str, &str); 11] = [
+const CONVERSION_ROUTINES: [(&str, &str, &str); 12] = [
     (
         "state",
         "where each conversion stands",
@@ -824,6 +833,11 @@ const CONVERSION_ROUTINES: [(&str, &str, &str); 11] = [
         "problems",
         "what stops a table from being converted",
         "convert_problems.sql.j2",
+    ),
+    (
+        "order",
+        "the index the fill walks to copy rows oldest first",
+        "convert_order.sql.j2",
     ),
     (
         "names",
@@ -879,7 +893,7 @@ pub const CONVERSION_STEPS: [(&str, &str); 7] = [
         "capture",
         "step 2: record writes to the original ($1: lock_timeout)",
     ),
-    ("batch", "step 3: copy one batch ($1: heap pages)"),
+    ("batch", "step 3: copy one batch ($1: rows)"),
     ("catch_up", "step 3: replay recorded writes ($1: how many)"),
     ("swap", "step 4: swap the names ($1: lock_timeout)"),
     ("revert", "undo the conversion ($1: lock_timeout)"),

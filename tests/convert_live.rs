@@ -2,9 +2,10 @@
 //! table becomes the partitioned table its policy describes while writers keep inserting,
 //! updating and deleting, and every row ends up as the writers left it (a ledger of every
 //! write is checked against the result); the structure is carried over (checked in the
-//! catalog); a conversion killed with SIGKILL resumes; the swap waits out a session that
-//! holds the table, without holding writers up longer than lock_timeout; what cannot be
-//! converted safely is refused before anything changes; --revert undoes it all.
+//! catalog); the fill goes oldest first (heap order when the time column has no index); a
+//! conversion stopped with Ctrl-C or killed with SIGKILL resumes; the swap waits out a
+//! session that holds the table, without holding writers up longer than lock_timeout; what
+//! cannot be converted safely is refused before anything changes; --revert undoes it all.
 
 mod common;
 
@@ -28,8 +29,11 @@ retention:
 ";
 
 /// The table of every test: a bigint identity primary key, a unique index, a check
-/// constraint, a plain index, a grant, comments and an owner other than the converting role.
-/// `rows` rows, spread over the last 60 days, made by the server.
+/// constraint, an index on the time column, a grant, comments and an owner other than the
+/// converting role. `rows` rows over the last 60 days, made by the server, in an order that
+/// is not time order: row i is (i % 60) days old, so consecutive rows are days apart. In
+/// each day, half the rows share one time to the microsecond (an hour past the day), the
+/// others are spread over the next two hours.
 fn create_orders(db: &TestDb, rows: i64) {
     db.psql(&[
         "-q",
@@ -51,7 +55,9 @@ fn create_orders(db: &TestDb, rows: i64) {
         "-c",
         &format!(
             "INSERT INTO public.orders (created_at, email, amount, note)
-             SELECT now() - (i % 60) * interval '1 day' - interval '1 hour', 'o' || i, i % 100, 'n'
+             SELECT now() - (i % 60) * interval '1 day' - interval '1 hour'
+                        - CASE WHEN (i / 60) % 2 = 0 THEN (i % 7919) * interval '1 second' ELSE interval '0' END,
+                    'o' || i, i % 100, 'n'
                FROM generate_series(1, {rows}) i"
         ),
         // Indexes after the rows: building them is faster than maintaining them.
@@ -407,11 +413,32 @@ fn assert_structure_carried_over(db: &TestDb) {
     );
 }
 
+const TWO_MILLION: i64 = 2_000_000;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_million_rows_convert_under_writes_through_a_kill_and_a_held_lock() {
-    const ROWS: i64 = 2_000_000;
-    let db = Cluster::shared().database(Partman::V5);
-    create_orders(&db, ROWS);
+async fn two_million_rows_convert_oldest_first_under_writes_through_ctrl_c_a_kill_and_a_held_lock_pg_partman_4()
+ {
+    two_million_rows_convert_oldest_first_under_writes_through_ctrl_c_a_kill_and_a_held_lock(
+        Partman::V4,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_million_rows_convert_oldest_first_under_writes_through_ctrl_c_a_kill_and_a_held_lock_pg_partman_5()
+ {
+    two_million_rows_convert_oldest_first_under_writes_through_ctrl_c_a_kill_and_a_held_lock(
+        Partman::V5,
+    )
+    .await;
+}
+
+async fn two_million_rows_convert_oldest_first_under_writes_through_ctrl_c_a_kill_and_a_held_lock(
+    partman: Partman,
+) {
+    let test_started = Instant::now();
+    let db = Cluster::shared().database(partman);
+    create_orders(&db, TWO_MILLION);
     let project = project(&db);
 
     let plan = project.run(&["plan"]);
@@ -424,6 +451,12 @@ async fn two_million_rows_convert_under_writes_through_a_kill_and_a_held_lock() 
     );
     assert!(
         shown.contains("orders_email_key (email) -> (email, created_at)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            "copy the rows in committed batches, oldest first (ranges of created_at on the index orders_created_at_idx)"
+        ),
         "{shown}"
     );
     assert!(
@@ -448,46 +481,67 @@ async fn two_million_rows_convert_under_writes_through_a_kill_and_a_held_lock() 
         "t"
     );
 
-    let writer = start_writer(&db, ROWS, "w");
-
-    // Killed (SIGKILL) in the middle of the fill.
-    let mut child = project
-        .command(&[
-            "convert",
-            "public.orders",
-            "--no-swap",
-            "--batch-rows",
-            "5000",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let killed_at = loop {
-        assert!(
-            Instant::now() < deadline,
-            "the fill never got a quarter of the way"
-        );
-        let progress = db.psql_output(&[
-            "-At",
-            "-c",
-            "SELECT next_block, last_block FROM retention.conversions WHERE phase = 'filling'",
-        ]);
-        let progress = String::from_utf8_lossy(&progress.stdout).trim().to_string();
-        if let Some((next, last)) = progress.split_once('|') {
-            let (next, last): (i64, i64) = (next.parse().unwrap(), last.parse().unwrap());
-            if next * 4 >= last {
-                assert!(next < last, "the fill ended before it could be killed");
-                child.kill().unwrap();
-                break next;
-            }
-        }
-        assert!(child.try_wait().unwrap().is_none(), "convert ended early");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let writer = start_writer(&db, TWO_MILLION, "w");
+    let fill = [
+        "convert",
+        "public.orders",
+        "--no-swap",
+        "--batch-rows",
+        "5000",
+    ];
+    let spawn = || {
+        project
+            .command(&fill)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
     };
+
+    // Ctrl-C in the middle of the fill: the running batch is cancelled and rolls back, the
+    // process ends at once and says how to go on.
+    let mut child = spawn();
+    wait_for_the_fill(&db, &mut child, 0.15).await;
+    signal(&child, "-INT");
+    let (interrupted, took) = wait_at_most(child, Duration::from_secs(30), "convert after Ctrl-C");
+    assert!(
+        took < Duration::from_secs(5),
+        "Ctrl-C took {took:?} to end convert"
+    );
+    assert_eq!(
+        interrupted.status.code(),
+        Some(130),
+        "{}",
+        text(&interrupted)
+    );
+    assert!(
+        stderr(&interrupted).contains(
+            "interrupted: committed batches stay; run `retentionc convert public.orders` again to go on"
+        ),
+        "{}",
+        text(&interrupted)
+    );
+    assert_progress_line(&stderr(&interrupted));
+    assert_eq!(
+        db.scalar("SELECT fill_order FROM retention.conversions"),
+        "time"
+    );
+    let after_ctrl_c = copied_through(&db);
+
+    // Run again, it resumes where the last committed batch left off; killed (SIGKILL)
+    // further on.
+    let mut child = spawn();
+    wait_for_the_fill(&db, &mut child, 0.5).await;
+    child.kill().unwrap();
     let killed = child.wait_with_output().unwrap();
     assert!(!killed.status.success());
+    assert!(
+        stdout(&killed).contains(&format!(
+            "resuming the fill at created_at up to {after_ctrl_c}\n"
+        )),
+        "not resumed at {after_ctrl_c}: {}",
+        text(&killed)
+    );
     // The killed session's server process ends once it notices.
     for _ in 0..300 {
         if db.scalar(
@@ -498,24 +552,22 @@ async fn two_million_rows_convert_under_writes_through_a_kill_and_a_held_lock() 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let resumed = project.run(&[
-        "convert",
-        "public.orders",
-        "--no-swap",
-        "--batch-rows",
-        "5000",
-    ]);
+    let after_kill = copied_through(&db);
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT '{after_kill}'::timestamptz > '{after_ctrl_c}'::timestamptz"
+        )),
+        "t",
+        "the killed run committed nothing"
+    );
+    let resumed = project.run(&fill);
     assert!(resumed.status.success(), "{}", text(&resumed));
-    let resumed_at: i64 = stdout(&resumed)
-        .split("resuming the fill at page ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no resumption: {}", text(&resumed)))
-        .parse()
-        .unwrap();
     assert!(
-        resumed_at >= killed_at,
-        "resumed at page {resumed_at}, before {killed_at} where it was killed"
+        stdout(&resumed).contains(&format!(
+            "resuming the fill at created_at up to {after_kill}\n"
+        )),
+        "not resumed at {after_kill}: {}",
+        text(&resumed)
     );
     assert!(
         stdout(&resumed).contains("copied and caught up"),
@@ -575,7 +627,8 @@ async fn two_million_rows_convert_under_writes_through_a_kill_and_a_held_lock() 
         log.slowest_at
     );
 
-    assert_rows_match_the_ledger(&db, ROWS, &log).await;
+    assert_rows_match_the_ledger(&db, TWO_MILLION, &log).await;
+    assert_filled_oldest_first(&db, TWO_MILLION, &log, 50).await;
     assert_structure_carried_over(&db);
 
     // Then apply sets the policy's retention on the converted table.
@@ -594,6 +647,142 @@ async fn two_million_rows_convert_under_writes_through_a_kill_and_a_held_lock() 
     assert_eq!(
         db.scalar("SELECT to_regclass('public.orders_retired') IS NOT NULL"),
         "t"
+    );
+    eprintln!(
+        "{partman:?}: 2,000,000 rows converted in {:.0} s, setup included",
+        test_started.elapsed().as_secs_f64()
+    );
+}
+
+/// Waits until the fill `child` runs has done `share` (0 to 1) of its rows, and not all.
+async fn wait_for_the_fill(db: &TestDb, child: &mut std::process::Child, share: f64) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the fill never got to {share} of the rows"
+        );
+        // Nothing to read before the conversion made its state table.
+        let done = db.psql_output(&[
+            "-At",
+            "-c",
+            "SELECT coalesce((SELECT progress_share FROM retention.conversions WHERE phase = 'filling'), 0)",
+        ]);
+        let done: f64 = String::from_utf8_lossy(&done.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0.0);
+        if done >= share {
+            assert!(done < 1.0, "the fill ended before it could be stopped");
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("convert ended early ({status})");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The newest time value the fill copied, as the conversion records it.
+fn copied_through(db: &TestDb) -> String {
+    let through = db.scalar(
+        "SELECT copied_through FROM retention.conversions WHERE table_name = 'public.orders'",
+    );
+    assert!(!through.is_empty(), "no batch committed");
+    through
+}
+
+fn signal(child: &std::process::Child, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The child's output, and how long it took to end; panics (after killing it) if it runs
+/// longer than `limit`.
+fn wait_at_most(
+    child: std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> (std::process::Output, Duration) {
+    let started = Instant::now();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => (output.unwrap(), started.elapsed()),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            let output = rx.recv().unwrap().unwrap();
+            panic!(
+                "{what} was still running after {limit:?}:\n{}",
+                text(&output)
+            );
+        }
+    }
+}
+
+/// Off a terminal, the fill writes a progress line after its first batch: the share done,
+/// where it stands, the rows copied and the time left.
+fn assert_progress_line(stderr: &str) {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("public.orders: ") && l.contains(" rows copied in "))
+        .unwrap_or_else(|| panic!("no progress line in:\n{stderr}"));
+    assert!(line.contains("% (created_at up to "), "{line}");
+    let rows: u64 = line
+        .split("), ")
+        .nth(1)
+        .and_then(|rest| rest.split(" rows copied").next())
+        .map(|n| n.replace(',', ""))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no row count in {line}"));
+    assert!(rows > 0, "{line}");
+    let left = line
+        .split(", about ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no time left in {line}"));
+    assert!(left.ends_with(" left"), "{line}");
+}
+
+/// The fill went oldest first: the original rows no writer touched (each copied by one
+/// batch, and never replayed), grouped by the transaction that copied them (one per batch,
+/// in the order they ran), are each newer than every row of the batches before. Batches in
+/// heap order would each hold rows of all 60 days.
+async fn assert_filled_oldest_first(
+    db: &TestDb,
+    original_rows: i64,
+    log: &WriterLog,
+    at_least_batches: i64,
+) {
+    let touched: Vec<i64> = log.final_rows().keys().copied().collect();
+    let client = db.client().await;
+    let row = client
+        .query_one(
+            "WITH batch AS (
+                 SELECT xmin::text::bigint AS xid, min(created_at) AS oldest, max(created_at) AS newest
+                   FROM public.orders
+                  WHERE id <= $1 AND id NOT IN (SELECT unnest($2::bigint[]))
+                  GROUP BY 1)
+             SELECT count(*), count(*) FILTER (WHERE oldest <= newest_before)
+               FROM (SELECT oldest,
+                            max(newest) OVER (ORDER BY xid ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS newest_before
+                       FROM batch) b",
+            &[&original_rows, &touched],
+        )
+        .await
+        .unwrap();
+    let (batches, out_of_order): (i64, i64) = (row.get(0), row.get(1));
+    assert!(batches >= at_least_batches, "only {batches} batches");
+    assert_eq!(
+        out_of_order, 0,
+        "{out_of_order} of {batches} batches copied rows older than an earlier batch's"
     );
 }
 
@@ -666,6 +855,7 @@ async fn a_conversion_under_writes_keeps_every_row_and_a_revert_after_the_swap_k
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before_revert = writer.stop().await;
         assert_rows_match_the_ledger(&db, ROWS, &before_revert).await;
+        assert_filled_oldest_first(&db, ROWS, &before_revert, 10).await;
         assert_structure_carried_over(&db);
 
         let writer = start_writer(&db, ROWS, "b");
@@ -785,6 +975,45 @@ async fn a_revert_before_the_swap_leaves_the_table_as_it_was() {
     }
 }
 
+/// Without an index on the time column the fill goes in heap order, and plan says so and how
+/// to make it oldest first (building an index on a big table is the DBA's call); every row
+/// is copied all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_index_on_the_time_column_the_fill_goes_in_heap_order_and_plan_says_so() {
+    for partman in Partman::BOTH {
+        let db = Cluster::shared().database(partman);
+        create_orders(&db, 5_000);
+        db.psql(&["-q", "-c", "DROP INDEX public.orders_created_at_idx"]);
+        let project = project(&db);
+        assert!(project.run(&["apply", "--auto-approve"]).status.success());
+        let plan = project.run(&["plan"]);
+        assert!(
+            stdout(&plan).contains(
+                "copy the rows in committed batches, in heap order (no index on created_at to walk oldest first; CREATE INDEX CONCURRENTLY ON public.orders (created_at) before the conversion starts makes it oldest first)"
+            ),
+            "{partman:?}: {}",
+            text(&plan)
+        );
+        let kept = db.scalar(
+            "SELECT count(*) FROM public.orders WHERE created_at >= now() - interval '31 days'",
+        );
+        let converted = project.run(&["convert", "public.orders", "--batch-rows", "500"]);
+        assert!(
+            converted.status.success(),
+            "{partman:?}: {}",
+            text(&converted)
+        );
+        assert_eq!(
+            db.scalar("SELECT fill_order FROM retention.conversions"),
+            "heap"
+        );
+        assert_eq!(
+            db.scalar("SELECT count(*) || ' ' || count(DISTINCT id) FROM public.orders"),
+            format!("{kept} {kept}")
+        );
+    }
+}
+
 /// Tables that cannot be converted safely, each with the words its refusal must contain.
 const REFUSED: &[(&str, &str, &str)] = &[
     (
@@ -867,8 +1096,17 @@ const REFUSED: &[(&str, &str, &str)] = &[
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_cannot_be_converted_safely_is_refused_before_anything_changes() {
-    let db = Cluster::shared().database(Partman::V5);
+async fn what_cannot_be_converted_safely_is_refused_before_anything_changes_pg_partman_4() {
+    what_cannot_be_converted_safely_is_refused_before_anything_changes(Partman::V4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_cannot_be_converted_safely_is_refused_before_anything_changes_pg_partman_5() {
+    what_cannot_be_converted_safely_is_refused_before_anything_changes(Partman::V5).await;
+}
+
+async fn what_cannot_be_converted_safely_is_refused_before_anything_changes(partman: Partman) {
+    let db = Cluster::shared().database(partman);
     let mut project = TestProject::for_db(&db).config("lock_timeout: 1s");
     for (table, ddl, _) in REFUSED {
         db.psql(&["-q", "-c", ddl]);
@@ -925,11 +1163,20 @@ async fn what_cannot_be_converted_safely_is_refused_before_anything_changes() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_made_during_the_fill_stops_the_swap_pg_partman_4() {
+    a_view_made_during_the_fill_stops_the_swap(Partman::V4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_made_during_the_fill_stops_the_swap_pg_partman_5() {
+    a_view_made_during_the_fill_stops_the_swap(Partman::V5).await;
+}
+
 /// The refusal is checked again by the conversion itself, in the database, whatever plan
 /// said: a view made after plan stops the swap, and nothing is swapped.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_view_made_during_the_fill_stops_the_swap() {
-    let db = Cluster::shared().database(Partman::V5);
+async fn a_view_made_during_the_fill_stops_the_swap(partman: Partman) {
+    let db = Cluster::shared().database(partman);
     create_orders(&db, 5_000);
     let project = project(&db);
     assert!(project.run(&["apply", "--auto-approve"]).status.success());

@@ -538,6 +538,82 @@ fn a_plain_table_under_partitioning_is_a_conversion_with_its_steps_and_statement
     );
 }
 
+/// The fill goes oldest first when an index on the partition column exists, in heap order
+/// (and plan says how to change that) when none does; a fill under way keeps the order it
+/// started in, and plan shows where it stands.
+#[test]
+fn plan_shows_the_fills_order_and_where_a_fill_under_way_stands() {
+    let p = project(&[LOGS]);
+    let step = |facts: retentionc::convert::facts::ConversionFacts| {
+        let mut live = empty_live(&p);
+        let t = live.tables.get_mut("public.app_logs").unwrap();
+        t.relkind = "r".into();
+        t.partition_strategy = None;
+        live.conversions.insert("public.app_logs".into(), facts);
+        let plan = diff(&p, &live, &Default::default()).unwrap();
+        let c = plan
+            .changes
+            .into_iter()
+            .find(|c| c.table == "public.app_logs")
+            .unwrap();
+        let copy = c.conversion.as_ref().unwrap().steps[2].clone();
+        (copy, c.summary)
+    };
+    let indexed = retentionc::convert::facts::ConversionFacts {
+        estimated_rows: 1_000_000.0,
+        time_index: Some("app_logs_logged_at_idx".into()),
+        ..Default::default()
+    };
+    let (copy, _) = step(indexed.clone());
+    assert!(
+        copy.starts_with(
+            "copy the rows in committed batches, oldest first (ranges of logged_at on the index app_logs_logged_at_idx)"
+        ),
+        "{copy}"
+    );
+    let (copy, _) = step(retentionc::convert::facts::ConversionFacts {
+        time_index: None,
+        ..indexed.clone()
+    });
+    assert!(
+        copy.starts_with(
+            "copy the rows in committed batches, in heap order (no index on logged_at to walk oldest first; CREATE INDEX CONCURRENTLY ON public.app_logs (logged_at) before the conversion starts makes it oldest first)"
+        ),
+        "{copy}"
+    );
+    // Started in heap order, an index made since changes nothing; half done, half the time.
+    let (copy, summary) = step(retentionc::convert::facts::ConversionFacts {
+        progress: Some(retentionc::convert::facts::Progress {
+            phase: "filling".into(),
+            fill_order: "heap".into(),
+            progress: Some("page 500 of 1000".into()),
+            progress_share: 0.5,
+            rows_copied: 400_000,
+        }),
+        ..indexed.clone()
+    });
+    assert!(copy.contains(", in heap order ("), "{copy}");
+    assert!(
+        summary.contains("(400,000 rows copied so far, page 500 of 1000); about 5 s left"),
+        "{summary}"
+    );
+    let (copy, summary) = step(retentionc::convert::facts::ConversionFacts {
+        progress: Some(retentionc::convert::facts::Progress {
+            phase: "filling".into(),
+            fill_order: "time".into(),
+            progress: Some("every row copied".into()),
+            progress_share: 1.0,
+            rows_copied: 900_000,
+        }),
+        ..indexed
+    });
+    assert!(copy.contains(", oldest first ("), "{copy}");
+    assert!(
+        summary.contains("(all 900,000 rows copied); about a second left"),
+        "{summary}"
+    );
+}
+
 #[test]
 fn a_plain_table_that_cannot_be_converted_is_an_error_at_partitioning() {
     let p = project(&[LOGS]);

@@ -1,6 +1,7 @@
 //! What plan knows about a plain table a policy wants partitioned: what stops it from being
 //! converted (the same checks the conversion runs before it changes anything), how big it
-//! is, which unique keys gain the partition column, and how far a conversion got.
+//! is, which unique keys gain the partition column, whether the fill can go oldest first
+//! (the same query the conversion runs), and how far a conversion got.
 
 use std::collections::BTreeMap;
 
@@ -25,15 +26,22 @@ pub struct ConversionFacts {
     /// Primary key and unique constraints or indexes that lack the partition column, as
     /// (name, columns now): the partitioned table's have the column added.
     pub keys_extended: Vec<(String, Vec<String>)>,
+    /// The index on the partition column the fill walks to copy rows oldest first; None:
+    /// the fill goes in heap order.
+    pub time_index: Option<String>,
     /// A conversion already under way, if any.
     pub progress: Option<Progress>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Progress {
     pub phase: String,
-    pub next_block: i64,
-    pub last_block: i64,
+    /// `time` (oldest first) or `heap`, once the fill started.
+    pub fill_order: String,
+    /// Where the fill stands (`page 120 of 4000`, `created_at up to ...`), once it started.
+    pub progress: Option<String>,
+    /// The share of the fill done, 0 to 1.
+    pub progress_share: f64,
     pub rows_copied: i64,
 }
 
@@ -67,7 +75,9 @@ pub async fn read<C: GenericClient + Sync>(
         )
         .await?[0]
         .get(0);
-    let checks = Renderer::new().conversion_checks(&project.config);
+    let renderer = Renderer::new();
+    let checks = renderer.conversion_checks(&project.config);
+    let time_index = renderer.conversion_time_index(&project.config);
     for policy in plain {
         let table = policy.table.to_string();
         let column = policy
@@ -80,7 +90,8 @@ pub async fn read<C: GenericClient + Sync>(
             client
                 .query(
                     &format!(
-                        "SELECT phase, next_block, last_block, rows_copied FROM {state_table} WHERE table_name = $1"
+                        "SELECT phase, fill_order, progress, progress_share, rows_copied
+                           FROM {state_table} WHERE table_name = $1"
                     ),
                     &[&table],
                 )
@@ -88,9 +99,10 @@ pub async fn read<C: GenericClient + Sync>(
                 .first()
                 .map(|r| Progress {
                     phase: r.get(0),
-                    next_block: r.get(1),
-                    last_block: r.get(2),
-                    rows_copied: r.get(3),
+                    fill_order: r.get(1),
+                    progress: r.get(2),
+                    progress_share: r.get(3),
+                    rows_copied: r.get(4),
                 })
                 .filter(|p| matches!(p.phase.as_str(), "prepared" | "filling"))
         } else {
@@ -111,6 +123,11 @@ pub async fn read<C: GenericClient + Sync>(
             .iter()
             .map(|r| r.get::<_, String>(0))
             .collect();
+        let time_index = client
+            .query(&time_index, &[&table, &column])
+            .await?
+            .first()
+            .map(|r| r.get::<_, String>(0));
         let size = client
             .query(
                 "SELECT pg_catalog.pg_total_relation_size(c.oid), c.reltuples::float8, c.relpages::int8
@@ -134,6 +151,7 @@ pub async fn read<C: GenericClient + Sync>(
         let mut fact = ConversionFacts {
             problems,
             progress,
+            time_index,
             keys_extended: keys
                 .iter()
                 .map(|r| (r.get::<_, String>(0), r.get::<_, Vec<String>>(1)))

@@ -10,6 +10,7 @@ use crate::convert::progress::FillProgress;
 use crate::convert::statements::Reviewed;
 use crate::convert::{Options, database_error, lock_timeout_text, phase, state, with_lock_retries};
 use crate::model::Project;
+use crate::plan::format::thousands;
 
 /// Recorded writes replayed per transaction.
 const REPLAY_BATCH: i32 = 50_000;
@@ -60,7 +61,8 @@ pub async fn prepare_and_capture(
     Ok(())
 }
 
-/// Step 3: batches until every page counted when the fill started is copied.
+/// Step 3: batches until every row is copied, oldest first (or in heap order; step 2 chose),
+/// each committed with its progress.
 pub async fn fill(
     client: &Client,
     project: &Project,
@@ -69,45 +71,35 @@ pub async fn fill(
     options: &Options,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let rows_per_page: f64 = client
-        .query_one(
-            "SELECT CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples::float8 / c.relpages ELSE 100 END
-               FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)",
-            &[&table],
-        )
-        .await?
-        .get(0);
-    let pages = ((f64::from(options.batch_rows) / rows_per_page.max(1.0)).ceil() as i64).max(1);
+    let rows = i64::from(options.batch_rows);
     let batch = reviewed.get("batch");
     let start = state(client, project, table)
         .await?
         .expect("step 2 recorded the conversion");
-    if start.next_block > 0 && start.next_block < start.last_block {
-        writeln!(
-            out,
-            "{table}: resuming the fill at page {} of {}",
-            start.next_block, start.last_block
-        )?;
+    let started_at = start.progress.as_deref().unwrap_or("no row copied yet");
+    if start.fill_started && start.progress_share < 1.0 {
+        writeln!(out, "{table}: resuming the fill at {started_at}")?;
     }
-    let mut progress = FillProgress::new(table, start.next_block, start.last_block);
+    let mut progress = FillProgress::new(table, start.progress_share);
     let mut copied_here = 0i64;
     loop {
         let row = client
-            .query_one(batch, &[&pages])
+            .query_one(batch, &[&rows])
             .await
             .map_err(|e| database_error("step 3 (copy a batch)", e))?;
-        let (copied, next_block, last_block): (i64, i64, i64) =
-            (row.get(0), row.get(1), row.get(2));
+        let (copied, complete, stands_at, share): (i64, bool, String, f64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
         copied_here += copied;
-        progress.update(next_block, last_block, copied_here);
-        if next_block >= last_block {
+        if complete {
             progress.finish();
             writeln!(
                 out,
-                "{table}: {last_block} pages copied ({copied_here} rows in this run)"
+                "{table}: {stands_at} ({} rows in this run)",
+                thousands(copied_here.max(0) as u64)
             )?;
             return Ok(());
         }
+        progress.update(share, &stands_at, copied_here);
     }
 }
 

@@ -8,9 +8,10 @@
 //!    indexes, constraints (primary key and unique ones gain the partition column), grants,
 //!    comments and owner, registered with pg_partman;
 //! 2. capture: triggers record the key of every row written from then on;
-//! 3. fill: rows are copied in committed batches of heap pages (each batch commits with its
-//!    progress, so a stopped conversion resumes at its last batch), leaving out rows the
-//!    policy's retention would expire at once; then the recorded writes are replayed;
+//! 3. fill: rows are copied in committed batches, oldest first (ranges of an index on the
+//!    partition column; heap pages when there is none), each committed with its progress, so
+//!    a stopped conversion resumes at its last batch; rows the policy's retention would
+//!    expire at once are left out; then the recorded writes are replayed;
 //! 4. swap: in one short transaction under lock_timeout (retried), the last writes are
 //!    replayed and the names swapped; the original is kept, renamed, until its owner drops
 //!    it. Writes go on being recorded so that `--revert` loses nothing, until `--finish`.
@@ -48,10 +49,16 @@ use crate::policy::ident::quote_ident;
 pub use error::ConvertError;
 use statements::Reviewed;
 
+/// Rows per committed batch unless `--batch-rows` says otherwise. When the table's rows are
+/// not stored in time order, an oldest-first batch reads pages all over the table: fewer,
+/// bigger batches read it fewer times (see docs/convert.md).
+pub const DEFAULT_BATCH_ROWS: u32 = 100_000;
+
 /// How a conversion runs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Rows per committed batch (turned into a number of heap pages).
+    /// Rows per committed batch (about: a batch ends with every row of its last time value,
+    /// or at a heap page).
     pub batch_rows: u32,
     /// Attempts at a step that needs a lock writers wait for (capture, swap, revert).
     pub lock_attempts: u32,
@@ -199,11 +206,15 @@ pub async fn create_routines(client: &Client, reviewed: &Reviewed) -> Result<()>
 }
 
 /// Where `table`'s conversion stands, if one was ever started.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct State {
     pub phase: String,
-    pub next_block: i64,
-    pub last_block: i64,
+    /// A batch of the fill has committed.
+    pub fill_started: bool,
+    /// Where the fill stands, for people (`page 120 of 4000`, `created_at up to ...`).
+    pub progress: Option<String>,
+    /// The share of the fill done, 0 to 1.
+    pub progress_share: f64,
 }
 
 pub(crate) async fn state(
@@ -224,14 +235,18 @@ pub(crate) async fn state(
     }
     let row = client
         .query_opt(
-            &format!("SELECT phase, next_block, last_block FROM {state} WHERE table_name = $1"),
+            &format!(
+                "SELECT phase, next_block > 0 OR copied_through IS NOT NULL, progress, progress_share
+                   FROM {state} WHERE table_name = $1"
+            ),
             &[&table],
         )
         .await?;
     Ok(row.map(|r| State {
         phase: r.get(0),
-        next_block: r.get(1),
-        last_block: r.get(2),
+        fill_started: r.get(1),
+        progress: r.get(2),
+        progress_share: r.get(3),
     }))
 }
 

@@ -46,8 +46,7 @@ pub fn change(
     let done = facts
         .progress
         .as_ref()
-        .filter(|p| p.last_block > 0)
-        .map(|p| p.next_block as f64 / p.last_block as f64)
+        .map(|p| p.progress_share)
         .unwrap_or(0.0)
         .clamp(0.0, 1.0);
     let rows_left = (rows as f64 * (1.0 - done)) as u64;
@@ -71,6 +70,19 @@ pub fn change(
         ),
         None => String::new(),
     };
+    // A fill under way goes on in the order it started in.
+    let oldest_first = match &facts.progress {
+        Some(p) if p.phase == "filling" => p.fill_order == "time",
+        _ => facts.time_index.is_some(),
+    };
+    let order = match &facts.time_index {
+        _ if !oldest_first => format!(
+            "in heap order (no index on {column} to walk oldest first; CREATE INDEX CONCURRENTLY ON {table} ({column}) before the conversion starts makes it oldest first)",
+            column = p.column
+        ),
+        Some(index) => format!("oldest first (ranges of {} on the index {index})", p.column),
+        None => format!("oldest first (ranges of {})", p.column),
+    };
     let steps = vec![
         format!(
             "create {schema}.{} like {table} (columns, defaults, identity, indexes, constraints, grants, comments, owner), partitioned by range on {}, and register it with pg_partman ({} partitions, premake {}, no retention yet)",
@@ -80,7 +92,7 @@ pub fn change(
             "record every write to {table} from then on (triggers; TRUNCATE refused until the conversion ends)"
         ),
         format!(
-            "copy the rows in committed batches, in heap order{skipped}; a stopped conversion resumes at its last batch"
+            "copy the rows in committed batches, {order}{skipped}; a stopped conversion resumes at its last batch"
         ),
         "replay the writes recorded meanwhile (updates and deletes included)".to_string(),
         format!(
@@ -91,12 +103,14 @@ pub fn change(
             "writes go on being recorded until `retentionc convert {table} --finish`; until then `--revert` undoes the conversion"
         ),
     ];
-    let resumes = facts.progress.as_ref().map(|p| match p.phase.as_str() {
-        "prepared" => "prepared; no row copied yet".to_string(),
-        _ => format!(
-            "page {} of {} copied ({} rows)",
-            p.next_block, p.last_block, p.rows_copied
-        ),
+    let resumes = facts.progress.as_ref().map(|p| {
+        let rows = thousands(p.rows_copied.max(0) as u64);
+        match p.progress.as_deref() {
+            _ if p.phase != "filling" => "prepared; no row copied yet".to_string(),
+            _ if p.progress_share >= 1.0 => format!("all {rows} rows copied"),
+            Some(at) if p.rows_copied > 0 => format!("{rows} rows copied so far, {at}"),
+            _ => "writes recorded; no row copied yet".to_string(),
+        }
     });
     let summary = match &resumes {
         Some(at) => format!(

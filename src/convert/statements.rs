@@ -18,9 +18,10 @@ pub struct Reviewed {
 }
 
 /// The routines, created or replaced before every step (idempotent).
-pub const ROUTINE_KEYS: [&str; 11] = [
+pub const ROUTINE_KEYS: [&str; 12] = [
     "state",
     "problems",
+    "order",
     "names",
     "triggers",
     "prepare_routine",
