@@ -174,7 +174,7 @@ async fn convert_then_apply(
         return Ok(ExitCode::SUCCESS);
     }
     let convert_options = crate::convert::Options {
-        batch_rows: 20_000,
+        batch_rows: crate::convert::DEFAULT_BATCH_ROWS,
         lock_attempts: options.max_attempts.max(10),
         no_swap: false,
         lock_timeout_ms: project.config.lock_timeout_ms,
