@@ -479,6 +479,68 @@ fn alert_rules_pass_promtool_and_use_emitted_metrics() {
     );
 }
 
+/// The alert rules fire as documented on series shaped like status's (`promtool test
+/// rules`): a rule's lapse, which sets both its rule's series and its table's, is one
+/// alert for its table; a partial run is a failed-run alert; a table that holds, none.
+#[test]
+fn alert_rules_fire_once_per_lapsed_table_and_on_partial_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = repo_path("examples/monitoring/retentionc-alerts.yml");
+    let tests = format!(
+        r#"rule_files:
+  - {rules}
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'retentionc_lapsed{{instance="db1",table="public.sessions",rule=""}}'
+        values: '1x30'
+      - series: 'retentionc_lapsed{{instance="db1",table="public.sessions",rule="revoked"}}'
+        values: '1x30'
+      - series: 'retentionc_lapsed{{instance="db1",table="public.events",rule=""}}'
+        values: '0x30'
+      - series: 'retentionc_last_run_outcome{{instance="db1",table="public.sessions",step="delete:revoked",outcome="partial"}}'
+        values: '1x30'
+      - series: 'retentionc_last_run_outcome{{instance="db1",table="public.sessions",step="delete:revoked",outcome="ok"}}'
+        values: '0x30'
+      - series: 'retentionc_status_timestamp_seconds{{instance="db1"}}'
+        values: '0+60x30'
+    alert_rule_test:
+      - eval_time: 20m
+        alertname: RetentionLapsed
+        exp_alerts:
+          - exp_labels:
+              severity: critical
+              instance: db1
+              table: public.sessions
+            exp_annotations:
+              summary: "Retention lapsed on public.sessions"
+              description: "A promise of the retention policy of public.sessions is broken. Run `retentionc status` on db1 for the finding and what to do."
+      - eval_time: 20m
+        alertname: RetentionLastRunFailed
+        exp_alerts:
+          - exp_labels:
+              severity: warning
+              instance: db1
+              table: public.sessions
+              step: "delete:revoked"
+              outcome: partial
+            exp_annotations:
+              summary: "The last delete:revoked of public.sessions skipped locked partitions"
+              description: "See `retentionc status` (the error) and retention.run_log on db1."
+"#,
+        rules = rules.display()
+    );
+    let file = dir.path().join("alerts_test.yml");
+    std::fs::write(&file, tests).unwrap();
+    let out = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&file)
+        .output()
+        .expect("promtool runs");
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 #[test]
 fn grafana_dashboard_is_json_and_uses_emitted_metrics() {
     let path = repo_path("examples/monitoring/grafana-dashboard.json");
