@@ -92,13 +92,20 @@ impl Drop for Tenants {
     }
 }
 
-/// Runs the binary in `project` with these variables set.
+/// Runs the binary in `project` with these variables set; whatever it prints never shows
+/// the password some of their connection strings carry.
 fn run_with(project: &TestProject, vars: &[(&str, String)], args: &[&str]) -> Output {
     let mut command = project.command(args);
     for (name, value) in vars {
         command.env(name, value);
     }
-    command.output().unwrap()
+    let out = command.output().unwrap();
+    assert!(
+        !text(&out).contains(SECRET),
+        "{args:?} printed a password: {}",
+        text(&out)
+    );
+    out
 }
 
 fn registered(db: &TestDb) -> String {
@@ -391,8 +398,14 @@ environments:
             .compiled();
         let vars = vec![
             ("STAGING_URL", staging.url.clone()),
-            ("PROD_A", first.url.clone()),
-            ("PROD_BROKEN", broken.url.clone()),
+            (
+                "PROD_A",
+                cluster.url_as("postgres", Some(SECRET), &first.name),
+            ),
+            (
+                "PROD_BROKEN",
+                cluster.url_as("postgres", Some(SECRET), &broken.name),
+            ),
             ("PROD_C", last.url.clone()),
         ];
 
@@ -606,7 +619,10 @@ environments:
         .compiled();
     let vars = vec![
         ("A_URL", lapsing.url.clone()),
-        ("B_URL", holding.url.clone()),
+        (
+            "B_URL",
+            cluster.url_as("postgres", Some(SECRET), &holding.name),
+        ),
     ];
     for db in [&lapsing, &holding] {
         with_events(db);
@@ -757,6 +773,19 @@ fn environments_are_named_and_checked_before_any_database_is_reached() {
         "clap refuses both: {}",
         text(&out)
     );
+    // A conversion is never started across a fleet: refused, not ignored.
+    for selection in [&["--all"][..], &["--env", "staging"][..]] {
+        let mut args = vec!["apply", "--convert", "--auto-approve"];
+        args.extend_from_slice(selection);
+        let out = project.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            stderr(&out).contains("--convert works on one database at a time")
+                && stderr(&out).contains("nothing was changed"),
+            "{}",
+            text(&out)
+        );
+    }
 }
 
 #[test]

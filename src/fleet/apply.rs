@@ -83,6 +83,11 @@ enum Source {
 
 /// `retentionc apply --env NAME` / `--all`.
 pub async fn command(config_path: &Path, args: &ApplyArgs) -> Result<ExitCode> {
+    if args.convert {
+        bail!(
+            "--convert works on one database at a time (a conversion can take hours, and apply goes on to the next database only when it ends): run `retentionc apply --convert --database-url ...` for each database instead (nothing was changed)"
+        );
+    }
     if !args.auto_approve && !std::io::stdin().is_terminal() {
         bail!(
             "apply asks for confirmation, and stdin is not a terminal: pass --auto-approve to apply without asking (nothing was changed)"
