@@ -198,6 +198,43 @@ async fn every_lapse_is_reported_then_cleared(partman: Partman) {
     assert!(stdout_of_run.contains("SKIPPED"), "{ctx}: {stdout_of_run}");
     blocking(|| run_ok(&project));
     blocking(|| assert_findings(&project, &[], &format!("{ctx}: after a good run")));
+
+    // A run that fails outright: a trigger refuses the revoked rule's deletes.
+    db.psql(&[
+        "-c",
+        "CREATE FUNCTION public.refuse_delete() RETURNS trigger LANGUAGE plpgsql AS
+         $$ BEGIN RAISE EXCEPTION 'deletes of revoked sessions are refused today'; END $$",
+        "-c",
+        "CREATE TRIGGER refuse_delete BEFORE DELETE ON public.sessions FOR EACH ROW
+         WHEN (OLD.revoked) EXECUTE FUNCTION public.refuse_delete()",
+        "-c",
+        "INSERT INTO public.sessions (last_seen_at, revoked) SELECT now() - interval '3 days', true FROM generate_series(1, 5)",
+    ]);
+    let out = blocking(|| project.run(&["run"]));
+    assert_eq!(out.status.code(), Some(1), "{ctx}: {}", text(&out));
+    let (code, json, _) = blocking(|| check(&project));
+    assert_eq!(code, Some(3), "{ctx}: {json:#}");
+    let failed = findings(&json);
+    assert!(
+        failed.contains(&finding("public.sessions", "revoked", "last_run_failed")),
+        "{ctx}: {json:#}"
+    );
+    let problem = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "last_run_failed" && f["rule"] == "revoked")
+        .and_then(|f| f["problem"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        problem.contains("failed at")
+            && problem.contains("deletes of revoked sessions are refused today"),
+        "{ctx}: {problem}"
+    );
+    db.psql(&["-c", "DROP TRIGGER refuse_delete ON public.sessions"]);
+    blocking(|| run_ok(&project));
+    blocking(|| assert_findings(&project, &[], &format!("{ctx}: after the failure is fixed")));
     inserter.stop().await;
 
     // A gap: a child dropped from the middle; a row for its range lands in the default.
