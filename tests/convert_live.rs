@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, Partman, TestDb};
-use common::project::{TestProject, stderr, stdout, text};
+use common::project::{TestProject, stderr, stdout, text, wait_at_most};
 
 const POLICY: &str = "\
 table: public.orders
@@ -698,34 +698,6 @@ fn signal(child: &std::process::Child, signal: &str) {
         .status()
         .unwrap();
     assert!(status.success());
-}
-
-/// The child's output, and how long it took to end; panics (after killing it) if it runs
-/// longer than `limit`.
-fn wait_at_most(
-    child: std::process::Child,
-    limit: Duration,
-    what: &str,
-) -> (std::process::Output, Duration) {
-    let started = Instant::now();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(output) => (output.unwrap(), started.elapsed()),
-        Err(_) => {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            let output = rx.recv().unwrap().unwrap();
-            panic!(
-                "{what} was still running after {limit:?}:\n{}",
-                text(&output)
-            );
-        }
-    }
 }
 
 /// Off a terminal, the fill writes a progress line after its first batch: the share done,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, Partman, TestDb};
 use common::data::{Writer, create_table, history_count, part_config, policy_yaml};
-use common::project::{TestProject, stderr, text};
+use common::project::{TestProject, stderr, text, wait_at_most};
 use common::proxy::Proxy;
 
 /// The stall bound the commands run with.
@@ -30,29 +30,6 @@ fn with_stall_bound(mut command: Command) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
-}
-
-/// Waits for `child` to end, at most `limit`; kills it (by its pid) and fails beyond that.
-fn wait_at_most(child: Child, limit: Duration, what: &str) -> (Output, Duration) {
-    let started = Instant::now();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(output) => (output.unwrap(), started.elapsed()),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            let output = rx.recv().unwrap().unwrap();
-            panic!(
-                "{what} was still running after {limit:?}:\n{}",
-                text(&output)
-            );
-        }
-    }
 }
 
 fn signal(child: &Child, signal: &str) {

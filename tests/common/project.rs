@@ -286,3 +286,31 @@ pub fn shape(text: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Waits for `child` to end, at most `limit`: its output and how long it took. Kills it (by
+/// its pid) and fails the test beyond that.
+pub fn wait_at_most(
+    child: std::process::Child,
+    limit: std::time::Duration,
+    what: &str,
+) -> (Output, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => (output.unwrap(), started.elapsed()),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            let output = rx.recv().unwrap().unwrap();
+            panic!(
+                "{what} was still running after {limit:?}:\n{}",
+                text(&output)
+            );
+        }
+    }
+}
