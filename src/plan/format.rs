@@ -776,6 +776,21 @@ Registered with pg_partman, named by no policy; left alone:
     }
 
     #[test]
+    fn the_plan_command_s_text_ends_with_the_hint_to_apply() {
+        let plan = plan(vec![change(
+            "public.a",
+            ChangeKind::AddSchedule,
+            "schedule",
+        )]);
+        let mut out = Vec::new();
+        write_text(&plan, &mut out, false).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), text(&plan, false, true));
+        assert!(
+            text(&plan, false, true).ends_with("; run `retentionc apply` to make these changes.\n")
+        );
+    }
+
+    #[test]
     fn text_shown_by_apply_counts_one_change_and_statement_without_the_hint() {
         let plan = plan(vec![change(
             "public.a",
