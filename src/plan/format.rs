@@ -899,6 +899,18 @@ Registered with pg_partman, named by no policy; left alone:
     }
 
     #[test]
+    fn json_is_the_plan_and_a_final_newline() {
+        let plan = every_shape();
+        let mut out = Vec::new();
+        write_json(&plan, &mut out).unwrap();
+        let shown = String::from_utf8(out).unwrap();
+        assert!(shown.ends_with("}\n"), "{shown}");
+        let back: Plan = serde_json::from_str(&shown).unwrap();
+        assert_eq!(back.changes, plan.changes);
+        assert_eq!(back.unmanaged_tables, plan.unmanaged_tables);
+    }
+
+    #[test]
     fn thousands_groups_digits_by_three() {
         assert_eq!(thousands(0), "0");
         assert_eq!(thousands(999), "999");
