@@ -695,6 +695,11 @@ mod tests {
             at("1001-01-01 00:00:00")
         );
         let t = at("2026-11-25 13:47:09");
+        // More than a year, less than a decade: to the year.
+        assert_eq!(
+            pg_partman_base(t, &interval("2 years")),
+            at("2026-01-01 00:00:00")
+        );
         assert_eq!(
             pg_partman_base(t, &interval("1000 years")),
             at("2001-01-01 00:00:00")
