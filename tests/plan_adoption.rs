@@ -241,6 +241,13 @@ fn partitions_pg_partman_could_not_manage_are_refused_at_the_key_they_concern() 
     let (p, live) = setup(
         5,
         &ORDERS.replace("keep: 20 days", "keep: 2 days"),
+        children.clone(),
+    );
+    plan(&p, &live);
+    // Ending exactly where the window starts (now - 60 hours) is wholly older too.
+    let (p, live) = setup(
+        5,
+        &ORDERS.replace("keep: 20 days", "keep: 60 hours"),
         children,
     );
     plan(&p, &live);
@@ -450,4 +457,12 @@ fn settings_without_effect_and_other_spellings_of_a_value_are_never_a_change() {
         (s[0].column.as_str(), s[0].old.as_deref(), s[0].new.as_str()),
         ("infinite_time_partitions", Some("true"), "false")
     );
+}
+
+#[test]
+fn another_registered_table_does_not_stop_an_adoption() {
+    let (p, mut live) = setup(5, ORDERS, daily_by_hand(3, 1));
+    let other = applied_live(&project(&[LOGS]));
+    live.part_config.extend(other.part_config);
+    assert_eq!(adopt(&plan(&p, &live)).table, "public.orders");
 }

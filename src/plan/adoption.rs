@@ -678,4 +678,218 @@ mod tests {
         );
         assert_eq!(parse_suffix("2026_11_23", &interval("1 day")), None);
     }
+
+    #[test]
+    fn centuries_and_millennia_start_at_their_first_year() {
+        let t = at("2000-06-15 12:00:00");
+        assert_eq!(
+            pg_partman_base(t, &interval("10 years")),
+            at("2000-01-01 00:00:00")
+        );
+        assert_eq!(
+            pg_partman_base(t, &interval("100 years")),
+            at("1901-01-01 00:00:00")
+        );
+        assert_eq!(
+            pg_partman_base(t, &interval("1000 years")),
+            at("1001-01-01 00:00:00")
+        );
+        let t = at("2026-11-25 13:47:09");
+        // More than a year, less than a decade: to the year.
+        assert_eq!(
+            pg_partman_base(t, &interval("2 years")),
+            at("2026-01-01 00:00:00")
+        );
+        assert_eq!(
+            pg_partman_base(t, &interval("1000 years")),
+            at("2001-01-01 00:00:00")
+        );
+    }
+
+    #[test]
+    fn messages_name_the_grid_of_each_interval() {
+        for (every, expected) in [
+            ("1 year", "the start of a year"),
+            ("1 month", "the start of a month"),
+            ("1 day", "midnight UTC"),
+            ("1 hour", "the start of an hour"),
+            ("30 seconds", "the start of a minute"),
+        ] {
+            assert_eq!(grid_name(&interval(every)), expected, "{every}");
+        }
+    }
+
+    #[test]
+    fn each_major_and_interval_has_its_name_suffix() {
+        for (major, every, expected) in [
+            (PartmanMajor::V4, "1 year", "%Y"),
+            (PartmanMajor::V4, "1 month", "%Y_%m"),
+            (PartmanMajor::V4, "1 day", "%Y_%m_%d"),
+            (PartmanMajor::V4, "1 minute", "%Y_%m_%d_%H%M"),
+            (PartmanMajor::V4, "30 seconds", "%Y_%m_%d_%H%M%S"),
+            (PartmanMajor::V5, "1 day", "%Y%m%d"),
+            (PartmanMajor::V5, "1 hour", "%Y%m%d_%H%M%S"),
+        ] {
+            assert_eq!(
+                suffix_format(major, &interval(every)),
+                expected,
+                "{major:?} {every}"
+            );
+        }
+        assert_eq!(
+            parse_suffix("20261123_130000", &interval("1 hour")),
+            Some(at("2026-11-23 13:00:00"))
+        );
+    }
+
+    #[test]
+    fn start_is_read_as_a_date_a_time_or_a_time_with_an_offset() {
+        for (text, expected) in [
+            ("2026-11-25", "2026-11-25 00:00:00"),
+            (" 2026-11-25T01:30:00Z ", "2026-11-25 01:30:00"),
+            ("2026-11-25 01:30:00+02", "2026-11-24 23:30:00"),
+            ("2026-11-25 01:30+01", "2026-11-25 00:30:00"),
+            ("2026-11-25 01:30:05.5", "2026-11-25 01:30:05"),
+            ("2026-11-25 01:30", "2026-11-25 01:30:00"),
+        ] {
+            assert_eq!(
+                parse_start(text).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+                Some(expected.to_string()),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_start("yesterday"), None);
+    }
+
+    #[test]
+    fn the_partitions_made_are_bounded_in_the_columns_epoch() {
+        let adoption = Adoption {
+            kept: Vec::new(),
+            start: at("2026-11-25 00:00:00").and_utc(),
+            start_from: String::new(),
+            made: 1,
+            made_until: at("2026-11-26 00:00:00").and_utc(),
+            default: DefaultPartition::Made,
+        };
+        use crate::model::Epoch;
+        for (epoch, expected) in [
+            (
+                Epoch::None,
+                "FOR VALUES FROM ('2026-11-25 00:00:00+00') TO ('2026-11-26 00:00:00+00')",
+            ),
+            (
+                Epoch::Seconds,
+                "FOR VALUES FROM (1795564800) TO (1795651200)",
+            ),
+            (
+                Epoch::Milliseconds,
+                "FOR VALUES FROM (1795564800000) TO (1795651200000)",
+            ),
+            (
+                Epoch::Microseconds,
+                "FOR VALUES FROM (1795564800000000) TO (1795651200000000)",
+            ),
+            (
+                Epoch::Nanoseconds,
+                "FOR VALUES FROM (1795564800000000000) TO (1795651200000000000)",
+            ),
+        ] {
+            let child = adoption.first_made_partition(epoch);
+            assert_eq!(child.bound, expected, "{epoch:?}");
+            assert_eq!(child.name, "(the partitions pg_partman makes)");
+            assert_eq!(child.estimated_rows, 0.0);
+        }
+    }
+
+    #[test]
+    fn the_description_counts_partitions_and_says_what_becomes_of_the_default() {
+        let kept = |name: &str, from: &str, to: &str| KeptPartition {
+            name: name.into(),
+            from: at(from).and_utc(),
+            to: at(to).and_utc(),
+        };
+        let mut adoption = Adoption {
+            kept: vec![kept(
+                "public.t_a",
+                "2026-11-24 00:00:00",
+                "2026-11-25 00:00:00",
+            )],
+            start: at("2026-11-25 00:00:00").and_utc(),
+            start_from: "where the existing ones end".into(),
+            made: 1,
+            made_until: at("2026-11-26 00:00:00").and_utc(),
+            default: DefaultPartition::Kept {
+                name: "public.t_def".into(),
+                rows: Some(0),
+            },
+        };
+        assert_eq!(
+            adoption.describe("public.t"),
+            [
+                "keeps its 1 existing partition as they are, names included (public.t_a to public.t_a, 2026-11-24 00:00:00 UTC to 2026-11-25 00:00:00 UTC); pg_partman expires them by their bounds like its own",
+                "pg_partman makes 1 partition from 2026-11-25 00:00:00 UTC (where the existing ones end) to 2026-11-26 00:00:00 UTC; later ones at each maintenance",
+                "keeps the default partition public.t_def as pg_partman's default partition; it holds no row; none is at or after 2026-11-25 00:00:00 UTC",
+            ]
+        );
+        adoption.kept.push(kept(
+            "public.t_b",
+            "2026-11-25 00:00:00",
+            "2026-11-26 00:00:00",
+        ));
+        adoption.made = 2;
+        adoption.default = DefaultPartition::Kept {
+            name: "public.t_def".into(),
+            rows: Some(7),
+        };
+        let lines = adoption.describe("public.t");
+        assert!(lines[0].starts_with("keeps its 2 existing partitions as they are, names included (public.t_a to public.t_b, 2026-11-24 00:00:00 UTC to 2026-11-26 00:00:00 UTC)"), "{lines:?}");
+        assert!(
+            lines[1].starts_with("pg_partman makes 2 partitions from"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[2].contains("; it holds about 7 rows, which retention never expires"),
+            "{lines:?}"
+        );
+        adoption.default = DefaultPartition::Kept {
+            name: "public.t_def".into(),
+            rows: None,
+        };
+        assert!(
+            adoption.describe("public.t")[2].contains("; it was never analysed: rows in it stay")
+        );
+        adoption.kept.clear();
+        adoption.default = DefaultPartition::Made;
+        assert_eq!(
+            adoption.describe("public.t"),
+            [
+                "pg_partman makes 2 partitions from 2026-11-25 00:00:00 UTC (where the existing ones end) to 2026-11-26 00:00:00 UTC; later ones at each maintenance",
+                "pg_partman makes a default partition (public.t_default)",
+            ]
+        );
+        adoption.default = DefaultPartition::None;
+        assert_eq!(
+            adoption.describe("public.t")[1],
+            "no default partition (default_partition: false)"
+        );
+    }
+
+    #[test]
+    fn no_partition_is_made_that_would_start_at_the_horizon() {
+        // now + 4 days is exactly where a fourth partition from the 26th would start.
+        let (made, until) = made_partitions(
+            at("2026-11-26 00:00:00"),
+            at("2026-11-26 00:00:00"),
+            &interval("1 day"),
+            4,
+        );
+        assert_eq!((made, until), (4, at("2026-11-30 00:00:00")));
+        let (made, until) = made_partitions(
+            at("2026-11-26 00:00:00"),
+            at("2026-11-25 00:00:00"),
+            &interval("1 day"),
+            4,
+        );
+        assert_eq!((made, until), (3, at("2026-11-29 00:00:00")));
+    }
 }
