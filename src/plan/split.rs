@@ -30,14 +30,6 @@ const BOOTSTRAP_LOCKS: u64 = 64;
 /// partition, its TOAST table and the TOAST table's index.
 const LOCKS_PER_PARTITION: u64 = 3;
 
-/// Most locks one transaction of a split apply is packed to: once an apply cannot be one
-/// transaction, smaller ones cost less. Each statement pg_partman runs ends subtransactions
-/// whose cost grows with the locks and uncommitted catalog rows the transaction already
-/// holds (`create_parent` takes about 23 ms committed on its own, 28 to 33 ms within a
-/// transaction of 50 registrations, more in larger ones), and a smaller transaction holds
-/// less of the lock table the application shares. About ten registrations of daily sets.
-pub const SPLIT_TRANSACTION_LOCKS: u64 = 512;
-
 /// How apply will run a plan's changes, transaction by transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyTransactions {
@@ -84,10 +76,9 @@ impl ApplyTransactions {
         );
         if self.is_split() {
             notes.push(format!(
-                "The changes need about {} locks, more than one transaction should hold ({sizing}): apply runs them in {} transactions of at most {} locks, each leaving the database consistent (a table's changes are never split), under one lock that keeps other applies out; an apply stopped between them continues where it stopped when run again.",
+                "The changes need about {} locks, more than one transaction should hold ({sizing}): apply runs them in {} transactions, each leaving the database consistent (a table's changes are never split), under one lock that keeps other applies out; an apply stopped between them continues where it stopped when run again.",
                 group(self.estimated_locks),
-                self.transactions.len(),
-                group(self.budget.min(SPLIT_TRANSACTION_LOCKS))
+                self.transactions.len()
             ));
         }
         if let Some(part) = self.oversized() {
@@ -128,19 +119,21 @@ pub fn transactions(
     }
     let lock_capacity = lock_settings.capacity();
     let budget = (lock_capacity / 2).max(TRANSACTION_OVERHEAD + 1);
-    let tables = table_groups(changes, project, live);
-    let all: u64 = tables.iter().map(|(_, locks)| locks).sum::<u64>() + TRANSACTION_OVERHEAD;
-    // One transaction when it fits; once split, transactions of SPLIT_TRANSACTION_LOCKS.
-    let target = if all <= budget {
-        budget
-    } else {
-        budget.min(SPLIT_TRANSACTION_LOCKS)
-    };
     let mut parts: Vec<TransactionPart> = Vec::new();
-    for (range, locks) in tables {
-        let (index, end) = (range.start, range.end);
+    let mut index = 0;
+    while index < changes.len() {
+        // One table's changes go together (the plan lists them one after another).
+        let table = &changes[index].table;
+        let end = changes[index..]
+            .iter()
+            .position(|c| &c.table != table)
+            .map_or(changes.len(), |n| index + n);
+        let locks: u64 = changes[index..end]
+            .iter()
+            .map(|c| estimated_locks(c, project, live))
+            .sum();
         match parts.last_mut() {
-            Some(last) if last.estimated_locks + locks <= target => {
+            Some(last) if last.estimated_locks + locks <= budget => {
                 last.changes += end - index;
                 last.estimated_locks += locks;
             }
@@ -150,39 +143,20 @@ pub fn transactions(
                 estimated_locks: TRANSACTION_OVERHEAD + locks,
             }),
         }
+        index = end;
     }
+    let estimated_locks = parts
+        .iter()
+        .map(|p| p.estimated_locks - TRANSACTION_OVERHEAD)
+        .sum::<u64>()
+        + TRANSACTION_OVERHEAD;
     Some(ApplyTransactions {
         lock_settings,
         lock_capacity,
         budget,
-        estimated_locks: all,
+        estimated_locks,
         transactions: parts,
     })
-}
-
-/// Each table's run of consecutive changes (the plan lists a table's changes one after
-/// another, and they are never split) with the locks it is estimated to hold.
-fn table_groups(
-    changes: &[Change],
-    project: &Project,
-    live: &Live,
-) -> Vec<(std::ops::Range<usize>, u64)> {
-    let mut groups = Vec::new();
-    let mut index = 0;
-    while index < changes.len() {
-        let table = &changes[index].table;
-        let end = changes[index..]
-            .iter()
-            .position(|c| &c.table != table)
-            .map_or(changes.len(), |n| index + n);
-        let locks = changes[index..end]
-            .iter()
-            .map(|c| estimated_locks(c, project, live))
-            .sum();
-        groups.push((index..end, locks));
-        index = end;
-    }
-    groups
 }
 
 /// Locks one change is expected to hold until its transaction ends (an estimate that
@@ -449,49 +423,6 @@ mod tests {
     }
 
     #[test]
-    fn a_split_apply_packs_transactions_smaller_than_the_budget() {
-        let project = project();
-        // 64 x (10 + 0) = 640: budget 320, under the split size, so nothing changes there.
-        // 640 x 10 = 6,400: budget 3,200.
-        let roomy = live(640);
-        // 700 changes of 4 locks and the overhead fit 3,200 locks: one transaction.
-        let one = transactions(&retention_changes(700), &project, &roomy).unwrap();
-        assert_eq!(one.transactions.len(), 1);
-        assert_eq!(one.transactions[0].estimated_locks, 64 + 700 * 4);
-        // 800 do not: split into transactions of at most SPLIT_TRANSACTION_LOCKS locks,
-        // (512 - 64) / 4 = 112 changes each, not of the whole budget.
-        let changes = retention_changes(800);
-        let split = transactions(&changes, &project, &roomy).unwrap();
-        assert_eq!(split.budget, 3200);
-        assert_eq!(split.estimated_locks, 64 + 800 * 4);
-        assert_eq!(split.transactions.len(), 8);
-        assert!(
-            split
-                .transactions
-                .iter()
-                .all(|t| t.estimated_locks <= SPLIT_TRANSACTION_LOCKS),
-            "{split:?}"
-        );
-        assert_eq!(split.transactions[0].changes, 112);
-        assert_eq!(split.transactions[0].estimated_locks, 512);
-        assert!(split.oversized().is_none());
-        assert!(
-            split.notes(&changes)[0].contains("8 transactions of at most 512 locks"),
-            "{:?}",
-            split.notes(&changes)
-        );
-        // A table that needs more than the split size but less than the budget is not
-        // oversized: it gets a transaction of its own.
-        let mut big = retention_changes(800);
-        big.insert(
-            0,
-            change("public.big", ChangeKind::RetentionSettings, &["retention"]),
-        );
-        let split = transactions(&big, &project, &roomy).unwrap();
-        assert!(split.oversized().is_none());
-    }
-
-    #[test]
     fn a_tiny_lock_table_still_leaves_room_for_one_change_besides_the_overhead() {
         // 10 x 10 / 2 = 50 locks, less than the overhead: the budget is the overhead + 1.
         let split = transactions(&retention_changes(2), &project(), &live(10)).unwrap();
@@ -512,7 +443,7 @@ mod tests {
             notes[0].starts_with(
                 "The changes need about 1,264 locks, more than one transaction should hold \
                  (1,000 locks: half of this server's 2,000 = max_locks_per_transaction 200 x \
-                 (max_connections 10 + max_prepared_transactions 0)): apply runs them in 3 transactions of at most 512 locks,"
+                 (max_connections 10 + max_prepared_transactions 0)): apply runs them in 2 transactions,"
             ),
             "{notes:?}"
         );
