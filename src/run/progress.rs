@@ -117,16 +117,9 @@ impl Drop for ProgressDisplay {
     }
 }
 
-/// 1234567 -> "1,234,567".
+/// 1234567 -> "1,234,567" (and -1234 -> "-1,234"): the digits grouped as plan groups them.
 pub fn group(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
+    let out = crate::plan::format::thousands(n.unsigned_abs());
     if n < 0 { format!("-{out}") } else { out }
 }
 
