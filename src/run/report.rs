@@ -364,6 +364,17 @@ pub fn write_event(event: &Event, out: &mut impl Write) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// The JSON events `write_json_events` writes for `r`, one value per line.
+    fn json_events(r: &TableReport) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        write_json_events(r, &mut out).unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     fn report(maintenance: Option<Maintenance>, deletes: Vec<RuleReport>) -> TableReport {
         TableReport {
             table: "public.t".into(),
@@ -445,13 +456,7 @@ mod tests {
                 duration: None,
             }],
         );
-        let mut out = Vec::new();
-        write_json_events(&r, &mut out).unwrap();
-        let lines: Vec<serde_json::Value> = String::from_utf8(out)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines = json_events(&r);
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0]["event"], "step");
         assert_eq!(lines[0]["step"], "maintenance");
@@ -488,13 +493,7 @@ mod tests {
                 },
             ],
         );
-        let mut out = Vec::new();
-        write_json_events(&r, &mut out).unwrap();
-        let lines: Vec<serde_json::Value> = String::from_utf8(out)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines = json_events(&r);
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0]["step"], "delete:debug");
         assert_eq!(lines[0]["outcome"], "partial");
